@@ -1,0 +1,416 @@
+"""The model bundle: what a trained network becomes for the reference, the emulated
+overlay and the board. Plain ``.npy`` arrays and one JSON file; no torch, no pickle.
+
+Layout of a bundle folder::
+
+    bundle.json            schema, input quantizer, macro configuration, layers in order
+    <layer>.weight.npy     int8 weights, torch layout [N, C, kh, kw] or [N, K]
+    <layer>.multiplier.npy int64 requantizer multipliers M_n (within int32)
+    <layer>.bias.npy       int64 requantizer biases B_n
+
+A bundle is written into a temporary folder next to its destination and renamed into
+place, so a crash never leaves half a bundle. Loading checks every field and array
+(existence, dtype, shape, value range) and raises :class:`BundleError` naming the file
+and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .config import DcimSpec, check_range
+from .errors import BundleError, ConfigError
+
+SCHEMA = "cimstack-bundle"
+SCHEMA_VERSION = 1
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def weight_range(w_bits: int) -> tuple[int, int]:
+    """Allowed integer weight values for ``w_bits`` (binary is {-1, +1})."""
+    if w_bits == 1:
+        return -1, 1
+    return -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+
+
+@dataclass
+class Requant:
+    """Per-channel output stage ``clamp((acc*M + B + r) >> shift, lo, hi)``."""
+
+    multiplier: np.ndarray
+    bias: np.ndarray
+    shift: int
+    lo: int
+    hi: int
+
+    def validate(self, where: str, channels: int) -> None:
+        for name in ("multiplier", "bias"):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.shape != (channels,):
+                raise BundleError(
+                    f"{where}.requant.{name} must be int64 of shape ({channels},), got "
+                    f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
+        _check_values(f"{where}.requant.multiplier", self.multiplier, *INT32)
+        _check_values(f"{where}.requant.bias", self.bias, -(2**62), 2**62)
+        try:
+            check_range(f"{where}.requant.shift", self.shift, 0, 62)
+            check_range(f"{where}.requant.lo", self.lo, *INT32)
+            check_range(f"{where}.requant.hi", self.hi, self.lo, INT32[1])
+        except ConfigError as exc:
+            raise BundleError(str(exc)) from None
+
+
+@dataclass
+class MacroLayer:
+    """A conv2d or linear layer that runs on a CIM macro."""
+
+    name: str
+    op: str                       # "conv2d" | "linear"
+    weight: np.ndarray            # int8, [N, C, kh, kw] or [N, K]
+    w_bits: int
+    x_bits: int
+    requant: Requant
+    in_shape: tuple
+    out_shape: tuple
+    stride: int = 1
+    padding: int = 0
+    macro: str = "dcim"
+
+    @property
+    def channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def k(self) -> int:
+        """Matrix rows: inputs per output (C*kh*kw for conv)."""
+        return int(np.prod(self.weight.shape[1:]))
+
+    def matrix(self) -> np.ndarray:
+        """The K x N weight matrix, row k = c*kh*kw + ky*kw + kx."""
+        return self.weight.reshape(self.channels, -1).T
+
+    def validate(self) -> None:
+        where = f"layer {self.name}"
+        if self.op not in ("conv2d", "linear"):
+            raise BundleError(f"{where}: op {self.op!r} is not a macro op (conv2d, linear)")
+        if self.macro != "dcim":
+            raise BundleError(f"{where}: macro {self.macro!r} is not supported; use 'dcim'")
+        try:
+            check_range(f"{where}.w_bits", self.w_bits, 1, 8)
+            check_range(f"{where}.x_bits", self.x_bits, 1, 8)
+            check_range(f"{where}.stride", self.stride, 1, 64)
+            check_range(f"{where}.padding", self.padding, 0, 64)
+        except ConfigError as exc:
+            raise BundleError(str(exc)) from None
+        ndim = 4 if self.op == "conv2d" else 2
+        if not isinstance(self.weight, np.ndarray) or self.weight.dtype != np.int8 \
+                or self.weight.ndim != ndim:
+            raise BundleError(
+                f"{where}.weight must be an int8 array with {ndim} dimensions, got "
+                f"{getattr(self.weight, 'dtype', type(self.weight).__name__)} "
+                f"{getattr(self.weight, 'shape', '')}")
+        _check_values(f"{where}.weight", self.weight, *weight_range(self.w_bits))
+        in_c = self.in_shape[0]
+        if self.op == "conv2d" and (len(self.in_shape) != 3 or self.weight.shape[1] != in_c):
+            raise BundleError(f"{where}: weight {self.weight.shape} does not fit input "
+                              f"shape {self.in_shape}")
+        if self.op == "linear" and self.k != int(np.prod(self.in_shape)):
+            raise BundleError(f"{where}: weight {self.weight.shape} expects {self.k} inputs "
+                              f"but the input shape is {self.in_shape}")
+        if tuple(self.out_shape) != self.expected_out_shape():
+            raise BundleError(f"{where}: out_shape {tuple(self.out_shape)} does not match "
+                              f"the computed {self.expected_out_shape()}")
+        self.requant.validate(where, self.channels)
+
+    def expected_out_shape(self) -> tuple:
+        if self.op == "linear":
+            return (self.channels,)
+        _, h, w = self.in_shape
+        kh, kw = self.weight.shape[2:]
+        ho = (h + 2 * self.padding - kh) // self.stride + 1
+        wo = (w + 2 * self.padding - kw) // self.stride + 1
+        return (self.channels, ho, wo)
+
+
+@dataclass
+class PoolLayer:
+    """Integer max pooling on the host (commutes with the monotone requantizer)."""
+
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    kernel: int = 2
+    stride: int = 2
+    op: str = "maxpool2d"
+
+    def validate(self) -> None:
+        c, h, w = self.in_shape
+        expect = (c, (h - self.kernel) // self.stride + 1, (w - self.kernel) // self.stride + 1)
+        if tuple(self.out_shape) != expect:
+            raise BundleError(f"layer {self.name}: out_shape {tuple(self.out_shape)} does not "
+                              f"match the computed {expect}")
+
+
+@dataclass
+class FlattenLayer:
+    """(C, H, W) -> (C*H*W,) in C, H, W order (as torch.flatten)."""
+
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    op: str = "flatten"
+
+    def validate(self) -> None:
+        if tuple(self.out_shape) != (int(np.prod(self.in_shape)),):
+            raise BundleError(f"layer {self.name}: flatten of {tuple(self.in_shape)} gives "
+                              f"({int(np.prod(self.in_shape))},), not {tuple(self.out_shape)}")
+
+
+Layer = Union[MacroLayer, PoolLayer, FlattenLayer]
+
+
+@dataclass
+class InputSpec:
+    """Input quantizer: ``x_int = clip(round_half_even(x / scale), 0, 2^bits - 1)``."""
+
+    shape: tuple
+    bits: int
+    scale: float
+
+    def validate(self) -> None:
+        try:
+            check_range("input.bits", self.bits, 1, 8)
+        except ConfigError as exc:
+            raise BundleError(str(exc)) from None
+        if not (isinstance(self.scale, float) and np.isfinite(self.scale) and self.scale > 0):
+            raise BundleError(f"input.scale = {self.scale!r} must be a positive finite number")
+
+
+@dataclass
+class Bundle:
+    """A network ready for the macros: integer weights, requantizers, macro config."""
+
+    name: str
+    input: InputSpec
+    layers: list
+    dcim: DcimSpec = field(default_factory=DcimSpec)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def macro_layers(self) -> list[MacroLayer]:
+        return [layer for layer in self.layers if isinstance(layer, MacroLayer)]
+
+    def validate(self) -> None:
+        """Check every layer and that shapes chain from the input to the output."""
+        self.input.validate()
+        if not self.layers:
+            raise BundleError("bundle has no layers")
+        shape = tuple(self.input.shape)
+        names = set()
+        for i, layer in enumerate(self.layers):
+            if layer.name in names:
+                raise BundleError(f"layer name {layer.name!r} is used twice")
+            names.add(layer.name)
+            if tuple(layer.in_shape) != shape:
+                raise BundleError(f"layer {layer.name} (#{i}) expects input {tuple(layer.in_shape)}"
+                                  f" but receives {shape}")
+            layer.validate()
+            if isinstance(layer, MacroLayer) and layer.w_bits == 1:
+                check_binary_blocks(f"layer {layer.name}", layer.matrix(), self.dcim.rows_on)
+            shape = tuple(layer.out_shape)
+        self._check_value_ranges()
+
+    def _check_value_ranges(self) -> None:
+        """Every macro layer's inputs must fit its unsigned x_bits."""
+        lo, hi, source = 0, (1 << self.input.bits) - 1, "the input quantizer"
+        for layer in self.layers:
+            if not isinstance(layer, MacroLayer):
+                continue
+            if lo < 0 or hi > (1 << layer.x_bits) - 1:
+                raise BundleError(
+                    f"layer {layer.name}: its inputs from {source} span [{lo}, {hi}], which "
+                    f"does not fit x_bits={layer.x_bits} (unsigned [0, {(1 << layer.x_bits) - 1}])")
+            lo, hi, source = layer.requant.lo, layer.requant.hi, f"layer {layer.name}"
+
+
+# ------------------------------------------------------------------------ save/load
+
+def _check_values(where: str, arr: np.ndarray, lo: int, hi: int) -> None:
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        bad = int(arr.min()) if arr.min() < lo else int(arr.max())
+        raise BundleError(f"{where} holds {bad}, out of the allowed range [{lo}, {hi}]")
+
+
+def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int) -> None:
+    """Binary weights are {-1,+1}; a 0 may appear only as a whole pruned block."""
+    zeros = (w_mat == 0)
+    if not zeros.any():
+        return
+    starts = np.arange(0, w_mat.shape[0], rows_on)
+    sizes = np.diff(np.append(starts, w_mat.shape[0]))[:, None]
+    counts = np.add.reduceat(zeros.astype(np.int64), starts, axis=0)
+    mixed = np.argwhere((counts > 0) & (counts < sizes))
+    if mixed.size:
+        g, n = (int(v) for v in mixed[0])
+        raise BundleError(
+            f"{where}.weight: binary layer has a 0 inside block (row group {g}, channel {n}); "
+            f"w_bits=1 weights are {{-1,+1}} and only whole blocks of rows_on={rows_on} rows "
+            "may be pruned to 0")
+
+
+def _layer_to_json(layer: Layer) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": layer.name, "op": layer.op,
+                         "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape)}
+    if isinstance(layer, MacroLayer):
+        d.update(macro=layer.macro, w_bits=layer.w_bits, x_bits=layer.x_bits,
+                 stride=layer.stride, padding=layer.padding,
+                 weight=f"{layer.name}.weight.npy", weight_shape=list(layer.weight.shape),
+                 requant={"multiplier": f"{layer.name}.multiplier.npy",
+                          "bias": f"{layer.name}.bias.npy", "shift": layer.requant.shift,
+                          "lo": layer.requant.lo, "hi": layer.requant.hi})
+    elif isinstance(layer, PoolLayer):
+        d.update(kernel=layer.kernel, stride=layer.stride)
+    return d
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
+    """Validate and write ``bundle`` to the folder ``path`` atomically."""
+    bundle.validate()
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
+               "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
+                         "scale": bundle.input.scale},
+               "macros": {"dcim": bundle.dcim.to_dict()},
+               "layers": [_layer_to_json(layer) for layer in bundle.layers],
+               "meta": bundle.meta}
+        for layer in bundle.macro_layers:
+            np.save(tmp / f"{layer.name}.weight.npy", layer.weight, allow_pickle=False)
+            np.save(tmp / f"{layer.name}.multiplier.npy", layer.requant.multiplier,
+                    allow_pickle=False)
+            np.save(tmp / f"{layer.name}.bias.npy", layer.requant.bias, allow_pickle=False)
+        (tmp / "bundle.json").write_text(json.dumps(doc, indent=2) + "\n")
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -> np.ndarray:
+    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+        raise BundleError(f"{where}: array file name {name!r} must be a plain file name")
+    file = folder / name
+    if not file.is_file():
+        raise BundleError(f"{where}: array file {file} is missing; re-export the bundle")
+    try:
+        arr = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BundleError(f"{where}: {file} is not a readable .npy array (truncated or "
+                          f"corrupt?): {exc}") from None
+    if arr.dtype != np.dtype(dtype):
+        raise BundleError(f"{where}: {file.name} has dtype {arr.dtype}, expected {dtype}")
+    if tuple(arr.shape) != tuple(shape):
+        raise BundleError(f"{where}: {file.name} has shape {tuple(arr.shape)}, expected "
+                          f"{tuple(shape)}")
+    return arr
+
+
+def _get(d: dict, key: str, where: str, kind: type | tuple = object) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise BundleError(f"{where}: missing field {key!r}")
+    value = d[key]
+    if kind is not object and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise BundleError(f"{where}.{key} = {value!r} has the wrong type")
+    return value
+
+
+def _shape(d: dict, key: str, where: str) -> tuple:
+    value = _get(d, key, where, list)
+    if not value or not all(isinstance(v, int) and v > 0 for v in value):
+        raise BundleError(f"{where}.{key} = {value!r} must be a list of positive integers")
+    return tuple(value)
+
+
+def _layer_from_json(d: dict, folder: Path, i: int) -> Layer:
+    where = f"bundle.json layers[{i}]"
+    name = _get(d, "name", where, str)
+    where = f"layer {name}"
+    op = _get(d, "op", where, str)
+    in_shape, out_shape = _shape(d, "in_shape", where), _shape(d, "out_shape", where)
+    if op == "flatten":
+        return FlattenLayer(name, in_shape, out_shape)
+    if op == "maxpool2d":
+        return PoolLayer(name, in_shape, out_shape, kernel=_get(d, "kernel", where, int),
+                         stride=_get(d, "stride", where, int))
+    if op not in ("conv2d", "linear"):
+        raise BundleError(f"{where}: unknown op {op!r}; known: conv2d, linear, maxpool2d, flatten")
+    wshape = _shape(d, "weight_shape", where)
+    rq = _get(d, "requant", where, dict)
+    channels = wshape[0]
+    requant = Requant(
+        multiplier=_load_array(folder, _get(rq, "multiplier", where), where, "int64", (channels,)),
+        bias=_load_array(folder, _get(rq, "bias", where), where, "int64", (channels,)),
+        shift=_get(rq, "shift", where + ".requant", int), lo=_get(rq, "lo", where + ".requant", int),
+        hi=_get(rq, "hi", where + ".requant", int))
+    return MacroLayer(
+        name=name, op=op,
+        weight=_load_array(folder, _get(d, "weight", where), where, "int8", wshape),
+        w_bits=_get(d, "w_bits", where, int), x_bits=_get(d, "x_bits", where, int),
+        requant=requant, in_shape=in_shape, out_shape=out_shape,
+        stride=_get(d, "stride", where, int), padding=_get(d, "padding", where, int),
+        macro=_get(d, "macro", where, str))
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Read and validate a bundle folder (or its bundle.json)."""
+    folder = Path(path)
+    if folder.name == "bundle.json":
+        folder = folder.parent
+    meta_file = folder / "bundle.json"
+    if not meta_file.is_file():
+        raise BundleError(f"no bundle at {folder}: {meta_file.name} is missing "
+                          "(export one with `cimstack export` or `cimstack train`)")
+    try:
+        doc = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{meta_file} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise BundleError(f"{meta_file} is not a cimstack bundle (schema field must be "
+                          f"{SCHEMA!r})")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"{meta_file}: schema_version {version!r} is not supported; this "
+                          f"cimstack reads version {SCHEMA_VERSION}: re-export the bundle")
+    inp = _get(doc, "input", "bundle.json", dict)
+    scale = _get(inp, "scale", "input", (int, float))
+    macros = _get(doc, "macros", "bundle.json", dict)
+    try:
+        dcim = DcimSpec.from_dict(_get(macros, "dcim", "macros", dict), where="macros.dcim")
+    except ConfigError as exc:
+        raise BundleError(f"{meta_file}: {exc}") from None
+    layers_doc = _get(doc, "layers", "bundle.json", list)
+    bundle = Bundle(
+        name=_get(doc, "name", "bundle.json", str),
+        input=InputSpec(_shape(inp, "shape", "input"), _get(inp, "bits", "input", int),
+                        float(scale)),
+        layers=[_layer_from_json(d, folder, i) for i, d in enumerate(layers_doc)],
+        dcim=dcim, meta=doc.get("meta", {}))
+    bundle.validate()
+    return bundle

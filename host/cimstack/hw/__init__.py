@@ -1,0 +1,1 @@
+"""pynq drivers for the cimstack overlay: the same code on the board and in emulation."""

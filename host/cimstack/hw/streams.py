@@ -1,0 +1,64 @@
+"""Word formats of the AXI-Stream transfers between host and kernels (64-bit words,
+little endian, TLAST on the last word of every transfer). Pure NumPy so the board
+runtime, the emulator and the tests share one definition.
+
+dcim kernel
+- load weights: the K x N int8 weight matrix, row k then column n (k-major), 8 weights
+  per word, zero padded to a whole word.
+- load requantizer: two words per output channel n: bias B_n (int64), then
+  multiplier M_n (int64, within int32).
+- compute: each input vector is K unsigned bytes, 8 per word, zero padded to a whole
+  word per vector; each output vector is N int32 values, 2 per word, padded to a whole
+  word per vector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..overlay_shape import STREAM_BYTES
+
+
+def words_for(n_bytes: int) -> int:
+    """Number of 64-bit words that hold ``n_bytes`` bytes."""
+    return -(-n_bytes // STREAM_BYTES)
+
+
+def _rows_to_words(rows: np.ndarray) -> np.ndarray:
+    """Pack a 2-D byte array row by row, each row padded to whole words."""
+    n, width = rows.shape
+    padded = np.zeros((n, words_for(width) * STREAM_BYTES), dtype=np.uint8)
+    padded[:, :width] = rows
+    return padded.reshape(-1).view("<u8")
+
+
+def pack_weights(w_mat: np.ndarray) -> np.ndarray:
+    """K x N int8 weight matrix -> words (k-major)."""
+    flat = np.ascontiguousarray(w_mat, dtype=np.int8).reshape(1, -1).view(np.uint8)
+    return _rows_to_words(flat)
+
+
+def pack_requant(multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Per-channel (B_n, M_n) pairs -> 2N words."""
+    pairs = np.stack([np.asarray(bias, np.int64), np.asarray(multiplier, np.int64)], axis=1)
+    return np.ascontiguousarray(pairs).reshape(-1).view("<u8")
+
+
+def pack_inputs(x_mat: np.ndarray) -> np.ndarray:
+    """n_vec x K unsigned activations (< 256) -> words, each vector word aligned."""
+    return _rows_to_words(np.asarray(x_mat, dtype=np.uint8))
+
+
+def input_words(k: int, n_vec: int) -> int:
+    return words_for(k) * n_vec
+
+
+def output_words(n: int, n_vec: int) -> int:
+    return words_for(4 * n) * n_vec
+
+
+def unpack_outputs(words: np.ndarray, n: int, n_vec: int) -> np.ndarray:
+    """Words -> n_vec x N int32 outputs."""
+    per_vec = words_for(4 * n) * 2
+    vals = np.asarray(words, dtype="<u8")[: output_words(n, n_vec)].view("<i4")
+    return vals.reshape(n_vec, per_vec)[:, :n]

@@ -1,0 +1,1 @@
+"""Mapping layers onto CIM macros: tiling, block structure and cycle counts."""

@@ -1,0 +1,69 @@
+"""Tiling of a K x N layer matrix onto dcim macros, and the cycle model.
+
+Semantics (docs/macros.md): row group g holds rows g*rows_on .. (g+1)*rows_on-1; a
+block is (group, output channel); a tile is ``rows`` rows by ``cols // w_bits``
+channels; tiles run on ``macros`` macros in rounds; a tile costs
+``x_bits * max over its channels of the kept blocks`` cycles per input vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import DcimSpec
+
+
+def group_starts(k: int, rows_on: int) -> np.ndarray:
+    """First row of every row group of a K-row matrix."""
+    return np.arange(0, k, rows_on)
+
+
+def kept_blocks(w_mat: np.ndarray, rows_on: int) -> np.ndarray:
+    """Boolean [G, N]: True where block (g, n) has a non-zero weight (is stored)."""
+    nz = (np.asarray(w_mat) != 0).astype(np.int64)
+    return np.add.reduceat(nz, group_starts(nz.shape[0], rows_on), axis=0) > 0
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Per input vector figures of one layer on the dcim macros."""
+
+    row_tiles: int
+    col_tiles: int
+    cycles: int              # with block skipping
+    dense_cycles: int        # same layer with nothing pruned
+    blocks: int
+    pruned_blocks: int
+
+    @property
+    def tiles(self) -> int:
+        return self.row_tiles * self.col_tiles
+
+
+def _round_cycles(tile_cycles: np.ndarray, macros: int) -> int:
+    """Tiles (row-major order) run ``macros`` at a time; a round lasts its longest tile."""
+    flat = tile_cycles.reshape(-1)
+    pad = (-flat.size) % macros
+    flat = np.concatenate([flat, np.zeros(pad, dtype=flat.dtype)])
+    return int(flat.reshape(-1, macros).max(axis=1).sum())
+
+
+def layer_cost(w_mat: np.ndarray, w_bits: int, x_bits: int, spec: DcimSpec) -> LayerCost:
+    """Tiles, cycles and block counts of the K x N matrix ``w_mat`` on ``spec``."""
+    k, n = w_mat.shape
+    kept = kept_blocks(w_mat, spec.rows_on)                        # [G, N]
+    groups_per_tile = spec.rows // spec.rows_on
+    ch_per_tile = spec.cols // w_bits
+    g_starts = np.arange(0, kept.shape[0], groups_per_tile)
+    c_starts = np.arange(0, n, ch_per_tile)
+    kept_per_tile = np.add.reduceat(kept.astype(np.int64), g_starts, axis=0)   # [RT, N]
+    tile_kept = np.maximum.reduceat(kept_per_tile, c_starts, axis=1)          # [RT, CT]
+    groups_in_tile = np.diff(np.append(g_starts, kept.shape[0]))               # [RT]
+    dense = np.broadcast_to(groups_in_tile[:, None], tile_kept.shape)
+    return LayerCost(
+        row_tiles=len(g_starts), col_tiles=len(c_starts),
+        cycles=x_bits * _round_cycles(tile_kept, spec.macros),
+        dense_cycles=x_bits * _round_cycles(dense, spec.macros),
+        blocks=int(kept.size), pruned_blocks=int(kept.size - kept.sum()))

@@ -1,0 +1,145 @@
+"""The one declaration of the overlay: its kernels, their control registers, DMAs,
+addresses and clock. The emulated device's hardware handoff (.hwh), the drivers, and
+(later) the Vivado block design are all produced from this module; tests check that
+the HLS top functions declare the same arguments in the same order.
+
+Vitis HLS facts encoded here: with ``ap_ctrl_hs`` on ``s_axilite`` the control
+register sits at 0x00 (bit0 AP_START, bit1 AP_DONE clear-on-read, bit2 AP_IDLE,
+bit3 AP_READY, bit7 AUTO_RESTART), 0x04 GIER, 0x08 IP_IER, 0x0C IP_ISR, and 32-bit
+scalar arguments follow from 0x10, 8 bytes apart, in the order of the top function's
+parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .config import BoardSpec, load_board
+
+# ap_ctrl_hs block (same for every HLS kernel)
+CTRL, GIER, IP_IER, IP_ISR = 0x00, 0x04, 0x08, 0x0C
+AP_START, AP_DONE, AP_IDLE, AP_READY, AP_AUTO_RESTART = 0x1, 0x2, 0x4, 0x8, 0x80
+ARG_BASE, ARG_STRIDE = 0x10, 0x08
+
+STREAM_BITS = 64          # AXI-Stream data width of every kernel port (= HP0 width)
+STREAM_BYTES = STREAM_BITS // 8
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit scalar argument of a kernel's AXI-Lite control interface."""
+
+    name: str
+    offset: int
+    doc: str
+    signed: bool = False
+
+
+def _args(*specs: tuple) -> tuple[Register, ...]:
+    """Registers in top-function parameter order; offsets follow the HLS rule."""
+    return tuple(Register(name, ARG_BASE + ARG_STRIDE * i, doc, *rest)
+                 for i, (name, doc, *rest) in enumerate(specs))
+
+
+@dataclass(frozen=True)
+class KernelDecl:
+    """An HLS kernel: its top function, VLNV, registers and on-chip capacity."""
+
+    name: str                     # family: dcim / acim / snn
+    top: str                      # HLS top function name (hls/<name>/<top>.cpp)
+    vlnv: str                     # what the exported IP calls itself; drivers bind to it
+    registers: tuple[Register, ...]
+    capacity: dict                # static array bounds compiled into the kernel
+    modes: dict                   # values of the ``mode`` register
+
+    def reg(self, name: str) -> Register:
+        for r in self.registers:
+            if r.name == name:
+                return r
+        raise KeyError(f"kernel {self.name} has no register {name!r}; "
+                       f"registers: {[r.name for r in self.registers]}")
+
+
+DCIM = KernelDecl(
+    name="dcim",
+    top="dcim_top",
+    vlnv="cimstack.org:hls:dcim_top:1.0",
+    registers=_args(
+        ("mode", "0 load weights, 1 load requantizer, 2 compute"),
+        ("k_rows", "K: inputs per output (matrix rows), 1..MAX_K"),
+        ("n_out", "N: output channels (matrix columns), 1..MAX_N"),
+        ("n_vec", "input vectors in this compute call"),
+        ("w_bits", "weight precision 1..8 (1 = binary {-1,+1})"),
+        ("x_bits", "input precision 1..8, applied bit-serially LSB first"),
+        ("rows_on", "word lines active per cycle; row group size"),
+        ("psum_bits", "column ADC bits; 0 = exact partial sums"),
+        ("psum_mode", "0 saturate, 1 quantize past the ADC range"),
+        ("shift", "requantizer right shift s, 0..62"),
+        ("out_lo", "requantizer clamp low (signed)", True),
+        ("out_hi", "requantizer clamp high (signed)", True),
+    ),
+    capacity={"MAX_K": 1152, "MAX_N": 128},
+    modes={"load_weights": 0, "load_requant": 1, "compute": 2},
+)
+
+KERNELS = {k.name: k for k in (DCIM,)}
+
+
+@dataclass(frozen=True)
+class DmaDecl:
+    """A Xilinx AXI DMA 7.1 in simple mode (no scatter-gather)."""
+
+    name: str
+    base: int
+    length_width: int = 26        # c_sg_length_width: max transfer 2^26 - 1 bytes
+    data_width: int = STREAM_BITS  # MM2S / S2MM stream widths
+    vlnv: str = "xilinx.com:ip:axi_dma:7.1"
+    addr_range: int = 0x10000
+
+    @property
+    def max_transfer(self) -> int:
+        return (1 << self.length_width) - 1
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One kernel instance in the overlay with the DMA that feeds it."""
+
+    ip_name: str
+    kernel: KernelDecl
+    base: int
+    dma: DmaDecl
+    addr_range: int = 0x10000
+
+
+@dataclass(frozen=True)
+class OverlayShape:
+    """The whole overlay: board facts plus kernel slots."""
+
+    name: str
+    board: BoardSpec
+    slots: tuple[Slot, ...]
+
+    @property
+    def fclk0_mhz(self) -> float:
+        return self.board.clocks.fclk0_mhz
+
+    def slot(self, kernel: str) -> Slot:
+        for s in self.slots:
+            if s.kernel.name == kernel:
+                return s
+        raise KeyError(f"overlay {self.name} has no {kernel!r} kernel; it has "
+                       f"{[s.kernel.name for s in self.slots]}")
+
+
+@lru_cache(maxsize=None)
+def overlay_shape(board: str = "pynq-z2") -> OverlayShape:
+    """The cimstack overlay for ``board``."""
+    return OverlayShape(
+        name="cimstack",
+        board=load_board(board),
+        slots=(
+            Slot("dcim_0", DCIM, base=0x43C00000, dma=DmaDecl("dcim_dma", base=0x40400000)),
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Bit-accurate NumPy golden models of the macros and the network executor."""

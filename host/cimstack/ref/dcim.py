@@ -1,0 +1,103 @@
+"""NumPy reference of the digital bit-serial CIM macro (MARS family).
+
+``macro_matmul_bitserial`` is the macro as docs/macros.md defines it: inputs applied
+bit-serially LSB first, bit-parallel signed weights, ``rows_on`` rows per read, the
+optional column ADC, shift-add, and pruned blocks skipped. ``macro_matmul`` returns
+the same numbers, taking the plain integer product when the partial sums are exact
+(the identity the property tests check).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..bundle import weight_range
+from ..config import DcimSpec, check_range
+from ..errors import ConfigError
+from ..mapping.tiling import kept_blocks
+
+_CHUNK_ELEMENTS = 1 << 24      # bounds the float32 partial-sum tensor of one chunk
+
+
+def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int) -> None:
+    """Clear errors for shapes and values the macro cannot take."""
+    check_range("w_bits", w_bits, 1, 8)
+    check_range("x_bits", x_bits, 1, 8)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
+        raise ConfigError(f"inputs {x.shape} and weights {w.shape} do not chain: expected "
+                          "x as [vectors, K] and w as [K, N]")
+    if x.size and (x.min() < 0 or x.max() > (1 << x_bits) - 1):
+        raise ConfigError(f"inputs span [{x.min()}, {x.max()}], outside the unsigned "
+                          f"{x_bits}-bit range [0, {(1 << x_bits) - 1}]")
+    lo, hi = weight_range(w_bits)
+    if w.size and (w.min() < lo or w.max() > hi):
+        raise ConfigError(f"weights span [{w.min()}, {w.max()}], outside the {w_bits}-bit "
+                          f"range [{lo}, {hi}]")
+
+
+def adc(v: np.ndarray, spec: DcimSpec) -> np.ndarray:
+    """Column ADC applied to read-out popcounts ``v`` (0..rows_on)."""
+    if spec.psum_exact:
+        return v
+    top = (1 << spec.psum_bits) - 1
+    if spec.psum_mode == "saturate":
+        return np.minimum(v, top)
+    d = 0
+    while (spec.rows_on >> d) > top:
+        d += 1
+    return np.floor(v / (1 << d)) * (1 << d)
+
+
+def _weight_planes(w: np.ndarray, w_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bit columns [w_bits, K, N] and their signed weights c_j."""
+    if w_bits == 1:
+        return (w > 0)[None].astype(np.float32), np.array([2.0], np.float32)
+    bits = np.arange(w_bits)
+    planes = (w.astype(np.int64)[None] & (1 << w_bits) - 1) >> bits[:, None, None] & 1
+    coeff = (1 << bits).astype(np.float32)
+    coeff[-1] = -coeff[-1]
+    return planes.astype(np.float32), coeff
+
+
+def macro_matmul_bitserial(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
+                           spec: DcimSpec) -> np.ndarray:
+    """The dcim macro, cycle by cycle over input bits: int64 [V, N]."""
+    x, w = np.asarray(x), np.asarray(w)
+    check_operands(x, w, w_bits, x_bits)
+    v_count, k = x.shape
+    n = w.shape[1]
+    r = spec.rows_on
+    g = -(-k // r)
+    kpad = g * r
+    kept = kept_blocks(w, r).astype(np.float32)                       # [G, N]
+    planes, coeff = _weight_planes(w, w_bits)                          # [J, K, N]
+    j = planes.shape[0]
+    wp = np.zeros((j, kpad, n), np.float32)
+    wp[:, :k] = planes
+    wp = wp.reshape(j, g, r, n).transpose(1, 2, 0, 3).reshape(g, r, j * n)
+    out = np.zeros((v_count, n), np.int64)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, g * j * n))
+    for start in range(0, v_count, chunk):
+        xs = np.zeros((min(chunk, v_count - start), kpad), np.int64)
+        xs[:, :k] = x[start:start + chunk]
+        acc = np.zeros((xs.shape[0], n), np.float64)
+        for b in range(x_bits):
+            xb = ((xs >> b) & 1).astype(np.float32).reshape(-1, g, r).transpose(1, 0, 2)
+            p = adc(np.matmul(xb, wp).reshape(g, -1, j, n), spec)       # [G, V, J, N]
+            s = np.einsum("gvjn,j->gvn", p, coeff)
+            if w_bits == 1:
+                s -= adc(xb.sum(axis=2), spec)[:, :, None]              # reference column
+            acc += (1 << b) * np.einsum("gvn,gn->vn", s, kept)
+        out[start:start + chunk] = acc.astype(np.int64)
+    return out
+
+
+def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
+                 spec: DcimSpec) -> np.ndarray:
+    """Macro result int64 [V, N]; with exact partial sums the integer product."""
+    if not spec.psum_exact:
+        return macro_matmul_bitserial(x, w, w_bits, x_bits, spec)
+    x, w = np.asarray(x), np.asarray(w)
+    check_operands(x, w, w_bits, x_bits)
+    # float64 products are exact here: |acc| < 2^26 (docs/macros.md)
+    return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)

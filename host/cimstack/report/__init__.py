@@ -1,0 +1,1 @@
+"""Reports: atomic JSON output and readable tables."""
