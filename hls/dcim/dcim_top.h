@@ -1,0 +1,36 @@
+// dcim kernel: weight-stationary digital CIM macro slice (docs/macros.md).
+// Capacity and registers mirror host/cimstack/overlay_shape.py (DCIM).
+#ifndef CIMSTACK_DCIM_TOP_H
+#define CIMSTACK_DCIM_TOP_H
+
+#include "cimstack/types.h"
+
+namespace dcim {
+
+const unsigned MAX_K = 1152;              // matrix rows (inputs per output)
+const unsigned MAX_N = 128;               // output channels
+const unsigned MAX_W_BITS = 8;
+const unsigned MAX_X_BITS = 8;
+const unsigned MAX_ROWS_ON = 4096;        // DcimSpec limit; groups are capped at K
+const unsigned MAX_PSUM_BITS = 16;
+const unsigned MAX_SHIFT = 62;
+const unsigned PLANE_WORDS = MAX_K / 64;  // 64-bit words of one bit plane
+
+enum Mode { LOAD_WEIGHTS = 0, LOAD_REQUANT = 1, COMPUTE = 2 };
+
+// Stream words one call reads / writes (see host/cimstack/hw/streams.py).
+inline uint64_t weight_words(unsigned k, unsigned n) { return (uint64_t(k) * n + 7) / 8; }
+inline uint64_t requant_words(unsigned n) { return 2 * uint64_t(n); }
+inline uint64_t vector_words(unsigned k) { return (k + 7) / 8; }
+inline uint64_t output_vector_words(unsigned n) { return (4 * uint64_t(n) + 7) / 8; }
+
+}  // namespace dcim
+
+// Top function; the scalar arguments are the AXI-Lite registers in DCIM.registers order.
+void dcim_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
+              ap_uint<32> mode, ap_uint<32> k_rows, ap_uint<32> n_out, ap_uint<32> n_vec,
+              ap_uint<32> w_bits, ap_uint<32> x_bits, ap_uint<32> rows_on,
+              ap_uint<32> psum_bits, ap_uint<32> psum_mode, ap_uint<32> shift,
+              ap_int<32> out_lo, ap_int<32> out_hi);
+
+#endif

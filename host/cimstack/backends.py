@@ -1,0 +1,59 @@
+"""Backend choice for every command that runs a model.
+
+- ``reference``: the NumPy golden model;
+- ``emu``: the emulated overlay (real pynq API over the software Zynq device, C-sim
+  kernels);
+- ``board``: the overlay on a PYNQ-Z2 (run on the board itself);
+- ``auto``: the board when pynq finds a real device, else the emulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import ConfigError, HardwareError
+from .ref.network import Engine, reference_engine
+
+BACKENDS = ("reference", "emu", "board", "auto")
+
+
+@dataclass
+class Backend:
+    """A named engine for the network executor, with its stage timings."""
+
+    name: str
+    engine: Engine
+    stage_times: Callable[[], dict]
+    overlay: object = None
+
+
+def open_backend(name: str, bitfile: Optional[Path] = None, console=None,
+                 timeout_s: float = 10.0) -> Backend:
+    """Open backend ``name``; ``auto`` says which one it took."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    if name == "reference":
+        return Backend("reference", reference_engine, dict)
+    from . import emu
+    if name == "auto":
+        name = "board" if emu.real_device_present() else "emu"
+        if console is not None:
+            console.print(f"backend auto -> [bold]{name}[/] "
+                          f"({'pynq found a device' if name == 'board' else 'no board found'})")
+    if name == "board":
+        if not emu.real_device_present():
+            raise HardwareError("backend 'board' needs a PYNQ board: pynq found no device here "
+                                "(run on the board, or use --backend emu)")
+        if bitfile is None:
+            raise ConfigError("backend 'board' needs the overlay bitstream: pass --bitfile "
+                              "cimstack.bit (built by `make -C overlay`)")
+        bit = Path(bitfile)
+        device = None                     # pynq's active device: the board
+    else:
+        bit, device = emu.install(), emu.device()
+    from .hw.overlay import CimOverlay
+    overlay = CimOverlay(bit, device=device)
+    runner = overlay.runner(timeout_s=timeout_s)
+    return Backend(name, runner.engine, runner.times.to_dict, overlay)

@@ -1,0 +1,1 @@
+"""Layer-by-layer comparison of a backend against the reference."""
