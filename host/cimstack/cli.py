@@ -1,0 +1,262 @@
+"""The ``cimstack`` command line.
+
+    cimstack demo                      train, export, run and verify the digits model
+    cimstack train --out BUNDLE        quantization-aware training + export
+    cimstack export CHECKPOINT --out BUNDLE
+    cimstack run BUNDLE --backend reference|emu|board|auto
+    cimstack verify BUNDLE --backend emu
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import CimstackError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="FPGA co-simulation and deployment for compute-in-memory macros.")
+console = Console()
+
+BACKEND_HELP = "reference (NumPy), emu (emulated overlay), board (PYNQ-Z2), auto"
+
+
+def _train(w_bits: str, a_bits: str, sparsity: float, rows_on: int, epochs: Optional[int],
+           seed: int):
+    from .quant.train import train_digits
+    return train_digits(w_bits=_bits(w_bits), a_bits=_bits(a_bits), block_sparsity=sparsity,
+                        rows_on=rows_on, epochs=epochs, seed=seed, progress=True)
+
+
+def _bits(text: str):
+    """'8' -> 8; '8,4,4' -> [8, 4, 4]."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a bit width or a comma-separated list") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _dcim_spec(rows_on: int, psum_bits: Optional[int]):
+    from .config import DcimSpec
+    return DcimSpec(rows_on=rows_on, psum_bits=psum_bits)
+
+
+def _load_data(data: Optional[Path]):
+    """Test images and labels: the digits test split, or an .npz with x (and y)."""
+    if data is None:
+        from .quant.data import load_digits_split
+        split = load_digits_split()
+        return split.x_test, split.y_test
+    try:
+        with np.load(data, allow_pickle=False) as f:
+            x = f["x"]
+            y = f["y"] if "y" in f else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise CimstackError(f"cannot read {data}: {exc}; expected an .npz with arrays "
+                            "'x' (float images) and optionally 'y' (labels)") from None
+    return x, y
+
+
+def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+@app.command()
+def train(out: Path = typer.Option(Path("cimstack-out/bundle"), help="bundle folder to write"),
+          w_bits: str = typer.Option("8", help="weight bits, one value or per layer (8,4,4)"),
+          a_bits: str = typer.Option("8", help="activation bits, one or per hidden layer"),
+          sparsity: float = typer.Option(0.0, help="target block sparsity in [0, 1)"),
+          rows_on: int = typer.Option(16, help="word lines per cycle = pruning block rows"),
+          psum_bits: Optional[int] = typer.Option(None, help="column ADC bits (default exact)"),
+          epochs: Optional[int] = typer.Option(None, help="float training epochs"),
+          seed: int = typer.Option(0),
+          checkpoint: Optional[Path] = typer.Option(None, help="also save a torch checkpoint")):
+    """Quantization-aware training of the digits CNN, exported to a bundle."""
+    result = _train(w_bits, a_bits, sparsity, rows_on, epochs, seed)
+    path = result.save(out, dcim=_dcim_spec(rows_on, psum_bits))
+    if checkpoint:
+        from .quant.checkpoint import save_checkpoint
+        save_checkpoint(result, checkpoint)
+        console.print(f"checkpoint: {checkpoint}")
+    console.print(f"float acc {result.float_acc:.4f}, Brevitas acc {result.quant_acc:.4f}, "
+                  f"block sparsity {result.block_sparsity:.3f}")
+    console.print(f"bundle: {path}")
+
+
+@app.command()
+def export(checkpoint: Path = typer.Argument(..., help="checkpoint written by `train`"),
+           out: Path = typer.Option(Path("cimstack-out/bundle")),
+           psum_bits: Optional[int] = typer.Option(None, help="column ADC bits (default exact)")):
+    """Export a training checkpoint to a bundle."""
+    from .bundle import save_bundle
+    from .quant.checkpoint import load_checkpoint
+    ck = load_checkpoint(checkpoint)
+    path = save_bundle(ck.export(dcim=_dcim_spec(ck.rows_on, psum_bits)), out)
+    console.print(f"bundle: {path}")
+
+
+@app.command()
+def run(bundle: Path = typer.Argument(..., help="bundle folder"),
+        backend: str = typer.Option("reference", help=BACKEND_HELP),
+        data: Optional[Path] = typer.Option(None, help=".npz with x (and y); default digits test"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
+    """Run a bundle on a backend and report accuracy, cycles and stage times."""
+    from .backends import open_backend
+    from .bundle import load_bundle
+    from .report.io import write_json_atomic
+    from .ref.network import quantize_input, run_network
+
+    b = load_bundle(bundle)
+    x, y = _load_data(data)
+    engine = open_backend(backend, console=console)
+    t0 = time.perf_counter()
+    res = run_network(b, quantize_input(b, x), engine=engine.engine)
+    dt = time.perf_counter() - t0
+    figs = {"bundle": str(bundle), "backend": engine.name, "images": len(x),
+            "seconds": dt, "images_per_s": len(x) / dt,
+            "cycles_per_image": res.cycles_per_image,
+            "layers": [s.to_dict() for s in res.stats], "stages": engine.stage_times()}
+    if y is not None:
+        figs["accuracy"] = float((res.predictions == y).mean())
+    rows = [("backend", engine.name), ("images", str(len(x))),
+            ("images/s", f"{figs['images_per_s']:.0f}"),
+            ("cycles/image", str(res.cycles_per_image))]
+    if "accuracy" in figs:
+        rows.insert(1, ("accuracy", f"{figs['accuracy']:.4f}"))
+    console.print(_figures_table(f"cimstack run {b.name}", rows))
+    if json_out:
+        write_json_atomic(json_out, figs)
+
+
+@app.command("verify")
+def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
+               backend: str = typer.Option("emu", help=BACKEND_HELP),
+               data: Optional[Path] = typer.Option(None, help=".npz with x (and y)"),
+               limit: Optional[int] = typer.Option(None, help="only the first N images"),
+               report: Path = typer.Option(Path("cimstack-out/verify"),
+                                           help="folder for verify.json and verify.txt")):
+    """Run a bundle on a backend and on the reference; compare every layer bit for bit."""
+    from .backends import open_backend
+    from .bundle import load_bundle
+    from .ref.network import quantize_input
+    from .verify.compare import verify
+
+    b = load_bundle(bundle)
+    x, y = _load_data(data)
+    if limit is not None:
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    engine = open_backend(backend, console=console)
+    rep = verify(b, quantize_input(b, x), engine.engine, engine.name, labels=y,
+                 stages=engine.stage_times)
+    rep.write(report)
+    console.print(rep.summary())
+    console.print(f"report: {report}/verify.json")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle and reports"),
+         w_bits: str = typer.Option("8"), a_bits: str = typer.Option("8"),
+         sparsity: float = typer.Option(0.5, help="target block sparsity"),
+         rows_on: int = typer.Option(16), epochs: Optional[int] = typer.Option(None),
+         seed: int = typer.Option(0),
+         backend: str = typer.Option("emu", help="backend verified against the reference: "
+                                     + BACKEND_HELP),
+         json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
+    """Train and quantize the digits CNN, run the test split on the reference and on the
+    (emulated) overlay, verify them layer by layer, and report."""
+    from .backends import open_backend
+    from .ref.network import quantize_input, run_network
+    from .report.io import write_json_atomic
+    from .verify.compare import verify
+
+    t_start = time.perf_counter()
+    console.print("[bold]cimstack demo[/]: digits CNN on the dcim macro (no board needed)")
+    result = _train(w_bits, a_bits, sparsity, rows_on, epochs, seed)
+    bundle_dir = result.save(out / "bundle", dcim=_dcim_spec(rows_on, None))
+    from .bundle import load_bundle
+    bundle = load_bundle(bundle_dir)
+    x, y = result.data.x_test, result.data.y_test
+    x_int = quantize_input(bundle, x)
+    t0 = time.perf_counter()
+    ref = run_network(bundle, x_int, keep_activations=True)
+    ref_s = time.perf_counter() - t0
+    pred = ref.predictions
+    hw = open_backend(backend, console=console)
+    t0 = time.perf_counter()
+    rep = verify(bundle, x_int, hw.engine, hw.name, labels=y, stages=hw.stage_times,
+                 reference=ref)
+    hw_s = time.perf_counter() - t0
+    rep.write(out / "verify")
+    dense = sum(s.dense_cycles for s in ref.stats)
+    figs = {
+        "images": int(len(x)),
+        "accuracy_float": float(result.float_acc),
+        "accuracy_brevitas": float(result.quant_acc),
+        "accuracy_reference": float((pred == y).mean()),
+        "agreement_brevitas_reference": float((pred == result.quant_pred).mean()),
+        "cycles_per_image": int(ref.cycles_per_image),
+        "dense_cycles_per_image": int(dense),
+        "skipped_cycles_per_image": int(dense - ref.cycles_per_image),
+        "block_sparsity": float(result.block_sparsity),
+        "reference_images_per_s": float(len(x) / ref_s),
+        "backend": hw.name,
+        "accuracy_backend": rep.accuracy_backend,
+        "backend_bit_exact": rep.ok,
+        "backend_images_per_s": float(len(x) / hw_s),
+        "backend_stages": rep.stages,
+        "layers": [s.to_dict() for s in ref.stats],
+        "bundle": str(bundle_dir),
+    }
+    figs["wall_seconds"] = time.perf_counter() - t_start
+    console.print(_figures_table("digits on dcim: float vs Brevitas vs integer reference", [
+        ("test images", str(figs["images"])),
+        ("accuracy float", f"{figs['accuracy_float']:.4f}"),
+        ("accuracy Brevitas", f"{figs['accuracy_brevitas']:.4f}"),
+        ("accuracy integer reference", f"{figs['accuracy_reference']:.4f}"),
+        ("prediction agreement Brevitas/reference", f"{figs['agreement_brevitas_reference']:.4f}"),
+        ("cycles per image", f"{figs['cycles_per_image']:,}"),
+        ("skipped cycles per image", f"{figs['skipped_cycles_per_image']:,} of {dense:,}"),
+        ("block sparsity", f"{figs['block_sparsity']:.3f}"),
+        ("reference throughput", f"{figs['reference_images_per_s']:.0f} images/s"),
+        (f"accuracy {hw.name} overlay", f"{rep.accuracy_backend:.4f}"),
+        (f"{hw.name} vs reference, every layer", "bit-exact" if rep.ok else "MISMATCH"),
+        (f"{hw.name} throughput", f"{figs['backend_images_per_s']:.0f} images/s"),
+        ("wall time", f"{figs['wall_seconds']:.1f} s"),
+    ]))
+    json_path = json_out or out / "demo.json"
+    write_json_atomic(json_path, figs)
+    console.print(f"figures: {json_path}   bundle: {bundle_dir}   verify: {out / 'verify'}")
+    if not rep.ok:
+        console.print(rep.summary())
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: run the app, turning cimstack errors into one clear line."""
+    try:
+        app(standalone_mode=False)
+    except CimstackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2)
+    except typer.Abort:
+        raise SystemExit(130)
+    except Exception as exc:  # click usage errors
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code)
+        raise
