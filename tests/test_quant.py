@@ -226,3 +226,38 @@ def test_training_is_deterministic(trained):
     assert np.array_equal(a.quant_pred, b.quant_pred)
     for pa, pb in zip(a.quant_model.parameters(), b.quant_model.parameters()):
         assert torch.equal(pa, pb)
+
+
+# ------------------------------------------------------- whole network, emulated overlay
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["w8a8_s50", "w1a4_s50"])
+def test_trained_digits_on_emulated_overlay_bit_exact(trained, key):
+    from cimstack.backends import open_backend
+    from cimstack.ref.network import quantize_input
+    from cimstack.verify.compare import verify
+
+    res = trained(key)
+    bundle = res.export()
+    backend = open_backend("emu")
+    x_int = quantize_input(bundle, res.data.x_test)
+    rep = verify(bundle, x_int, backend.engine, "emu", labels=res.data.y_test)
+    assert rep.ok, rep.summary()
+    assert rep.images == len(res.data.x_test) == 360
+    assert rep.accuracy_backend == rep.accuracy_reference
+
+
+@pytest.mark.slow
+def test_checkpoint_exports_the_same_bundle(trained, tmp_path):
+    from cimstack.quant.checkpoint import load_checkpoint, save_checkpoint
+    from cimstack.errors import BundleError
+
+    res = trained("w4a4")
+    ck = load_checkpoint(save_checkpoint(res, tmp_path / "model.pt"))
+    for a, b in zip(res.export().macro_layers, ck.export().macro_layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.requant.multiplier, b.requant.multiplier)
+        np.testing.assert_array_equal(a.requant.bias, b.requant.bias)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BundleError, match="not a readable cimstack checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")

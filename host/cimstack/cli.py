@@ -27,6 +27,14 @@ console = Console()
 BACKEND_HELP = "reference (NumPy), emu (emulated overlay), board (PYNQ-Z2), auto"
 
 
+def _backend_name(name: str) -> str:
+    """Typer callback: reject an unknown backend before any work starts."""
+    from .backends import BACKENDS
+    if name not in BACKENDS:
+        raise typer.BadParameter(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
 def _train(w_bits: str, a_bits: str, sparsity: float, rows_on: int, epochs: Optional[int],
            seed: int):
     from .quant.train import train_digits
@@ -109,7 +117,8 @@ def export(checkpoint: Path = typer.Argument(..., help="checkpoint written by `t
 
 @app.command()
 def run(bundle: Path = typer.Argument(..., help="bundle folder"),
-        backend: str = typer.Option("reference", help=BACKEND_HELP),
+        backend: str = typer.Option("reference", help=BACKEND_HELP,
+                                     callback=_backend_name),
         data: Optional[Path] = typer.Option(None, help=".npz with x (and y); default digits test"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
     """Run a bundle on a backend and report accuracy, cycles and stage times."""
@@ -142,7 +151,8 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
 
 @app.command("verify")
 def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
-               backend: str = typer.Option("emu", help=BACKEND_HELP),
+               backend: str = typer.Option("emu", help=BACKEND_HELP,
+                                             callback=_backend_name),
                data: Optional[Path] = typer.Option(None, help=".npz with x (and y)"),
                limit: Optional[int] = typer.Option(None, help="only the first N images"),
                report: Path = typer.Option(Path("cimstack-out/verify"),
@@ -246,17 +256,18 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
 
 
 def main() -> None:
-    """Entry point: run the app, turning cimstack errors into one clear line."""
+    """Entry point: run the app, turning cimstack and usage errors into one clear line."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CimstackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise SystemExit(2)
-    except typer.Abort:
-        raise SystemExit(130)
-    except Exception as exc:  # click usage errors
-        import click
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):     # click usage errors
             exc.show()
             raise SystemExit(exc.exit_code)
+        if type(exc).__name__ == "Abort":                           # Ctrl-C at a prompt
+            raise SystemExit(130)
         raise
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -25,6 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 NUM_LAYERS = 3  # conv1, conv2, fc
 
 
@@ -32,10 +34,10 @@ def per_layer(value: int | Sequence[int], n: int, what: str) -> list[int]:
     """Expand one bit width to ``n`` layers or check a list of ``n``; 1..8 each."""
     values = [int(value)] * n if isinstance(value, int) else [int(v) for v in value]
     if len(values) != n:
-        raise ValueError(f"{what} needs 1 or {n} values, got {len(values)}: {list(value)}")
+        raise ConfigError(f"{what} needs 1 or {n} values, got {len(values)}: {list(value)}")
     for v in values:
         if not 1 <= v <= 8:
-            raise ValueError(f"{what} = {v} is out of range: allowed 1..8")
+            raise ConfigError(f"{what} = {v} is out of range: allowed 1..8")
     return values
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def num_groups(k: int, rows_on: int) -> int:
     return -(-k // rows_on)
@@ -28,7 +30,7 @@ def num_groups(k: int, rows_on: int) -> int:
 
 def blocks_pruned_per_channel(k: int, rows_on: int, sparsity: float) -> int:
     if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"block sparsity {sparsity} is out of range: allowed [0, 1)")
+        raise ConfigError(f"block sparsity {sparsity} is out of range: allowed [0, 1)")
     g = num_groups(k, rows_on)
     return min(g - 1, int(math.floor(sparsity * g + 0.5)))
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .data import DigitsSplit, load_digits_split
+from ..errors import ConfigError
 from .model import FloatDigitsNet, QuantConfig, QuantDigitsNet
 from .prune import BlockPruner, LayerSparsity, measure_blocks
 
@@ -190,7 +191,7 @@ def train_digits(w_bits: int | Sequence[int] = 8, a_bits: int | Sequence[int] = 
     """
     cfg = QuantConfig.make(w_bits, a_bits, in_bits)
     if not 0.0 <= block_sparsity < 1.0:
-        raise ValueError(f"block_sparsity {block_sparsity} is out of range: allowed [0, 1)")
+        raise ConfigError(f"block_sparsity {block_sparsity} is out of range: allowed [0, 1)")
     low_bits = min(*cfg.w_bits, *cfg.a_bits) < 4
     f_ep = FLOAT_EPOCHS if epochs is None else int(epochs)
     scale = f_ep / FLOAT_EPOCHS
