@@ -107,6 +107,8 @@ def run_layer(layer, x: np.ndarray, bundle: Bundle, engine: Engine) -> np.ndarra
     batch = x.shape[0]
     x_mat = lower_conv(x, layer) if layer.op == "conv2d" else x.reshape(batch, -1)
     y = engine(layer, x_mat, bundle)
+    if 0 <= layer.requant.lo and layer.requant.hi <= 255:
+        y = y.astype(np.uint8)           # activations of the next layer: 8x less traffic
     if layer.op == "conv2d":
         _, ho, wo = layer.out_shape
         return y.reshape(batch, ho, wo, -1).transpose(0, 3, 1, 2)
@@ -138,7 +140,6 @@ def run_network(bundle: Bundle, x_int: np.ndarray, engine: Engine = reference_en
     if not np.issubdtype(x.dtype, np.integer):
         raise ConfigError(f"inputs must be integers (dtype {x.dtype}); quantize float images "
                           "with cimstack.ref.network.quantize_input first")
-    x = x.astype(np.int64)
     acts = {}
     for layer in bundle.layers:
         x = run_layer(layer, x, bundle, engine)

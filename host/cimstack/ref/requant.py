@@ -14,4 +14,5 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift:
     rounding = (1 << (shift - 1)) if shift > 0 else 0
     y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
     y += np.asarray(bias, np.int64) + rounding
-    return np.clip(y >> shift, lo, hi)
+    np.right_shift(y, shift, out=y)
+    return np.clip(y, lo, hi, out=y)

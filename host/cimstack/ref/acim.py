@@ -1,0 +1,263 @@
+"""NumPy reference of the analog charge-domain CIM macro (IMAGINE family).
+
+The fixed-point definition (docs/macros.md, "Analog CIM macro (acim)"), with
+``h = 2^(adc_bits-1)``, ``F = 19`` internal fraction bits, ``FS = N_norm *
+(2^x_bits - 1) * 2^(w_bits-1)``, per-channel integer gain ``g`` (G = g / 2^gf),
+offset ``o`` (beta = o / 2^of LSB), ``sigma_q = round(256 sigma)`` and the Irwin-Hall
+integer ``m`` (n = m / 64, :mod:`.prng`):
+
+    num  = h * g * 2^(F-gf) * dot + FS * (h * 2^F + o * 2^(F-of) + 32 * sigma_q * m + 2^(F-1))
+    code = clip(floor(num / (FS * 2^F)), 0, 2^adc_bits - 1)
+
+which is exactly ``clip(round_half_up(h * (G * dot / FS + 1) + beta + sigma_q/256 * m/64))``:
+the only rounding is the ADC's. All intermediates fit int64 (|num| < 2^60).
+
+ADC-per-input-bit mode: input bit b converts ``dot_b = sum_k bit_b(x_k) w_k`` alone,
+with ``FS_1 = N_norm * 2^(w_bits-1)``, no offset and its own noise draw (conversion
+index b), giving ``c_b``; the digital back end shift-adds ``S = sum_b 2^b (c_b - h)``
+and applies the offset once:
+
+    code = clip(floor((S * 2^F + (2^x_bits - 1) * (h * 2^F + o * 2^(F-of) + 2^(F-1)))
+                      / ((2^x_bits - 1) * 2^F)), 0, 2^adc_bits - 1)
+
+so that without quantization and noise both modes give the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bundle import weight_range
+from ..config import AcimSpec, check_range
+from ..errors import ConfigError
+from . import prng
+
+FRAC = 19                     # internal fraction bits (units of 2^-19 ADC LSB)
+SIGMA_FRAC_BITS = 8           # sigma_q = round(sigma * 2^8)
+NOISE_SHIFT = FRAC - SIGMA_FRAC_BITS - prng.NORMAL_FRAC_BITS   # 5: sigma_q*m in 2^-19 LSB
+F32_EXACT = 1 << 24           # float32 adds integers up to 2^24 exactly
+_CHUNK = 1 << 15              # outputs per post-processing chunk (keeps temporaries in cache)
+
+
+@dataclass
+class AcimLayerParams:
+    """Per-layer analog parameters: ABN gain and offset per output channel (integers in
+    the spec's fixed-point formats) and the layer's noise key."""
+
+    gain: np.ndarray          # [N] integers g, G = g / 2^gain_frac_bits
+    offset: np.ndarray        # [N] integers o, beta = o / 2^offset_frac_bits LSB
+    layer: int = 0            # noise key (0..65535): the layer's index in the network
+
+    def validate(self, spec: AcimSpec, channels: int | None = None, where: str = "acim") -> None:
+        check_abn(spec, self.gain, self.offset, channels, where)
+        check_range(f"{where}.layer", int(self.layer), 0, 65535)
+
+
+def check_abn(spec: AcimSpec, gain, offset, channels: int | None = None,
+              where: str = "acim") -> None:
+    """Clear errors for gains/offsets outside their fixed-point formats."""
+    gain, offset = np.asarray(gain), np.asarray(offset)
+    for name, arr in (("gain", gain), ("offset", offset)):
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ConfigError(f"{where}.{name} must be a 1-D integer array (fixed point), got "
+                              f"{arr.dtype} {arr.shape}")
+        if channels is not None and arr.shape[0] != channels:
+            raise ConfigError(f"{where}.{name} has {arr.shape[0]} values for {channels} "
+                              "output channels")
+    for name, arr, (lo, hi), bits, frac in (
+            ("gain", gain, spec.gain_range, spec.gain_bits, spec.gain_frac_bits),
+            ("offset", offset, spec.offset_range, spec.offset_bits, spec.offset_frac_bits)):
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            bad = int(arr.min()) if arr.min() < lo else int(arr.max())
+            raise ConfigError(
+                f"{where}.{name} holds {bad}, outside its {bits}-bit format with {frac} "
+                f"fractional bits: allowed integers [{lo}, {hi}] = "
+                f"[{lo / 2**frac:g}, {hi / 2**frac:g}]")
+
+
+def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
+                   spec: AcimSpec) -> None:
+    check_range("w_bits", w_bits, 1, 8)
+    check_range("x_bits", x_bits, 1, 8)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
+        raise ConfigError(f"inputs {x.shape} and weights {w.shape} do not chain: expected "
+                          "x as [vectors, K] and w as [K, N]")
+    if w.shape[0] > spec.rows:
+        raise ConfigError(f"the layer activates {w.shape[0]} rows but the analog array has "
+                          f"rows = {spec.rows}; split K over several arrays or reduce it")
+    if x.size and (x.min() < 0 or x.max() > (1 << x_bits) - 1):
+        raise ConfigError(f"inputs span [{x.min()}, {x.max()}], outside the unsigned "
+                          f"{x_bits}-bit range [0, {(1 << x_bits) - 1}]")
+    lo, hi = weight_range(w_bits)
+    if w.size and (w.min() < lo or w.max() > hi):
+        raise ConfigError(f"weights span [{w.min()}, {w.max()}], outside the {w_bits}-bit "
+                          f"range [{lo}, {hi}]")
+
+
+def exact_matmul(x: np.ndarray, w: np.ndarray, x_max: int, w_max: int) -> np.ndarray:
+    """Exact integer ``x @ w`` (int64) through float32 BLAS: K is cut into chunks whose
+    partial sums stay below 2^24 (bounded by chunk * x_max * w_max)."""
+    k = x.shape[1]
+    per = max(1, F32_EXACT // max(1, x_max * w_max))
+    xf = x.astype(np.float32, copy=False)
+    wf = w.astype(np.float32, copy=False)
+    if per >= k:
+        return (xf @ wf).astype(np.int64)
+    out = np.zeros((x.shape[0], w.shape[1]), np.int64)
+    for lo in range(0, k, per):                          # <= 3 chunks for 1152 x 8b x 8b
+        out += (xf[:, lo:lo + per] @ wf[lo:lo + per]).astype(np.int64)
+    return out
+
+
+def _noise(spec: AcimSpec, layer: int, samples: np.ndarray, channels: np.ndarray,
+           conversion: int) -> np.ndarray:
+    return prng.normal_m_grid(spec.seed, layer, samples, channels, conversion)
+
+
+def _check_keys(spec: AcimSpec, v: int, n: int, layer: int, sample_base: int,
+                chan_base: int) -> None:
+    check_range("layer", layer, 0, 65535)
+    check_range("sample_base", sample_base, 0, prng.MAX_SAMPLE)
+    check_range("chan_base", chan_base, 0, prng.MAX_CHANNEL)
+    if sample_base + v - 1 > prng.MAX_SAMPLE:
+        raise ConfigError(f"sample indices reach {sample_base + v - 1}, past the noise "
+                          f"counter's {prng.MAX_SAMPLE}; start a new run (sample_base 0)")
+    if chan_base + n - 1 > prng.MAX_CHANNEL:
+        raise ConfigError(f"channel indices reach {chan_base + n - 1}, past {prng.MAX_CHANNEL}")
+
+
+def adc_codes(dot: np.ndarray, fs: int, gain: np.ndarray, offset: np.ndarray,
+              spec: AcimSpec, m: np.ndarray | None) -> np.ndarray:
+    """The charge-mode ADC on exact dot products [V, N] (int64 codes); ``m`` the noise
+    integers (or None for sigma 0)."""
+    h = 1 << (spec.adc_bits - 1)
+    top = (1 << spec.adc_bits) - 1
+    a = h * np.asarray(gain, np.int64) << (FRAC - spec.gain_frac_bits)         # [N]
+    c = fs * ((h << FRAC) + (np.asarray(offset, np.int64) << (FRAC - spec.offset_frac_bits))
+              + (1 << (FRAC - 1)))                                            # [N]
+    num = dot * a
+    num += c
+    if m is not None and spec.sigma_q:
+        num += m * (fs * spec.sigma_q << NOISE_SHIFT)
+    num //= fs << FRAC
+    return np.clip(num, 0, top, out=num)
+
+
+def _bit_codes(dot_b: np.ndarray, fs1: int, a: np.ndarray, spec: AcimSpec,
+               m: np.ndarray | None) -> np.ndarray:
+    """One input bit's conversion (no offset), centred: c_b - h."""
+    h = 1 << (spec.adc_bits - 1)
+    num = dot_b * a
+    num += fs1 * ((h << FRAC) + (1 << (FRAC - 1)))
+    if m is not None and spec.sigma_q:
+        num += m * (fs1 * spec.sigma_q << NOISE_SHIFT)
+    num //= fs1 << FRAC
+    np.clip(num, 0, (1 << spec.adc_bits) - 1, out=num)
+    num -= h
+    return num
+
+
+def acim_codes(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int, spec: AcimSpec,
+               gain: np.ndarray, offset: np.ndarray, layer: int = 0, sample_base: int = 0,
+               chan_base: int = 0) -> np.ndarray:
+    """ADC codes int64 [V, N] of the analog macro for inputs x [V, K] and weights w [K, N].
+
+    ``sample_base``: run index of x's first row (noise key); ``chan_base``: global index
+    of w's first column; ``layer``: the layer's noise key.
+    """
+    x, w = np.asarray(x), np.asarray(w)
+    check_operands(x, w, w_bits, x_bits, spec)
+    v, k = x.shape
+    n = w.shape[1]
+    check_abn(spec, gain, offset, n)
+    _check_keys(spec, v, n, layer, sample_base, chan_base)
+    norm = spec.norm_rows(k)
+    w_max = 1 << (w_bits - 1)
+    h = 1 << (spec.adc_bits - 1)
+    top = (1 << spec.adc_bits) - 1
+    noisy = spec.sigma_q > 0
+    channels = np.arange(chan_base, chan_base + n)
+    out = np.empty((v, n), np.int64)
+    rows = max(1, _CHUNK // max(1, n))
+    if not spec.adc_per_input_bit:
+        fs = norm * ((1 << x_bits) - 1) * w_max
+        for lo in range(0, v, rows * 8):
+            xs = x[lo:lo + rows * 8]
+            dot = exact_matmul(xs, w, (1 << x_bits) - 1, w_max)
+            for s in range(0, len(xs), rows):
+                d = dot[s:s + rows]
+                m = _noise(spec, layer, np.arange(sample_base + lo + s,
+                                                  sample_base + lo + s + len(d)),
+                           channels, 0) if noisy else None
+                out[lo + s:lo + s + len(d)] = adc_codes(d, fs, gain, offset, spec, m)
+        return out
+    fs1 = norm * w_max
+    a = h * np.asarray(gain, np.int64) << (FRAC - spec.gain_frac_bits)
+    xm = (1 << x_bits) - 1
+    const = xm * ((h << FRAC) + (np.asarray(offset, np.int64) << (FRAC - spec.offset_frac_bits))
+                  + (1 << (FRAC - 1)))
+    bits_u = np.arange(x_bits, dtype=np.uint8)
+    for lo in range(0, v, rows):
+        xs = np.asarray(x[lo:lo + rows])
+        cnt = len(xs)
+        planes = ((xs.astype(np.uint8)[None] >> bits_u[:, None, None]) & 1)   # [B, v, K]
+        dots = exact_matmul(planes.reshape(x_bits * cnt, k), w, 1, w_max)
+        samples = np.arange(sample_base + lo, sample_base + lo + cnt)
+        acc = np.zeros((cnt, n), np.int64)
+        for b in range(x_bits):
+            m = _noise(spec, layer, samples, channels, b) if noisy else None
+            cb = _bit_codes(dots[b * cnt:(b + 1) * cnt], fs1, a, spec, m)
+            cb <<= b
+            acc += cb
+        acc <<= FRAC
+        acc += const
+        acc //= xm << FRAC
+        out[lo:lo + cnt] = np.clip(acc, 0, top, out=acc)
+    return out
+
+
+def ideal_code(dot: np.ndarray, norm_rows: int, w_bits: int, x_bits: int, spec: AcimSpec,
+               gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The float formula before rounding and clipping (no noise):
+    ``h * (G * dot / FS + 1) + beta`` (float64), for tests and studies."""
+    h = 2.0 ** (spec.adc_bits - 1)
+    fs = norm_rows * ((1 << x_bits) - 1) * 2.0 ** (w_bits - 1)
+    g = np.asarray(gain, np.float64) / 2.0 ** spec.gain_frac_bits
+    beta = np.asarray(offset, np.float64) / 2.0 ** spec.offset_frac_bits
+    return h * (g * np.asarray(dot, np.float64) / fs + 1.0) + beta
+
+
+def decode(codes: np.ndarray, norm_rows: int, w_bits: int, x_bits: int, spec: AcimSpec,
+           gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Dot-product estimate from codes (inverse of :func:`ideal_code` at code centres)."""
+    h = 2.0 ** (spec.adc_bits - 1)
+    fs = norm_rows * ((1 << x_bits) - 1) * 2.0 ** (w_bits - 1)
+    g = np.asarray(gain, np.float64) / 2.0 ** spec.gain_frac_bits
+    beta = np.asarray(offset, np.float64) / 2.0 ** spec.offset_frac_bits
+    return (np.asarray(codes, np.float64) - beta - h) / h / g * fs
+
+
+def unit_gain(spec: AcimSpec, n: int, value: float = 1.0) -> np.ndarray:
+    """Gains equal to ``value`` (rounded to the format) for n channels, int64."""
+    g = int(round(value * 2 ** spec.gain_frac_bits))
+    lo, hi = spec.gain_range
+    if not lo <= g <= hi:
+        raise ConfigError(f"gain {value} is outside the gain format "
+                          f"[{lo / 2**spec.gain_frac_bits:g}, {hi / 2**spec.gain_frac_bits:g}]")
+    return np.full(n, g, np.int64)
+
+
+def acim_layer(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int, spec: AcimSpec,
+               params: AcimLayerParams, requant=None, sample_base: int = 0,
+               chan_base: int = 0) -> np.ndarray:
+    """The whole analog layer on a lowered input [V, K]: codes, then the requantizer
+    (``requant`` a :class:`~cimstack.bundle.Requant` or None for raw codes). int64 [V, N]."""
+    codes = acim_codes(x, w, w_bits, x_bits, spec, params.gain, params.offset,
+                       layer=params.layer, sample_base=sample_base, chan_base=chan_base)
+    if requant is None:
+        return codes
+    from .requant import requantize
+    return requantize(codes, requant.multiplier, requant.bias, requant.shift, requant.lo,
+                      requant.hi)
