@@ -56,10 +56,7 @@ def main() -> None:
         "vectors_per_run": stages["vectors"] / runs,
         "csim_build_cold_s": cold.seconds, "csim_build_warm_s": warm.seconds,
     }
-    path = record("emu", figs)
-    for k, v in figs.items():
-        print(f"{k:>28}: {v:.4g}" if isinstance(v, float) else f"{k:>28}: {v}")
-    print(f"recorded in {path}")
+    record("emu", figs)
 
 
 if __name__ == "__main__":

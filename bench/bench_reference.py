@@ -55,10 +55,7 @@ def main() -> None:
         "reference_over_bound": t_ref / t_bound,
         "reference_over_torch": t_ref / t_torch,
     }
-    path = record("reference", figs)
-    for k, v in figs.items():
-        print(f"{k:>28}: {v:.4g}" if isinstance(v, float) else f"{k:>28}: {v}")
-    print(f"recorded in {path}")
+    record("reference", figs)
 
 
 if __name__ == "__main__":

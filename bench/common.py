@@ -32,5 +32,9 @@ def machine() -> dict:
 
 
 def record(name: str, figures: dict) -> Path:
-    """Write bench/results/<name>.json (atomically) and return its path."""
-    return write_json_atomic(RESULTS / f"{name}.json", {"machine": machine(), **figures})
+    """Print the figures, write bench/results/<name>.json atomically, return its path."""
+    for key, value in figures.items():
+        print(f"{key:>32}: {value:.4g}" if isinstance(value, float) else f"{key:>32}: {value}")
+    path = write_json_atomic(RESULTS / f"{name}.json", {"machine": machine(), **figures})
+    print(f"recorded in {path}")
+    return path

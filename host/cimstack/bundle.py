@@ -34,6 +34,14 @@ SCHEMA_VERSION = 1
 INT32 = (-(2**31), 2**31 - 1)
 
 
+def _in_range(where: str, value, lo: int, hi: int) -> None:
+    """:func:`check_range` raising :class:`BundleError` (a damaged bundle, not a config)."""
+    try:
+        check_range(where, value, lo, hi)
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from None
+
+
 def weight_range(w_bits: int) -> tuple[int, int]:
     """Allowed integer weight values for ``w_bits`` (binary is {-1, +1})."""
     if w_bits == 1:
@@ -60,12 +68,9 @@ class Requant:
                     f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
         _check_values(f"{where}.requant.multiplier", self.multiplier, *INT32)
         _check_values(f"{where}.requant.bias", self.bias, -(2**62), 2**62)
-        try:
-            check_range(f"{where}.requant.shift", self.shift, 0, 62)
-            check_range(f"{where}.requant.lo", self.lo, *INT32)
-            check_range(f"{where}.requant.hi", self.hi, self.lo, INT32[1])
-        except ConfigError as exc:
-            raise BundleError(str(exc)) from None
+        _in_range(f"{where}.requant.shift", self.shift, 0, 62)
+        _in_range(f"{where}.requant.lo", self.lo, *INT32)
+        _in_range(f"{where}.requant.hi", self.hi, self.lo, INT32[1])
 
 
 @dataclass
@@ -103,13 +108,10 @@ class MacroLayer:
             raise BundleError(f"{where}: op {self.op!r} is not a macro op (conv2d, linear)")
         if self.macro != "dcim":
             raise BundleError(f"{where}: macro {self.macro!r} is not supported; use 'dcim'")
-        try:
-            check_range(f"{where}.w_bits", self.w_bits, 1, 8)
-            check_range(f"{where}.x_bits", self.x_bits, 1, 8)
-            check_range(f"{where}.stride", self.stride, 1, 64)
-            check_range(f"{where}.padding", self.padding, 0, 64)
-        except ConfigError as exc:
-            raise BundleError(str(exc)) from None
+        _in_range(f"{where}.w_bits", self.w_bits, 1, 8)
+        _in_range(f"{where}.x_bits", self.x_bits, 1, 8)
+        _in_range(f"{where}.stride", self.stride, 1, 64)
+        _in_range(f"{where}.padding", self.padding, 0, 64)
         ndim = 4 if self.op == "conv2d" else 2
         if not isinstance(self.weight, np.ndarray) or self.weight.dtype != np.int8 \
                 or self.weight.ndim != ndim:
@@ -186,10 +188,7 @@ class InputSpec:
     scale: float
 
     def validate(self) -> None:
-        try:
-            check_range("input.bits", self.bits, 1, 8)
-        except ConfigError as exc:
-            raise BundleError(str(exc)) from None
+        _in_range("input.bits", self.bits, 1, 8)
         if not (isinstance(self.scale, float) and np.isfinite(self.scale) and self.scale > 0):
             raise BundleError(f"input.scale = {self.scale!r} must be a positive finite number")
 
