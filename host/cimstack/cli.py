@@ -25,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 BACKEND_HELP = "reference (NumPy), emu (emulated overlay), board (PYNQ-Z2), auto"
+BITFILE_HELP = "overlay bitstream for --backend board (cimstack.bit with its .hwh beside it)"
 
 
 def _backend_name(name: str) -> str:
@@ -70,6 +71,15 @@ def _load_data(data: Optional[Path]):
         raise CimstackError(f"cannot read {data}: {exc}; expected an .npz with arrays "
                             "'x' (float images) and optionally 'y' (labels)") from None
     return x, y
+
+
+def _stage_rows(stages: dict) -> list[tuple[str, str]]:
+    """Per-stage times of an overlay run (pack, DMA in, compute, DMA out, unpack)."""
+    if not stages:
+        return []
+    total = stages["total_s"] or 1.0
+    return [(f"  {name}", f"{1e3 * sec:.2f} ms ({100 * sec / total:.0f}%)")
+            for name, sec in stages["seconds"].items()]
 
 
 def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -120,6 +130,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
         backend: str = typer.Option("reference", help=BACKEND_HELP,
                                      callback=_backend_name),
         data: Optional[Path] = typer.Option(None, help=".npz with x (and y); default digits test"),
+        bitfile: Optional[Path] = typer.Option(None, help=BITFILE_HELP),
         json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
     """Run a bundle on a backend and report accuracy, cycles and stage times."""
     from .backends import open_backend
@@ -129,7 +140,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
 
     b = load_bundle(bundle)
     x, y = _load_data(data)
-    engine = open_backend(backend, console=console)
+    engine = open_backend(backend, bitfile=bitfile, console=console)
     t0 = time.perf_counter()
     res = run_network(b, quantize_input(b, x), engine=engine.engine)
     dt = time.perf_counter() - t0
@@ -144,6 +155,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
             ("cycles/image", str(res.cycles_per_image))]
     if "accuracy" in figs:
         rows.insert(1, ("accuracy", f"{figs['accuracy']:.4f}"))
+    rows += _stage_rows(figs["stages"])
     console.print(_figures_table(f"cimstack run {b.name}", rows))
     if json_out:
         write_json_atomic(json_out, figs)
@@ -155,6 +167,7 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
                                              callback=_backend_name),
                data: Optional[Path] = typer.Option(None, help=".npz with x (and y)"),
                limit: Optional[int] = typer.Option(None, help="only the first N images"),
+               bitfile: Optional[Path] = typer.Option(None, help=BITFILE_HELP),
                report: Path = typer.Option(Path("cimstack-out/verify"),
                                            help="folder for verify.json and verify.txt")):
     """Run a bundle on a backend and on the reference; compare every layer bit for bit."""
@@ -167,7 +180,7 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
     x, y = _load_data(data)
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
-    engine = open_backend(backend, console=console)
+    engine = open_backend(backend, bitfile=bitfile, console=console)
     rep = verify(b, quantize_input(b, x), engine.engine, engine.name, labels=y,
                  stages=engine.stage_times)
     rep.write(report)
