@@ -131,6 +131,9 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
                                      callback=_backend_name),
         data: Optional[Path] = typer.Option(None, help=".npz with x (and y); default digits test"),
         bitfile: Optional[Path] = typer.Option(None, help=BITFILE_HELP),
+        board: Optional[str] = typer.Option(
+            None, help="serial port or host of a PYNQ-Z2: deploy there, run on the board, "
+                       "bring the outputs back and verify them against the reference here"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
     """Run a bundle on a backend and report accuracy, cycles and stage times."""
     from .backends import open_backend
@@ -140,6 +143,9 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
 
     b = load_bundle(bundle)
     x, y = _load_data(data)
+    if board is not None:
+        from .deploy.cli import run_board_command
+        raise typer.Exit(run_board_command(bundle, board, quantize_input(b, x), labels=y))
     engine = open_backend(backend, bitfile=bitfile, console=console)
     t0 = time.perf_counter()
     res = run_network(b, quantize_input(b, x), engine=engine.engine)
@@ -199,8 +205,7 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
          backend: str = typer.Option("emu", help="backend verified against the reference: "
                                      + BACKEND_HELP),
          json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
-    """Train and quantize the digits CNN, run the test split on the reference and on the
-    (emulated) overlay, verify them layer by layer, and report."""
+    """Train the digits CNN, run it on the reference and the emulated overlay, verify, report."""
     from .backends import open_backend
     from .ref.network import quantize_input, run_network
     from .report.io import write_json_atomic
@@ -266,6 +271,18 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
     if not rep.ok:
         console.print(rep.summary())
         raise typer.Exit(1)
+
+
+def _mount_deployment() -> None:
+    """Board, overlay and deploy commands (serial console, ssh, Vivado build)."""
+    from .deploy.cli import board_app, deploy_command, overlay_app
+    app.add_typer(board_app, name="board", help="find, log into and query a PYNQ-Z2 over its "
+                  "serial console")
+    app.add_typer(overlay_app, name="overlay", help="overlay resources and Vivado build")
+    app.command("deploy")(deploy_command)
+
+
+_mount_deployment()
 
 
 def main() -> None:

@@ -128,7 +128,10 @@ def build_library(kernel: str = "dcim", hls_dir: Path | None = None,
     sources, headers = kernel_files(kernel, hls_dir)
     flags = [*CXXFLAGS, *ARCH_FLAGS, f"-I{hls_dir / 'include'}", f"-I{hls_dir / kernel}",
              "-isystem", str(ap_types)]
-    key = _cache_key([*sources, *headers], hls_dir, flags, compiler_version(compiler))
+    # the key holds the flags with the checkout's own paths made relative, so a copy of
+    # hls/ elsewhere (a deployed runtime, a fresh clone) reuses the same library
+    portable = [f.replace(str(hls_dir), "<hls>") for f in flags]
+    key = _cache_key([*sources, *headers], hls_dir, portable, compiler_version(compiler))
     out_dir = cache_dir() / "csim"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{kernel}-{key[:20]}.so"
