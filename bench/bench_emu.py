@@ -53,7 +53,7 @@ def main() -> None:
         "emu_over_reference": t_emu / t_ref,
         "emu_stage_seconds_per_run": per_run,
         "dma_transactions_per_run": stages["calls"] / runs,
-        "vectors_per_run": stages["vectors"] / runs,
+        "vectors_per_run": stages["items"] / runs,
         "csim_build_cold_s": cold.seconds, "csim_build_warm_s": warm.seconds,
     }
     record("emu", figs)

@@ -30,7 +30,7 @@ def test_train_export_run_verify(tmp_path):
                  "--report", str(tmp_path / "ver"))
     assert r.returncode == 0, r.stderr + r.stdout
     rep = json.loads((tmp_path / "ver" / "verify.json").read_text())
-    assert rep["ok"] and rep["images"] == 40 and rep["stages"]["vectors"] > 0
+    assert rep["ok"] and rep["images"] == 40 and rep["stages"]["items"] > 0
     r = cimstack("run", str(b), "--backend", "auto")
     assert r.returncode == 0 and "backend auto -> emu" in r.stdout
 
