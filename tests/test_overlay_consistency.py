@@ -167,8 +167,8 @@ def test_hls_export_vlnv_part_and_clock(slot):
 def test_drivers_bind_to_the_declared_vlnvs():
     from pynq.lib.dma import DMA
 
-    from cimstack.hw import dcim
-    bound = {v for cls in vars(dcim).values() if isinstance(cls, type)
+    from cimstack.hw import macros
+    bound = {v for cls in vars(macros).values() if isinstance(cls, type)
              for v in getattr(cls, "bindto", [])}
     for slot in SHAPE.slots:
         assert slot.kernel.vlnv in bound, f"no driver binds to {slot.kernel.vlnv}"
@@ -178,15 +178,15 @@ def test_drivers_bind_to_the_declared_vlnvs():
 def test_adding_a_kernel_is_declaring_it():
     """A second slot appears in the block design with its DMA, ports and addresses."""
     s0 = SHAPE.slots[0]
-    extra = dataclasses.replace(s0, ip_name="dcim_1", base=0x43C10000,
+    extra = dataclasses.replace(s0, ip_name="dcim_1", base=0x43C70000,
                                 dma=dataclasses.replace(s0.dma, name="dcim_dma_1",
-                                                        base=0x40410000))
+                                                        base=0x40470000))
     shape = dataclasses.replace(SHAPE, slots=SHAPE.slots + (extra,))
     text = block_design_tcl(shape)
     assert tcl_cells(text)["dcim_1"] == s0.kernel.vlnv
     assert tcl_config(text, "ps7_0_axi_periph")["NUM_MI"] == str(2 * len(shape.slots))
     assert tcl_config(text, "axi_smc")["NUM_SI"] == str(2 * len(shape.slots))
-    assert tcl_addresses(text)[("dcim_dma_1", "S_AXI_LITE")][0] == 0x40410000
+    assert tcl_addresses(text)[("dcim_dma_1", "S_AXI_LITE")][0] == 0x40470000
     hw = ET.fromstring(build_hwh(shape))
     assert "dcim_1" in hwh_modules(hw)
 

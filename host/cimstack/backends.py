@@ -55,5 +55,5 @@ def open_backend(name: str, bitfile: Optional[Path] = None, console=None,
         bit, device = emu.install(), emu.device()
     from .hw.overlay import CimOverlay
     overlay = CimOverlay(bit, device=device)
-    runner = overlay.runner(timeout_s=timeout_s)
-    return Backend(name, runner.engine, runner.times.to_dict, overlay)
+    engine = overlay.macro_engine(timeout_s=timeout_s)
+    return Backend(name, engine, engine.stage_times, overlay)

@@ -26,11 +26,12 @@ from typing import Any, Union
 
 import numpy as np
 
-from .config import DcimSpec, check_range
+from .config import AcimLayerParams, AcimSpec, DcimSpec, check_range
 from .errors import BundleError, ConfigError
 
 SCHEMA = "cimstack-bundle"
 SCHEMA_VERSION = 1
+MACROS = ("dcim", "acim")
 INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -87,7 +88,8 @@ class MacroLayer:
     out_shape: tuple
     stride: int = 1
     padding: int = 0
-    macro: str = "dcim"
+    macro: str = "dcim"                       # "dcim" | "acim"
+    analog: AcimLayerParams | None = None     # acim only: ABN gain/offset, noise key
 
     @property
     def channels(self) -> int:
@@ -106,8 +108,12 @@ class MacroLayer:
         where = f"layer {self.name}"
         if self.op not in ("conv2d", "linear"):
             raise BundleError(f"{where}: op {self.op!r} is not a macro op (conv2d, linear)")
-        if self.macro != "dcim":
-            raise BundleError(f"{where}: macro {self.macro!r} is not supported; use 'dcim'")
+        if self.macro not in MACROS:
+            raise BundleError(f"{where}: macro {self.macro!r} is not supported; use one of "
+                              f"{', '.join(MACROS)}")
+        if (self.macro == "acim") != (self.analog is not None):
+            raise BundleError(f"{where}: an acim layer needs its analog parameters (gain, "
+                              "offset, noise key) and a dcim layer has none")
         _in_range(f"{where}.w_bits", self.w_bits, 1, 8)
         _in_range(f"{where}.x_bits", self.x_bits, 1, 8)
         _in_range(f"{where}.stride", self.stride, 1, 64)
@@ -202,6 +208,7 @@ class Bundle:
     layers: list
     dcim: DcimSpec = field(default_factory=DcimSpec)
     meta: dict = field(default_factory=dict)
+    acim: AcimSpec | None = None              # the analog macro, when a layer uses it
 
     @property
     def macro_layers(self) -> list[MacroLayer]:
@@ -224,8 +231,23 @@ class Bundle:
             layer.validate()
             if isinstance(layer, MacroLayer) and layer.w_bits == 1:
                 check_binary_blocks(f"layer {layer.name}", layer.matrix(), self.dcim.rows_on)
+            if isinstance(layer, MacroLayer) and layer.macro == "acim":
+                self._check_analog(layer)
             shape = tuple(layer.out_shape)
         self._check_value_ranges()
+
+    def _check_analog(self, layer: MacroLayer) -> None:
+        where = f"layer {layer.name}"
+        if self.acim is None:
+            raise BundleError(f"{where} runs on the acim macro but the bundle has no acim "
+                              "configuration (macros.acim)")
+        if layer.k > self.acim.rows:
+            raise BundleError(f"{where}: K = {layer.k} inputs exceed the acim array's "
+                              f"{self.acim.rows} rows")
+        try:
+            layer.analog.validate(self.acim, layer.channels, where=f"{where}.analog")
+        except ConfigError as exc:
+            raise BundleError(str(exc)) from None
 
     def _check_value_ranges(self) -> None:
         """Every macro layer's inputs must fit its unsigned x_bits."""
@@ -269,6 +291,9 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
     d: dict[str, Any] = {"name": layer.name, "op": layer.op,
                          "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape)}
     if isinstance(layer, MacroLayer):
+        if layer.analog is not None:
+            d["analog"] = {"gain": f"{layer.name}.gain.npy", "offset": f"{layer.name}.offset.npy",
+                           "layer": int(layer.analog.layer)}
         d.update(macro=layer.macro, w_bits=layer.w_bits, x_bits=layer.x_bits,
                  stride=layer.stride, padding=layer.padding,
                  weight=f"{layer.name}.weight.npy", weight_shape=list(layer.weight.shape),
@@ -290,7 +315,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
         doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
                "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
                          "scale": bundle.input.scale},
-               "macros": {"dcim": bundle.dcim.to_dict()},
+               "macros": {"dcim": bundle.dcim.to_dict(),
+                          **({"acim": bundle.acim.to_dict()} if bundle.acim else {})},
                "layers": [_layer_to_json(layer) for layer in bundle.layers],
                "meta": bundle.meta}
         for layer in bundle.macro_layers:
@@ -298,6 +324,10 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
             np.save(tmp / f"{layer.name}.multiplier.npy", layer.requant.multiplier,
                     allow_pickle=False)
             np.save(tmp / f"{layer.name}.bias.npy", layer.requant.bias, allow_pickle=False)
+            if layer.analog is not None:
+                for part in ("gain", "offset"):
+                    np.save(tmp / f"{layer.name}.{part}.npy",
+                            np.asarray(getattr(layer.analog, part), np.int64), allow_pickle=False)
         (tmp / "bundle.json").write_text(json.dumps(doc, indent=2) + "\n")
         old = None
         if dest.exists():
@@ -368,8 +398,17 @@ def _layer_from_json(d: dict, folder: Path, i: int) -> Layer:
         bias=_load_array(folder, _get(rq, "bias", where), where, "int64", (channels,)),
         shift=_get(rq, "shift", where + ".requant", int), lo=_get(rq, "lo", where + ".requant", int),
         hi=_get(rq, "hi", where + ".requant", int))
+    analog = None
+    if "analog" in d:
+        an = _get(d, "analog", where, dict)
+        analog = AcimLayerParams(
+            gain=_load_array(folder, _get(an, "gain", where + ".analog"), where, "int64",
+                             (channels,)),
+            offset=_load_array(folder, _get(an, "offset", where + ".analog"), where, "int64",
+                               (channels,)),
+            layer=_get(an, "layer", where + ".analog", int))
     return MacroLayer(
-        name=name, op=op,
+        name=name, op=op, analog=analog,
         weight=_load_array(folder, _get(d, "weight", where), where, "int8", wshape),
         w_bits=_get(d, "w_bits", where, int), x_bits=_get(d, "x_bits", where, int),
         requant=requant, in_shape=in_shape, out_shape=out_shape,
@@ -402,6 +441,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     macros = _get(doc, "macros", "bundle.json", dict)
     try:
         dcim = DcimSpec.from_dict(_get(macros, "dcim", "macros", dict), where="macros.dcim")
+        acim = (AcimSpec.from_dict(_get(macros, "acim", "macros", dict), where="macros.acim")
+                if "acim" in macros else None)
     except ConfigError as exc:
         raise BundleError(f"{meta_file}: {exc}") from None
     layers_doc = _get(doc, "layers", "bundle.json", list)
@@ -410,6 +451,6 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         input=InputSpec(_shape(inp, "shape", "input"), _get(inp, "bits", "input", int),
                         float(scale)),
         layers=[_layer_from_json(d, folder, i) for i, d in enumerate(layers_doc)],
-        dcim=dcim, meta=doc.get("meta", {}))
+        dcim=dcim, meta=doc.get("meta", {}), acim=acim)
     bundle.validate()
     return bundle

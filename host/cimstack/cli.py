@@ -93,23 +93,41 @@ def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 @app.command()
 def train(out: Path = typer.Option(Path("cimstack-out/bundle"), help="bundle folder to write"),
+          macro: str = typer.Option("dcim", help="dcim (digital, MARS) or acim (analog, IMAGINE)"),
           w_bits: str = typer.Option("8", help="weight bits, one value or per layer (8,4,4)"),
-          a_bits: str = typer.Option("8", help="activation bits, one or per hidden layer"),
-          sparsity: float = typer.Option(0.0, help="target block sparsity in [0, 1)"),
-          rows_on: int = typer.Option(16, help="word lines per cycle = pruning block rows"),
-          psum_bits: Optional[int] = typer.Option(None, help="column ADC bits (default exact)"),
-          epochs: Optional[int] = typer.Option(None, help="float training epochs"),
+          a_bits: str = typer.Option("8", help="dcim: activation bits, one or per hidden layer"),
+          sparsity: float = typer.Option(0.0, help="dcim: target block sparsity in [0, 1)"),
+          rows_on: int = typer.Option(16, help="dcim: word lines per cycle = pruning block rows"),
+          psum_bits: Optional[int] = typer.Option(None, help="dcim: column ADC bits (exact)"),
+          adc_bits: int = typer.Option(6, help="acim: ADC resolution 1..8"),
+          swing: str = typer.Option("adaptive", help="acim: adaptive or fixed swing"),
+          sigma: float = typer.Option(0.0, help="acim: ADC noise (LSB) stored in the bundle"),
+          train_sigma: float = typer.Option(0.0, help="acim: noise injected while training"),
+          epochs: Optional[int] = typer.Option(None, help="training epochs"),
           seed: int = typer.Option(0),
-          checkpoint: Optional[Path] = typer.Option(None, help="also save a torch checkpoint")):
-    """Quantization-aware training of the digits CNN, exported to a bundle."""
-    result = _train(w_bits, a_bits, sparsity, rows_on, epochs, seed)
-    path = result.save(out, dcim=_dcim_spec(rows_on, psum_bits))
-    if checkpoint:
-        from .quant.checkpoint import save_checkpoint
-        save_checkpoint(result, checkpoint)
-        console.print(f"checkpoint: {checkpoint}")
-    console.print(f"float acc {result.float_acc:.4f}, Brevitas acc {result.quant_acc:.4f}, "
-                  f"block sparsity {result.block_sparsity:.3f}")
+          checkpoint: Optional[Path] = typer.Option(None, help="dcim: also save a checkpoint")):
+    """Quantization-aware training of the digits CNN for a macro, exported to a bundle."""
+    from .bundle import save_bundle
+    if macro == "acim":
+        from .config import AcimSpec
+        from .quant.analog import train_analog_digits
+        spec = AcimSpec(adc_bits=adc_bits, swing=swing, sigma=sigma, seed=seed)
+        with console.status("training the analog digits model (ADC in the loop)"):
+            res = train_analog_digits(spec, train_sigma, w_bits=int(w_bits), seed=seed,
+                                      **({"epochs": epochs} if epochs else {}))
+        path = save_bundle(res.export(), out)
+        console.print(f"torch accuracy (ADC in the loop, no noise) {res.torch_acc:.4f}")
+    elif macro == "dcim":
+        result = _train(w_bits, a_bits, sparsity, rows_on, epochs, seed)
+        path = result.save(out, dcim=_dcim_spec(rows_on, psum_bits))
+        if checkpoint:
+            from .quant.checkpoint import save_checkpoint
+            save_checkpoint(result, checkpoint)
+            console.print(f"checkpoint: {checkpoint}")
+        console.print(f"float acc {result.float_acc:.4f}, Brevitas acc {result.quant_acc:.4f}, "
+                      f"block sparsity {result.block_sparsity:.3f}")
+    else:
+        raise typer.BadParameter(f"unknown macro {macro!r}: choose dcim or acim")
     console.print(f"bundle: {path}")
 
 
@@ -273,16 +291,18 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
         raise typer.Exit(1)
 
 
-def _mount_deployment() -> None:
-    """Board, overlay and deploy commands (serial console, ssh, Vivado build)."""
+def _mount_subcommands() -> None:
+    """Board, overlay and deploy commands (serial console, ssh, Vivado build); studies."""
     from .deploy.cli import board_app, deploy_command, overlay_app
+    from .study import study_app
     app.add_typer(board_app, name="board", help="find, log into and query a PYNQ-Z2 over its "
                   "serial console")
     app.add_typer(overlay_app, name="overlay", help="overlay resources and Vivado build")
     app.command("deploy")(deploy_command)
+    app.add_typer(study_app, name="study", help="parameter sweeps with CSV tables and plots")
 
 
-_mount_deployment()
+_mount_subcommands()
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from .errors import ConfigError
 from .paths import project_root
 
@@ -134,6 +136,138 @@ class DcimSpec(Spec):
     def psum_exact(self) -> bool:
         """True when the column ADC can represent every partial sum 0..rows_on."""
         return self.psum_bits is None or (1 << self.psum_bits) - 1 >= self.rows_on
+
+
+@dataclass(frozen=True)
+class AcimSpec(Spec):
+    """Analog charge-domain CIM macro (IMAGINE family). See docs/macros.md, "Analog CIM
+    macro (acim)": gains are unsigned ``gain_bits``-bit integers g with G = g / 2^gain_frac_bits,
+    offsets signed ``offset_bits``-bit integers o with beta = o / 2^offset_frac_bits ADC LSBs,
+    sigma is applied as round(sigma * 256) / 256 LSB."""
+
+    rows: int = knob(1152, "word lines (input rows) of the array; a layer's K must fit", 1, 1152)
+    cols: int = knob(256, "bit lines; a weight takes w_bits adjacent columns", 8, 4096)
+    segments: int = knob(9, "row segments of the channel-wise array split; divides rows", 1, 1152)
+    adc_bits: int = knob(8, "ADC resolution in bits", 1, 8)
+    swing: str = knob("adaptive", "normalize by the whole array (fixed) or by the active "
+                      "segments (adaptive)", choices=("fixed", "adaptive"))
+    adc_per_input_bit: bool = knob(False, "convert after every input cycle and shift-add the "
+                                   "codes instead of charge accumulation", choices=(False, True))
+    sigma: float = knob(0.0, "ADC noise in LSBs (standard deviation), resolution 1/256", 0.0, 16.0)
+    seed: int = knob(0, "noise seed; codes are a function of (seed, layer, sample, channel)",
+                     0, 2**32 - 1)
+    gain_bits: int = knob(16, "ABN gain width (unsigned integer g)", 1, 16)
+    gain_frac_bits: int = knob(8, "fractional bits of the ABN gain: G = g / 2^gain_frac_bits",
+                               0, 16)
+    offset_bits: int = knob(12, "ABN offset width (signed integer o)", 2, 16)
+    offset_frac_bits: int = knob(2, "fractional bits of the ABN offset: beta = o / "
+                                 "2^offset_frac_bits ADC LSBs", 0, 16)
+
+    def _rules(self) -> None:
+        if not isinstance(self.adc_per_input_bit, bool):
+            raise ConfigError(f"AcimSpec.adc_per_input_bit = {self.adc_per_input_bit!r} must "
+                              "be True or False")
+        if self.segments > self.rows or self.rows % self.segments:
+            raise ConfigError(f"AcimSpec.segments = {self.segments} must divide rows = "
+                              f"{self.rows} (equal row segments)")
+        if self.gain_bits - self.gain_frac_bits > 8:
+            raise ConfigError(f"AcimSpec gain format {self.gain_bits}.{self.gain_frac_bits} "
+                              "allows gains of 256 or more; keep gain_bits - gain_frac_bits "
+                              "<= 8 (int64 headroom of the fixed-point path)")
+        if self.offset_frac_bits > self.offset_bits - 1 or \
+                self.offset_bits - 1 - self.offset_frac_bits > 11:
+            raise ConfigError(f"AcimSpec offset format {self.offset_bits}.{self.offset_frac_bits}"
+                              " must satisfy offset_frac_bits <= offset_bits - 1 and |beta| "
+                              "<= 2048 LSB (offset_bits - 1 - offset_frac_bits <= 11)")
+
+    @property
+    def seg_rows(self) -> int:
+        """Rows per segment."""
+        return self.rows // self.segments
+
+    @property
+    def sigma_q(self) -> int:
+        """The noise level as applied: round(sigma * 256) (units of 1/256 LSB)."""
+        return int(round(self.sigma * 256))
+
+    @property
+    def gain_range(self) -> tuple[int, int]:
+        """Allowed integer gains g."""
+        return 0, (1 << self.gain_bits) - 1
+
+    @property
+    def offset_range(self) -> tuple[int, int]:
+        """Allowed integer offsets o."""
+        return -(1 << (self.offset_bits - 1)), (1 << (self.offset_bits - 1)) - 1
+
+    def norm_rows(self, active_rows: int) -> int:
+        """N_norm: the array (fixed swing) or the active rows rounded up to segments."""
+        check_range("active_rows", active_rows, 1, self.rows)
+        if self.swing == "fixed":
+            return self.rows
+        return -(-active_rows // self.seg_rows) * self.seg_rows
+
+
+@dataclass
+class AcimLayerParams:
+    """Per-layer analog parameters: ABN gain and offset per output channel (integers in
+    the spec's fixed-point formats) and the layer's noise key."""
+
+    gain: np.ndarray          # [N] integers g, G = g / 2^gain_frac_bits
+    offset: np.ndarray        # [N] integers o, beta = o / 2^offset_frac_bits LSB
+    layer: int = 0            # noise key (0..65535): the layer's index in the network
+
+    def validate(self, spec: AcimSpec, channels: int | None = None, where: str = "acim") -> None:
+        check_abn(spec, self.gain, self.offset, channels, where)
+        check_range(f"{where}.layer", int(self.layer), 0, 65535)
+
+
+def check_abn(spec: AcimSpec, gain, offset, channels: int | None = None,
+              where: str = "acim") -> None:
+    """Clear errors for gains/offsets outside their fixed-point formats."""
+    gain, offset = np.asarray(gain), np.asarray(offset)
+    for name, arr in (("gain", gain), ("offset", offset)):
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ConfigError(f"{where}.{name} must be a 1-D integer array (fixed point), got "
+                              f"{arr.dtype} {arr.shape}")
+        if channels is not None and arr.shape[0] != channels:
+            raise ConfigError(f"{where}.{name} has {arr.shape[0]} values for {channels} "
+                              "output channels")
+    for name, arr, (lo, hi), bits, frac in (
+            ("gain", gain, spec.gain_range, spec.gain_bits, spec.gain_frac_bits),
+            ("offset", offset, spec.offset_range, spec.offset_bits, spec.offset_frac_bits)):
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            bad = int(arr.min()) if arr.min() < lo else int(arr.max())
+            raise ConfigError(
+                f"{where}.{name} holds {bad}, outside its {bits}-bit format with {frac} "
+                f"fractional bits: allowed integers [{lo}, {hi}] = "
+                f"[{lo / 2**frac:g}, {hi / 2**frac:g}]")
+
+
+@dataclass(frozen=True)
+class SnnSpec(Spec):
+    """Spiking event core (FlexSpIM family): one array holds weights and membranes.
+    See docs/macros.md, "Spiking event core (snn)"."""
+
+    rows: int = knob(512, "rows of the array (FlexSpIM: 512)", 1, 4096)
+    cols: int = knob(256, "bit columns of the array (FlexSpIM: 256); cols / v_bits "
+                     "synaptic operations per cycle", 8, 4096)
+    w_bits: int = knob(8, "default weight width (two's complement; 1 = binary {-1,+1})", 1, 16)
+    v_bits: int = knob(16, "default membrane width (signed)", 1, 16)
+    leak_shift: int = knob(0, "leak v -= v >> leak_shift after integration; 0 = no leak "
+                           "(integrate-and-fire, FlexSpIM)", 0, 15)
+    reset: str = knob("subtract", "reset after a spike: v -= theta, or v = 0",
+                      choices=("subtract", "zero"))
+    overflow: str = knob("saturate", "membrane past its v_bits range: clamp or wrap",
+                         choices=("saturate", "wrap"))
+    dataflow: str = knob("auto", "per-layer default: auto keeps the smaller operand "
+                         "resident; ws weight-stationary; os output-stationary",
+                         choices=("auto", "ws", "os"))
+    clock_mhz: float = knob(100.0, "array clock for the cycle model", 1.0, 1000.0)
+
+    @property
+    def array_bits(self) -> int:
+        return self.rows * self.cols
 
 
 # ---------------------------------------------------------------------------- board

@@ -83,7 +83,69 @@ DCIM = KernelDecl(
     modes={"load_weights": 0, "load_requant": 1, "compute": 2},
 )
 
-KERNELS = {k.name: k for k in (DCIM,)}
+ACIM = KernelDecl(
+    name="acim",
+    top="acim_top",
+    vlnv="cimstack.org:hls:acim_top:1.0",
+    registers=_args(
+        ("mode", "0 load weights, 1 load requantizer, 2 compute, 3 load ABN gain/offset"),
+        ("k_rows", "K: active rows (inputs per output), 1..min(MAX_K, rows)"),
+        ("n_out", "N: output channels of this slice, 1..MAX_N"),
+        ("n_vec", "input vectors in this compute call"),
+        ("w_bits", "weight precision 1..8 (1 = binary {-1,+1})"),
+        ("x_bits", "input precision 1..8, applied bit-serially"),
+        ("rows", "array rows (fixed-swing normalization), 1..1152"),
+        ("segments", "row segments of the array split; divides rows"),
+        ("swing", "0 fixed (normalize by rows), 1 adaptive (by active segments)"),
+        ("adc_bits", "ADC resolution 1..8"),
+        ("per_bit", "0 charge accumulation, 1 ADC after every input bit + shift-add"),
+        ("gain_frac", "fractional bits of the ABN gains, 0..16"),
+        ("offset_frac", "fractional bits of the ABN offsets, 0..16"),
+        ("sigma_q", "noise sigma in 1/256 ADC LSB, 0..4096"),
+        ("seed", "noise seed (32 bits)"),
+        ("layer", "noise key: layer index (0..65535)"),
+        ("chan_base", "noise key: global index of this slice's first channel"),
+        ("sample_base", "noise key: run index of this call's first input vector"),
+        ("shift", "requantizer right shift s, 0..62"),
+        ("out_lo", "requantizer clamp low (signed)", True),
+        ("out_hi", "requantizer clamp high (signed)", True),
+    ),
+    capacity={"MAX_K": 1152, "MAX_N": 128},
+    modes={"load_weights": 0, "load_requant": 1, "compute": 2, "load_abn": 3},
+)
+
+SNN = KernelDecl(
+    name="snn",
+    top="snn_top",
+    vlnv="cimstack.org:hls:snn_top:1.0",
+    registers=_args(
+        ("mode", "0 load weights, 1 clear membranes, 2 one timestep, 3 read membranes"),
+        ("op", "0 conv (stride 1, square kernel), 1 fully connected"),
+        ("src_h", "height of the incoming event map (before input pooling)"),
+        ("src_w", "width of the incoming event map (before input pooling)"),
+        ("pool", "OR-pooling factor applied to incoming events, 1 = none"),
+        ("in_c", "input channels after pooling (fc: C of the flattened C,H,W)"),
+        ("in_h", "input height after pooling"),
+        ("in_w", "input width after pooling"),
+        ("out_c", "output channels N (fc: neurons)"),
+        ("ksize", "conv kernel size (fc: ignored)"),
+        ("padding", "conv zero padding (fc: ignored)"),
+        ("n_lo", "first output neuron (flat n,y,x) of the resident membrane slice"),
+        ("n_count", "neurons in the resident slice, 1..MAX_COUNT"),
+        ("w_bits", "weight width 1..16 (1 = binary {-1,+1})"),
+        ("v_bits", "membrane width 1..16 (signed)"),
+        ("theta", "firing threshold, 1..2^(v_bits-1)-1"),
+        ("leak_shift", "leak v -= v >> leak_shift; 0 = none"),
+        ("reset_mode", "0 subtract theta, 1 to zero"),
+        ("overflow", "0 saturate, 1 wrap at the v_bits range"),
+        ("n_words", "64-bit words of this call's input (load weights / one timestep)"),
+    ),
+    capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 16384, "MAX_COUNT": 8192,
+              "MAX_OUT_C": 256, "MAX_KSIZE": 7},
+    modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3},
+)
+
+KERNELS = {k.name: k for k in (DCIM, ACIM, SNN)}
 
 
 @dataclass(frozen=True)
@@ -141,5 +203,6 @@ def overlay_shape(board: str = "pynq-z2") -> OverlayShape:
         board=load_board(board),
         slots=(
             Slot("dcim_0", DCIM, base=0x43C00000, dma=DmaDecl("dcim_dma", base=0x40400000)),
+            Slot("acim_0", ACIM, base=0x43C10000, dma=DmaDecl("acim_dma", base=0x40410000)),
         ),
     )

@@ -1,22 +1,28 @@
-"""The cimstack overlay as a pynq.Overlay, with one runner per kernel slot."""
+"""The cimstack overlay as a pynq.Overlay, with a runner per macro kernel slot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pynq
 
+from ..bundle import Bundle, MacroLayer
+from ..errors import ConfigError
 from ..overlay_shape import overlay_shape
-from .dcim import DcimIP, DcimRunner
+from .macros import AcimIP, AcimRunner, DcimIP, DcimRunner, MacroRunner
 
-__all__ = ["CimOverlay", "DcimIP"]
+__all__ = ["CimOverlay", "DcimIP", "AcimIP"]
+
+RUNNERS = {"dcim": DcimRunner, "acim": AcimRunner}
 
 
 class CimOverlay(pynq.Overlay):
     """``pynq.Overlay`` of the cimstack bitstream (board) or its emulation.
 
-    IP names and addresses come from ``overlay_shape``; the dcim kernel binds to
-    :class:`DcimIP` by VLNV, its DMA to pynq's unmodified ``pynq.lib.dma.DMA``.
+    IP names and addresses come from ``overlay_shape``; each kernel binds to its driver
+    (:class:`DcimIP`, :class:`AcimIP`, ...) by VLNV, its DMA to pynq's unmodified
+    ``pynq.lib.dma.DMA``.
     """
 
     def __init__(self, bitfile: str | Path, board: str = "pynq-z2", download: bool = True,
@@ -24,8 +30,38 @@ class CimOverlay(pynq.Overlay):
         super().__init__(str(bitfile), download=download, **kwargs)
         self.shape = overlay_shape(board)
 
-    def runner(self, kernel: str = "dcim", timeout_s: float = 10.0) -> DcimRunner:
-        """A :class:`DcimRunner` on the slot of ``kernel``."""
+    def runner(self, kernel: str = "dcim", timeout_s: float = 10.0) -> MacroRunner:
+        """The runner of the slot holding ``kernel`` (dcim or acim)."""
         slot = self.shape.slot(kernel)
-        return DcimRunner(getattr(self, slot.ip_name), getattr(self, slot.dma.name),
-                          timeout_s=timeout_s)
+        return RUNNERS[kernel](getattr(self, slot.ip_name), getattr(self, slot.dma.name),
+                               timeout_s=timeout_s)
+
+    def macro_engine(self, timeout_s: float = 10.0) -> "MacroEngine":
+        """One engine for whole networks: each layer goes to its macro's kernel."""
+        return MacroEngine({k: self.runner(k, timeout_s) for k in RUNNERS
+                            if any(s.kernel.name == k for s in self.shape.slots)})
+
+
+class MacroEngine:
+    """Dispatches each macro layer to the runner of its macro family."""
+
+    def __init__(self, runners: dict[str, MacroRunner]):
+        self.runners = runners
+
+    def __call__(self, layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
+        runner = self.runners.get(layer.macro)
+        if runner is None:
+            raise ConfigError(f"layer {layer.name} needs the {layer.macro} kernel, which this "
+                              f"overlay does not have (it has {sorted(self.runners)})")
+        return runner.engine(layer, x_mat, bundle)
+
+    def stage_times(self) -> dict:
+        """Stage seconds, calls and items summed over the kernels."""
+        out = {"seconds": {}, "calls": 0, "items": 0, "total_s": 0.0}
+        for runner in self.runners.values():
+            t = runner.times.to_dict()
+            for stage, sec in t["seconds"].items():
+                out["seconds"][stage] = out["seconds"].get(stage, 0.0) + sec
+            for key in ("calls", "items", "total_s"):
+                out[key] += t[key]
+        return out

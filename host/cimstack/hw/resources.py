@@ -77,6 +77,13 @@ DATAPATH = {
                      rule="8 planes x (64-bit popcount 64 LUT + 48-bit accumulator 48 LUT)"
                           " + requantizer 300 LUT + stream packing 400 LUT; requantizer "
                           "48x32 multiply = 4 DSP48"),
+    "acim": Datapath(dsp=dsp_tiles(8, 8) + dsp_tiles(48, 32) + 2 * dsp_tiles(64, 64)
+                     + dsp_tiles(48, 32),
+                     lut=100 + 600 + 300 + 60 + 300 + 400,
+                     rule="8x8 MAC 1 DSP48 + 100 LUT; ABN gain 48x32 multiply 4 DSP48; "
+                          "splitmix64 noise hash two 64x64 multiplies 24 DSP48 + 300 LUT; "
+                          "Irwin-Hall sum 60 LUT; iterative 64-bit ADC divider 600 LUT; "
+                          "requantizer 48x32 = 4 DSP48 + 300 LUT; stream packing 400 LUT"),
 }
 DEFAULT_DATAPATH = Datapath(dsp=4, lut=2000, rule="no datapath rule declared: 2000 LUT, 4 DSP")
 

@@ -10,6 +10,10 @@ dcim kernel
 - compute: each input vector is K unsigned bytes, 8 per word, zero padded to a whole
   word per vector; each output vector is N int32 values, 2 per word, padded to a whole
   word per vector.
+
+acim kernel: weights, requantizer, inputs and outputs as dcim, plus
+- load ABN (mode 3): one word per channel, gain g in bits 0..31 (uint32), offset o in
+  bits 32..63 (int32).
 """
 
 from __future__ import annotations
@@ -62,3 +66,11 @@ def unpack_outputs(words: np.ndarray, n: int, n_vec: int) -> np.ndarray:
     per_vec = words_for(4 * n) * 2
     vals = np.asarray(words, dtype="<u8")[: output_words(n, n_vec)].view("<i4")
     return vals.reshape(n_vec, per_vec)[:, :n]
+
+
+def pack_abn(gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """ABN stream of the acim kernel (mode 3): one 64-bit word per channel, gain g in
+    bits 0..31 (uint32), offset o in bits 32..63 (int32 two's complement)."""
+    g = np.asarray(gain, np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    o = np.asarray(offset, np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    return g | (o << np.uint64(32))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import DcimSpec
+from ..config import AcimSpec, DcimSpec
 
 
 def group_starts(k: int, rows_on: int) -> np.ndarray:
@@ -67,3 +67,14 @@ def layer_cost(w_mat: np.ndarray, w_bits: int, x_bits: int, spec: DcimSpec) -> L
         cycles=x_bits * _round_cycles(tile_kept, spec.macros),
         dense_cycles=x_bits * _round_cycles(dense, spec.macros),
         blocks=int(kept.size), pruned_blocks=int(kept.size - kept.sum()))
+
+
+def acim_cost(k: int, n: int, w_bits: int, x_bits: int, spec: AcimSpec) -> LayerCost:
+    """The analog macro: all active rows at once, inputs bit-serial (x_bits cycles per
+    tile, one conversion per channel at the end, or per input bit in that mode); one
+    macro, so tiles run one after another. No block skipping."""
+    col_tiles = -(-n // (spec.cols // w_bits))
+    row_tiles = -(-k // spec.rows)
+    cycles = x_bits * row_tiles * col_tiles
+    return LayerCost(row_tiles=row_tiles, col_tiles=col_tiles, cycles=cycles,
+                     dense_cycles=cycles, blocks=0, pruned_blocks=0)

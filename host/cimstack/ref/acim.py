@@ -25,12 +25,10 @@ so that without quantization and noise both modes give the same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..bundle import weight_range
-from ..config import AcimSpec, check_range
+from ..config import AcimLayerParams, AcimSpec, check_abn, check_range
 from ..errors import ConfigError
 from . import prng
 
@@ -39,42 +37,6 @@ SIGMA_FRAC_BITS = 8           # sigma_q = round(sigma * 2^8)
 NOISE_SHIFT = FRAC - SIGMA_FRAC_BITS - prng.NORMAL_FRAC_BITS   # 5: sigma_q*m in 2^-19 LSB
 F32_EXACT = 1 << 24           # float32 adds integers up to 2^24 exactly
 _CHUNK = 1 << 15              # outputs per post-processing chunk (keeps temporaries in cache)
-
-
-@dataclass
-class AcimLayerParams:
-    """Per-layer analog parameters: ABN gain and offset per output channel (integers in
-    the spec's fixed-point formats) and the layer's noise key."""
-
-    gain: np.ndarray          # [N] integers g, G = g / 2^gain_frac_bits
-    offset: np.ndarray        # [N] integers o, beta = o / 2^offset_frac_bits LSB
-    layer: int = 0            # noise key (0..65535): the layer's index in the network
-
-    def validate(self, spec: AcimSpec, channels: int | None = None, where: str = "acim") -> None:
-        check_abn(spec, self.gain, self.offset, channels, where)
-        check_range(f"{where}.layer", int(self.layer), 0, 65535)
-
-
-def check_abn(spec: AcimSpec, gain, offset, channels: int | None = None,
-              where: str = "acim") -> None:
-    """Clear errors for gains/offsets outside their fixed-point formats."""
-    gain, offset = np.asarray(gain), np.asarray(offset)
-    for name, arr in (("gain", gain), ("offset", offset)):
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise ConfigError(f"{where}.{name} must be a 1-D integer array (fixed point), got "
-                              f"{arr.dtype} {arr.shape}")
-        if channels is not None and arr.shape[0] != channels:
-            raise ConfigError(f"{where}.{name} has {arr.shape[0]} values for {channels} "
-                              "output channels")
-    for name, arr, (lo, hi), bits, frac in (
-            ("gain", gain, spec.gain_range, spec.gain_bits, spec.gain_frac_bits),
-            ("offset", offset, spec.offset_range, spec.offset_bits, spec.offset_frac_bits)):
-        if arr.size and (arr.min() < lo or arr.max() > hi):
-            bad = int(arr.min()) if arr.min() < lo else int(arr.max())
-            raise ConfigError(
-                f"{where}.{name} holds {bad}, outside its {bits}-bit format with {frac} "
-                f"fractional bits: allowed integers [{lo}, {hi}] = "
-                f"[{lo / 2**frac:g}, {hi / 2**frac:g}]")
 
 
 def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
@@ -261,3 +223,16 @@ def acim_layer(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int, spec: Aci
     from .requant import requantize
     return requantize(codes, requant.multiplier, requant.bias, requant.shift, requant.lo,
                       requant.hi)
+
+
+def kernel_registers(spec: AcimSpec, k: int, n: int, w_bits: int, x_bits: int,
+                     layer: int = 0, chan_base: int = 0, sample_base: int = 0,
+                     n_vec: int = 0) -> dict:
+    """The acim kernel's compute registers (overlay_shape.ACIM) for this spec and layer
+    slice; add ``shift``, ``out_lo``, ``out_hi`` from the requantizer."""
+    return dict(k_rows=k, n_out=n, n_vec=n_vec, w_bits=w_bits, x_bits=x_bits,
+                rows=spec.rows, segments=spec.segments, swing=int(spec.swing == "adaptive"),
+                adc_bits=spec.adc_bits, per_bit=int(spec.adc_per_input_bit),
+                gain_frac=spec.gain_frac_bits, offset_frac=spec.offset_frac_bits,
+                sigma_q=spec.sigma_q, seed=spec.seed, layer=layer, chan_base=chan_base,
+                sample_base=sample_base)

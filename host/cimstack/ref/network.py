@@ -17,7 +17,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..bundle import Bundle, MacroLayer, PoolLayer
 from ..errors import ConfigError
-from ..mapping.tiling import layer_cost
+from ..mapping.tiling import acim_cost, layer_cost
+from .acim import acim_layer
 from .dcim import macro_matmul
 from .requant import requantize
 
@@ -25,9 +26,14 @@ Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
 
 
 def reference_engine(layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
-    """dcim macro + requantizer in NumPy: [V, K] unsigned -> [V, N] int64."""
-    acc = macro_matmul(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim)
+    """The layer's macro + requantizer in NumPy: [V, K] unsigned -> [V, N] int64.
+
+    acim noise is keyed by the row of ``x_mat`` (image-major, pixel-minor) as sample."""
     rq = layer.requant
+    if layer.macro == "acim":
+        return acim_layer(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.acim,
+                          layer.analog, rq)
+    acc = macro_matmul(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim)
     return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
 
 
@@ -37,6 +43,7 @@ class LayerStats:
 
     name: str
     op: str
+    macro: str
     k: int
     n: int
     vectors: int               # matrix-vector products per image (output pixels)
@@ -119,10 +126,12 @@ def layer_stats(bundle: Bundle) -> list[LayerStats]:
     """Cycle and block statistics of every macro layer (independent of the data)."""
     stats = []
     for layer in bundle.macro_layers:
-        cost = layer_cost(layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim)
+        cost = (acim_cost(layer.k, layer.channels, layer.w_bits, layer.x_bits, bundle.acim)
+                if layer.macro == "acim" else
+                layer_cost(layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim))
         vectors = int(np.prod(layer.out_shape[1:])) if layer.op == "conv2d" else 1
         stats.append(LayerStats(
-            name=layer.name, op=layer.op, k=layer.k, n=layer.channels, vectors=vectors,
+            name=layer.name, op=layer.op, macro=layer.macro, k=layer.k, n=layer.channels, vectors=vectors,
             tiles=cost.tiles, cycles=vectors * cost.cycles,
             dense_cycles=vectors * cost.dense_cycles,
             macro_activations=vectors * cost.tiles, blocks=cost.blocks,
