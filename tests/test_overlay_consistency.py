@@ -167,9 +167,9 @@ def test_hls_export_vlnv_part_and_clock(slot):
 def test_drivers_bind_to_the_declared_vlnvs():
     from pynq.lib.dma import DMA
 
-    from cimstack.hw import macros
-    bound = {v for cls in vars(macros).values() if isinstance(cls, type)
-             for v in getattr(cls, "bindto", [])}
+    from cimstack.hw import macros, snn
+    bound = {v for module in (macros, snn) for cls in vars(module).values()
+             if isinstance(cls, type) for v in getattr(cls, "bindto", [])}
     for slot in SHAPE.slots:
         assert slot.kernel.vlnv in bound, f"no driver binds to {slot.kernel.vlnv}"
         assert slot.dma.vlnv in DMA.bindto

@@ -36,7 +36,16 @@ def open_backend(name: str, bitfile: Optional[Path] = None, console=None,
         raise ConfigError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     if name == "reference":
         return Backend("reference", reference_engine, dict)
+    overlay, name = open_overlay(name, bitfile, console)
+    engine = overlay.macro_engine(timeout_s=timeout_s)
+    return Backend(name, engine, engine.stage_times, overlay)
+
+
+def open_overlay(name: str, bitfile: Optional[Path] = None, console=None):
+    """The overlay for ``emu``, ``board`` or ``auto`` (which says which it took):
+    returns ``(CimOverlay, resolved name)``."""
     from . import emu
+    from .hw.overlay import CimOverlay
     if name == "auto":
         name = "board" if emu.real_device_present() else "emu"
         if console is not None:
@@ -49,11 +58,7 @@ def open_backend(name: str, bitfile: Optional[Path] = None, console=None,
         if bitfile is None:
             raise ConfigError("backend 'board' needs the overlay bitstream: pass --bitfile "
                               "cimstack.bit (built by `make -C overlay`)")
-        bit = Path(bitfile)
-        device = None                     # pynq's active device: the board
-    else:
-        bit, device = emu.install(), emu.device()
-    from .hw.overlay import CimOverlay
-    overlay = CimOverlay(bit, device=device)
-    engine = overlay.macro_engine(timeout_s=timeout_s)
-    return Backend(name, engine, engine.stage_times, overlay)
+        return CimOverlay(Path(bitfile)), name
+    if name != "emu":
+        raise ConfigError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return CimOverlay(emu.install(), device=emu.device()), name

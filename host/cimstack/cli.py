@@ -198,8 +198,12 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
     from .backends import open_backend
     from .bundle import load_bundle
     from .ref.network import quantize_input
+    from .snn_bundle import is_snn_bundle
     from .verify.compare import verify
 
+    if is_snn_bundle(bundle):
+        from .snn_cli import verify_cmd as snn_verify
+        return snn_verify(bundle=bundle, backend=backend, samples=limit or 8, data=data)
     b = load_bundle(bundle)
     x, y = _load_data(data)
     if limit is not None:
@@ -222,8 +226,14 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
          seed: int = typer.Option(0),
          backend: str = typer.Option("emu", help="backend verified against the reference: "
                                      + BACKEND_HELP),
+         snn: bool = typer.Option(False, "--snn", help="the spiking demo instead: event "
+                                  "digits on the FlexSpIM-style core (same as `cimstack snn demo`)"),
          json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
     """Train the digits CNN, run it on the reference and the emulated overlay, verify, report."""
+    if snn:
+        from .snn_cli import demo as snn_demo
+        return snn_demo(out=out, steps=16, epochs=epochs or 6, w_bits=8, v_bits=16,
+                        backend=backend, verify_samples=8, bundle=None, data=None, seed=seed)
     from .backends import open_backend
     from .ref.network import quantize_input, run_network
     from .report.io import write_json_atomic
@@ -294,12 +304,15 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
 def _mount_subcommands() -> None:
     """Board, overlay and deploy commands (serial console, ssh, Vivado build); studies."""
     from .deploy.cli import board_app, deploy_command, overlay_app
+    from .snn_cli import snn_app
     from .study import study_app
     app.add_typer(board_app, name="board", help="find, log into and query a PYNQ-Z2 over its "
                   "serial console")
     app.add_typer(overlay_app, name="overlay", help="overlay resources and Vivado build")
     app.command("deploy")(deploy_command)
     app.add_typer(study_app, name="study", help="parameter sweeps with CSV tables and plots")
+    app.add_typer(snn_app, name="snn", help="the spiking event core: train, demo, verify, "
+                  "membrane-width sweep")
 
 
 _mount_subcommands()

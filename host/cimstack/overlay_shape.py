@@ -204,5 +204,6 @@ def overlay_shape(board: str = "pynq-z2") -> OverlayShape:
         slots=(
             Slot("dcim_0", DCIM, base=0x43C00000, dma=DmaDecl("dcim_dma", base=0x40400000)),
             Slot("acim_0", ACIM, base=0x43C10000, dma=DmaDecl("acim_dma", base=0x40410000)),
+            Slot("snn_0", SNN, base=0x43C20000, dma=DmaDecl("snn_dma", base=0x40420000)),
         ),
     )

@@ -11,8 +11,9 @@ from ..bundle import Bundle, MacroLayer
 from ..errors import ConfigError
 from ..overlay_shape import overlay_shape
 from .macros import AcimIP, AcimRunner, DcimIP, DcimRunner, MacroRunner
+from .snn import SnnIP        # imported so that pynq binds the snn kernel to it by VLNV
 
-__all__ = ["CimOverlay", "DcimIP", "AcimIP"]
+__all__ = ["CimOverlay", "DcimIP", "AcimIP", "SnnIP"]
 
 RUNNERS = {"dcim": DcimRunner, "acim": AcimRunner}
 
@@ -21,7 +22,7 @@ class CimOverlay(pynq.Overlay):
     """``pynq.Overlay`` of the cimstack bitstream (board) or its emulation.
 
     IP names and addresses come from ``overlay_shape``; each kernel binds to its driver
-    (:class:`DcimIP`, :class:`AcimIP`, ...) by VLNV, its DMA to pynq's unmodified
+    (:class:`DcimIP`, :class:`AcimIP`, :class:`SnnIP`) by VLNV, its DMA to pynq's unmodified
     ``pynq.lib.dma.DMA``.
     """
 

@@ -84,6 +84,11 @@ DATAPATH = {
                           "splitmix64 noise hash two 64x64 multiplies 24 DSP48 + 300 LUT; "
                           "Irwin-Hall sum 60 LUT; iterative 64-bit ADC divider 600 LUT; "
                           "requantizer 48x32 = 4 DSP48 + 300 LUT; stream packing 400 LUT"),
+    "snn": Datapath(dsp=2 * dsp_tiles(16, 16), lut=400 + 200 + 100 + 200 + 400,
+                    rule="event address decode (c*H+y)*W+x two 16x16 multiplies 2 DSP48; "
+                         "conv fan-out loop 400 LUT; weight sign extension 200 LUT; 32-bit "
+                         "synaptic accumulator 100 LUT; saturate/leak/fire/reset 200 LUT; "
+                         "event packing 400 LUT"),
 }
 DEFAULT_DATAPATH = Datapath(dsp=4, lut=2000, rule="no datapath rule declared: 2000 LUT, 4 DSP")
 

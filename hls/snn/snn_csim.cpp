@@ -1,0 +1,102 @@
+// C ABI around snn_top for the Python emulator (host/cimstack/emu/csim.py).
+// args: the 20 registers as uint32 in SNN.registers order. Not part of the kernel.
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snn_top.h"
+
+namespace {
+
+enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, N_LO,
+           N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, N_WORDS, N_REGS };
+
+bool in_range(uint64_t v, uint64_t lo, uint64_t hi) { return v >= lo && v <= hi; }
+
+bool args_valid(const uint32_t* a) {
+    using namespace snn;
+    if (a[MODE] > READ_MEMBRANES || a[OP] > FC) return false;
+    if (!in_range(a[W_BITS], 1, MAX_BITS) || !in_range(a[V_BITS], 1, MAX_BITS)) return false;
+    if (!in_range(a[IN_C], 1, MAX_IN) || !in_range(a[IN_H], 1, MAX_IN) ||
+        !in_range(a[IN_W], 1, MAX_IN) ||
+        uint64_t(a[IN_C]) * a[IN_H] * a[IN_W] > MAX_IN) return false;
+    if (!in_range(a[POOL], 1, MAX_POOL)) return false;
+    if (uint64_t(a[SRC_H]) < uint64_t(a[IN_H]) * a[POOL] ||
+        uint64_t(a[SRC_W]) < uint64_t(a[IN_W]) * a[POOL] || a[SRC_H] > 65535 || a[SRC_W] > 65535)
+        return false;
+    if (!in_range(a[OUT_C], 1, MAX_OUT_C) || !in_range(a[N_COUNT], 1, MAX_COUNT)) return false;
+    uint64_t n_out;
+    if (a[OP] == CONV) {
+        if (!in_range(a[KSIZE], 1, MAX_KSIZE) || a[PADDING] >= a[KSIZE]) return false;
+        if (a[IN_H] + 2 * a[PADDING] < a[KSIZE] || a[IN_W] + 2 * a[PADDING] < a[KSIZE]) return false;
+        n_out = uint64_t(a[OUT_C]) * out_h(a[IN_H], a[KSIZE], a[PADDING]) *
+                out_h(a[IN_W], a[KSIZE], a[PADDING]);
+    } else {
+        n_out = a[OUT_C];
+    }
+    if (uint64_t(a[N_LO]) + a[N_COUNT] > n_out) return false;
+    const uint64_t wc = weight_count(a[OP], a[IN_C], a[IN_H], a[IN_W], a[OUT_C], a[KSIZE],
+                                     a[N_COUNT]);
+    if (wc * a[W_BITS] + uint64_t(a[N_COUNT]) * a[V_BITS] > ARRAY_BITS) return false;
+    if (!in_range(a[THETA], 1, (uint64_t(1) << (a[V_BITS] - 1)) - 1)) return false;
+    if (a[LEAK_SHIFT] > 15 || a[RESET_MODE] > 1 || a[OVERFLOW] > 1) return false;
+    if (a[MODE] == STEP && a[N_WORDS] < 1) return false;
+    return true;
+}
+
+}  // namespace
+
+extern "C" {
+
+const int CIMSTACK_ERR_ARGS = -1;
+const int CIMSTACK_ERR_INPUT = -2;
+const int CIMSTACK_ERR_OUTPUT = -3;
+const int CIMSTACK_ERR_PROTOCOL = -4;
+
+// Input words the call reads, or -1 if the registers are out of range.
+long long cimstack_snn_words_needed(const uint32_t* a) {
+    if (!args_valid(a)) return -1;
+    switch (a[MODE]) {
+        case snn::LOAD_WEIGHTS:
+            return (long long)snn::weight_words(snn::weight_count(
+                a[OP], a[IN_C], a[IN_H], a[IN_W], a[OUT_C], a[KSIZE], a[N_COUNT]));
+        case snn::STEP: return (long long)a[N_WORDS];
+        default: return 0;
+    }
+}
+
+// Upper bound of the output words the call writes, or -1 if out of range.
+long long cimstack_snn_words_out(const uint32_t* a) {
+    if (!args_valid(a)) return -1;
+    if (a[MODE] == snn::STEP) return (long long)snn::step_out_words_max(a[N_COUNT]);
+    if (a[MODE] == snn::READ_MEMBRANES) return (long long)snn::membrane_words(a[N_COUNT]);
+    return 0;
+}
+
+int cimstack_snn_run(const uint32_t* a, const uint64_t* in_data, const uint8_t* in_last,
+                     size_t n_in, size_t* n_consumed, uint64_t* out_data, uint8_t* out_last,
+                     size_t out_cap, size_t* n_out) {
+    *n_consumed = 0;
+    *n_out = 0;
+    const long long need = cimstack_snn_words_needed(a);
+    const long long give = cimstack_snn_words_out(a);
+    if (need < 0 || give < 0) return CIMSTACK_ERR_ARGS;
+    if ((unsigned long long)need > n_in) return CIMSTACK_ERR_INPUT;
+    if ((unsigned long long)give > out_cap) return CIMSTACK_ERR_OUTPUT;
+    cimstack::axis_stream in("snn_in"), out("snn_out");
+    for (long long i = 0; i < need; ++i) in.write(cimstack::make_word(in_data[i], in_last[i] != 0));
+    snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
+            a[OUT_C], a[KSIZE], a[PADDING], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
+            a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[N_WORDS]);
+    *n_consumed = size_t(need);
+    size_t got = 0;
+    while (!out.empty() && got < out_cap) {
+        const cimstack::axis_word w = out.read();
+        out_data[got] = uint64_t(w.data);
+        out_last[got] = uint8_t(w.last);
+        ++got;
+    }
+    *n_out = got;
+    return in.empty() && out.empty() && (long long)got <= give ? 0 : CIMSTACK_ERR_PROTOCOL;
+}
+
+}  // extern "C"

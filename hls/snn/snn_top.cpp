@@ -1,0 +1,276 @@
+// snn kernel: spiking event core slice, FlexSpIM family.
+//
+// One on-chip array of ROWS x COLS bits holds the slice's weights (w_bits each, from
+// bit 0) and, right after them, its membranes (v_bits each). mode 0 streams the
+// weights in (int16, 4 per word); mode 1 zeroes the membranes; mode 2 runs one
+// timestep: it reads one event packet (32-bit words: marker, addresses, pad; n_words
+// beats) and writes one packet of output spikes, TLAST on its last beat; mode 3 streams
+// the membranes out (int32, 2 per word). Semantics: docs/macros.md.
+#include "snn_top.h"
+
+using cimstack::u64;
+using namespace snn;
+
+static u64 array_mem[ARRAY_WORDS];   // the array, row-major, bit i at word i/64, bit i%64
+static u64 seen[MAX_IN / 64];        // input neurons already integrated this timestep
+static int32_t acc[MAX_COUNT];       // this timestep's synaptic input per membrane
+
+static unsigned min_u(unsigned a, unsigned b) { return a < b ? a : b; }
+
+// Unsigned field of `bits` (1..16) at bit offset `pos` of the array.
+static unsigned get_field(uint32_t pos, unsigned bits) {
+    const unsigned w = pos >> 6, o = pos & 63;
+    u64 v = array_mem[w] >> o;
+    if (o + bits > 64) v |= array_mem[w + 1] << (64 - o);
+    return unsigned(v & ((u64(1) << bits) - 1));
+}
+
+static void put_field(uint32_t pos, unsigned bits, unsigned value) {
+    const unsigned w = pos >> 6, o = pos & 63;
+    const u64 mask = (u64(1) << bits) - 1, v = u64(value) & mask;
+    array_mem[w] = (array_mem[w] & ~(mask << o)) | (v << o);
+    if (o + bits > 64) {
+        const unsigned hi = o + bits - 64;
+        const u64 m2 = (u64(1) << hi) - 1;
+        array_mem[w + 1] = (array_mem[w + 1] & ~m2) | (v >> (64 - o));
+    }
+}
+
+static int32_t sign_extend(unsigned v, unsigned bits) {
+    const int32_t s = int32_t(v);
+    return (s ^ (1 << (bits - 1))) - (1 << (bits - 1));
+}
+
+static int32_t weight_at(uint32_t idx, unsigned wb) {
+    const unsigned raw = get_field(idx * wb, wb);
+    return wb == 1 ? 2 * int32_t(raw) - 1 : sign_extend(raw, wb);
+}
+
+static void load_weights(cimstack::axis_stream& in, uint32_t count, unsigned wb) {
+    const uint32_t words = uint32_t(weight_words(count));
+LOAD_W:
+    for (uint32_t i = 0; i < words; ++i) {
+#pragma HLS LOOP_TRIPCOUNT max = 32768
+        const u64 data = in.read().data;
+        for (unsigned h = 0; h < 4; ++h) {
+#pragma HLS PIPELINE II = 1
+            const uint32_t idx = 4 * i + h;
+            if (idx < count) {
+                const int v = int16_t(uint16_t(data >> (16 * h)));
+                put_field(idx * wb, wb, wb == 1 ? unsigned(v > 0) : unsigned(v));
+            }
+        }
+    }
+}
+
+struct Layer {
+    unsigned op, src_h, src_w, pool, in_c, in_h, in_w, out_c, k, pad, oh, ow;
+    uint32_t n_lo, n_count, w_count, v_base;
+    unsigned wb, vb, leak, reset_zero, wrap;
+    int32_t theta;
+};
+
+// Add the weights of input neuron (c, y, x) into the accumulators of the slice.
+static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
+    if (L.op == FC) {
+        const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
+    FC_J:
+        for (uint32_t j = 0; j < L.n_count; ++j) {
+#pragma HLS LOOP_TRIPCOUNT max = 8192
+#pragma HLS PIPELINE II = 1
+            acc[j] += weight_at(ia * L.n_count + j, L.wb);
+        }
+        return;
+    }
+CONV_N:
+    for (unsigned n = 0; n < L.out_c; ++n) {
+#pragma HLS LOOP_TRIPCOUNT max = 256
+    CONV_DY:
+        for (unsigned dy = 0; dy < L.k; ++dy) {
+            const int yo = int(y) + int(L.pad) - int(dy);
+            if (yo < 0 || yo >= int(L.oh)) continue;
+        CONV_DX:
+            for (unsigned dx = 0; dx < L.k; ++dx) {
+#pragma HLS PIPELINE II = 1
+                const int xo = int(x) + int(L.pad) - int(dx);
+                if (xo < 0 || xo >= int(L.ow)) continue;
+                const uint32_t o = (n * L.oh + unsigned(yo)) * L.ow + unsigned(xo);
+                if (o < L.n_lo || o >= L.n_lo + L.n_count) continue;
+                acc[o - L.n_lo] += weight_at(((n * L.in_c + c) * L.k + dy) * L.k + dx, L.wb);
+            }
+        }
+    }
+}
+
+// Integrate-and-fire update of membrane j; returns whether it spikes.
+static bool update(const Layer& L, uint32_t j) {
+    const int64_t lo = -(int64_t(1) << (L.vb - 1)), hi = (int64_t(1) << (L.vb - 1)) - 1;
+    const uint32_t pos = L.v_base + j * L.vb;
+    int64_t u = int64_t(sign_extend(get_field(pos, L.vb), L.vb)) + acc[j];
+    if (L.wrap) {
+        const int64_t span = int64_t(1) << L.vb;
+        u = ((u - lo) % span + span) % span + lo;
+    } else {
+        u = u < lo ? lo : (u > hi ? hi : u);
+    }
+    if (L.leak) u -= u >> L.leak;            // arithmetic shift (floor)
+    const bool fire = u >= L.theta;
+    if (fire) u = L.reset_zero ? 0 : u - L.theta;
+    put_field(pos, L.vb, unsigned(uint64_t(u)));
+    return fire;
+}
+
+// Emit one 32-bit word; two make a beat, the second half of the last beat is PAD.
+struct Packer {
+    cimstack::axis_stream& out;
+    u64 half;
+    bool have;
+    explicit Packer(cimstack::axis_stream& o) : out(o), half(0), have(false) {}
+    void push(uint32_t w, bool last) {
+        if (!have) {
+            half = w;
+            have = true;
+            if (last) { out.write(cimstack::make_word(half | (u64(PAD) << 32), true)); have = false; }
+        } else {
+            out.write(cimstack::make_word(half | (u64(w) << 32), last));
+            have = false;
+        }
+    }
+};
+
+static void step(cimstack::axis_stream& in, cimstack::axis_stream& out, const Layer& L,
+                 uint32_t n_words) {
+    const uint32_t n_in = L.in_c * L.in_h * L.in_w;
+CLR_SEEN:
+    for (uint32_t i = 0; i < (n_in + 63) / 64; ++i) seen[i] = 0;
+CLR_ACC:
+    for (uint32_t j = 0; j < L.n_count; ++j) acc[j] = 0;
+    uint32_t t = 0;
+    bool first = true;
+READ:
+    for (uint32_t i = 0; i < n_words; ++i) {
+#pragma HLS LOOP_TRIPCOUNT max = 4096
+        const u64 data = in.read().data;
+        for (unsigned h = 0; h < 2; ++h) {
+            const uint32_t w = uint32_t(data >> (32 * h));
+            if (first) {                       // the marker opens the packet
+                first = false;
+                t = w & ~MARKER;
+                continue;
+            }
+            if (w & MARKER) continue;          // pad (a stray marker is ignored too)
+            const unsigned c = w / (L.src_h * L.src_w), rem = w % (L.src_h * L.src_w);
+            const unsigned y = rem / L.src_w / L.pool, x = rem % L.src_w / L.pool;
+            if (c >= L.in_c || y >= L.in_h || x >= L.in_w) continue;   // outside / cropped
+            const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
+            if ((seen[ia >> 6] >> (ia & 63)) & 1) continue;            // OR pooling
+            seen[ia >> 6] |= u64(1) << (ia & 63);
+            integrate(L, c, y, x);
+        }
+    }
+    Packer pk(out);
+    pk.push(MARKER | t, false);
+    int32_t pending = -1;                    // spikes are emitted one behind to place TLAST
+FIRE:
+    for (uint32_t j = 0; j < L.n_count; ++j) {
+#pragma HLS LOOP_TRIPCOUNT max = 8192
+        if (update(L, j)) {
+            if (pending >= 0) pk.push(uint32_t(pending), false);
+            pending = int32_t(L.n_lo + j);
+        }
+    }
+    if (pending >= 0) pk.push(uint32_t(pending), true);
+    else if (pk.have) pk.push(PAD, true);
+}
+
+static void read_membranes(cimstack::axis_stream& out, const Layer& L) {
+    const uint32_t words = uint32_t(membrane_words(L.n_count));
+READ_V:
+    for (uint32_t i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1
+        u64 data = 0;
+        for (unsigned h = 0; h < 2; ++h) {
+            const uint32_t j = 2 * i + h;
+            if (j < L.n_count)
+                data |= u64(uint32_t(sign_extend(get_field(L.v_base + j * L.vb, L.vb), L.vb)))
+                        << (32 * h);
+        }
+        out.write(cimstack::make_word(data, i + 1 == words));
+    }
+}
+
+void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
+             ap_uint<32> mode, ap_uint<32> op, ap_uint<32> src_h, ap_uint<32> src_w,
+             ap_uint<32> pool, ap_uint<32> in_c, ap_uint<32> in_h, ap_uint<32> in_w,
+             ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> n_lo,
+             ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits, ap_uint<32> theta,
+             ap_uint<32> leak_shift, ap_uint<32> reset_mode, ap_uint<32> overflow,
+             ap_uint<32> n_words) {
+#pragma HLS INTERFACE axis port = in
+#pragma HLS INTERFACE axis port = out
+#pragma HLS INTERFACE s_axilite port = mode bundle = control
+#pragma HLS INTERFACE s_axilite port = op bundle = control
+#pragma HLS INTERFACE s_axilite port = src_h bundle = control
+#pragma HLS INTERFACE s_axilite port = src_w bundle = control
+#pragma HLS INTERFACE s_axilite port = pool bundle = control
+#pragma HLS INTERFACE s_axilite port = in_c bundle = control
+#pragma HLS INTERFACE s_axilite port = in_h bundle = control
+#pragma HLS INTERFACE s_axilite port = in_w bundle = control
+#pragma HLS INTERFACE s_axilite port = out_c bundle = control
+#pragma HLS INTERFACE s_axilite port = ksize bundle = control
+#pragma HLS INTERFACE s_axilite port = padding bundle = control
+#pragma HLS INTERFACE s_axilite port = n_lo bundle = control
+#pragma HLS INTERFACE s_axilite port = n_count bundle = control
+#pragma HLS INTERFACE s_axilite port = w_bits bundle = control
+#pragma HLS INTERFACE s_axilite port = v_bits bundle = control
+#pragma HLS INTERFACE s_axilite port = theta bundle = control
+#pragma HLS INTERFACE s_axilite port = leak_shift bundle = control
+#pragma HLS INTERFACE s_axilite port = reset_mode bundle = control
+#pragma HLS INTERFACE s_axilite port = overflow bundle = control
+#pragma HLS INTERFACE s_axilite port = n_words bundle = control
+#pragma HLS INTERFACE s_axilite port = return bundle = control
+#pragma HLS INTERFACE ap_ctrl_hs port = return
+    // The drivers check every register (cimstack_snn_words_needed refuses bad ones in
+    // C simulation); here values are only clipped to the static bounds.
+    Layer L;
+    L.op = unsigned(op) == FC ? FC : CONV;
+    L.pool = min_u(unsigned(pool) ? unsigned(pool) : 1, MAX_POOL);
+    L.in_c = unsigned(in_c);
+    L.in_h = unsigned(in_h);
+    L.in_w = unsigned(in_w);
+    L.src_h = unsigned(src_h) ? unsigned(src_h) : 1;
+    L.src_w = unsigned(src_w) ? unsigned(src_w) : 1;
+    L.out_c = min_u(unsigned(out_c), MAX_OUT_C);
+    L.k = min_u(unsigned(ksize), MAX_KSIZE);
+    L.pad = unsigned(padding);
+    L.oh = L.op == CONV ? unsigned(out_h(L.in_h, L.k, L.pad)) : 1;
+    L.ow = L.op == CONV ? unsigned(out_h(L.in_w, L.k, L.pad)) : 1;
+    L.n_lo = uint32_t(n_lo);
+    L.n_count = min_u(unsigned(n_count), MAX_COUNT);
+    L.wb = min_u(unsigned(w_bits) ? unsigned(w_bits) : 1, MAX_BITS);
+    L.vb = min_u(unsigned(v_bits) ? unsigned(v_bits) : 1, MAX_BITS);
+    L.theta = int32_t(uint32_t(theta));
+    L.leak = min_u(unsigned(leak_shift), 15);
+    L.reset_zero = unsigned(reset_mode) != 0;
+    L.wrap = unsigned(overflow) != 0;
+    L.w_count = uint32_t(weight_count(L.op, L.in_c, L.in_h, L.in_w, L.out_c, L.k, L.n_count));
+    L.v_base = L.w_count * L.wb;
+    if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vb > ARRAY_BITS) return;   // does not fit
+    switch (unsigned(mode)) {
+        case LOAD_WEIGHTS:
+            load_weights(in, L.w_count, L.wb);
+            break;
+        case CLEAR:
+        CLR_V:
+            for (uint32_t j = 0; j < L.n_count; ++j) put_field(L.v_base + j * L.vb, L.vb, 0);
+            break;
+        case STEP:
+            if (L.in_c * L.in_h * L.in_w <= MAX_IN && n_words > 0) step(in, out, L, n_words);
+            break;
+        case READ_MEMBRANES:
+            read_membranes(out, L);
+            break;
+        default:
+            break;
+    }
+}

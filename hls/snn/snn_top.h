@@ -1,0 +1,48 @@
+// snn kernel: one layer slice of the spiking event core (docs/macros.md, "Spiking
+// event core (snn)"). Capacity and registers mirror host/cimstack/overlay_shape.py (SNN).
+#ifndef CIMSTACK_SNN_TOP_H
+#define CIMSTACK_SNN_TOP_H
+
+#include "cimstack/types.h"
+
+namespace snn {
+
+const unsigned ROWS = 512;                       // array rows (FlexSpIM)
+const unsigned COLS = 256;                       // array bit columns
+const unsigned ARRAY_BITS = ROWS * COLS;
+const unsigned ARRAY_WORDS = ARRAY_BITS / 64;
+const unsigned MAX_IN = 16384;                   // input neurons of a layer (after pooling)
+const unsigned MAX_COUNT = 8192;                 // membranes of one resident slice
+const unsigned MAX_OUT_C = 256;
+const unsigned MAX_KSIZE = 7;
+const unsigned MAX_POOL = 8;
+const unsigned MAX_BITS = 16;
+const uint32_t MARKER = 0x80000000u;             // timestep marker flag
+const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a packet
+
+enum Mode { LOAD_WEIGHTS = 0, CLEAR = 1, STEP = 2, READ_MEMBRANES = 3 };
+enum Op { CONV = 0, FC = 1 };
+
+inline uint64_t out_h(unsigned in_h, unsigned k, unsigned pad) { return in_h + 2 * pad - k + 1; }
+
+// Weights resident for a slice: conv all N*C*k*k, fc the K x n_count columns.
+inline uint64_t weight_count(unsigned op, unsigned in_c, unsigned in_h, unsigned in_w,
+                             unsigned out_c, unsigned k, unsigned n_count) {
+    return op == CONV ? uint64_t(out_c) * in_c * k * k : uint64_t(in_c) * in_h * in_w * n_count;
+}
+inline uint64_t weight_words(uint64_t count) { return (count + 3) / 4; }   // int16, 4 per word
+inline uint64_t step_out_words_max(unsigned n_count) { return (uint64_t(n_count) + 2) / 2; }
+inline uint64_t membrane_words(unsigned n_count) { return (uint64_t(n_count) + 1) / 2; }
+
+}  // namespace snn
+
+// Top function; the scalar arguments are the AXI-Lite registers in SNN.registers order.
+void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
+             ap_uint<32> mode, ap_uint<32> op, ap_uint<32> src_h, ap_uint<32> src_w,
+             ap_uint<32> pool, ap_uint<32> in_c, ap_uint<32> in_h, ap_uint<32> in_w,
+             ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> n_lo,
+             ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits, ap_uint<32> theta,
+             ap_uint<32> leak_shift, ap_uint<32> reset_mode, ap_uint<32> overflow,
+             ap_uint<32> n_words);
+
+#endif

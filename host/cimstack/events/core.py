@@ -1,0 +1,86 @@
+"""Events as tonic-style structured arrays and their binning into timesteps.
+
+An event array is a NumPy structured array with the fields of ``tonic.io.events_struct``:
+``x`` (int16), ``y`` (int16), ``t`` (int64, microseconds) and ``p`` (bool, True = ON),
+so arrays pass unchanged between cimstack and tonic's transforms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CimstackError
+
+EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+
+
+class EventFormatError(CimstackError, ValueError):
+    """An event file or stream is truncated, corrupt or not in the expected format."""
+
+
+def make_events(x, y, t, p) -> np.ndarray:
+    """A structured event array from equal-length field arrays."""
+    x, y, t, p = (np.asarray(v) for v in (x, y, t, p))
+    if not (x.shape == y.shape == t.shape == p.shape) or x.ndim != 1:
+        raise ValueError(f"x, y, t, p must be 1-D arrays of one length, got shapes "
+                         f"{x.shape}, {y.shape}, {t.shape}, {p.shape}")
+    ev = np.empty(x.shape, EVENT_DTYPE)
+    ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p.astype(bool)
+    return ev
+
+
+def empty_events() -> np.ndarray:
+    return np.empty(0, EVENT_DTYPE)
+
+
+def as_events(events) -> np.ndarray:
+    """Accept any structured array with x, y, t, p fields (tonic's included)."""
+    ev = np.asarray(events)
+    names = ev.dtype.names or ()
+    missing = [f for f in ("x", "y", "t", "p") if f not in names]
+    if missing:
+        raise ValueError(f"an event array needs the fields x, y, t, p; missing {missing} "
+                         f"(got dtype {ev.dtype})")
+    if ev.dtype == EVENT_DTYPE:
+        return ev
+    return make_events(ev["x"], ev["y"], ev["t"], ev["p"])
+
+
+def bin_events(events, sensor_size: tuple[int, int, int], n_time_bins: int,
+               t_start: int | None = None, duration: int | None = None) -> np.ndarray:
+    """Binary spike frames ``[T, P, H, W]`` (bool) from events.
+
+    ``sensor_size`` is tonic's ``(W, H, P)``. Timestep of an event:
+    ``(t - t_start) * T // duration`` with integer arithmetic; ``t_start`` defaults to
+    the first event's time and ``duration`` to the span ``t_max - t_start + 1``. Events
+    outside ``[t_start, t_start + duration)`` or outside the sensor are dropped. With
+    P = 1 polarities are merged. Several events of one pixel in one bin are one spike.
+    """
+    w, h, npol = (int(v) for v in sensor_size)
+    if n_time_bins < 1:
+        raise ValueError(f"n_time_bins = {n_time_bins} must be >= 1")
+    ev = as_events(events)
+    frames = np.zeros((n_time_bins, npol, h, w), bool)
+    if ev.size == 0:
+        return frames
+    t = ev["t"].astype(np.int64)
+    t0 = int(t.min()) if t_start is None else int(t_start)
+    dur = int(t.max()) - t0 + 1 if duration is None else int(duration)
+    if dur <= 0:
+        raise ValueError(f"duration = {dur} must be positive")
+    b = (t - t0) * n_time_bins // dur
+    x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
+    pol = ev["p"].astype(np.int64) if npol > 1 else np.zeros_like(x)
+    ok = (t >= t0) & (b < n_time_bins) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    frames[b[ok], pol[ok], y[ok], x[ok]] = True
+    return frames
+
+
+def frames_to_events(frames: np.ndarray, dt_us: int = 1) -> np.ndarray:
+    """Events of binary frames ``[T, P, H, W]``: one event per spike, ``t = step * dt_us``,
+    ordered by timestep, then by address (p, y, x)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be [T, P, H, W], got shape {frames.shape}")
+    t, p, y, x = np.nonzero(frames)
+    return make_events(x, y, t.astype(np.int64) * int(dt_us), p > 0)

@@ -1,0 +1,104 @@
+"""Events on the wire: the AXI-Stream format of the snn kernel.
+
+32-bit event words, two per 64-bit stream beat (low half first, little endian):
+
+- ``1 << 31 | t``  timestep marker (t in 0 .. 2^31 - 2), the first word of a packet;
+- ``a``            neuron address (bit 31 clear): flat index (c, y, x) -> (c*H + y)*W + x
+                   of the layer's input map, ascending within a packet;
+- ``0xFFFFFFFF``   pad word, fills the second half of a packet's last beat.
+
+One packet per timestep (also when it has no events: marker only), TLAST on its last
+beat. The kernel answers each input packet with one output packet in the same format
+(the layer's output spikes of that timestep).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core import EventFormatError
+
+MARKER = 1 << 31
+PAD = 0xFFFFFFFF
+MAX_T = (1 << 31) - 2
+MAX_ADDR = (1 << 31) - 1
+
+
+def packet_words32(t: int, addresses) -> np.ndarray:
+    """The 32-bit words of one timestep packet, padded to a whole 64-bit beat."""
+    if not 0 <= int(t) <= MAX_T:
+        raise ValueError(f"timestep {t} out of range 0..{MAX_T}")
+    a = np.unique(np.asarray(addresses, np.int64))
+    if a.size and (a[0] < 0 or a[-1] > MAX_ADDR):
+        raise ValueError(f"addresses must be in 0..{MAX_ADDR}")
+    n = 1 + a.size
+    words = np.full(n + (n & 1), PAD, np.uint32)
+    words[0] = MARKER | int(t)
+    words[1:n] = a
+    return words
+
+
+def packet_beats(n_events: int) -> int:
+    """64-bit beats of a packet with ``n_events`` distinct addresses."""
+    return (n_events + 2) // 2
+
+
+def pack_stream(packets) -> tuple[np.ndarray, np.ndarray]:
+    """``[(t, addresses), ...]`` -> (uint64 beats, TLAST flags), TLAST per packet."""
+    beats, last = [], []
+    for t, addr in packets:
+        w = packet_words32(t, addr).view("<u8")
+        flags = np.zeros(w.size, bool)
+        flags[-1] = True
+        beats.append(w)
+        last.append(flags)
+    if not beats:
+        return np.zeros(0, np.uint64), np.zeros(0, bool)
+    return np.concatenate(beats).astype(np.uint64), np.concatenate(last)
+
+
+def unpack_stream(beats, last=None) -> list[tuple[int, np.ndarray]]:
+    """(beats, TLAST) -> ``[(t, addresses int64), ...]``; a packet missing its marker,
+    a marker inside a packet, or a stream not ending on TLAST is an error."""
+    words = np.ascontiguousarray(beats, dtype="<u8").view("<u4")
+    if last is None:
+        last = np.zeros(len(beats), bool)
+        if len(beats):
+            last[-1] = True
+    last = np.asarray(last, bool)
+    if last.size != len(beats):
+        raise EventFormatError(f"{len(beats)} beats but {last.size} TLAST flags")
+    if len(beats) and not last[-1]:
+        raise EventFormatError("event stream does not end with TLAST: last packet is cut")
+    ends = np.nonzero(last)[0]
+    out, start = [], 0
+    for end in ends:
+        w = words[2 * start:2 * (end + 1)]
+        if not w[0] & MARKER or w[0] == PAD:
+            raise EventFormatError(f"packet at beat {start} does not start with a timestep "
+                                   f"marker (word 0x{int(w[0]):08X})")
+        body = w[1:][w[1:] != PAD]
+        if np.any(body & MARKER):
+            raise EventFormatError(f"packet at beat {start} holds a second marker: "
+                                   "TLAST missing between two timesteps")
+        out.append((int(w[0] & ~np.uint32(MARKER)), body.astype(np.int64)))
+        start = end + 1
+    return out
+
+
+def frames_to_packets(frames: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Binary maps ``[T, C, H, W]`` (or ``[T, N]``) -> one packet of flat addresses per
+    timestep."""
+    f = np.asarray(frames).reshape(len(frames), -1)
+    return [(t, np.flatnonzero(f[t])) for t in range(len(f))]
+
+
+def packets_to_frames(packets, n_steps: int, n_neurons: int) -> np.ndarray:
+    """Packets -> bool ``[T, n_neurons]``."""
+    out = np.zeros((n_steps, n_neurons), bool)
+    for t, a in packets:
+        if t >= n_steps or (a.size and a.max() >= n_neurons):
+            raise EventFormatError(f"packet t={t} outside {n_steps} steps x {n_neurons} "
+                                   "neurons")
+        out[t, a] = True
+    return out

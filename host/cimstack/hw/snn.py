@@ -1,0 +1,231 @@
+"""Driver of the snn kernel (spiking event core): an HLS IP bound by VLNV, fed by an
+AXI DMA. The same code runs on the PYNQ-Z2 and on the emulated device; the layer
+logic (:class:`SnnKernelRunner`) also runs straight on a C-simulation kernel.
+
+Per spiking layer and sample the driver makes a slice of output neurons resident
+(weights + membranes must fit the kernel's 512 x 256-bit array), then:
+
+1. load weights (mode 0): the slice's weights, int16, 4 per word;
+2. clear (mode 1): membranes to zero;
+3. one call per timestep (mode 2): the timestep's input event packet in (marker,
+   addresses, TLAST), the output spike packet out (TLAST per timestep, so one S2MM
+   transfer per timestep with simple-mode DMA);
+4. read membranes (mode 3) for the last layer's tie-break.
+
+An OR-pooling layer in front of a spiking layer is done by the kernel on the incoming
+addresses (``pool`` register). Layers run one after another over all timesteps; with
+no feedback this gives the layer-first-per-timestep result exactly.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import ConfigError, HardwareError
+from ..events.wire import pack_stream, unpack_stream
+from ..overlay_shape import SNN
+from ..ref.snn import LayerStats, SnnNet, SnnResult, check_input, fanout_map
+from .kernel import DmaTransactor, KernelIP, StageTimes
+
+ARRAY_BITS = SNN.capacity["ROWS"] * SNN.capacity["COLS"]
+MODES = SNN.modes
+
+
+def plan_slices(layer) -> list[tuple[int, int]]:
+    """(n_lo, n_count) slices of the layer's output neurons that fit the kernel."""
+    cap = SNN.capacity
+    n = layer.n_neurons
+    if layer.op == "conv":
+        wbits = layer.n_weights * layer.w_bits
+        per = (ARRAY_BITS - wbits) // layer.v_bits
+        if per < 1:
+            from ..mapping.snn import SnnMappingError
+            raise SnnMappingError(
+                f"layer {layer.name}: its {wbits} weight bits leave no room for one "
+                f"{layer.v_bits}-bit membrane in the kernel's {ARRAY_BITS}-bit array: "
+                f"{wbits + layer.v_bits - ARRAY_BITS} bits missing")
+    else:
+        need = layer.n_inputs * layer.w_bits + layer.v_bits
+        per = ARRAY_BITS // need
+        if per < 1:
+            from ..mapping.snn import SnnMappingError
+            raise SnnMappingError(
+                f"layer {layer.name}: one neuron needs {need} bits ({layer.n_inputs} weights "
+                f"of {layer.w_bits} bits + its membrane); the kernel's array holds "
+                f"{ARRAY_BITS} bits: {need - ARRAY_BITS} bits missing")
+    per = min(per, cap["MAX_COUNT"])
+    return [(lo, min(per, n - lo)) for lo in range(0, n, per)]
+
+
+def layer_args(layer, src_shape: tuple, pool: int, n_lo: int, n_count: int) -> dict:
+    c, h, w = layer.in_shape if layer.op == "conv" else _fc_in(layer)
+    k = layer.weight.shape[2] if layer.op == "conv" else 1
+    return dict(op=0 if layer.op == "conv" else 1, src_h=src_shape[1], src_w=src_shape[2],
+                pool=pool, in_c=c, in_h=h, in_w=w, out_c=layer.weight.shape[0], ksize=k,
+                padding=layer.padding if layer.op == "conv" else 0, n_lo=n_lo,
+                n_count=n_count, w_bits=layer.w_bits, v_bits=layer.v_bits, theta=layer.theta,
+                leak_shift=layer.leak_shift, reset_mode=0 if layer.reset == "subtract" else 1,
+                overflow=0 if layer.overflow == "saturate" else 1)
+
+
+def _fc_in(layer) -> tuple:
+    s = tuple(layer.in_shape)
+    return s if len(s) == 3 else (int(np.prod(s)), 1, 1)
+
+
+def pack_weights(layer, n_lo: int, n_count: int) -> np.ndarray:
+    """The slice's weights as int16, 4 per 64-bit word (conv: N*C*k*k in torch order;
+    fc: K x n_count, k-major)."""
+    if layer.op == "conv":
+        vals = layer.weight.reshape(-1)
+    else:
+        vals = layer.weight[n_lo:n_lo + n_count].T.reshape(-1)
+    vals = np.ascontiguousarray(vals, dtype="<i2")
+    padded = np.zeros(-(-vals.size // 4) * 4, "<i2")
+    padded[:vals.size] = vals
+    return padded.view("<u8").astype(np.uint64)
+
+
+def unpack_membranes(words: np.ndarray, n: int) -> np.ndarray:
+    return np.ascontiguousarray(words, dtype="<u8").view("<i4")[:n].astype(np.int32)
+
+
+class CsimTransactor:
+    """Kernel calls straight on a :class:`~cimstack.emu.csim.CsimKernel`."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __call__(self, args: dict, words: np.ndarray, out_cap: int, what: str):
+        last = np.zeros(words.size, bool)
+        if words.size:
+            last[-1] = True
+        used, out, out_last = self.kernel.run(args, words, last)
+        if used != words.size:
+            raise HardwareError(f"{what}: the kernel consumed {used} of {words.size} words "
+                                "(registers out of range?)")
+        return out, out_last
+
+
+class SnnIP(KernelIP):
+    """The snn HLS kernel's AXI-Lite control (ap_ctrl_hs), bound by VLNV when this
+    module is imported before the overlay is opened."""
+
+    decl = SNN
+    bindto = [SNN.vlnv]
+
+
+class SnnKernelRunner:
+    """Runs an :class:`~cimstack.ref.snn.SnnNet` on the snn kernel through ``transact``
+    (a :class:`DmaTransactor` or :class:`CsimTransactor`)."""
+
+    def __init__(self, transact, times: StageTimes | None = None):
+        self.transact = transact
+        self.times = times or getattr(transact, "times", None) or StageTimes()
+
+    def _call(self, args: dict, mode: str, words=None, out_cap: int = 0, what: str = ""):
+        """One kernel call; returns (words, TLAST flags). A transactor that returns the
+        words of one S2MM transfer alone (ended by TLAST) gets TLAST on the last word."""
+        words = np.zeros(0, np.uint64) if words is None else words
+        res = self.transact({**args, "mode": MODES[mode], "n_words": int(words.size)},
+                            words, out_cap, what)
+        if isinstance(res, tuple):
+            return res
+        last = np.zeros(len(res), bool)
+        if len(res):
+            last[-1] = True
+        return res, last
+
+    def run_layer(self, layer, src_shape: tuple, pool: int, frames: np.ndarray):
+        """One sample through one spiking layer: bool [T, n_src] -> (bool [T, n_out],
+        final membranes int32 [n_out])."""
+        t_steps = frames.shape[0]
+        out = np.zeros((t_steps, layer.n_neurons), bool)
+        v = np.zeros(layer.n_neurons, np.int32)
+        t0 = time.perf_counter()
+        packets = [pack_stream([(t, np.flatnonzero(frames[t]))]) for t in range(t_steps)]
+        self.times.add("pack", time.perf_counter() - t0)
+        for lo, cnt in plan_slices(layer):
+            args = layer_args(layer, src_shape, pool, lo, cnt)
+            self._call(args, "load_weights", pack_weights(layer, lo, cnt),
+                       what=f"loading weights of {layer.name}")
+            self._call(args, "clear", what=f"clearing {layer.name}")
+            cap = (cnt + 2) // 2
+            for t, (words, _) in enumerate(packets):
+                res, last = self._call(args, "step", words, cap, f"{layer.name} timestep {t}")
+                t1 = time.perf_counter()
+                (tt, addrs), = unpack_stream(res, last)
+                if tt != t:
+                    raise HardwareError(f"{layer.name}: answer to timestep {t} is marked {tt}")
+                out[t, addrs] = True
+                self.times.add("unpack", time.perf_counter() - t1)
+                self.times.items += 1
+            res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
+                                what=f"reading membranes of {layer.name}")
+            v[lo:lo + cnt] = unpack_membranes(res, cnt)
+        return out, v
+
+    def run(self, net: SnnNet, frames: np.ndarray, keep_spikes: bool = True) -> SnnResult:
+        """The whole network, sample by sample, every spiking layer on the kernel."""
+        x = check_input(net, frames)
+        b, t = x.shape[:2]
+        stats, spikes, v_last = [], {}, None
+        cur = x.reshape(b, t, -1)
+        src = tuple(net.input_shape)
+        pool = 1
+        for layer in net.layers:
+            if layer.op == "pool":
+                pool *= layer.kernel
+                continue
+            if layer.op == "fc" and len(layer.in_shape) == 3 and pool == 1:
+                src = tuple(layer.in_shape)
+            st = LayerStats(layer.name, layer.op, steps=b * t)
+            out = np.zeros((b, t, layer.n_neurons), bool)
+            v_last = np.zeros((b, layer.n_neurons), np.int32)
+            for s in range(b):
+                out[s], v_last[s] = self.run_layer(layer, src, pool, cur[s])
+            # statistics of what the layer integrated (after the kernel's pooling)
+            pooled = cur.reshape(b, t, *src)
+            if pool > 1:
+                from ..ref.snn import pool_or
+                pooled = pool_or(pooled, pool)
+            flat = pooled.reshape(b, t, -1)
+            st.events_in = int(flat.sum())
+            st.active_steps = int((flat.sum(2) > 0).sum())
+            st.sops = int((flat.reshape(b * t, -1).sum(0) * fanout_map(layer).reshape(-1)).sum())
+            st.events_out = int(out.sum())
+            stats.append(st)
+            if keep_spikes:
+                spikes[layer.name] = out.reshape(b, t, *layer.out_shape)
+            cur, src, pool = out, tuple(layer.out_shape) if len(layer.out_shape) == 3 else \
+                (layer.n_neurons, 1, 1), 1
+        counts = cur.sum(axis=1).astype(np.int64)
+        return SnnResult(counts, v_last, stats, spikes)
+
+
+def csim_runner() -> SnnKernelRunner:
+    """A runner on a fresh C-simulation kernel (no pynq, no DMA)."""
+    from ..emu.csim import CsimKernel
+    return SnnKernelRunner(CsimTransactor(CsimKernel("snn")))
+
+
+def overlay_runner(overlay, ip_name: str = "snn_0", dma_name_: str = "snn_dma",
+                   timeout_s: float = 10.0) -> SnnKernelRunner:
+    """A runner on the snn slot of a ``pynq.Overlay`` (board or emulation)."""
+    ip, dma = getattr(overlay, ip_name), getattr(overlay, dma_name_)
+    if not isinstance(ip, KernelIP):          # opened before this driver was imported
+        ip = SnnIP(overlay.ip_dict[ip_name])
+    return SnnKernelRunner(DmaTransactor(ip, dma, timeout_s))
+
+
+def open_snn_runner(backend: str = "csim", bitfile=None, timeout_s: float = 10.0):
+    """``csim`` (kernel library, no pynq), ``emu`` (emulated overlay through pynq and
+    the DMA driver), ``board`` (PYNQ-Z2; needs ``bitfile``), ``auto``."""
+    if backend == "csim":
+        return csim_runner()
+    from ..backends import open_overlay
+    overlay, _ = open_overlay(backend, bitfile)
+    slot = overlay.shape.slot("snn")
+    return overlay_runner(overlay, slot.ip_name, slot.dma.name, timeout_s)

@@ -1,0 +1,133 @@
+"""The snn HLS kernel in g++ C simulation against the integer reference, bit for bit;
+its register interface against the overlay declaration; the C++ testbench."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cimstack.emu.csim import CsimKernel
+from cimstack.errors import ConfigError
+from cimstack.events.wire import pack_stream, unpack_stream
+from cimstack.hw.snn import (ARRAY_BITS, CsimTransactor, SnnKernelRunner, layer_args,
+                             pack_weights, plan_slices)
+from cimstack.mapping.snn import SnnMappingError
+from cimstack.overlay_shape import KERNELS, SNN
+from cimstack.paths import project_root
+from cimstack.ref.snn import SnnLayer, SnnNet, run_snn, v_range
+
+from test_ref_snn import random_net
+
+
+@pytest.fixture(scope="module")
+def runner() -> SnnKernelRunner:
+    return SnnKernelRunner(CsimTransactor(CsimKernel("snn")))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), w_bits=st.integers(1, 16), v_bits=st.integers(2, 16),
+       leak=st.sampled_from([0, 2]), reset=st.sampled_from(["subtract", "zero"]),
+       mode=st.sampled_from(["saturate", "wrap"]), pad=st.integers(0, 1),
+       density=st.sampled_from([0.05, 0.3]))
+def test_csim_matches_reference(runner, seed, w_bits, v_bits, leak, reset, mode, pad, density):
+    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad)
+    frames = np.random.default_rng(seed).random((2, 5, 2, 8, 8)) < density
+    ref = run_snn(net, frames, keep_spikes=True)
+    got = runner.run(net, frames)
+    for name in got.spikes:
+        np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
+    np.testing.assert_array_equal(got.v_final, ref.v_final)
+    lo, hi = v_range(v_bits)
+    if mode == "saturate":
+        assert got.v_final.min() >= lo and got.v_final.max() <= hi
+
+
+def test_membranes_saturate_in_the_kernel(runner):
+    """Large weights, tiny threshold range: the kernel's membranes stay in v_bits."""
+    for v_bits in (4, 6, 9):
+        net = random_net(7, w_bits=12, v_bits=v_bits)
+        frames = np.random.default_rng(1).random((1, 6, 2, 8, 8)) < 0.5
+        got = runner.run(net, frames)
+        lo, hi = v_range(v_bits)
+        assert got.v_final.min() >= lo and got.v_final.max() <= hi
+        np.testing.assert_array_equal(got.v_final, run_snn(net, frames).v_final)
+
+
+def test_layer_larger_than_the_array_is_sliced(runner):
+    """The bench's first layer: 10800 16-bit membranes do not fit beside the weights."""
+    rng = np.random.default_rng(2)
+    conv = SnnLayer("conv1", "conv", (2, 34, 34), (12, 30, 30),
+                    rng.integers(-128, 128, (12, 2, 5, 5)).astype(np.int32), theta=100)
+    net = SnnNet("big", (2, 34, 34), [conv])
+    net.validate()
+    slices = plan_slices(conv)
+    assert len(slices) == 2 and sum(c for _, c in slices) == 10800
+    assert all(conv.n_weights * 8 + c * 16 <= ARRAY_BITS for _, c in slices)
+    frames = rng.random((1, 3, 2, 34, 34)) < 0.05
+    np.testing.assert_array_equal(runner.run(net, frames).counts, run_snn(net, frames).counts)
+
+
+def test_fc_that_cannot_fit_one_neuron():
+    fc = SnnLayer("fc9", "fc", (20000,), (2,), np.ones((2, 20000), np.int32), w_bits=8)
+    with pytest.raises(SnnMappingError, match=r"layer fc9: .*bits missing"):
+        plan_slices(fc)
+
+
+def test_empty_timesteps_and_duplicates():
+    kernel = CsimKernel("snn")
+    layer = SnnLayer("f", "fc", (4, 1, 1), (3,), np.array([[1, 1, 1, 1], [5, 0, 0, 0],
+                                                          [-1, 2, 0, 0]], np.int32), theta=2)
+    args = layer_args(layer, (4, 1, 1), 1, 0, 3)
+    words = pack_weights(layer, 0, 3)
+    kernel.run({**args, "mode": 0, "n_words": words.size}, words, np.ones(words.size, bool))
+    kernel.run({**args, "mode": 1}, np.zeros(0, np.uint64), np.zeros(0, bool))
+    beats, last = pack_stream([(0, [])])
+    _, out, out_last = kernel.run({**args, "mode": 2, "n_words": beats.size}, beats, last)
+    assert unpack_stream(out, out_last)[0][0] == 0 and unpack_stream(out, out_last)[0][1].size == 0
+    # a raw stream with a repeated address: integrated once
+    w32 = np.array([1 << 31 | 1, 0, 0, 1], np.uint32)
+    beats = w32.view("<u8")
+    _, out, out_last = kernel.run({**args, "mode": 2, "n_words": 2}, beats, np.array([0, 1], bool))
+    (t, addrs), = unpack_stream(out, out_last)
+    assert t == 1 and addrs.tolist() == [0, 1]          # 0+1+1: n0=2>=2, n1=5>=2, n2=-1+2=1
+
+
+def test_out_of_range_registers_are_refused():
+    kernel = CsimKernel("snn")
+    layer = SnnLayer("f", "fc", (4, 1, 1), (3,), np.ones((3, 4), np.int32), theta=2)
+    args = {**layer_args(layer, (4, 1, 1), 1, 0, 3), "mode": 2, "n_words": 1}
+    for bad in ({"theta": 1 << 15}, {"w_bits": 17}, {"n_lo": 1}, {"n_words": 0},
+                {"pool": 9}, {"n_count": 0}, {"src_h": 0}):
+        with pytest.raises(ConfigError, match="out of the kernel's range"):
+            kernel.words_needed({**args, **bad})
+
+
+def test_registers_match_the_top_function():
+    """SNN.registers are the scalar parameters of snn_top, in order."""
+    header = (project_root() / "hls" / "snn" / "snn_top.h").read_text()
+    sig = header[header.index("void snn_top("):]
+    sig = sig[:sig.index(");")]
+    names = re.findall(r"ap_u?int<32>\s+(\w+)", sig)
+    assert names == [r.name for r in SNN.registers]
+    assert KERNELS["snn"] is SNN
+    top = (project_root() / "hls" / "snn" / "snn_top.cpp").read_text()
+    for r in SNN.registers:
+        assert f"s_axilite port = {r.name} bundle = control" in top
+    for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE"):
+        assert re.search(rf"const unsigned {key} = {SNN.capacity[key]};", header), key
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_cpp_testbench(tmp_path):
+    hls = project_root() / "hls"
+    proc = subprocess.run(["make", "-C", str(hls), f"{tmp_path}/tb_snn", f"BUILD={tmp_path}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = subprocess.run([str(tmp_path / "tb_snn")], capture_output=True, text=True)
+    assert run.returncode == 0 and "snn testbench passed" in run.stdout, run.stdout
