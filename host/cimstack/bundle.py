@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -28,6 +26,7 @@ import numpy as np
 
 from .config import AcimLayerParams, AcimSpec, DcimSpec, check_range
 from .errors import BundleError, ConfigError
+from .report.io import atomic_folder, jsonable
 
 SCHEMA = "cimstack-bundle"
 SCHEMA_VERSION = 1
@@ -308,38 +307,41 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
 def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     """Validate and write ``bundle`` to the folder ``path`` atomically."""
     bundle.validate()
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
-               "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
-                         "scale": bundle.input.scale},
-               "macros": {"dcim": bundle.dcim.to_dict(),
-                          **({"acim": bundle.acim.to_dict()} if bundle.acim else {})},
-               "layers": [_layer_to_json(layer) for layer in bundle.layers],
-               "meta": bundle.meta}
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
+           "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
+                     "scale": bundle.input.scale},
+           "macros": {"dcim": bundle.dcim.to_dict(),
+                      **({"acim": bundle.acim.to_dict()} if bundle.acim else {})},
+           "layers": [_layer_to_json(layer) for layer in bundle.layers],
+           "meta": bundle.meta}
+    with atomic_folder(path) as tmp:
         for layer in bundle.macro_layers:
-            np.save(tmp / f"{layer.name}.weight.npy", layer.weight, allow_pickle=False)
-            np.save(tmp / f"{layer.name}.multiplier.npy", layer.requant.multiplier,
-                    allow_pickle=False)
-            np.save(tmp / f"{layer.name}.bias.npy", layer.requant.bias, allow_pickle=False)
+            arrays = {"weight": layer.weight, "multiplier": layer.requant.multiplier,
+                      "bias": layer.requant.bias}
             if layer.analog is not None:
-                for part in ("gain", "offset"):
-                    np.save(tmp / f"{layer.name}.{part}.npy",
-                            np.asarray(getattr(layer.analog, part), np.int64), allow_pickle=False)
-        (tmp / "bundle.json").write_text(json.dumps(doc, indent=2) + "\n")
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+                arrays.update(gain=np.asarray(layer.analog.gain, np.int64),
+                              offset=np.asarray(layer.analog.offset, np.int64))
+            for part, arr in arrays.items():
+                np.save(tmp / f"{layer.name}.{part}.npy", arr, allow_pickle=False)
+        (tmp / "bundle.json").write_text(json.dumps(doc, indent=2, default=jsonable) + "\n")
+    return Path(path)
+
+
+def read_schema_doc(meta_file: Path, schema: str, version: int, what: str, hint: str) -> dict:
+    """The JSON document of a bundle folder, checked for its schema and version."""
+    if not meta_file.is_file():
+        raise BundleError(f"no {what} at {meta_file.parent}: {meta_file.name} is missing "
+                          f"({hint})")
+    try:
+        doc = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{meta_file} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
+        raise BundleError(f"{meta_file} is not a {what} (schema field must be {schema!r})")
+    if doc.get("schema_version") != version:
+        raise BundleError(f"{meta_file}: schema_version {doc.get('schema_version')!r} is not "
+                          f"supported; this cimstack reads version {version}: re-export it")
+    return doc
 
 
 def _load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -> np.ndarray:
@@ -421,21 +423,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     folder = Path(path)
     if folder.name == "bundle.json":
         folder = folder.parent
+    doc = read_schema_doc(folder / "bundle.json", SCHEMA, SCHEMA_VERSION, "cimstack bundle",
+                          "export one with `cimstack export` or `cimstack train`")
     meta_file = folder / "bundle.json"
-    if not meta_file.is_file():
-        raise BundleError(f"no bundle at {folder}: {meta_file.name} is missing "
-                          "(export one with `cimstack export` or `cimstack train`)")
-    try:
-        doc = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{meta_file} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise BundleError(f"{meta_file} is not a cimstack bundle (schema field must be "
-                          f"{SCHEMA!r})")
-    version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{meta_file}: schema_version {version!r} is not supported; this "
-                          f"cimstack reads version {SCHEMA_VERSION}: re-export the bundle")
     inp = _get(doc, "input", "bundle.json", dict)
     scale = _get(inp, "scale", "input", (int, float))
     macros = _get(doc, "macros", "bundle.json", dict)

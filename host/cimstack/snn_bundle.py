@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .bundle import read_schema_doc
 from .config import SnnSpec
 from .errors import BundleError, ConfigError
+from .report.io import atomic_folder, jsonable
 from .ref.snn import SnnLayer, SnnNet
 
 SCHEMA = "cimstack-snn-bundle"
@@ -49,37 +49,16 @@ def save_snn_bundle(net: SnnNet, path: str | os.PathLike) -> Path:
         net.validate()
     except ConfigError as exc:
         raise BundleError(f"cannot save {net.name}: {exc}") from None
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": net.name,
-               "input_shape": list(net.input_shape), "spec": net.spec.to_dict(),
-               "layers": [_layer_json(l) for l in net.layers], "meta": net.meta}
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": net.name,
+           "input_shape": list(net.input_shape), "spec": net.spec.to_dict(),
+           "layers": [_layer_json(l) for l in net.layers], "meta": net.meta}
+    with atomic_folder(path) as tmp:
         for layer in net.layers:
             if layer.spiking:
                 np.save(tmp / f"{layer.name}.weight.npy", layer.weight.astype(np.int32),
                         allow_pickle=False)
-        (tmp / META_FILE).write_text(json.dumps(doc, indent=2, default=_plain) + "\n")
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
-
-def _plain(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+        (tmp / META_FILE).write_text(json.dumps(doc, indent=2, default=jsonable) + "\n")
+    return Path(path)
 
 
 def _get(d, key, where, kind=object):
@@ -130,18 +109,8 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
     if folder.name == META_FILE:
         folder = folder.parent
     meta = folder / META_FILE
-    if not meta.is_file():
-        raise BundleError(f"no SNN bundle at {folder}: {META_FILE} is missing (write one "
-                          "with `cimstack snn train`)")
-    try:
-        doc = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{meta} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise BundleError(f"{meta} is not a cimstack SNN bundle (schema must be {SCHEMA!r})")
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{meta}: schema_version {doc.get('schema_version')!r} is not "
-                          f"supported; this cimstack reads version {SCHEMA_VERSION}")
+    doc = read_schema_doc(meta, SCHEMA, SCHEMA_VERSION, "cimstack SNN bundle",
+                          "write one with `cimstack snn train`")
     try:
         spec = SnnSpec.from_dict(_get(doc, "spec", "snn_bundle.json", dict), "spec")
     except ConfigError as exc:

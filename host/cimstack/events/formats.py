@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..report.io import write_bytes_atomic
 from .core import EVENT_DTYPE, EventFormatError, as_events, make_events
 
 NMNIST_SENSOR = (34, 34, 2)          # tonic sensor_size (W, H, P)
@@ -97,18 +97,7 @@ def encode_nmnist(events) -> bytes:
 
 def write_nmnist(path: str | os.PathLike, events) -> Path:
     """Write ``events`` as an N-MNIST binary file (atomically)."""
-    data = encode_nmnist(events)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, encode_nmnist(events))
 
 
 # ------------------------------------------------------------------------ AEDAT

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from ..bundle import Bundle
 from ..config import DcimSpec
 from ..errors import BundleError
+from ..report.io import atomic_file
 from .export import export_bundle
 from .model import FloatDigitsNet, QuantConfig, QuantDigitsNet
 
@@ -37,20 +37,13 @@ class Checkpoint:
 def save_checkpoint(result, path: str | os.PathLike) -> Path:
     """Write a :class:`~cimstack.quant.train.TrainResult`'s model atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "version": VERSION, "name": result.default_name(),
            "cfg": {"w_bits": list(result.cfg.w_bits), "a_bits": list(result.cfg.a_bits),
                    "in_bits": result.cfg.in_bits},
            "rows_on": result.rows_on, "meta": result.meta(),
            "state": result.quant_model.state_dict()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(doc, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

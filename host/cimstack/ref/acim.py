@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import weight_range
 from ..config import AcimLayerParams, AcimSpec, check_abn, check_range
 from ..errors import ConfigError
-from . import prng
+from . import dcim, prng
 
 FRAC = 19                     # internal fraction bits (units of 2^-19 ADC LSB)
 SIGMA_FRAC_BITS = 8           # sigma_q = round(sigma * 2^8)
@@ -41,21 +40,11 @@ _CHUNK = 1 << 15              # outputs per post-processing chunk (keeps tempora
 
 def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
                    spec: AcimSpec) -> None:
-    check_range("w_bits", w_bits, 1, 8)
-    check_range("x_bits", x_bits, 1, 8)
-    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
-        raise ConfigError(f"inputs {x.shape} and weights {w.shape} do not chain: expected "
-                          "x as [vectors, K] and w as [K, N]")
+    """The dcim operand checks, plus K within the analog array's rows."""
+    dcim.check_operands(x, w, w_bits, x_bits)
     if w.shape[0] > spec.rows:
         raise ConfigError(f"the layer activates {w.shape[0]} rows but the analog array has "
                           f"rows = {spec.rows}; split K over several arrays or reduce it")
-    if x.size and (x.min() < 0 or x.max() > (1 << x_bits) - 1):
-        raise ConfigError(f"inputs span [{x.min()}, {x.max()}], outside the unsigned "
-                          f"{x_bits}-bit range [0, {(1 << x_bits) - 1}]")
-    lo, hi = weight_range(w_bits)
-    if w.size and (w.min() < lo or w.max() > hi):
-        raise ConfigError(f"weights span [{w.min()}, {w.max()}], outside the {w_bits}-bit "
-                          f"range [{lo}, {hi}]")
 
 
 def exact_matmul(x: np.ndarray, w: np.ndarray, x_max: int, w_max: int) -> np.ndarray:
