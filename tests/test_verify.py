@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cimstack.ref.network import quantize_input, reference_engine
+from cimstack.ref.network import reference_engine
 from cimstack.verify.compare import verify
 
 

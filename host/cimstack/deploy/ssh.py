@@ -16,7 +16,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
 
 from .console import ConsoleError, ExecResult
 from .transfer import TransferError, TransferStats, sha256_file

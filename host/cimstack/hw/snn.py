@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from ..errors import ConfigError, HardwareError
+from ..errors import HardwareError
 from ..events.wire import pack_stream, unpack_stream
 from ..overlay_shape import SNN
 from ..ref.snn import LayerStats, SnnNet, SnnResult, check_input, fanout_map

@@ -74,7 +74,7 @@ def integer_weight(layer, w_bits: int) -> tuple[np.ndarray, np.ndarray]:
         scale = np.full(w_int.shape[0], scale[0])
     if w_bits == 1:
         if not np.isin(w_int, (-1, 0, 1)).all():
-            raise ValueError(f"binary layer exported values outside {{-1, 0, +1}}")
+            raise ValueError("binary layer exported values outside {-1, 0, +1}")
     return w_int.astype(np.int8), scale
 
 

@@ -47,7 +47,7 @@ def block_norms(weight: torch.Tensor, rows_on: int) -> torch.Tensor:
 
 def block_mask(weight: torch.Tensor, rows_on: int, sparsity: float) -> torch.Tensor:
     """0/1 mask with ``weight``'s shape, balanced per output channel (ties: lower g kept)."""
-    n, k = weight.shape[0], weight[0].numel()
+    k = weight[0].numel()
     norms = block_norms(weight, rows_on)
     drop = blocks_pruned_per_channel(k, rows_on, sparsity)
     keep = torch.ones_like(norms)
