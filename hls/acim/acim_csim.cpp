@@ -5,14 +5,15 @@
 #include <stdint.h>
 
 #include "acim_top.h"
+#include "cimstack/csim_bridge.h"
 
 namespace {
+
+using cimstack::csim::in_range;
 
 enum Reg { MODE, K_ROWS, N_OUT, N_VEC, W_BITS, X_BITS, ROWS, SEGMENTS, SWING, ADC_BITS,
            PER_BIT, GAIN_FRAC, OFFSET_FRAC, SIGMA_Q, SEED, LAYER, CHAN_BASE, SAMPLE_BASE,
            SHIFT, OUT_LO, OUT_HI, N_REGS };
-
-bool in_range(uint32_t v, uint32_t lo, uint32_t hi) { return v >= lo && v <= hi; }
 
 // The registers a mode reads are in range (others are ignored).
 bool args_valid(const uint32_t* a) {
@@ -40,24 +41,26 @@ bool args_valid(const uint32_t* a) {
     }
 }
 
+void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_stream& out) {
+    acim_top(in, out, a[MODE], a[K_ROWS], a[N_OUT], a[N_VEC], a[W_BITS], a[X_BITS], a[ROWS],
+             a[SEGMENTS], a[SWING], a[ADC_BITS], a[PER_BIT], a[GAIN_FRAC], a[OFFSET_FRAC],
+             a[SIGMA_Q], a[SEED], a[LAYER], a[CHAN_BASE], a[SAMPLE_BASE], a[SHIFT],
+             ap_int<32>(int32_t(a[OUT_LO])), ap_int<32>(int32_t(a[OUT_HI])));
+}
+
 }  // namespace
 
 extern "C" {
-
-// Error codes of cimstack_acim_run (0 = success), as cimstack_dcim_run.
-const int CIMSTACK_ACIM_ERR_ARGS = -1;
-const int CIMSTACK_ACIM_ERR_INPUT = -2;
-const int CIMSTACK_ACIM_ERR_OUTPUT = -3;
-const int CIMSTACK_ACIM_ERR_PROTOCOL = -4;
 
 // Input words the call reads, or -1 if the registers are out of range.
 long long cimstack_acim_words_needed(const uint32_t* args) {
     if (!args_valid(args)) return -1;
     switch (args[MODE]) {
-        case acim::LOAD_WEIGHTS: return (long long)acim::weight_words(args[K_ROWS], args[N_OUT]);
-        case acim::LOAD_REQUANT: return (long long)acim::requant_words(args[N_OUT]);
+        case acim::LOAD_WEIGHTS:
+            return (long long)cimstack::weight_words(args[K_ROWS], args[N_OUT]);
+        case acim::LOAD_REQUANT: return (long long)cimstack::requant_words(args[N_OUT]);
         case acim::LOAD_ABN: return (long long)acim::abn_words(args[N_OUT]);
-        default: return (long long)(acim::vector_words(args[K_ROWS]) * args[N_VEC]);
+        default: return (long long)(cimstack::vector_words(args[K_ROWS]) * args[N_VEC]);
     }
 }
 
@@ -65,39 +68,17 @@ long long cimstack_acim_words_needed(const uint32_t* args) {
 long long cimstack_acim_words_out(const uint32_t* args) {
     if (!args_valid(args)) return -1;
     if (args[MODE] != acim::COMPUTE) return 0;
-    return (long long)(acim::output_vector_words(args[N_OUT]) * args[N_VEC]);
+    return (long long)(cimstack::output_vector_words(args[N_OUT]) * args[N_VEC]);
 }
 
-// Run one kernel call on the first words of in_data/in_last. Refuses (consuming
-// nothing) when the registers are out of range or fewer than the needed words are given.
+// Run one kernel call, as cimstack_dcim_run.
 int cimstack_acim_run(const uint32_t* args, const uint64_t* in_data, const uint8_t* in_last,
                       size_t n_in, size_t* n_consumed, uint64_t* out_data, uint8_t* out_last,
                       size_t out_cap, size_t* n_out) {
-    *n_consumed = 0;
-    *n_out = 0;
-    const long long need = cimstack_acim_words_needed(args);
-    const long long give = cimstack_acim_words_out(args);
-    if (need < 0 || give < 0) return CIMSTACK_ACIM_ERR_ARGS;
-    if ((unsigned long long)need > n_in) return CIMSTACK_ACIM_ERR_INPUT;
-    if ((unsigned long long)give > out_cap) return CIMSTACK_ACIM_ERR_OUTPUT;
-
-    cimstack::axis_stream in("acim_in"), out("acim_out");
-    for (long long i = 0; i < need; ++i) in.write(cimstack::make_word(in_data[i], in_last[i] != 0));
-    acim_top(in, out, args[MODE], args[K_ROWS], args[N_OUT], args[N_VEC], args[W_BITS],
-             args[X_BITS], args[ROWS], args[SEGMENTS], args[SWING], args[ADC_BITS],
-             args[PER_BIT], args[GAIN_FRAC], args[OFFSET_FRAC], args[SIGMA_Q], args[SEED],
-             args[LAYER], args[CHAN_BASE], args[SAMPLE_BASE], args[SHIFT],
-             ap_int<32>(int32_t(args[OUT_LO])), ap_int<32>(int32_t(args[OUT_HI])));
-    *n_consumed = size_t(need);
-    size_t got = 0;
-    while (!out.empty() && got < out_cap) {
-        const cimstack::axis_word w = out.read();
-        out_data[got] = uint64_t(w.data);
-        out_last[got] = uint8_t(w.last);
-        ++got;
-    }
-    *n_out = got;
-    return in.empty() && out.empty() && (long long)got == give ? 0 : CIMSTACK_ACIM_ERR_PROTOCOL;
+    return cimstack::csim::run("acim", call_top, args, cimstack_acim_words_needed(args),
+                               cimstack_acim_words_out(args), cimstack::csim::EXACTLY,
+                               in_data, in_last, n_in, n_consumed, out_data, out_last,
+                               out_cap, n_out);
 }
 
 }  // extern "C"

@@ -11,8 +11,8 @@
 
 #include "cimstack/acim_adc.h"
 #include "cimstack/acim_noise.h"
-#include "cimstack/requant.h"
 
+using cimstack::min_u;
 using cimstack::u64;
 using namespace acim;
 
@@ -22,34 +22,11 @@ static int64_t abn_offset[MAX_N];
 static int64_t rq_bias[MAX_N];
 static int64_t rq_mult[MAX_N];
 
-static unsigned min_u(unsigned a, unsigned b) { return a < b ? a : b; }
-
 static void load_weights(cimstack::axis_stream& in, unsigned k, unsigned n) {
-    const u64 total = weight_words(k, n);
-    unsigned row = 0, col = 0;
-LOAD_W:
-    for (u64 i = 0; i < total; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 18432
-        const u64 data = in.read().data;
-    LOAD_BYTES:
-        for (unsigned b = 0; b < 8; ++b) {
-#pragma HLS PIPELINE II = 1
-            if (row < k) {
-                weights[row][col] = int8_t(uint8_t(data >> (8 * b)));
-                if (++col == n) { col = 0; ++row; }
-            }
-        }
-    }
-}
-
-static void load_requant(cimstack::axis_stream& in, unsigned n) {
-LOAD_RQ:
-    for (unsigned c = 0; c < n; ++c) {
-#pragma HLS LOOP_TRIPCOUNT max = 128
-#pragma HLS PIPELINE II = 2
-        rq_bias[c] = int64_t(u64(in.read().data));
-        rq_mult[c] = int64_t(u64(in.read().data));
-    }
+    const auto store = [](unsigned row, unsigned col, unsigned byte) {
+        weights[row][col] = int8_t(uint8_t(byte));
+    };
+    cimstack::read_bytes<MAX_K * MAX_N / 8>(in, k, n, store);
 }
 
 static void load_abn(cimstack::axis_stream& in, unsigned n) {
@@ -78,7 +55,6 @@ static int64_t sat(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v 
 
 static void compute(cimstack::axis_stream& in, cimstack::axis_stream& out, const Params& p) {
     using namespace cimstack;
-    const unsigned in_words = vector_words(p.k), out_words = output_vector_words(p.n);
     const int64_t h = int64_t(1) << (p.adc_bits - 1);
     const int64_t w_max = int64_t(1) << (p.w_bits - 1);
     const int64_t xm = (int64_t(1) << p.x_bits) - 1;
@@ -99,17 +75,9 @@ VEC:
     for (unsigned v = 0; v < p.n_vec; ++v) {
 #pragma HLS LOOP_TRIPCOUNT max = 1024
         uint8_t x[MAX_K];
-    X_READ:
-        for (unsigned i = 0; i < in_words; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 144
-            const u64 data = in.read().data;
-        X_BYTES:
-            for (unsigned e = 0; e < 8; ++e) {
-#pragma HLS PIPELINE II = 1
-                const unsigned row = 8 * i + e;
-                if (row < p.k) x[row] = uint8_t(data >> (8 * e));
-            }
-        }
+        read_bytes<MAX_K / 8>(in, p.k, 1, [&](unsigned row, unsigned, unsigned byte) {
+            x[row] = uint8_t(byte);
+        });
         const uint64_t sample = p.sample_base + v;
         int32_t code[MAX_N];
     CHANNEL:
@@ -149,21 +117,8 @@ VEC:
                 code[c] = int32_t(perbit_combine(s, p.x_bits, level[c] , p.adc_bits));
             }
         }
-    WRITE:
-        for (unsigned i = 0; i < out_words; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 64
-#pragma HLS PIPELINE II = 1
-            u64 data = 0;
-            for (unsigned hh = 0; hh < 2; ++hh) {
-                const unsigned c = 2 * i + hh;
-                if (c < p.n) {
-                    const int32_t y = requantize(code[c], rq_mult[c], rq_bias[c], p.shift,
-                                                 p.lo, p.hi);
-                    data |= u64(uint32_t(y)) << (32 * hh);
-                }
-            }
-            out.write(make_word(data, v + 1 == p.n_vec && i + 1 == out_words));
-        }
+        write_requantized(out, code, p.n, rq_mult, rq_bias, p.shift, p.lo, p.hi,
+                          v + 1 == p.n_vec);
     }
 }
 
@@ -211,7 +166,7 @@ void acim_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
             if (k != 0 && n != 0) load_weights(in, k, n);
             break;
         case LOAD_REQUANT:
-            if (n != 0) load_requant(in, n);
+            if (n != 0) cimstack::load_requant(in, n, rq_bias, rq_mult);
             break;
         case LOAD_ABN:
             if (n != 0) load_abn(in, n);

@@ -4,7 +4,7 @@
 #ifndef CIMSTACK_ACIM_TOP_H
 #define CIMSTACK_ACIM_TOP_H
 
-#include "cimstack/types.h"
+#include "cimstack/streams.h"
 
 namespace acim {
 
@@ -22,12 +22,8 @@ const unsigned MAX_SHIFT = 62;
 
 enum Mode { LOAD_WEIGHTS = 0, LOAD_REQUANT = 1, COMPUTE = 2, LOAD_ABN = 3 };
 
-// Stream words one call reads / writes (see host/cimstack/hw/streams.py).
-inline uint64_t weight_words(unsigned k, unsigned n) { return (uint64_t(k) * n + 7) / 8; }
-inline uint64_t requant_words(unsigned n) { return 2 * uint64_t(n); }
+// Stream words of a LOAD_ABN call; the other formats, shared with dcim: cimstack/streams.h.
 inline uint64_t abn_words(unsigned n) { return uint64_t(n); }
-inline uint64_t vector_words(unsigned k) { return (k + 7) / 8; }
-inline uint64_t output_vector_words(unsigned n) { return (4 * uint64_t(n) + 7) / 8; }
 
 }  // namespace acim
 

@@ -8,17 +8,14 @@
 #include <vector>
 
 #include "acim_top.h"
+#include "cimstack/testbench.h"
 
 namespace {
 
-uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+using cimstack::pack_fields;
+using cimstack::push_words;
 
-int64_t uniform(int64_t lo, int64_t hi) {  // xorshift64*
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return lo + int64_t((rng_state * 0x2545F4914F6CDD1DULL) % uint64_t(hi - lo + 1));
-}
+cimstack::Rng rng(0x2545F4914F6CDD1DULL);
 
 // splitmix64 state number c of stream key, and its Irwin-Hall integer (n = m / 64).
 uint64_t splitmix(uint64_t z) {
@@ -61,19 +58,6 @@ struct Case {
     unsigned k, n, n_vec, w_bits, x_bits, rows, segments, swing, adc_bits, per_bit, sigma_q;
 };
 
-void push(cimstack::axis_stream& s, const std::vector<uint64_t>& words) {
-    for (size_t i = 0; i < words.size(); ++i)
-        s.write(cimstack::make_word(words[i], i + 1 == words.size()));
-}
-
-void pack_bytes(const std::vector<uint8_t>& bytes, std::vector<uint64_t>& words) {
-    for (size_t i = 0; i < bytes.size(); i += 8) {
-        uint64_t w = 0;
-        for (size_t b = 0; b < 8 && i + b < bytes.size(); ++b) w |= uint64_t(bytes[i + b]) << (8 * b);
-        words.push_back(w);
-    }
-}
-
 const unsigned GF = 8, OF = 2, SEED = 1234, LAYER = 2, CHAN_BASE = 5, SAMPLE_BASE = 40;
 
 void call(cimstack::axis_stream& in, cimstack::axis_stream& out, const Case& c, unsigned mode,
@@ -89,38 +73,38 @@ int run_case(const Case& c, unsigned seed, std::vector<int32_t>& outputs) {
     const int wlo = c.w_bits == 1 ? -1 : -(1 << (c.w_bits - 1));
     const int whi = c.w_bits == 1 ? 1 : (1 << (c.w_bits - 1)) - 1;
     for (size_t i = 0; i < w.size(); ++i) {
-        int v = int(uniform(wlo, whi));
+        int v = int(rng.uniform(wlo, whi));
         if (c.w_bits == 1) v = v >= 0 ? 1 : -1;
         w[i] = int8_t(v);
     }
     std::vector<int64_t> g(c.n), o(c.n);
     for (unsigned n = 0; n < c.n; ++n) {
-        g[n] = uniform(0, 4095);     // G < 16 (the full format is covered by the pytest suite)
-        o[n] = uniform(-256, 255);
+        g[n] = rng.uniform(0, 4095);     // G < 16 (the full format is covered by the pytest suite)
+        o[n] = rng.uniform(-256, 255);
     }
     std::vector<uint8_t> x(size_t(c.n_vec) * c.k);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(uniform(0, (1 << c.x_bits) - 1));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(rng.uniform(0, (1 << c.x_bits) - 1));
 
     cimstack::axis_stream in("tb_in"), out("tb_out");
     std::vector<uint64_t> words;
-    pack_bytes(std::vector<uint8_t>(w.begin(), w.end()), words);
-    push(in, words);
+    pack_fields(w.begin(), w.end(), 8, words);
+    push_words(in, words);
     call(in, out, c, acim::LOAD_WEIGHTS, seed);
     words.clear();
     for (unsigned n = 0; n < c.n; ++n) {
         words.push_back(0);  // bias
         words.push_back(1);  // multiplier: outputs are the raw codes
     }
-    push(in, words);
+    push_words(in, words);
     call(in, out, c, acim::LOAD_REQUANT, seed);
     words.clear();
     for (unsigned n = 0; n < c.n; ++n) words.push_back(uint64_t(uint32_t(g[n])) | (uint64_t(uint32_t(int32_t(o[n]))) << 32));
-    push(in, words);
+    push_words(in, words);
     call(in, out, c, acim::LOAD_ABN, seed);
     words.clear();
     for (unsigned v = 0; v < c.n_vec; ++v)
-        pack_bytes(std::vector<uint8_t>(x.begin() + size_t(v) * c.k, x.begin() + size_t(v + 1) * c.k), words);
-    push(in, words);
+        pack_fields(x.begin() + size_t(v) * c.k, x.begin() + size_t(v + 1) * c.k, 8, words);
+    push_words(in, words);
     call(in, out, c, acim::COMPUTE, seed);
 
     const unsigned seg_rows = c.rows / c.segments;
@@ -128,7 +112,7 @@ int run_case(const Case& c, unsigned seed, std::vector<int32_t>& outputs) {
     const int64_t xm = (int64_t(1) << c.x_bits) - 1, wm = int64_t(1) << (c.w_bits - 1);
     const int64_t h = int64_t(1) << (c.adc_bits - 1);
     int errors = 0;
-    const unsigned per_vec = unsigned(acim::output_vector_words(c.n));
+    const unsigned per_vec = unsigned(cimstack::output_vector_words(c.n));
     if (out.size() != size_t(per_vec) * c.n_vec) {
         printf("  %zu output words, expected %u\n", size_t(out.size()), per_vec * c.n_vec);
         return 1;
@@ -185,11 +169,11 @@ int main() {
     int failed = 0;
     for (const Case& c : cases) {
         std::vector<int32_t> a, b, d;
-        const uint64_t saved = rng_state;   // same data for the three runs
+        const cimstack::Rng saved = rng;   // same data for the three runs
         int errors = run_case(c, SEED, a);
-        rng_state = saved;
+        rng = saved;
         errors += run_case(c, SEED, b);
-        rng_state = saved;
+        rng = saved;
         errors += run_case(c, SEED + 1, d);
         if (a != b) { printf("  same seed and data, different outputs\n"); ++errors; }
         if (c.sigma_q >= 256 && a == d) { printf("  another seed gave identical outputs\n"); ++errors; }

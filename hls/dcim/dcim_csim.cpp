@@ -4,14 +4,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cimstack/csim_bridge.h"
 #include "dcim_top.h"
 
 namespace {
 
+using cimstack::csim::in_range;
+
 enum Reg { MODE, K_ROWS, N_OUT, N_VEC, W_BITS, X_BITS, ROWS_ON, PSUM_BITS, PSUM_MODE,
            SHIFT, OUT_LO, OUT_HI, N_REGS };
-
-bool in_range(uint32_t v, uint32_t lo, uint32_t hi) { return v >= lo && v <= hi; }
 
 // The registers a mode reads are in range (others are ignored).
 bool args_valid(const uint32_t* a) {
@@ -34,23 +35,24 @@ bool args_valid(const uint32_t* a) {
     }
 }
 
+void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_stream& out) {
+    dcim_top(in, out, a[MODE], a[K_ROWS], a[N_OUT], a[N_VEC], a[W_BITS], a[X_BITS],
+             a[ROWS_ON], a[PSUM_BITS], a[PSUM_MODE], a[SHIFT], ap_int<32>(int32_t(a[OUT_LO])),
+             ap_int<32>(int32_t(a[OUT_HI])));
+}
+
 }  // namespace
 
 extern "C" {
-
-// Error codes of cimstack_dcim_run (0 = success).
-const int CIMSTACK_ERR_ARGS = -1;      // a register is out of range
-const int CIMSTACK_ERR_INPUT = -2;     // fewer input words than the call needs
-const int CIMSTACK_ERR_OUTPUT = -3;    // output buffer too small
-const int CIMSTACK_ERR_PROTOCOL = -4;  // the kernel did not consume exactly its words
 
 // Input words the call reads, or -1 if the registers are out of range.
 long long cimstack_dcim_words_needed(const uint32_t* args) {
     if (!args_valid(args)) return -1;
     switch (args[MODE]) {
-        case dcim::LOAD_WEIGHTS: return (long long)dcim::weight_words(args[K_ROWS], args[N_OUT]);
-        case dcim::LOAD_REQUANT: return (long long)dcim::requant_words(args[N_OUT]);
-        default: return (long long)(dcim::vector_words(args[K_ROWS]) * args[N_VEC]);
+        case dcim::LOAD_WEIGHTS:
+            return (long long)cimstack::weight_words(args[K_ROWS], args[N_OUT]);
+        case dcim::LOAD_REQUANT: return (long long)cimstack::requant_words(args[N_OUT]);
+        default: return (long long)(cimstack::vector_words(args[K_ROWS]) * args[N_VEC]);
     }
 }
 
@@ -58,40 +60,19 @@ long long cimstack_dcim_words_needed(const uint32_t* args) {
 long long cimstack_dcim_words_out(const uint32_t* args) {
     if (!args_valid(args)) return -1;
     if (args[MODE] != dcim::COMPUTE) return 0;
-    return (long long)(dcim::output_vector_words(args[N_OUT]) * args[N_VEC]);
+    return (long long)(cimstack::output_vector_words(args[N_OUT]) * args[N_VEC]);
 }
 
 // Run one kernel call on the first words of in_data/in_last. Refuses (consuming
-// nothing) when the registers are out of range or fewer than the needed words are given.
+// nothing) when the registers are out of range or fewer than the needed words are given;
+// return codes cimstack::csim::ERR_*.
 int cimstack_dcim_run(const uint32_t* args, const uint64_t* in_data, const uint8_t* in_last,
                       size_t n_in, size_t* n_consumed, uint64_t* out_data, uint8_t* out_last,
                       size_t out_cap, size_t* n_out) {
-    *n_consumed = 0;
-    *n_out = 0;
-    const long long need = cimstack_dcim_words_needed(args);
-    const long long give = cimstack_dcim_words_out(args);
-    if (need < 0 || give < 0) return CIMSTACK_ERR_ARGS;
-    if ((unsigned long long)need > n_in) return CIMSTACK_ERR_INPUT;
-    if ((unsigned long long)give > out_cap) return CIMSTACK_ERR_OUTPUT;
-
-    cimstack::axis_stream in("dcim_in"), out("dcim_out");
-    for (long long i = 0; i < need; ++i) {
-        cimstack::axis_word w = cimstack::make_word(in_data[i], in_last[i] != 0);
-        in.write(w);
-    }
-    dcim_top(in, out, args[MODE], args[K_ROWS], args[N_OUT], args[N_VEC], args[W_BITS],
-             args[X_BITS], args[ROWS_ON], args[PSUM_BITS], args[PSUM_MODE], args[SHIFT],
-             ap_int<32>(int32_t(args[OUT_LO])), ap_int<32>(int32_t(args[OUT_HI])));
-    *n_consumed = size_t(need);
-    size_t got = 0;
-    while (!out.empty() && got < out_cap) {
-        const cimstack::axis_word w = out.read();
-        out_data[got] = uint64_t(w.data);
-        out_last[got] = uint8_t(w.last);
-        ++got;
-    }
-    *n_out = got;
-    return in.empty() && out.empty() && (long long)got == give ? 0 : CIMSTACK_ERR_PROTOCOL;
+    return cimstack::csim::run("dcim", call_top, args, cimstack_dcim_words_needed(args),
+                               cimstack_dcim_words_out(args), cimstack::csim::EXACTLY,
+                               in_data, in_last, n_in, n_consumed, out_data, out_last,
+                               out_cap, n_out);
 }
 
 }  // extern "C"

@@ -9,8 +9,8 @@
 #include "dcim_top.h"
 
 #include "cimstack/bitserial.h"
-#include "cimstack/requant.h"
 
+using cimstack::min_u;
 using cimstack::u64;
 using namespace dcim;
 
@@ -21,8 +21,6 @@ static u64 kept_rows[MAX_N][PLANE_WORDS];
 static unsigned kept_k = 0, kept_n = 0, kept_rows_on = 0;  // geometry of kept_rows; 0 = stale
 static int64_t rq_bias[MAX_N];
 static int64_t rq_mult[MAX_N];
-
-static unsigned min_u(unsigned a, unsigned b) { return a < b ? a : b; }
 
 // Rows lo .. lo+len-1 (len <= 64) of channel n whose weight is not zero.
 static u64 nonzero_bits(unsigned n, unsigned lo, unsigned len) {
@@ -54,23 +52,11 @@ CLEAR_N:
             for (unsigned j = 0; j < MAX_W_BITS; ++j) w_plane[j][c][w] = 0;
         }
     }
-    const u64 total = weight_words(k, n);
-    unsigned row = 0, col = 0;
-LOAD_W:
-    for (u64 i = 0; i < total; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 18432
-        const u64 data = in.read().data;
-    LOAD_BYTES:
-        for (unsigned b = 0; b < 8; ++b) {
-#pragma HLS PIPELINE II = 1
-            if (row < k) {
-                const unsigned byte = unsigned(data >> (8 * b)) & 0xFF;
-                for (unsigned j = 0; j < MAX_W_BITS; ++j)
-                    if ((byte >> j) & 1) w_plane[j][col][row >> 6] |= u64(1) << (row & 63);
-                if (++col == n) { col = 0; ++row; }
-            }
-        }
-    }
+    const auto store = [](unsigned row, unsigned col, unsigned byte) {
+        for (unsigned j = 0; j < MAX_W_BITS; ++j)
+            if ((byte >> j) & 1) w_plane[j][col][row >> 6] |= u64(1) << (row & 63);
+    };
+    cimstack::read_bytes<MAX_K * MAX_N / 8>(in, k, n, store);
     kept_rows_on = 0;
 }
 
@@ -97,16 +83,6 @@ PREP_N:
     kept_k = k;
     kept_n = n;
     kept_rows_on = rows_on;
-}
-
-static void load_requant(cimstack::axis_stream& in, unsigned n) {
-LOAD_RQ:
-    for (unsigned c = 0; c < n; ++c) {
-#pragma HLS LOOP_TRIPCOUNT max = 128
-#pragma HLS PIPELINE II = 2
-        rq_bias[c] = int64_t(u64(in.read().data));
-        rq_mult[c] = int64_t(u64(in.read().data));
-    }
 }
 
 // Exact partial sums: column reads over whole words (no ADC, so groups need not be
@@ -199,7 +175,6 @@ static void compute(cimstack::axis_stream& in, cimstack::axis_stream& out, unsig
                     unsigned rows_on, const cimstack::Adc& adc, unsigned shift,
                     int32_t lo, int32_t hi) {
     if (kept_rows_on != rows_on || kept_k != k || kept_n != n) prepare_blocks(k, n, rows_on);
-    const unsigned in_words = vector_words(k), out_words = output_vector_words(n);
     const unsigned plane_words = (k + 63) / 64;
 VEC:
     for (unsigned v = 0; v < n_vec; ++v) {
@@ -209,38 +184,15 @@ VEC:
     X_CLEAR:
         for (unsigned w = 0; w < plane_words; ++w)
             for (unsigned b = 0; b < MAX_X_BITS; ++b) xp[b][w] = 0;
-    X_READ:
-        for (unsigned i = 0; i < in_words; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 144
-            const u64 data = in.read().data;
-        X_BYTES:
-            for (unsigned e = 0; e < 8; ++e) {
-#pragma HLS PIPELINE II = 1
-                const unsigned row = 8 * i + e;
-                if (row >= k) break;
-                const unsigned x = unsigned(data >> (8 * e)) & 0xFF;
-                for (unsigned b = 0; b < MAX_X_BITS; ++b)
-                    if (b < x_bits && ((x >> b) & 1)) xp[b][row >> 6] |= u64(1) << (row & 63);
-            }
-        }
+        cimstack::read_bytes<MAX_K / 8>(in, k, 1, [&](unsigned row, unsigned, unsigned x) {
+            for (unsigned b = 0; b < MAX_X_BITS; ++b)
+                if (b < x_bits && ((x >> b) & 1)) xp[b][row >> 6] |= u64(1) << (row & 63);
+        });
         int32_t acc[MAX_N];
         if (adc.exact) matvec_exact(xp, k, n, w_bits, x_bits, acc);
         else matvec_blocks(xp, k, n, w_bits, x_bits, rows_on, adc, acc);
-    WRITE:
-        for (unsigned i = 0; i < out_words; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 64
-#pragma HLS PIPELINE II = 1
-            u64 data = 0;
-            for (unsigned h = 0; h < 2; ++h) {
-                const unsigned c = 2 * i + h;
-                if (c < n) {
-                    const int32_t y = cimstack::requantize(acc[c], rq_mult[c], rq_bias[c],
-                                                           shift, lo, hi);
-                    data |= u64(uint32_t(y)) << (32 * h);
-                }
-            }
-            out.write(cimstack::make_word(data, v + 1 == n_vec && i + 1 == out_words));
-        }
+        cimstack::write_requantized(out, acc, n, rq_mult, rq_bias, shift, lo, hi,
+                                    v + 1 == n_vec);
     }
 }
 
@@ -282,7 +234,7 @@ void dcim_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
             if (r != 0) prepare_blocks(k, n, r);
             break;
         case LOAD_REQUANT:
-            if (n != 0) load_requant(in, n);
+            if (n != 0) cimstack::load_requant(in, n, rq_bias, rq_mult);
             break;
         case COMPUTE: {
             if (k == 0 || n == 0 || wb == 0 || xb == 0 || r == 0) break;

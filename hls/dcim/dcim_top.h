@@ -3,7 +3,7 @@
 #ifndef CIMSTACK_DCIM_TOP_H
 #define CIMSTACK_DCIM_TOP_H
 
-#include "cimstack/types.h"
+#include "cimstack/streams.h"
 
 namespace dcim {
 
@@ -16,13 +16,8 @@ const unsigned MAX_PSUM_BITS = 16;
 const unsigned MAX_SHIFT = 62;
 const unsigned PLANE_WORDS = MAX_K / 64;  // 64-bit words of one bit plane
 
+// Stream formats and word counts: cimstack/streams.h.
 enum Mode { LOAD_WEIGHTS = 0, LOAD_REQUANT = 1, COMPUTE = 2 };
-
-// Stream words one call reads / writes (see host/cimstack/hw/streams.py).
-inline uint64_t weight_words(unsigned k, unsigned n) { return (uint64_t(k) * n + 7) / 8; }
-inline uint64_t requant_words(unsigned n) { return 2 * uint64_t(n); }
-inline uint64_t vector_words(unsigned k) { return (k + 7) / 8; }
-inline uint64_t output_vector_words(unsigned n) { return (4 * uint64_t(n) + 7) / 8; }
 
 }  // namespace dcim
 

@@ -7,20 +7,15 @@
 #include <vector>
 
 #include "cimstack/requant.h"
+#include "cimstack/testbench.h"
 #include "dcim_top.h"
 
 namespace {
 
-uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+using cimstack::pack_fields;
+using cimstack::push_words;
 
-// xorshift64*: a uniform integer in [lo, hi].
-int64_t uniform(int64_t lo, int64_t hi) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    const uint64_t r = rng_state * 0x2545F4914F6CDD1DULL;
-    return lo + int64_t(r % uint64_t(hi - lo + 1));
-}
+cimstack::Rng rng(0x9E3779B97F4A7C15ULL);
 
 struct Case {
     unsigned k, n, n_vec, w_bits, x_bits, rows_on;
@@ -36,20 +31,6 @@ void call(cimstack::axis_stream& in, cimstack::axis_stream& out, const Regs& r) 
              r.psum_mode, r.shift, r.lo, r.hi);
 }
 
-void push(cimstack::axis_stream& s, const std::vector<uint64_t>& words) {
-    for (size_t i = 0; i < words.size(); ++i)
-        s.write(cimstack::make_word(words[i], i + 1 == words.size()));
-}
-
-// Pack bytes 8 per little-endian word, the last word zero padded.
-void pack_bytes(const std::vector<uint8_t>& bytes, std::vector<uint64_t>& words) {
-    for (size_t i = 0; i < bytes.size(); i += 8) {
-        uint64_t w = 0;
-        for (size_t b = 0; b < 8 && i + b < bytes.size(); ++b) w |= uint64_t(bytes[i + b]) << (8 * b);
-        words.push_back(w);
-    }
-}
-
 // One case: random block-pruned weights, requantizer and inputs; returns the mismatches.
 int run_case(const Case& c) {
     const int wlo = c.w_bits == 1 ? -1 : -(1 << (c.w_bits - 1));
@@ -57,9 +38,9 @@ int run_case(const Case& c) {
     std::vector<int8_t> w(size_t(c.k) * c.n);
     for (unsigned g = 0; g * c.rows_on < c.k; ++g) {
         for (unsigned n = 0; n < c.n; ++n) {
-            const bool pruned = uniform(0, 2) == 0;
+            const bool pruned = rng.uniform(0, 2) == 0;
             for (unsigned k = g * c.rows_on; k < c.k && k < (g + 1) * c.rows_on; ++k) {
-                int v = pruned ? 0 : int(uniform(wlo, whi));
+                int v = pruned ? 0 : int(rng.uniform(wlo, whi));
                 if (c.w_bits == 1 && !pruned) v = v >= 0 ? 1 : -1;
                 w[size_t(k) * c.n + n] = int8_t(v);
             }
@@ -67,20 +48,20 @@ int run_case(const Case& c) {
     }
     std::vector<int64_t> mult(c.n), bias(c.n);
     for (unsigned n = 0; n < c.n; ++n) {
-        mult[n] = uniform(-(1 << 20), 1 << 20);
-        bias[n] = uniform(-(int64_t(1) << 40), int64_t(1) << 40);
+        mult[n] = rng.uniform(-(1 << 20), 1 << 20);
+        bias[n] = rng.uniform(-(int64_t(1) << 40), int64_t(1) << 40);
     }
-    const unsigned shift = unsigned(uniform(0, 30));
-    const int lo = int(uniform(-1000, 0)), hi = int(uniform(0, 1000));
+    const unsigned shift = unsigned(rng.uniform(0, 30));
+    const int lo = int(rng.uniform(-1000, 0)), hi = int(rng.uniform(0, 1000));
     std::vector<uint8_t> x(size_t(c.n_vec) * c.k);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(uniform(0, (1 << c.x_bits) - 1));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(rng.uniform(0, (1 << c.x_bits) - 1));
 
     cimstack::axis_stream in("tb_in"), out("tb_out");
     Regs r = {dcim::LOAD_WEIGHTS, c.k, c.n, c.n_vec, c.w_bits, c.x_bits, c.rows_on, 0, 0,
               shift, lo, hi};
     std::vector<uint64_t> words;
-    pack_bytes(std::vector<uint8_t>(w.begin(), w.end()), words);
-    push(in, words);
+    pack_fields(w.begin(), w.end(), 8, words);
+    push_words(in, words);
     call(in, out, r);
 
     words.clear();
@@ -88,15 +69,14 @@ int run_case(const Case& c) {
         words.push_back(uint64_t(bias[n]));
         words.push_back(uint64_t(mult[n]));
     }
-    push(in, words);
+    push_words(in, words);
     r.mode = dcim::LOAD_REQUANT;
     call(in, out, r);
 
     words.clear();
     for (unsigned v = 0; v < c.n_vec; ++v)
-        pack_bytes(std::vector<uint8_t>(x.begin() + size_t(v) * c.k,
-                                        x.begin() + size_t(v + 1) * c.k), words);
-    push(in, words);
+        pack_fields(x.begin() + size_t(v) * c.k, x.begin() + size_t(v + 1) * c.k, 8, words);
+    push_words(in, words);
     r.mode = dcim::COMPUTE;
     call(in, out, r);
 
@@ -105,7 +85,7 @@ int run_case(const Case& c) {
         printf("  %zu input words left over\n", size_t(in.size()));
         ++errors;
     }
-    const unsigned per_vec = unsigned(dcim::output_vector_words(c.n));
+    const unsigned per_vec = unsigned(cimstack::output_vector_words(c.n));
     if (out.size() != size_t(per_vec) * c.n_vec) {
         printf("  %zu output words, expected %u\n", size_t(out.size()), per_vec * c.n_vec);
         return errors + 1;

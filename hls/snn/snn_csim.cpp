@@ -3,14 +3,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cimstack/csim_bridge.h"
 #include "snn_top.h"
 
 namespace {
 
+using cimstack::csim::in_range;
+
 enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, N_LO,
            N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, N_WORDS, N_REGS };
-
-bool in_range(uint64_t v, uint64_t lo, uint64_t hi) { return v >= lo && v <= hi; }
 
 bool args_valid(const uint32_t* a) {
     using namespace snn;
@@ -43,14 +44,15 @@ bool args_valid(const uint32_t* a) {
     return true;
 }
 
+void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_stream& out) {
+    snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
+            a[OUT_C], a[KSIZE], a[PADDING], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
+            a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[N_WORDS]);
+}
+
 }  // namespace
 
 extern "C" {
-
-const int CIMSTACK_ERR_ARGS = -1;
-const int CIMSTACK_ERR_INPUT = -2;
-const int CIMSTACK_ERR_OUTPUT = -3;
-const int CIMSTACK_ERR_PROTOCOL = -4;
 
 // Input words the call reads, or -1 if the registers are out of range.
 long long cimstack_snn_words_needed(const uint32_t* a) {
@@ -72,31 +74,14 @@ long long cimstack_snn_words_out(const uint32_t* a) {
     return 0;
 }
 
+// Run one kernel call, as cimstack_dcim_run; a STEP may write fewer words than
+// cimstack_snn_words_out (an upper bound).
 int cimstack_snn_run(const uint32_t* a, const uint64_t* in_data, const uint8_t* in_last,
                      size_t n_in, size_t* n_consumed, uint64_t* out_data, uint8_t* out_last,
                      size_t out_cap, size_t* n_out) {
-    *n_consumed = 0;
-    *n_out = 0;
-    const long long need = cimstack_snn_words_needed(a);
-    const long long give = cimstack_snn_words_out(a);
-    if (need < 0 || give < 0) return CIMSTACK_ERR_ARGS;
-    if ((unsigned long long)need > n_in) return CIMSTACK_ERR_INPUT;
-    if ((unsigned long long)give > out_cap) return CIMSTACK_ERR_OUTPUT;
-    cimstack::axis_stream in("snn_in"), out("snn_out");
-    for (long long i = 0; i < need; ++i) in.write(cimstack::make_word(in_data[i], in_last[i] != 0));
-    snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
-            a[OUT_C], a[KSIZE], a[PADDING], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
-            a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[N_WORDS]);
-    *n_consumed = size_t(need);
-    size_t got = 0;
-    while (!out.empty() && got < out_cap) {
-        const cimstack::axis_word w = out.read();
-        out_data[got] = uint64_t(w.data);
-        out_last[got] = uint8_t(w.last);
-        ++got;
-    }
-    *n_out = got;
-    return in.empty() && out.empty() && (long long)got <= give ? 0 : CIMSTACK_ERR_PROTOCOL;
+    return cimstack::csim::run("snn", call_top, a, cimstack_snn_words_needed(a),
+                               cimstack_snn_words_out(a), cimstack::csim::AT_MOST, in_data,
+                               in_last, n_in, n_consumed, out_data, out_last, out_cap, n_out);
 }
 
 }  // extern "C"

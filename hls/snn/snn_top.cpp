@@ -8,14 +8,13 @@
 // the membranes out (int32, 2 per word). Semantics: docs/macros.md.
 #include "snn_top.h"
 
+using cimstack::min_u;
 using cimstack::u64;
 using namespace snn;
 
 static u64 array_mem[ARRAY_WORDS];   // the array, row-major, bit i at word i/64, bit i%64
 static u64 seen[MAX_IN / 64];        // input neurons already integrated this timestep
 static int32_t acc[MAX_COUNT];       // this timestep's synaptic input per membrane
-
-static unsigned min_u(unsigned a, unsigned b) { return a < b ? a : b; }
 
 // Unsigned field of `bits` (1..16) at bit offset `pos` of the array.
 static unsigned get_field(uint32_t pos, unsigned bits) {

@@ -7,18 +7,12 @@
 
 #include <vector>
 
+#include "cimstack/testbench.h"
 #include "snn_top.h"
 
 namespace {
 
-uint64_t rng_state = 0x2545F4914F6CDD1DULL;
-
-int64_t uniform(int64_t lo, int64_t hi) {  // xorshift64*
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return lo + int64_t((rng_state * 0x2545F4914F6CDD1DULL) % uint64_t(hi - lo + 1));
-}
+cimstack::Rng rng(0x2545F4914F6CDD1DULL);
 
 struct Case {
     unsigned op, c, src, pool, n, k, pad, wb, vb, leak, reset_zero, wrap, steps;
@@ -89,18 +83,18 @@ int run_case(const Case& cs) {
     const size_t nw = cs.op == snn::CONV ? size_t(cs.n) * cs.c * cs.k * cs.k : size_t(cs.n) * m.n_in;
     m.w.resize(nw);
     for (size_t i = 0; i < nw; ++i) {
-        int v = int(uniform(wlo, whi));
+        int v = int(rng.uniform(wlo, whi));
         if (cs.wb == 1) v = v >= 0 ? 1 : -1;
         m.w[i] = v;
     }
     m.v.assign(m.n_out, 0);
-    m.theta = int(uniform(1, (1 << (cs.vb - 1)) - 1));
+    m.theta = int(rng.uniform(1, (1 << (cs.vb - 1)) - 1));
     // slices: at most three, to exercise n_lo
     const unsigned per = (m.n_out + 2) / 3;
     std::vector<std::vector<uint8_t> > frames(cs.steps);
     for (unsigned t = 0; t < cs.steps; ++t) {
         frames[t].resize(cs.c * cs.src * cs.src);
-        for (size_t a = 0; a < frames[t].size(); ++a) frames[t][a] = uniform(0, 4) == 0;
+        for (size_t a = 0; a < frames[t].size(); ++a) frames[t][a] = rng.uniform(0, 4) == 0;
     }
     std::vector<std::vector<uint32_t> > want(cs.steps), got(cs.steps);
     for (unsigned t = 0; t < cs.steps; ++t) want[t] = m.step(frames[t]);
@@ -113,23 +107,20 @@ int run_case(const Case& cs) {
         else
             for (unsigned k = 0; k < m.n_in; ++k)
                 for (unsigned j = 0; j < cnt; ++j) wv.push_back(m.w[(lo + j) * m.n_in + k]);
-        const unsigned words = (wv.size() + 3) / 4;
-        for (unsigned i = 0; i < words; ++i) {
-            uint64_t d = 0;
-            for (unsigned h = 0; h < 4 && 4 * i + h < wv.size(); ++h)
-                d |= uint64_t(uint16_t(int16_t(wv[4 * i + h]))) << (16 * h);
-            in.write(cimstack::make_word(d, i + 1 == words));
-        }
-        call(in, out, cs, m, snn::LOAD_WEIGHTS, lo, cnt, words);
+        std::vector<uint64_t> words;   // int16, 4 per word
+        cimstack::pack_fields(wv.begin(), wv.end(), 16, words);
+        cimstack::push_words(in, words);
+        call(in, out, cs, m, snn::LOAD_WEIGHTS, lo, cnt, unsigned(words.size()));
         call(in, out, cs, m, snn::CLEAR, lo, cnt, 0);
         for (unsigned t = 0; t < cs.steps; ++t) {
             std::vector<uint32_t> w32(1, snn::MARKER | t);
             for (size_t a = 0; a < frames[t].size(); ++a)
                 if (frames[t][a]) w32.push_back(uint32_t(a));
             if (w32.size() & 1) w32.push_back(snn::PAD);
-            for (size_t i = 0; i < w32.size(); i += 2)
-                in.write(cimstack::make_word(w32[i] | (uint64_t(w32[i + 1]) << 32), i + 2 == w32.size()));
-            call(in, out, cs, m, snn::STEP, lo, cnt, unsigned(w32.size() / 2));
+            std::vector<uint64_t> packet;
+            cimstack::pack_fields(w32.begin(), w32.end(), 32, packet);
+            cimstack::push_words(in, packet);
+            call(in, out, cs, m, snn::STEP, lo, cnt, unsigned(packet.size()));
             bool first = true, last = false;
             while (!out.empty()) {
                 const cimstack::axis_word wd = out.read();

@@ -31,6 +31,8 @@ inline axis_word make_word(u64 data, bool last) {
     return w;
 }
 
+inline unsigned min_u(unsigned a, unsigned b) { return a < b ? a : b; }
+
 }  // namespace cimstack
 
 #endif

@@ -41,7 +41,7 @@ CXXFLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC")
 # bit-serial column reads are popcounts.
 ARCH_FLAGS = ("-mpopcnt",) if platform.machine().lower() in ("x86_64", "amd64") else ()
 
-# Return codes of cimstack_<kernel>_run (hls/<kernel>/<kernel>_csim.cpp).
+# Return codes of cimstack_<kernel>_run (hls/include/cimstack/csim_bridge.h).
 OK, ERR_ARGS, ERR_INPUT, ERR_OUTPUT, ERR_PROTOCOL = 0, -1, -2, -3, -4
 
 
