@@ -55,3 +55,28 @@ def digits_like_bundle(seed=0, w_bits=(8, 4, 4), x_bits=(8, 4, 4), sparsity=0.0,
 @pytest.fixture
 def small_bundle():
     return digits_like_bundle()
+
+
+class Doubler:
+    """A stand-in kernel for the emulated HLS IP: consumes ``n_vec`` words, returns each
+    doubled, TLAST on the last one; records the register values of every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def words_needed(self, args):
+        return args["n_vec"]
+
+    def run(self, args, words, last):
+        self.calls.append(dict(args))
+        out_last = np.zeros(len(words), bool)
+        if len(words):
+            out_last[-1] = True
+        return len(words), words * np.uint64(2), out_last
+
+
+@pytest.fixture(scope="module")
+def bitfile(tmp_path_factory):
+    """The emulated overlay's .bit (with its .hwh) in a temporary folder."""
+    from cimstack import emu
+    return emu.install(folder=tmp_path_factory.mktemp("overlay"))

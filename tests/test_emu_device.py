@@ -10,33 +10,12 @@ pynq = pytest.importorskip("pynq")
 
 from cimstack import emu  # noqa: E402
 from cimstack.errors import HardwareError  # noqa: E402
+from conftest import Doubler  # noqa: E402
 from cimstack.overlay_shape import (AP_AUTO_RESTART, AP_DONE, AP_IDLE, AP_READY,  # noqa: E402
                                     AP_START, CTRL, GIER, IP_IER, IP_ISR, overlay_shape)
 
 SHAPE = overlay_shape("pynq-z2")
 SLOT = SHAPE.slots[0]
-
-
-class Doubler:
-    """Consumes ``n_vec`` words, returns each doubled, TLAST on the last one."""
-
-    def __init__(self):
-        self.calls = []
-
-    def words_needed(self, args):
-        return args["n_vec"]
-
-    def run(self, args, words, last):
-        self.calls.append(dict(args))
-        out_last = np.zeros(len(words), bool)
-        if len(words):
-            out_last[-1] = True
-        return len(words), words * np.uint64(2), out_last
-
-
-@pytest.fixture(scope="module")
-def bitfile(tmp_path_factory):
-    return emu.install(folder=tmp_path_factory.mktemp("overlay"))
 
 
 @pytest.fixture

@@ -14,29 +14,12 @@ pynq = pytest.importorskip("pynq")
 from cimstack import emu  # noqa: E402
 from cimstack.errors import DmaTimeout, HardwareError  # noqa: E402
 from cimstack.hw.dma_io import channel_status, decode_dmasr, reset_dma, wait_idle  # noqa: E402
+from conftest import Doubler  # noqa: E402
 from cimstack.overlay_shape import AP_DONE, AP_START, CTRL, overlay_shape  # noqa: E402
 
 SLOT = overlay_shape("pynq-z2").slots[0]
 N_VEC = SLOT.kernel.reg("n_vec").offset
 T = 0.2          # seconds: every wait here is bounded by this
-
-
-class Doubler:
-    """Reads ``n_vec`` words, writes them doubled, TLAST on the last word."""
-
-    def words_needed(self, args):
-        return args["n_vec"]
-
-    def run(self, args, words, last):
-        out_last = np.zeros(len(words), bool)
-        if len(words):
-            out_last[-1] = True
-        return len(words), words * np.uint64(2), out_last
-
-
-@pytest.fixture(scope="module")
-def bitfile(tmp_path_factory):
-    return emu.install(folder=tmp_path_factory.mktemp("overlay"))
 
 
 @pytest.fixture

@@ -344,7 +344,8 @@ def read_schema_doc(meta_file: Path, schema: str, version: int, what: str, hint:
     return doc
 
 
-def _load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -> np.ndarray:
+def load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -> np.ndarray:
+    """An .npy array of a bundle folder, checked for name, readability, dtype and shape."""
     if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
         raise BundleError(f"{where}: array file name {name!r} must be a plain file name")
     file = folder / name
@@ -363,7 +364,8 @@ def _load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -
     return arr
 
 
-def _get(d: dict, key: str, where: str, kind: type | tuple = object) -> Any:
+def get_field(d: dict, key: str, where: str, kind: type | tuple = object) -> Any:
+    """``d[key]``, with a clear error when it is missing or of the wrong type."""
     if not isinstance(d, dict) or key not in d:
         raise BundleError(f"{where}: missing field {key!r}")
     value = d[key]
@@ -372,8 +374,9 @@ def _get(d: dict, key: str, where: str, kind: type | tuple = object) -> Any:
     return value
 
 
-def _shape(d: dict, key: str, where: str) -> tuple:
-    value = _get(d, key, where, list)
+def get_shape(d: dict, key: str, where: str) -> tuple:
+    """A list of positive integers from ``d[key]``, as a tuple."""
+    value = get_field(d, key, where, list)
     if not value or not all(isinstance(v, int) and v > 0 for v in value):
         raise BundleError(f"{where}.{key} = {value!r} must be a list of positive integers")
     return tuple(value)
@@ -381,41 +384,41 @@ def _shape(d: dict, key: str, where: str) -> tuple:
 
 def _layer_from_json(d: dict, folder: Path, i: int) -> Layer:
     where = f"bundle.json layers[{i}]"
-    name = _get(d, "name", where, str)
+    name = get_field(d, "name", where, str)
     where = f"layer {name}"
-    op = _get(d, "op", where, str)
-    in_shape, out_shape = _shape(d, "in_shape", where), _shape(d, "out_shape", where)
+    op = get_field(d, "op", where, str)
+    in_shape, out_shape = get_shape(d, "in_shape", where), get_shape(d, "out_shape", where)
     if op == "flatten":
         return FlattenLayer(name, in_shape, out_shape)
     if op == "maxpool2d":
-        return PoolLayer(name, in_shape, out_shape, kernel=_get(d, "kernel", where, int),
-                         stride=_get(d, "stride", where, int))
+        return PoolLayer(name, in_shape, out_shape, kernel=get_field(d, "kernel", where, int),
+                         stride=get_field(d, "stride", where, int))
     if op not in ("conv2d", "linear"):
         raise BundleError(f"{where}: unknown op {op!r}; known: conv2d, linear, maxpool2d, flatten")
-    wshape = _shape(d, "weight_shape", where)
-    rq = _get(d, "requant", where, dict)
+    wshape = get_shape(d, "weight_shape", where)
+    rq = get_field(d, "requant", where, dict)
     channels = wshape[0]
     requant = Requant(
-        multiplier=_load_array(folder, _get(rq, "multiplier", where), where, "int64", (channels,)),
-        bias=_load_array(folder, _get(rq, "bias", where), where, "int64", (channels,)),
-        shift=_get(rq, "shift", where + ".requant", int), lo=_get(rq, "lo", where + ".requant", int),
-        hi=_get(rq, "hi", where + ".requant", int))
+        multiplier=load_array(folder, get_field(rq, "multiplier", where), where, "int64", (channels,)),
+        bias=load_array(folder, get_field(rq, "bias", where), where, "int64", (channels,)),
+        shift=get_field(rq, "shift", where + ".requant", int), lo=get_field(rq, "lo", where + ".requant", int),
+        hi=get_field(rq, "hi", where + ".requant", int))
     analog = None
     if "analog" in d:
-        an = _get(d, "analog", where, dict)
+        an = get_field(d, "analog", where, dict)
         analog = AcimLayerParams(
-            gain=_load_array(folder, _get(an, "gain", where + ".analog"), where, "int64",
+            gain=load_array(folder, get_field(an, "gain", where + ".analog"), where, "int64",
                              (channels,)),
-            offset=_load_array(folder, _get(an, "offset", where + ".analog"), where, "int64",
+            offset=load_array(folder, get_field(an, "offset", where + ".analog"), where, "int64",
                                (channels,)),
-            layer=_get(an, "layer", where + ".analog", int))
+            layer=get_field(an, "layer", where + ".analog", int))
     return MacroLayer(
         name=name, op=op, analog=analog,
-        weight=_load_array(folder, _get(d, "weight", where), where, "int8", wshape),
-        w_bits=_get(d, "w_bits", where, int), x_bits=_get(d, "x_bits", where, int),
+        weight=load_array(folder, get_field(d, "weight", where), where, "int8", wshape),
+        w_bits=get_field(d, "w_bits", where, int), x_bits=get_field(d, "x_bits", where, int),
         requant=requant, in_shape=in_shape, out_shape=out_shape,
-        stride=_get(d, "stride", where, int), padding=_get(d, "padding", where, int),
-        macro=_get(d, "macro", where, str))
+        stride=get_field(d, "stride", where, int), padding=get_field(d, "padding", where, int),
+        macro=get_field(d, "macro", where, str))
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
@@ -426,19 +429,19 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     doc = read_schema_doc(folder / "bundle.json", SCHEMA, SCHEMA_VERSION, "cimstack bundle",
                           "export one with `cimstack export` or `cimstack train`")
     meta_file = folder / "bundle.json"
-    inp = _get(doc, "input", "bundle.json", dict)
-    scale = _get(inp, "scale", "input", (int, float))
-    macros = _get(doc, "macros", "bundle.json", dict)
+    inp = get_field(doc, "input", "bundle.json", dict)
+    scale = get_field(inp, "scale", "input", (int, float))
+    macros = get_field(doc, "macros", "bundle.json", dict)
     try:
-        dcim = DcimSpec.from_dict(_get(macros, "dcim", "macros", dict), where="macros.dcim")
-        acim = (AcimSpec.from_dict(_get(macros, "acim", "macros", dict), where="macros.acim")
+        dcim = DcimSpec.from_dict(get_field(macros, "dcim", "macros", dict), where="macros.dcim")
+        acim = (AcimSpec.from_dict(get_field(macros, "acim", "macros", dict), where="macros.acim")
                 if "acim" in macros else None)
     except ConfigError as exc:
         raise BundleError(f"{meta_file}: {exc}") from None
-    layers_doc = _get(doc, "layers", "bundle.json", list)
+    layers_doc = get_field(doc, "layers", "bundle.json", list)
     bundle = Bundle(
-        name=_get(doc, "name", "bundle.json", str),
-        input=InputSpec(_shape(inp, "shape", "input"), _get(inp, "bits", "input", int),
+        name=get_field(doc, "name", "bundle.json", str),
+        input=InputSpec(get_shape(inp, "shape", "input"), get_field(inp, "bits", "input", int),
                         float(scale)),
         layers=[_layer_from_json(d, folder, i) for i, d in enumerate(layers_doc)],
         dcim=dcim, meta=doc.get("meta", {}), acim=acim)

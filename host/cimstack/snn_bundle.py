@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import read_schema_doc
+from .bundle import get_field, get_shape, load_array, read_schema_doc
 from .config import SnnSpec
 from .errors import BundleError, ConfigError
 from .report.io import atomic_folder, jsonable
@@ -61,39 +61,6 @@ def save_snn_bundle(net: SnnNet, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _get(d, key, where, kind=object):
-    if not isinstance(d, dict) or key not in d:
-        raise BundleError(f"{where}: missing field {key!r}")
-    v = d[key]
-    if kind is not object and (not isinstance(v, kind) or isinstance(v, bool)):
-        raise BundleError(f"{where}.{key} = {v!r} has the wrong type")
-    return v
-
-
-def _shape(d, key, where) -> tuple:
-    v = _get(d, key, where, list)
-    if not v or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v):
-        raise BundleError(f"{where}.{key} = {v!r} must be a list of positive integers")
-    return tuple(v)
-
-
-def _load_weight(folder: Path, name, where: str, shape: tuple) -> np.ndarray:
-    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-        raise BundleError(f"{where}: array file name {name!r} must be a plain file name")
-    file = folder / name
-    if not file.is_file():
-        raise BundleError(f"{where}: array file {file} is missing; re-export the bundle")
-    try:
-        arr = np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise BundleError(f"{where}: {file} is not a readable .npy array (truncated or "
-                          f"corrupt?): {exc}") from None
-    if arr.dtype != np.int32 or tuple(arr.shape) != shape:
-        raise BundleError(f"{where}: {file.name} is {arr.dtype} {tuple(arr.shape)}, expected "
-                          f"int32 {shape}")
-    return arr
-
-
 def is_snn_bundle(path: str | os.PathLike) -> bool:
     """True when ``path`` holds an SNN bundle (its snn_bundle.json names this schema)."""
     meta = Path(path) / META_FILE
@@ -112,28 +79,29 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
     doc = read_schema_doc(meta, SCHEMA, SCHEMA_VERSION, "cimstack SNN bundle",
                           "write one with `cimstack snn train`")
     try:
-        spec = SnnSpec.from_dict(_get(doc, "spec", "snn_bundle.json", dict), "spec")
+        spec = SnnSpec.from_dict(get_field(doc, "spec", "snn_bundle.json", dict), "spec")
     except ConfigError as exc:
         raise BundleError(f"{meta}: {exc}") from None
     layers = []
-    for i, d in enumerate(_get(doc, "layers", "snn_bundle.json", list)):
+    for i, d in enumerate(get_field(doc, "layers", "snn_bundle.json", list)):
         where = f"snn_bundle.json layers[{i}]"
-        name = _get(d, "name", where, str)
+        name = get_field(d, "name", where, str)
         where = f"layer {name}"
-        op = _get(d, "op", where, str)
-        ins, outs = _shape(d, "in_shape", where), _shape(d, "out_shape", where)
+        op = get_field(d, "op", where, str)
+        ins, outs = get_shape(d, "in_shape", where), get_shape(d, "out_shape", where)
         if op == "pool":
-            layers.append(SnnLayer(name, op, ins, outs, kernel=_get(d, "kernel", where, int)))
+            layers.append(SnnLayer(name, op, ins, outs, kernel=get_field(d, "kernel", where, int)))
             continue
         if op not in ("conv", "fc"):
             raise BundleError(f"{where}: unknown op {op!r}; known: conv, fc, pool")
-        kw = {k: _get(d, k, where, str if k in ("reset", "overflow", "dataflow") else int)
+        kw = {k: get_field(d, k, where, str if k in ("reset", "overflow", "dataflow") else int)
               for k in _NEURON}
-        w = _load_weight(folder, _get(d, "weight", where), where, _shape(d, "weight_shape", where))
-        layers.append(SnnLayer(name, op, ins, outs, w, padding=_get(d, "padding", where, int),
+        w = load_array(folder, get_field(d, "weight", where), where, "int32",
+                       get_shape(d, "weight_shape", where))
+        layers.append(SnnLayer(name, op, ins, outs, w, padding=get_field(d, "padding", where, int),
                                **kw))
-    net = SnnNet(_get(doc, "name", "snn_bundle.json", str),
-                 _shape(doc, "input_shape", "snn_bundle.json"), layers, spec,
+    net = SnnNet(get_field(doc, "name", "snn_bundle.json", str),
+                 get_shape(doc, "input_shape", "snn_bundle.json"), layers, spec,
                  doc.get("meta") or {})
     try:
         net.validate()
