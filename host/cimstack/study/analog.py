@@ -181,11 +181,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_enob(rows: list[dict], path: Path) -> Path:
+def _figure():
+    """A headless matplotlib figure and axes of the study's size."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    return plt.subplots(figsize=(5.5, 4))
+
+
+def plot_enob(rows: list[dict], path: Path) -> Path:
+    fig, ax = _figure()
     bits = sorted({r["adc_bits"] for r in rows})
     ax.plot(bits, bits, "k:", label="ideal (adc_bits)")
     for config in SWING_CONFIGS:
@@ -201,10 +206,7 @@ def plot_enob(rows: list[dict], path: Path) -> Path:
 
 
 def plot_sigma(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = _figure()
     for label in ("unaware", "aware"):
         pts = [(r["sigma"], 100 * r["accuracy"]) for r in rows if r["model"] == label]
         ts = next(r["train_sigma"] for r in rows if r["model"] == label)
@@ -218,10 +220,7 @@ def plot_sigma(rows: list[dict], path: Path) -> Path:
 
 
 def plot_adc_bits(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = _figure()
     bits = [r["adc_bits"] for r in rows]
     ax.plot(bits, [100 * r["accuracy_sigma0"] for r in rows], "o-", label="sigma 0")
     ax.plot(bits, [100 * r["accuracy_noisy"] for r in rows], "s-",
