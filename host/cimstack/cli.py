@@ -15,14 +15,13 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .errors import CimstackError
+from .report.console import console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="FPGA co-simulation and deployment for compute-in-memory macros.")
-console = Console()
 
 BACKEND_HELP = "reference (NumPy), emu (emulated overlay), board (PYNQ-Z2), auto"
 BITFILE_HELP = "overlay bitstream for --backend board (cimstack.bit with its .hwh beside it)"
@@ -156,8 +155,8 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
     """Run a bundle on a backend and report accuracy, cycles and stage times."""
     from .backends import open_backend
     from .bundle import load_bundle
-    from .report.io import write_json_atomic
     from .ref.network import quantize_input, run_network
+    from .report.io import write_json_atomic
 
     b = load_bundle(bundle)
     x, y = _load_data(data)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from .report.console import console
 
 snn_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Spiking event core (FlexSpIM family): train, run, verify, sweep.")
-console = Console()
 
 
 def _test_frames(data: Optional[Path], n_steps: int, limit: Optional[int], seed: int = 0):

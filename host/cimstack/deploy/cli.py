@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import CimstackError
+from ..report.console import console
 
-console = Console()
 board_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="The PYNQ board over its serial console: find, exec, ip.")
 overlay_app = typer.Typer(add_completion=False, no_args_is_help=True,

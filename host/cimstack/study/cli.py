@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from ..report.console import console
 
 study_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Parameter sweeps with CSV tables and PNG plots.")
-console = Console()
 
 
 @study_app.callback()
