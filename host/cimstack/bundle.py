@@ -218,21 +218,12 @@ class Bundle:
         self.input.validate()
         if not self.layers:
             raise BundleError("bundle has no layers")
-        shape = tuple(self.input.shape)
-        names = set()
-        for i, layer in enumerate(self.layers):
-            if layer.name in names:
-                raise BundleError(f"layer name {layer.name!r} is used twice")
-            names.add(layer.name)
-            if tuple(layer.in_shape) != shape:
-                raise BundleError(f"layer {layer.name} (#{i}) expects input {tuple(layer.in_shape)}"
-                                  f" but receives {shape}")
-            layer.validate()
+        check_chain(self.layers, self.input.shape, BundleError)
+        for layer in self.layers:
             if isinstance(layer, MacroLayer) and layer.w_bits == 1:
                 check_binary_blocks(f"layer {layer.name}", layer.matrix(), self.dcim.rows_on)
             if isinstance(layer, MacroLayer) and layer.macro == "acim":
                 self._check_analog(layer)
-            shape = tuple(layer.out_shape)
         self._check_value_ranges()
 
     def _check_analog(self, layer: MacroLayer) -> None:
@@ -267,6 +258,21 @@ def _check_values(where: str, arr: np.ndarray, lo: int, hi: int) -> None:
     if arr.size and (arr.min() < lo or arr.max() > hi):
         bad = int(arr.min()) if arr.min() < lo else int(arr.max())
         raise BundleError(f"{where} holds {bad}, out of the allowed range [{lo}, {hi}]")
+
+
+def check_chain(layers: list, input_shape: tuple, error: type) -> None:
+    """Layer names unique, each layer valid and taking the previous layer's output shape
+    (``error`` is the exception to raise: BundleError for files, ConfigError for code)."""
+    shape, names = tuple(input_shape), set()
+    for i, layer in enumerate(layers):
+        if layer.name in names:
+            raise error(f"layer name {layer.name!r} is used twice")
+        names.add(layer.name)
+        if tuple(layer.in_shape) != shape:
+            raise error(f"layer {layer.name} (#{i}) expects input {tuple(layer.in_shape)} but "
+                        f"receives {shape}")
+        layer.validate()
+        shape = tuple(layer.out_shape)
 
 
 def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int) -> None:

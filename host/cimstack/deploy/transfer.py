@@ -122,6 +122,18 @@ def _part_size(con: SerialConsole, part: str, timeout: float) -> int:
     return int(m.group(1))
 
 
+def _retry(con, stats, failures: int, retries: int, give_up: str) -> int:
+    """Count one failed chunk: raise ``TransferError(give_up)`` past ``retries`` failures
+    in a row, log in again if the console dropped; returns the new failure count."""
+    failures += 1
+    stats.retries += 1
+    if failures > retries:
+        raise TransferError(give_up)
+    if not con.ready:
+        con.login()
+    return failures
+
+
 def put_file(con: SerialConsole, local: str | os.PathLike, remote: str,
              chunk: int = CHUNK, retries: int = 5, timeout: float = 30.0,
              progress: Optional[Callable[[int, int], None]] = None) -> TransferStats:
@@ -162,13 +174,9 @@ def put_file(con: SerialConsole, local: str | os.PathLike, remote: str,
                     m = None
                 if m is None:
                     # lost or garbled answer: the shell function may be gone (new login)
-                    failures += 1
-                    stats.retries += 1
-                    if failures > retries:
-                        raise TransferError(f"{remote}: no valid answer for the chunk at "
-                                            f"{done} after {retries} retries")
-                    if not con.ready:
-                        con.login()
+                    failures = _retry(con, stats, failures, retries,
+                                      f"{remote}: no valid answer for the chunk at {done} "
+                                      f"after {retries} retries")
                     con.exec(RX_FUNC, timeout=timeout, subshell=False).check()
                     done = _part_size(con, part, timeout)
                     continue
@@ -179,12 +187,10 @@ def put_file(con: SerialConsole, local: str | os.PathLike, remote: str,
                     failures = 0
                     done = board_size
                 elif verdict == "BAD":
-                    failures += 1
-                    stats.retries += 1
-                    if failures > retries:
-                        raise TransferError(f"{remote}: the chunk at {done} arrived corrupted "
-                                            f"{failures} times in a row; the serial link is "
-                                            "too noisy (try a shorter cable or a smaller chunk)")
+                    failures = _retry(con, stats, failures, retries,
+                                      f"{remote}: the chunk at {done} arrived corrupted "
+                                      f"{failures + 1} times in a row; the serial link is too "
+                                      "noisy (try a shorter cable or a smaller chunk)")
                 else:                         # OFF: follow the board's size
                     stats.retries += 1
                     done = board_size if board_size <= size else 0
@@ -256,13 +262,9 @@ def get_file(con: SerialConsole, remote: str, local: str | os.PathLike, chunk: i
                     data = b""
             if not h or len(data) != int(h.group(2)) or \
                     hashlib.sha256(data).hexdigest() != h.group(1) or len(data) != n:
-                failures += 1
-                stats.retries += 1
-                if failures > retries:
-                    raise TransferError(f"{remote}: the chunk at {done} could not be read "
-                                        f"intact after {retries} retries")
-                if not con.ready:
-                    con.login()
+                failures = _retry(con, stats, failures, retries,
+                                  f"{remote}: the chunk at {done} could not be read intact "
+                                  f"after {retries} retries")
                 continue
             failures = 0
             with open(part, "ab") as f:

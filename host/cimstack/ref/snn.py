@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..bundle import check_chain
 from ..config import SnnSpec
 from ..errors import ConfigError
 
@@ -149,19 +150,9 @@ class SnnNet:
         return self.layers[-1].n_neurons
 
     def validate(self) -> None:
-        shape = tuple(self.input_shape)
-        names = set()
         if not self.layers or not self.layers[-1].spiking:
             raise ConfigError(f"network {self.name}: the last layer must be conv or fc")
-        for layer in self.layers:
-            if layer.name in names:
-                raise ConfigError(f"layer name {layer.name!r} is used twice")
-            names.add(layer.name)
-            if tuple(layer.in_shape) != shape:
-                raise ConfigError(f"layer {layer.name} expects input {tuple(layer.in_shape)} "
-                                  f"but receives {shape}")
-            layer.validate()
-            shape = tuple(layer.out_shape)
+        check_chain(self.layers, self.input_shape, ConfigError)
 
 
 # --------------------------------------------------------------------- primitives
