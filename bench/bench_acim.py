@@ -3,7 +3,9 @@ batch 64, in the charge mode and the ADC-per-input-bit mode (with and without no
 against a float32 matrix product of the same shape timed in the same run.
 
 Targets (issue 4): charge mode within 3x of the float32 product, ADC-per-input-bit mode
-within 10x (a bit-sliced CrossSim run of this shape takes about 70x).
+within 10x (a bit-sliced CrossSim run of this shape takes about 70x). The per-bit mode
+runs its fused numba back end; ``per_bit_noise_numpy`` is the same run on the NumPy
+back end (the path without numba, e.g. on the board).
 
     python bench/bench_acim.py            # writes bench/results/acim.json
 """
@@ -28,19 +30,20 @@ def main(repeat: int = 20) -> dict:
     offset = np.zeros(N, np.int64)
     xf, wf = x.astype(np.float32), w.astype(np.float32)
 
-    specs = {"charge": AcimSpec(swing="fixed"),
-             "charge_noise": AcimSpec(swing="fixed", sigma=1.0, seed=1),
-             "per_bit": AcimSpec(swing="fixed", adc_per_input_bit=True),
-             "per_bit_noise": AcimSpec(swing="fixed", adc_per_input_bit=True, sigma=1.0,
-                                       seed=1)}
+    per_bit_noise = AcimSpec(swing="fixed", adc_per_input_bit=True, sigma=1.0, seed=1)
+    specs = {"charge": (AcimSpec(swing="fixed"), "auto"),
+             "charge_noise": (AcimSpec(swing="fixed", sigma=1.0, seed=1), "auto"),
+             "per_bit": (AcimSpec(swing="fixed", adc_per_input_bit=True), "auto"),
+             "per_bit_noise": (per_bit_noise, "auto"),
+             "per_bit_noise_numpy": (per_bit_noise, "numpy")}
     # Interleaved rounds, best of each: the float product and the macro runs see the same
     # machine load (the CPU is shared), so the ratios are fair.
     best = {"float32": float("inf"), **{k: float("inf") for k in specs}}
     for _ in range(repeat):
         best["float32"] = min(best["float32"], best_of(lambda: xf @ wf, 3))
-        for name, spec in specs.items():
+        for name, (spec, engine) in specs.items():
             best[name] = min(best[name], best_of(
-                lambda: acim_codes(x, w, 8, 8, spec, gain, offset), 1))
+                lambda: acim_codes(x, w, 8, 8, spec, gain, offset, engine=engine), 1))
     figs = {"workload": f"{BATCH} x {K} @ {K} x {N}, x_bits 8, w_bits 8, adc_bits 8, "
                         "sigma 0 or 1 LSB",
             "float32_matmul_s": best["float32"]}

@@ -21,15 +21,28 @@ and applies the offset once:
                       / ((2^x_bits - 1) * 2^F)), 0, 2^adc_bits - 1)
 
 so that without quantization and noise both modes give the same code.
+
+The per-bit mode is evaluated in float64, exactly: every numerator above is an integer
+below 2^52 (``|h g 2^(F-gf) dot_b| < 2^7 * 2^27 * 1152 * 2^7 < 2^52``, the other terms
+below 2^44), so float64 holds it exactly, its division by the (exact) denominator is
+correctly rounded, and a quotient ``q + r/D`` with ``0 < r < D`` cannot round up to
+``q + 1`` while ``|num| < 2^53``: ``floor`` of the float quotient is the integer floor
+division. The bit-plane dot products come exact from one float32 product (sums of
+binary planes times weights stay below 2^24). With numba the conversions, noise draws
+and shift-add run fused in :mod:`.acim_fast`; without it the same arithmetic runs in
+NumPy (:func:`per_bit_codes_numpy`).
 """
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import numpy as np
 
 from ..config import AcimLayerParams, AcimSpec, check_abn, check_range
 from ..errors import ConfigError
-from . import dcim, prng
+from . import acim_fast, dcim, prng
 
 FRAC = 19                     # internal fraction bits (units of 2^-19 ADC LSB)
 SIGMA_FRAC_BITS = 8           # sigma_q = round(sigma * 2^8)
@@ -55,7 +68,7 @@ def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     page faults than the per-bit mode's arithmetic (measured: 18x vs 9.6x the float
     product). Contents are undefined; callers overwrite all of it. One caller at a time:
     the reference is not meant to be called from several threads at once."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buf = _SCRATCH.get(name)
     if buf is None or buf.dtype != dtype or buf.size < size:
         buf = _SCRATCH[name] = np.empty(size, dtype)
@@ -114,28 +127,116 @@ def adc_codes(dot: np.ndarray, fs: int, gain: np.ndarray, offset: np.ndarray,
     return np.clip(num, 0, top, out=num)
 
 
-def _bit_codes(dot_b: np.ndarray, fs1: int, a: np.ndarray, spec: AcimSpec,
-               m: np.ndarray | None) -> np.ndarray:
-    """One input bit's conversion (no offset), centred: c_b - h."""
+class PerBitScale(NamedTuple):
+    """The ADC-per-input-bit mode's fixed-point constants as exact float64 values."""
+
+    a: np.ndarray     # [N] h * g * 2^(F-gf): weight of the dot product dot_b
+    k0: float         # FS_1 * (h * 2^F + 2^(F-1)): mid-scale plus the rounding half
+    s: float          # FS_1 * sigma_q * 2^NOISE_SHIFT: weight of the noise integer m (0: none)
+    d1: float         # FS_1 * 2^F: one conversion's denominator
+    unit: float       # 2^F
+    k2: np.ndarray    # [N] (2^x_bits - 1) * (h * 2^F + o * 2^(F-of) + 2^(F-1))
+    d2: float         # (2^x_bits - 1) * 2^F: the back end's denominator
+    h: float          # 2^(adc_bits-1): a conversion's mid-scale code
+    top: float        # 2^adc_bits - 1
+
+
+def per_bit_scale(spec: AcimSpec, fs1: int, x_bits: int, gain: np.ndarray,
+                  offset: np.ndarray) -> PerBitScale:
+    """The per-bit mode's constants for ``FS_1 = fs1``: a conversion is
+    ``c_b = clip(floor((a * dot_b + k0 + s * m_b) / d1), 0, top)``, the back end
+    ``clip(floor((S * unit + k2) / d2), 0, top)`` with ``S = sum_b 2^b (c_b - h)``."""
     h = 1 << (spec.adc_bits - 1)
-    num = dot_b * a
-    num += fs1 * ((h << FRAC) + (1 << (FRAC - 1)))
-    if m is not None and spec.sigma_q:
-        num += m * (fs1 * spec.sigma_q << NOISE_SHIFT)
-    num //= fs1 << FRAC
-    np.clip(num, 0, (1 << spec.adc_bits) - 1, out=num)
-    num -= h
-    return num
+    xm = (1 << x_bits) - 1
+    a = h * np.asarray(gain, np.int64) << (FRAC - spec.gain_frac_bits)
+    k2 = xm * ((h << FRAC) + (np.asarray(offset, np.int64) << (FRAC - spec.offset_frac_bits))
+               + (1 << (FRAC - 1)))
+    return PerBitScale(a=a.astype(np.float64),
+                       k0=float(fs1 * ((h << FRAC) + (1 << (FRAC - 1)))),
+                       s=float(fs1 * spec.sigma_q << NOISE_SHIFT), d1=float(fs1 << FRAC),
+                       unit=float(1 << FRAC), k2=k2.astype(np.float64), d2=float(xm << FRAC),
+                       h=float(h), top=float((1 << spec.adc_bits) - 1))
+
+
+def per_bit_codes_numpy(dots: np.ndarray, p: PerBitScale, spec: AcimSpec, layer: int,
+                        samples: np.ndarray, channels: np.ndarray,
+                        out: np.ndarray) -> np.ndarray:
+    """The per-bit back end in NumPy: codes into ``out`` int64 [V, N] (returned) from the
+    bit-plane dot products ``dots`` [x_bits, V, N]; the same integers as
+    :func:`.acim_fast.per_bit_codes`, one input bit at a time."""
+    acc = np.zeros(out.shape)                        # S = sum_b 2^b (c_b - h)
+    for b in range(len(dots)):
+        num = dots[b] * p.a
+        num += p.k0
+        if p.s:
+            num += p.s * _noise(spec, layer, samples, channels, b)
+        num /= p.d1
+        c = np.clip(np.floor(num, out=num), 0.0, p.top, out=num)
+        c -= p.h
+        c *= 1 << b
+        acc += c
+    acc *= p.unit
+    acc += p.k2
+    acc /= p.d2
+    out[...] = np.clip(np.floor(acc, out=acc), 0.0, p.top, out=acc)
+    return out
+
+
+ENGINES = ("auto", "numpy", "numba")
+
+
+def _use_numba(engine: str) -> bool:
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r}: choose one of {ENGINES}")
+    if engine == "numba" and not acim_fast.AVAILABLE:
+        raise ConfigError("engine 'numba' needs numba (pip install numba)")
+    return engine != "numpy" and acim_fast.AVAILABLE
+
+
+def _per_bit_codes(x: np.ndarray, w: np.ndarray, x_bits: int, scale: PerBitScale,
+                   spec: AcimSpec, layer: int, samples: np.ndarray, channels: np.ndarray,
+                   fast: bool) -> np.ndarray:
+    """The ADC-per-input-bit mode: bit planes, one exact float32 product for all of them,
+    then the conversions and shift-add (numba when ``fast``, else NumPy)."""
+    (v, k), n = x.shape, w.shape[1]
+    out = np.empty((v, n), np.int64)
+    rows = max(1, _CHUNK // max(1, n))
+    # binary planes times |w| <= 2^(w_bits-1): every partial sum is below K * 128 < 2^24,
+    # so one float32 product gives all x_bits dot products exactly
+    wf = _scratch("weights", w.shape, np.float32)
+    np.copyto(wf, w)
+    for lo in range(0, v, rows):
+        xs = x[lo:lo + rows]
+        cnt = len(xs)
+        planes = _scratch("planes", (x_bits, cnt, k), np.float32)           # [B, v, K]
+        if fast:
+            acim_fast.bit_planes(xs, planes)
+        else:
+            for b in range(x_bits):
+                np.bitwise_and(np.right_shift(xs, b), 1, out=planes[b], casting="unsafe")
+        dots = np.matmul(planes.reshape(x_bits * cnt, k), wf,
+                         out=_scratch("dots", (x_bits * cnt, n), np.float32))
+        dots = dots.reshape(x_bits, cnt, n)
+        if fast:
+            states = prng.grid_states(spec.seed, layer, samples[lo:lo + cnt], channels)
+            acim_fast.per_bit_codes(dots, scale, *states, out[lo:lo + cnt])
+        else:
+            per_bit_codes_numpy(dots, scale, spec, layer, samples[lo:lo + cnt], channels,
+                                out[lo:lo + cnt])
+    return out
 
 
 def acim_codes(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int, spec: AcimSpec,
                gain: np.ndarray, offset: np.ndarray, layer: int = 0, sample_base: int = 0,
-               chan_base: int = 0) -> np.ndarray:
+               chan_base: int = 0, engine: str = "auto") -> np.ndarray:
     """ADC codes int64 [V, N] of the analog macro for inputs x [V, K] and weights w [K, N].
 
     ``sample_base``: run index of x's first row (noise key); ``chan_base``: global index
-    of w's first column; ``layer``: the layer's noise key.
+    of w's first column; ``layer``: the layer's noise key. ``engine`` runs the per-bit
+    mode's conversions in ``numba`` (fused, :mod:`.acim_fast`) or ``numpy``; ``auto``
+    takes numba when it is installed. Both give the same integers.
     """
+    fast = _use_numba(engine)
     x, w = np.asarray(x), np.asarray(w)
     check_operands(x, w, w_bits, x_bits, spec)
     v, k = x.shape
@@ -144,51 +245,23 @@ def acim_codes(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int, spec: Aci
     _check_keys(spec, v, n, layer, sample_base, chan_base)
     norm = spec.norm_rows(k)
     w_max = 1 << (w_bits - 1)
-    h = 1 << (spec.adc_bits - 1)
-    top = (1 << spec.adc_bits) - 1
-    noisy = spec.sigma_q > 0
     channels = np.arange(chan_base, chan_base + n)
+    if spec.adc_per_input_bit:
+        scale = per_bit_scale(spec, norm * w_max, x_bits, gain, offset)
+        return _per_bit_codes(x, w, x_bits, scale, spec, layer,
+                              np.arange(sample_base, sample_base + v), channels, fast)
+    fs = norm * ((1 << x_bits) - 1) * w_max
     out = np.empty((v, n), np.int64)
     rows = max(1, _CHUNK // max(1, n))
-    if not spec.adc_per_input_bit:
-        fs = norm * ((1 << x_bits) - 1) * w_max
-        for lo in range(0, v, rows * 8):
-            xs = x[lo:lo + rows * 8]
-            dot = exact_matmul(xs, w, (1 << x_bits) - 1, w_max)
-            for s in range(0, len(xs), rows):
-                d = dot[s:s + rows]
-                m = _noise(spec, layer, np.arange(sample_base + lo + s,
-                                                  sample_base + lo + s + len(d)),
-                           channels, 0) if noisy else None
-                out[lo + s:lo + s + len(d)] = adc_codes(d, fs, gain, offset, spec, m)
-        return out
-    fs1 = norm * w_max
-    a = h * np.asarray(gain, np.int64) << (FRAC - spec.gain_frac_bits)
-    xm = (1 << x_bits) - 1
-    const = xm * ((h << FRAC) + (np.asarray(offset, np.int64) << (FRAC - spec.offset_frac_bits))
-                  + (1 << (FRAC - 1)))
-    # binary planes times |w| <= 2^(w_bits-1): every partial sum is below K * 128 < 2^24,
-    # so one float32 product is exact
-    wf = w.astype(np.float32)
-    for lo in range(0, v, rows):
-        xs = np.asarray(x[lo:lo + rows])
-        cnt = len(xs)
-        planes = _scratch("planes", (x_bits, cnt, k), np.float32)           # [B, v, K]
-        for b in range(x_bits):
-            np.bitwise_and(np.right_shift(xs, b), 1, out=planes[b], casting="unsafe")
-        dots = np.matmul(planes.reshape(x_bits * cnt, k), wf,
-                         out=_scratch("dots", (x_bits * cnt, n), np.float32)).astype(np.int64)
-        samples = np.arange(sample_base + lo, sample_base + lo + cnt)
-        acc = np.zeros((cnt, n), np.int64)
-        for b in range(x_bits):
-            m = _noise(spec, layer, samples, channels, b) if noisy else None
-            cb = _bit_codes(dots[b * cnt:(b + 1) * cnt], fs1, a, spec, m)
-            cb <<= b
-            acc += cb
-        acc <<= FRAC
-        acc += const
-        acc //= xm << FRAC
-        out[lo:lo + cnt] = np.clip(acc, 0, top, out=acc)
+    for lo in range(0, v, rows * 8):
+        xs = x[lo:lo + rows * 8]
+        dot = exact_matmul(xs, w, (1 << x_bits) - 1, w_max)
+        for s in range(0, len(xs), rows):
+            d = dot[s:s + rows]
+            m = _noise(spec, layer, np.arange(sample_base + lo + s,
+                                              sample_base + lo + s + len(d)),
+                       channels, 0) if spec.sigma_q else None
+            out[lo + s:lo + s + len(d)] = adc_codes(d, fs, gain, offset, spec, m)
     return out
 
 

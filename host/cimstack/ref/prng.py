@@ -34,8 +34,8 @@ MAX_CHANNEL = 2**16 - 1
 MAX_CONVERSION = 2**8 - 1
 
 _U = np.uint64
-_FIELDS_EVEN = _U(sum(0x1F << (10 * i) for i in range(6)))   # fields 0, 2, 4, .. in 10-bit lanes
-_LANE_SUM = _U(sum(1 << (10 * i) for i in range(6)))         # adds the six lanes into bits 50..59
+FIELDS_EVEN = _U(sum(0x1F << (10 * i) for i in range(6)))  # fields 0, 2, 4, .. in 10-bit lanes
+LANE_SUM = _U(sum(1 << (10 * i) for i in range(6)))        # adds the six lanes into bits 50..59
 
 
 def mix64_int(z: int) -> int:
@@ -84,10 +84,10 @@ def _irwin_hall(z: np.ndarray) -> np.ndarray:
     """m from splitmix64 states z (consumed in place)."""
     mix64(z)
     t = z >> _U(5)
-    t &= _FIELDS_EVEN
-    z &= _FIELDS_EVEN
+    t &= FIELDS_EVEN
+    z &= FIELDS_EVEN
     z += t                       # six 10-bit lanes, each the sum of two fields (<= 62)
-    z *= _LANE_SUM               # lane sums accumulate in bits 50..59 (total <= 372)
+    z *= LANE_SUM                # lane sums accumulate in bits 50..59 (total <= 372)
     z >>= _U(50)
     z &= _U(0x3FF)
     m = z.view(np.int64)
@@ -100,14 +100,24 @@ def normal_m_grid(seed: int, layer: int, samples: np.ndarray, channels: np.ndarr
                   conversion: int = 0) -> np.ndarray:
     """m for every (sample, channel) pair: int64 [len(samples), len(channels)].
 
-    Same numbers as :func:`normal_m` of :func:`counters`; the state
-    ``key + c * GOLDEN`` is formed as a row term plus a column term (mod 2^64)."""
+    Same numbers as :func:`normal_m` of :func:`counters`."""
+    rows, cols = grid_states(seed, layer, samples, channels, conversion)
+    z = np.add(rows[:, None], cols[None, :], dtype=np.uint64)
+    return _irwin_hall(z)
+
+
+def grid_states(seed: int, layer: int, samples: np.ndarray, channels: np.ndarray,
+                conversion: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The splitmix64 states ``key + c * GOLDEN`` (mod 2^64) of a (sample, channel) grid
+    as a row term plus a column term, uint64 ``[len(samples)]`` and ``[len(channels)]``:
+    the counter's fields do not overlap, so ``c * GOLDEN`` splits into the sample's,
+    the channel's and the conversion's products; adding ``d * GOLDEN`` to a row moves
+    it to conversion ``conversion + d``."""
     g = _U(GOLDEN)
     rows = np.multiply(counters(samples, 0, conversion), g, dtype=np.uint64)
     rows += _U(stream_key(seed, layer))
     cols = np.multiply(np.asarray(channels, np.uint64) << _U(8), g, dtype=np.uint64)
-    z = np.add(rows[:, None], cols[None, :], dtype=np.uint64)
-    return _irwin_hall(z)
+    return rows, cols
 
 
 def normal_m_scalar(seed: int, layer: int, sample: int, channel: int, conversion: int) -> int:
