@@ -227,8 +227,11 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
                                      + BACKEND_HELP),
          snn: bool = typer.Option(False, "--snn", help="the spiking demo instead: event "
                                   "digits on the FlexSpIM-style core (same as `cimstack snn demo`)"),
+         studies: bool = typer.Option(True, help="after the dcim run: cost model, quick "
+                                      "analog study, small sweep and the HTML report"),
          json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
-    """Train the digits CNN, run it on the reference and the emulated overlay, verify, report."""
+    """Train the digits CNN, run it on the reference and the emulated overlay, verify;
+    then the cost model, a quick analog study, a small sweep and the report."""
     if snn:
         from .snn_cli import demo as snn_demo
         return snn_demo(out=out, steps=16, epochs=epochs or 6, w_bits=8, v_bits=16,
@@ -295,6 +298,12 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
     json_path = json_out or out / "demo.json"
     write_json_atomic(json_path, figs)
     console.print(f"figures: {json_path}   bundle: {bundle_dir}   verify: {out / 'verify'}")
+    if studies:
+        from .demo import run_study_stages
+        figs["studies"] = run_study_stages(bundle, len(x), out, seed)
+        figs["wall_seconds"] = time.perf_counter() - t_start
+        write_json_atomic(json_path, figs)
+        console.print(f"wall time with the studies: {figs['wall_seconds']:.1f} s")
     if not rep.ok:
         console.print(rep.summary())
         raise typer.Exit(1)
@@ -302,9 +311,12 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
 
 def _mount_subcommands() -> None:
     """Board, overlay and deploy commands (serial console, ssh, Vivado build); studies."""
+    from .cost.cli import cost_command
     from .deploy.cli import board_app, deploy_command, overlay_app
+    from .report.cli import report_command
     from .snn_cli import snn_app
     from .study import study_app
+    from .sweep.cli import sweep_command
     app.add_typer(board_app, name="board", help="find, log into and query a PYNQ-Z2 over its "
                   "serial console")
     app.add_typer(overlay_app, name="overlay", help="overlay resources and Vivado build")
@@ -312,6 +324,9 @@ def _mount_subcommands() -> None:
     app.add_typer(study_app, name="study", help="parameter sweeps with CSV tables and plots")
     app.add_typer(snn_app, name="snn", help="the spiking event core: train, demo, verify, "
                   "membrane-width sweep")
+    app.command("sweep")(sweep_command)
+    app.command("report")(report_command)
+    app.command("cost")(cost_command)
 
 
 _mount_subcommands()

@@ -12,6 +12,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+_UMASK = os.umask(0)        # read once (setting it is the only way), then restored
+os.umask(_UMASK)
+
 
 def jsonable(obj: Any) -> Any:
     """``json.dumps`` default: NumPy scalars and arrays, paths."""
@@ -34,6 +37,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)      # as open() would create it, not mkstemp's 0600
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -48,6 +52,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_UMASK)      # as mkdir would, so the folder can be served
         yield tmp
         old = None
         if dest.exists():

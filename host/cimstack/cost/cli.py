@@ -1,0 +1,158 @@
+"""``cimstack cost [BUNDLE]``: the cost models from the command line (mounted by the
+main CLI).
+
+- a dcim / acim bundle: per-layer energy and latency on the macros, the network's
+  totals, and the FPGA overlay's throughput beside its AXI DMA bound;
+- an SNN bundle: a short run on the built-in event test frames (or ``--data``), then
+  per-layer dataflow, traffic against weight-stationary only, and energy;
+- no bundle: the calibration, published figures against the models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..report.console import console
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    t = Table(title=title, header_style="bold")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def _si(value: float, unit: str) -> str:
+    """``value`` with an SI prefix: 12300 pJ -> '12.3 nJ', 4.2e-6 s -> '4.20 us'."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+                          (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _energy(pj: float) -> str:
+    return _si(pj * 1e-12, "J")
+
+
+def macro_tables(net: dict, fpga: dict) -> list[Table]:
+    """Rich tables of ``network_cost(...).to_dict()`` and ``fpga_cost(...)``."""
+    layers = [[r["layer"], r["macro"], f"{r['ops']:,}", f"{r['cycles']:,}",
+               _si(r["latency_s"], "s"), _energy(r["energy_pj"]),
+               f"{r['energy_array_pj'] / r['energy_pj']:.0%} / "
+               f"{r['energy_readout_pj'] / r['energy_pj']:.0%} / "
+               f"{r['energy_move_pj'] / r['energy_pj']:.0%}" if r["energy_pj"] else "-",
+               f"{r['tops_per_w']:.1f}"] for r in net["layers"]]
+    t = net["totals"]
+    totals = [["operations (2 per MAC, dense)", f"{t['ops']:,}"],
+              ["cycles", f"{t['cycles']:,}"], ["latency", _si(t["latency_s"], "s")],
+              ["energy", _energy(t["energy_pj"])], ["efficiency", f"{t['tops_per_w']:.1f} TOPS/W"],
+              ["images/s", f"{t['images_per_s']:,.0f}"],
+              ["macro area", f"{t['area_mm2']:.3f} mm^2"],
+              ["density", f"{t['tops_per_mm2']:.3g} TOPS/mm^2"],
+              ["weights resident", ", ".join(f"{m}: {'yes' if v else 'no'}"
+                                             for m, v in t["resident"].items())]]
+    fl = [[r["layer"], str(r["slices"]), f"{r['cycles']:,}", _si(r["seconds"], "s"),
+           f"{r['bytes_in']:,}", f"{r['bytes_out']:,}", f"{r['bytes_weights']:,}"]
+          for r in fpga["layers"]]
+    fpga_rows = [["cycles per image", f"{fpga['cycles_per_image']:,}"],
+                 ["compute bound", f"{fpga['images_per_s']:,.0f} images/s"],
+                 ["DMA bytes per image", f"{fpga['dma_bytes_per_image']:,}"],
+                 ["DMA bound (HP port " + _si(fpga["hp_port_bytes_per_s"], "B/s") + ")",
+                  f"{fpga['dma_bound_images_per_s']:,.0f} images/s"],
+                 ["bound", f"{fpga['bound_images_per_s']:,.0f} images/s "
+                           f"({fpga['bottleneck']})"]]
+    return [
+        _table(f"{net['name']}: per layer and image on the macros (batch {net['batch']})",
+               ["layer", "macro", "ops", "cycles", "latency", "energy",
+                "array / read-out / move", "TOPS/W"], layers),
+        _table("network per image", ["figure", "value"], totals),
+        _table(f"FPGA overlay on {fpga['board']} at {fpga['clock_mhz']:g} MHz "
+               f"(batch {fpga['batch']})", ["layer", "slices", "cycles", "time", "bytes in",
+                                          "bytes out", "bytes weights"], fl),
+        _table("FPGA throughput: compute vs AXI DMA", ["figure", "value"], fpga_rows),
+    ]
+
+
+def snn_tables(cost: dict, name: str, samples: int) -> list[Table]:
+    """Rich tables of :func:`cimstack.cost.snn_cost`."""
+    layers = [[r["layer"], f"{r['dataflow']} ({r['policy']})", f"{r['traffic_bits']:,}",
+               f"{r['ws_traffic_bits']:,}" + ("" if r["ws_fits"] else " (does not fit)"),
+               f"{r['traffic_saving']:.0%}", f"{r['sops']:,}", f"{r['cycles']:,}",
+               _energy(r["energy_pj"])] for r in cost["layers"]]
+    t = cost["totals"]
+    totals = [["samples", str(samples)], ["SOPs", f"{t['sops']:,}"],
+              ["energy per sample", _energy(t["energy_pj_per_sample"])],
+              ["energy per SOP (all in)", f"{t['pj_per_sop']:.2f} pJ"],
+              ["throughput", f"{t['gsop_per_s']:.3f} GSOP/s (peak {t['peak_gsop_per_s']:.2f})"],
+              ["traffic vs weight-stationary only", f"{t['traffic_bits']:,} vs "
+               f"{t['ws_traffic_bits']:,} bits ({t['traffic_saving']:.0%} saved)"],
+              ["saved by idle-column standby", f"{t['idle_saving']:.0%}"]]
+    return [_table(f"{name}: per layer over {samples} samples",
+                   ["layer", "dataflow", "traffic bits", "ws-only bits", "saving", "SOPs",
+                    "cycles", "energy"], layers),
+            _table("spiking core totals", ["figure", "value"], totals)]
+
+
+def calibration_tables(rows: list[dict], curve: list[dict]) -> list[Table]:
+    """Rich tables of the calibration and of the analog macro's curve."""
+    cal = [[r["family"], r["figure"], r["at"], f"{r['published']:g} {r['unit']}",
+            f"{r['model']:.4g}", f"{r['error']:+.2%}", r["role"]] for r in rows]
+    cur = [[str(r["bits"]), f"{r['pops_per_w']:.3f}", f"{r['tops_per_mm2']:.1f}"]
+           for r in curve]
+    return [_table("published figures vs the cost models",
+                   ["family", "figure", "at", "published", "model", "error", "role"], cal),
+            _table("analog macro (IMAGINE): x_bits = w_bits = adc_bits",
+                   ["bits", "POPS/W", "TOPS/mm^2"], cur)]
+
+
+def cost_command(bundle: Optional[Path] = typer.Argument(
+                     None, help="dcim/acim bundle or SNN bundle folder; none: calibration"),
+                 json_out: Optional[Path] = typer.Option(None, "--json",
+                                                         help="write the figures as JSON"),
+                 batch: int = typer.Option(1, help="images per weight reload"),
+                 board: str = typer.Option("pynq-z2", help="board folder under boards/"),
+                 samples: int = typer.Option(8, help="SNN bundle: test samples to run"),
+                 data: Optional[Path] = typer.Option(
+                     None, help="SNN bundle: extracted N-MNIST / DVS Gesture folder "
+                                "instead of the built-in event digits")):
+    """Energy, latency and area on the macros, FPGA throughput vs the DMA bound."""
+    from ..report.io import write_json_atomic
+    from ..snn_bundle import is_snn_bundle
+
+    if bundle is None:
+        from .acim import acim_macro_curve
+        from .calibrate import calibration_table
+        from .constants import PAPER_POINTS
+        rows, curve = calibration_table(), acim_macro_curve()
+        tables = calibration_tables(rows, curve)
+        figs = {"calibration": rows, "acim_curve": curve, "paper_points": PAPER_POINTS}
+    elif is_snn_bundle(bundle):
+        from ..events.datasets import load_event_data
+        from ..ref.snn import run_snn
+        from ..snn_bundle import load_snn_bundle
+        from .snn import snn_cost
+        net = load_snn_bundle(bundle)
+        frames = load_event_data(data, "test", samples).frames(int(net.meta.get("n_steps", 16)))
+        cost = snn_cost(net, run_snn(net, frames), len(frames))
+        tables = snn_tables(cost, net.name, len(frames))
+        figs = {"bundle": str(bundle), "samples": len(frames), "snn": cost}
+    else:
+        from ..bundle import load_bundle
+        from .fpga import fpga_cost
+        from .network import network_cost
+        b = load_bundle(bundle)
+        net, fpga = network_cost(b, batch=batch).to_dict(), fpga_cost(b, board, batch=batch)
+        tables = macro_tables(net, fpga)
+        figs = {"bundle": str(bundle), "network": net, "fpga": fpga}
+    for t in tables:
+        console.print(t)
+    if json_out:
+        write_json_atomic(json_out, figs)
+        console.print(f"figures: {json_out}")

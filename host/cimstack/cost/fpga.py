@@ -1,0 +1,106 @@
+"""The FPGA overlay's throughput for a dcim / acim bundle: kernel cycles per layer at
+the board's clock (compute bound) beside the bytes the AXI DMA moves through the HP
+port (DMA bound).
+
+Cycle model (from the loop structure of hls/dcim/dcim_top.cpp, hls/acim/acim_top.cpp
+and hls/include/cimstack/streams.h): one cycle per iteration of an II = 1 pipelined
+innermost loop, ``loop_entry_cycles`` per entry into one, and for acim
+``divider_cycles`` per ADC conversion. The driver (:mod:`cimstack.hw.macros`) runs a
+layer in slices of at most ``MAX_N`` channels; per slice it loads weights and
+requantizer (and ABN) once per batch, then streams the batch's input vectors, the same
+inputs again for every slice. Per input vector (K inputs, n channels in the slice, E
+the loop entry cost, W = ceil(K/64), G the row groups, D the divider):
+
+- read the vector: ``(8 + E) * ceil(K/8)`` (one byte per cycle, the byte loop entered
+  once per word); write: ``ceil(n/2) + E``;
+- dcim, exact partial sums: ``W + n * (W + E)`` (no block skipping in this path);
+- dcim, column ADC: ``W + sum over groups [x_bits * chunks + n + kept blocks * w_bits *
+  (chunks + x_bits)]`` (pruned blocks skipped);
+- acim: ``n * (K + E + D)`` per conversion pass, ``x_bits`` passes in the per-bit mode;
+- loads, per slice and batch: weights ``(8 + E) * ceil(K*n/8)``, requantizer ``2n + E``;
+  dcim also clears the planes ``n * (W + E)`` and rebuilds the block table ``n * (W +
+  G)``; acim loads the ABN ``n + E`` and prepares its channels ``n``.
+"""
+
+from __future__ import annotations
+
+from ..config import BoardSpec
+from ..errors import ConfigError
+from ..hw.streams import input_words, output_words, words_for
+from ..mapping.tiling import kept_blocks
+from ..overlay_shape import KERNELS, STREAM_BYTES, overlay_shape
+from ..ref.network import layer_stats
+from .constants import FpgaTiming, check_count
+
+
+def _dcim_vector(layer, n: int, w_mat, spec, t: FpgaTiming) -> int:
+    words = -(-layer.k // 64)
+    if spec.psum_exact:
+        return words + n * (words + t.loop_entry_cycles)
+    kept = kept_blocks(w_mat, spec.rows_on).sum(axis=1)                  # per group
+    cycles = words
+    for g, kept_g in enumerate(kept):
+        chunks = -(-min(spec.rows_on, layer.k - g * spec.rows_on) // 64)
+        cycles += layer.x_bits * chunks + n + int(kept_g) * layer.w_bits * (chunks
+                                                                           + layer.x_bits)
+    return cycles
+
+
+def _slice_cycles(layer, bundle, c0: int, n: int, t: FpgaTiming) -> tuple[int, int]:
+    """(cycles per input vector, cycles of the loads) of channels c0 .. c0+n-1."""
+    e = t.loop_entry_cycles
+    io = (8 + e) * words_for(layer.k) + -(-n // 2) + e
+    load = (8 + e) * words_for(layer.k * n) + 2 * n + e
+    if layer.macro == "acim":
+        passes = layer.x_bits if bundle.acim.adc_per_input_bit else 1
+        abn, prep = n + e, n                    # ABN words at II = 1; the PREP loop
+        return io + n * passes * (layer.k + e + t.divider_cycles), load + abn + prep
+    words = -(-layer.k // 64)
+    prep = n * (words + -(-layer.k // bundle.dcim.rows_on))
+    return (io + _dcim_vector(layer, n, layer.matrix()[:, c0:c0 + n], bundle.dcim, t),
+            load + n * (words + e) + prep)
+
+
+def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
+              timing: FpgaTiming | None = None) -> dict:
+    """Per-layer kernel cycles and DMA bytes of one image of ``bundle`` on the overlay
+    of ``board`` (a :class:`~cimstack.config.BoardSpec` or a board name, default
+    pynq-z2); weights are loaded once per ``batch`` images. Images/s: the compute bound,
+    the DMA bound (bytes per image over the HP port's width x clock), and their min."""
+    check_count("batch", batch, "images per weight reload")
+    t = timing or FpgaTiming()
+    if not isinstance(board, BoardSpec):
+        board = overlay_shape(board or "pynq-z2").board
+    clock = board.clocks.fclk0_mhz * 1e6
+    rows = []
+    for layer, st in zip(bundle.macro_layers, layer_stats(bundle)):
+        cap = KERNELS[layer.macro].capacity
+        if layer.k > cap["MAX_K"]:
+            raise ConfigError(f"layer {layer.name}: K = {layer.k} exceeds the {layer.macro} "
+                              f"kernel's MAX_K = {cap['MAX_K']}; split its input channels")
+        cycles = load = bytes_in = bytes_out = bytes_w = 0
+        for c0 in range(0, layer.channels, cap["MAX_N"]):
+            n = min(cap["MAX_N"], layer.channels - c0)
+            per_vector, loads = _slice_cycles(layer, bundle, c0, n, t)
+            cycles += st.vectors * per_vector
+            load += loads
+            bytes_in += input_words(layer.k, st.vectors) * STREAM_BYTES
+            bytes_out += output_words(n, st.vectors) * STREAM_BYTES
+            abn = n if layer.macro == "acim" else 0
+            bytes_w += (words_for(layer.k * n) + 2 * n + abn) * STREAM_BYTES
+        total = cycles + -(-load // batch)
+        rows.append({"layer": layer.name, "macro": layer.macro,
+                     "slices": -(-layer.channels // cap["MAX_N"]), "vectors": st.vectors,
+                     "cycles": total, "compute_cycles": cycles, "load_cycles": -(-load // batch),
+                     "seconds": total / clock, "bytes_in": bytes_in, "bytes_out": bytes_out,
+                     "bytes_weights": -(-bytes_w // batch)})
+    cycles = sum(r["cycles"] for r in rows)
+    dma_bytes = sum(r["bytes_in"] + r["bytes_out"] + r["bytes_weights"] for r in rows)
+    port = board.memory.hp_width_bits // 8 * clock
+    compute_ips, dma_ips = clock / cycles, port / dma_bytes
+    return {"board": board.name, "clock_mhz": clock * 1e-6, "batch": batch,
+            "hp_port_bytes_per_s": port, "layers": rows, "cycles_per_image": cycles,
+            "images_per_s": compute_ips, "dma_bytes_per_image": dma_bytes,
+            "dma_bound_images_per_s": dma_ips,
+            "bound_images_per_s": min(compute_ips, dma_ips),
+            "bottleneck": "compute" if compute_ips <= dma_ips else "dma"}

@@ -1,0 +1,82 @@
+"""Per-image energy, latency and area of a dcim / acim (or mixed) bundle.
+
+Layers run one after another. A family's weights stay resident when all its layers'
+tiles fit its macros at once (dcim: ``DcimSpec.macros`` tiles, acim: one array);
+otherwise every layer's weights are written into the macros once per ``batch`` images.
+Operations are dense-equivalent: ``2 * K * N`` per input vector (a multiply and an add
+per weight), also for pruned blocks, which cost nothing; ``ops_performed`` counts only
+the kept weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..ref.network import layer_stats
+from .acim import acim_layer
+from .constants import AcimConstants, DcimConstants, check_count
+from .dcim import dcim_layer
+
+SUMMED = ("ops", "ops_performed", "cycles", "latency_s", "energy_pj", "energy_array_pj",
+          "energy_readout_pj", "energy_move_pj", "in_bits", "out_bits", "weight_bits")
+
+
+def per_pj(ops: float, energy_pj: float) -> float:
+    """Operations per pJ = TOPS/W (0 for zero energy, e.g. all constants set to 0)."""
+    return ops / energy_pj if energy_pj else 0.0
+
+
+@dataclass
+class NetworkCost:
+    """Cost of one image: ``layers`` one dict per macro layer, ``totals`` the network."""
+
+    name: str
+    batch: int
+    layers: list[dict]
+    totals: dict
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict."""
+        return {"name": self.name, "batch": self.batch, "layers": self.layers,
+                "totals": self.totals}
+
+
+def network_cost(bundle, *, batch: int = 1, dcim: DcimConstants | None = None,
+                 acim: AcimConstants | None = None) -> NetworkCost:
+    """Per-image cost of every macro layer of ``bundle`` (a :class:`~cimstack.bundle.
+    Bundle`) and of the network; ``batch``: images per weight reload."""
+    check_count("batch", batch, "images per weight reload")
+    if not bundle.macro_layers:
+        raise ConfigError(f"bundle {bundle.name} has no macro layer (conv2d or linear) to "
+                          "cost")
+    if bundle.acim is None and any(m.macro == "acim" for m in bundle.macro_layers):
+        raise ConfigError(f"bundle {bundle.name} has acim layers but no acim configuration "
+                          "(macros.acim); re-export it")
+    dcim, acim = dcim or DcimConstants(), acim or AcimConstants()
+    stats = layer_stats(bundle)
+    tiles = {"dcim": 0, "acim": 0}
+    for st in stats:
+        tiles[st.macro] += st.tiles
+    reload = {"dcim": tiles["dcim"] > bundle.dcim.macros, "acim": tiles["acim"] > 1}
+    rows = []
+    for layer, st in zip(bundle.macro_layers, stats):
+        if layer.macro == "acim":
+            part = acim_layer(layer, st, bundle.acim, acim, reload["acim"], batch)
+        else:
+            part = dcim_layer(layer, st, bundle.dcim, dcim, reload["dcim"], batch)
+        ops = 2 * layer.k * layer.channels * st.vectors
+        energy = part["energy_array_pj"] + part["energy_readout_pj"] + part["energy_move_pj"]
+        rows.append({"layer": layer.name, "macro": layer.macro, "op": layer.op, "k": layer.k,
+                     "n": layer.channels, "w_bits": layer.w_bits, "x_bits": layer.x_bits,
+                     "vectors": st.vectors, "tiles": st.tiles, "ops": ops, **part,
+                     "energy_pj": energy, "tops_per_w": per_pj(ops, energy),
+                     "resident": not reload[layer.macro]})
+    totals = {key: sum(r[key] for r in rows) for key in SUMMED}
+    area = (bundle.dcim.macros * dcim.macro_area_mm2 if tiles["dcim"] else 0.0) + \
+        (acim.macro_area_mm2 if tiles["acim"] else 0.0)
+    images_per_s = 1.0 / totals["latency_s"]
+    totals.update(tops_per_w=per_pj(totals["ops"], totals["energy_pj"]), images_per_s=images_per_s,
+                  area_mm2=area, tops_per_mm2=totals["ops"] * images_per_s / area * 1e-12,
+                  resident={m: not reload[m] for m in tiles if tiles[m]})
+    return NetworkCost(bundle.name, batch, rows, totals)

@@ -1,0 +1,47 @@
+"""``cimstack report RUN_DIR``: the report page, and its key numbers on the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table as RichTable
+
+from .console import console
+
+
+def _rich(table) -> RichTable:
+    t = RichTable(title=table.title, header_style="bold")
+    for i, col in enumerate(table.columns):
+        t.add_column(col, justify="right" if table.numeric(i) else "left")
+    for row in table.rows:
+        t.add_row(*row)
+    return t
+
+
+def print_report(report) -> None:
+    """The sections' key-number tables and what is missing, as rich tables."""
+    for n, s in enumerate(report.sections, 1):
+        console.rule(f"{n}. {s.title} [dim]({s.status})[/]")
+        for t in s.tables:
+            console.print(_rich(t))
+        for m in s.missing:
+            console.print(f"[yellow]{m}[/]")
+        for m in s.more:
+            console.print(f"[dim]{m}[/]")
+    if report.incomplete:
+        console.print("incomplete sections: "
+                      + ", ".join(s.title for s in report.incomplete))
+    console.print(f"report: {report.index}")
+
+
+def report_command(
+        run_dir: Path = typer.Argument(..., help="a run folder (`cimstack demo --out`), a "
+                                       "sweep folder or a study folder"),
+        out: Optional[Path] = typer.Option(None, help="report folder (default RUN_DIR/report)")):
+    """HTML and Markdown report with figures of a run, sweep or study folder."""
+    from .build import write_report
+    with console.status("drawing the report's figures"):
+        report = write_report(run_dir, out)
+    print_report(report)

@@ -1,0 +1,446 @@
+"""The report's sections. Each builder reads its inputs (:mod:`.inputs`), draws one
+figure (:mod:`.figures`) and returns a :class:`Section` with a caption saying what is
+plotted and where the numbers come from, and small tables of the key numbers. A section
+whose inputs are missing has no figure and says which command writes them.
+
+1. efficiency and density vs precision: cost model with the paper points (``cimstack.cost``)
+2. accuracy vs noise sigma and vs ADC bits: sweep acim points, study sigma.csv / adc_bits.csv
+3. effective bits with and without adaptive swing: study enob.csv
+4. per-layer dataflow and traffic: sweep snn points, snn_demo.json
+5. per-layer mismatch counts: verify/verify.json, snn_demo.json
+6. the overlay's estimated throughput against the DMA bound: ``fpga_cost`` of bundle/,
+   sweep points
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .figures import Bars, Lines, Series, plot
+from .inputs import INPUT_KINDS, RunInputs
+
+NUMBER = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?%?$|^-$")
+
+
+@dataclass
+class Table:
+    """A small table of key numbers (cells already formatted)."""
+    title: str
+    columns: list
+    rows: list
+
+    def numeric(self, column: int) -> bool:
+        """Whether every cell of ``column`` is a number (to align it right)."""
+        return all(NUMBER.match(row[column]) for row in self.rows)
+
+
+@dataclass
+class Section:
+    """One section of the report. ``figure`` is relative to the report folder.
+    ``missing``: inputs the section needs that were not found, each with the command
+    that writes it; ``more``: absent inputs that would add to a complete section."""
+    key: str
+    title: str
+    caption: str = ""
+    figure: str | None = None
+    tables: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    more: list = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """'complete', 'partial' (some inputs missing) or 'missing' (no figure)."""
+        if self.figure is None:
+            return "missing"
+        return "partial" if self.missing else "complete"
+
+
+def fmt(value) -> str:
+    """A number for a table cell: thousands separated, three significant digits below."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def pct(value) -> str:
+    """An accuracy (fraction) as a percentage."""
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _absent(inputs: RunInputs, *names: str) -> list[str]:
+    """A note for each input in ``names`` that was not found, naming its command."""
+    return [f"{INPUT_KINDS[n].file} not found: `{inputs.producer(n)}` writes it"
+            for n in names if not inputs.has(n)]
+
+
+def _notes(section: Section, inputs: RunInputs, names: tuple, needed: set) -> Section:
+    """Notes for the absent inputs among ``names``: those in ``needed`` make the section
+    incomplete (``missing``), the others would only add to it (``more``)."""
+    section.missing += _absent(inputs, *[n for n in names if n in needed])
+    section.more += _absent(inputs, *[n for n in names if n not in needed])
+    return section
+
+
+def _no_points(section: Section, inputs: RunInputs, macro: str, points: list) -> None:
+    """Say so when a sweep was found but holds no usable ``macro`` points."""
+    if inputs.has("sweep") and not points:
+        section.missing.append(f"{inputs.rel('sweep')} has no {macro} points: "
+                               f"`{inputs.producer('sweep')} --set macro={macro}` adds them")
+
+
+def _draw(section: Section, panels: list, fig_dir: Path) -> Section:
+    """Plot ``panels`` (if any) as the section's figure."""
+    if panels:
+        plot(panels, fig_dir / f"{section.key}.png")
+        section.figure = f"{fig_dir.name}/{section.key}.png"
+    return section
+
+
+def _curves(rows: list[dict], x: str, y: str, *by: str) -> dict:
+    """{group: (xs, mean ys)} of ``rows`` grouped by the values of the keys ``by`` (a
+    tuple), y averaged per x, x sorted."""
+    acc: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.get(x) is not None and r.get(y) is not None:
+            acc[tuple(r.get(b) for b in by)][r[x]].append(r[y])
+    return {g: (sorted(pts), [sum(pts[k]) / len(pts[k]) for k in sorted(pts)])
+            for g, pts in sorted(acc.items(), key=lambda kv: _order(kv[0]))}
+
+
+def _order(group: tuple) -> tuple:
+    """Sort key of a group: numbers in numeric order, then text, then None."""
+    return tuple((0, v, "") if isinstance(v, (int, float)) else (1 if v is not None else 2,
+                                                                  0, str(v)) for v in group)
+
+
+def _sweep_points(inputs: RunInputs, macro: str) -> list[dict]:
+    sweep = inputs.json("sweep")
+    return [p for p in (sweep or {}).get("points", []) if p.get("macro") == macro]
+
+
+# ---------------------------------------------------------------- 1. precision
+
+def precision_section(inputs: RunInputs, fig_dir: Path) -> Section:
+    """Macro efficiency (POPS/W) and density (TOPS/mm^2) vs precision, paper overlaid."""
+    from ..cost import PAPER_POINTS, acim_macro_curve
+    curve = acim_macro_curve()
+    bits = [c["bits"] for c in curve]
+    panels, columns, cols = [], ["bits"], []
+    sources = set()
+    for figure, key, unit in (("efficiency", "pops_per_w", "POPS/W"),
+                              ("density", "tops_per_mm2", "TOPS/mm^2")):
+        model = [c[key] for c in curve]
+        series = [Series("cost model", bits, model)]
+        paper: dict = {}
+        for family, points in PAPER_POINTS.items():
+            same = [p for p in points if p["figure"] == figure and p["unit"] == unit
+                    and p.get("bits") is not None]
+            if same:
+                pts = sorted((p["bits"], p["value"]) for p in same)
+                series.append(Series(f"{family}, published", *map(list, zip(*pts)), "s"))
+                paper.update(pts)
+                sources.update(p["source"] for p in same)
+        panels.append(Lines(f"macro {figure}", "precision (bits)", unit, series, log_y=True))
+        columns += [f"model {unit}", f"paper {unit}"]
+        cols += [model, [paper.get(b) for b in bits]]
+    section = Section(
+        "precision", "Efficiency and density vs precision",
+        "The analog macro's energy efficiency and area density over operand precision: "
+        "the cost model (`cimstack.cost.acim_macro_curve`) as lines, the published figures "
+        f"(`cimstack.cost.PAPER_POINTS`; {'; '.join(sorted(sources)) or 'none'}) as "
+        "squares. Log scale.",
+        tables=[Table("macro efficiency and density", columns,
+                      [[str(b)] + [fmt(c[i]) for c in cols] for i, b in enumerate(bits)])])
+    return _draw(section, panels, fig_dir)
+
+
+# ----------------------------------------------------------------- 2. accuracy
+
+def accuracy_section(inputs: RunInputs, fig_dir: Path) -> Section:
+    """Accuracy vs ADC noise sigma and vs ADC bits, from a sweep and/or the study."""
+    section = Section("accuracy", "Accuracy vs noise and vs ADC bits")
+    vs_sigma, vs_bits, sources = [], [], []
+    acim = [p for p in _sweep_points(inputs, "acim") if p.get("accuracy") is not None]
+    if acim:
+        sources.append(f"the acim points of {inputs.rel('sweep')}")
+        vs_sigma += [Series(f"sweep, {a}-bit ADC{_trained(ts)}", *c) for (a, ts), c
+                     in _curves(acim, "sigma", "accuracy", "adc_bits", "train_sigma").items()]
+        vs_bits += [Series(f"sweep, sigma {s:g}{_trained(ts)}", *c) for (s, ts), c
+                    in _curves(acim, "adc_bits", "accuracy", "sigma", "train_sigma").items()]
+    sigma = inputs.csv("sigma")
+    if sigma:
+        sources.append(f"{inputs.rel('sigma')} (noise-aware vs unaware training)")
+        vs_sigma += [Series(f"study, noise-{m}, {a}-bit ADC{_trained(ts)}", *c, "s--")
+                     for (m, a, ts), c in _curves(sigma, "sigma", "accuracy", "model",
+                                                  "adc_bits", "train_sigma").items()]
+    bits = inputs.csv("adc_bits")
+    if bits:
+        sources.append(f"{inputs.rel('adc_bits')} (one noise-aware model per resolution)")
+        xs = [r["adc_bits"] for r in bits]
+        vs_bits += [Series("study, sigma 0", xs, [r["accuracy_sigma0"] for r in bits], "s--"),
+                    Series(f"study, sigma {bits[0]['sigma_eval']:g}", xs,
+                           [r["accuracy_noisy"] for r in bits], "s--")]
+    _no_points(section, inputs, "acim", acim)
+    _notes(section, inputs, ("sweep", "sigma", "adc_bits"),
+           ({"sweep", "sigma"} if not vs_sigma else set())
+           | ({"sweep", "adc_bits"} if not vs_bits else set()))
+    if not sources:
+        return section
+    rows = []
+    for panel, series in (("vs sigma", vs_sigma), ("vs ADC bits", vs_bits)):
+        rows += [[panel, s.label, f"{s.x[0]:g} to {s.x[-1]:g}",
+                  f"{pct(s.y[0])} to {pct(s.y[-1])}"] for s in series]
+    section.caption = ("Digits test accuracy of the analog macro against the ADC noise sigma "
+                       "(LSB) and against the ADC resolution, averaged over seeds; from "
+                       + "; ".join(sources) + ".")
+    section.tables = [Table("accuracy at both ends of each curve",
+                            ["panel", "series", "range", "accuracy"], rows)]
+    panels = [Lines("accuracy vs ADC noise", "ADC noise sigma (LSB)", "test accuracy",
+                    _percent(vs_sigma)),
+              Lines("accuracy vs ADC resolution", "ADC bits", "test accuracy",
+                    _percent(vs_bits))]
+    return _draw(section, [p for p in panels if p.series], fig_dir)
+
+
+def _trained(train_sigma) -> str:
+    return "" if train_sigma is None else f", trained at sigma {train_sigma:g}"
+
+
+def _percent(series: list[Series]) -> list[Series]:
+    return [s._replace(y=[100 * v for v in s.y]) for s in series]
+
+
+# --------------------------------------------------------------------- 3. enob
+
+def enob_section(inputs: RunInputs, fig_dir: Path) -> Section:
+    """Effective ADC bits of fixed vs adaptive swing (with and without in-ADC BN gain)."""
+    section = _notes(Section("enob", "Effective bits with and without adaptive swing"),
+                     inputs, ("enob",), {"enob"})
+    rows = inputs.csv("enob")
+    if not rows:
+        return section
+    from ..study.analog import SWING_CONFIGS
+    curves = {c: xy for (c,), xy in _curves(rows, "adc_bits", "enob", "config").items()}
+    configs = [c for c in SWING_CONFIGS if c in curves] + [c for c in curves
+                                                            if c not in SWING_CONFIGS]
+    bits = sorted({r["adc_bits"] for r in rows})
+    series = [Series("ideal (ADC bits)", bits, bits, "k:")]
+    series += [Series(str(c), *curves[c]) for c in configs]
+    r0 = rows[0]
+    gain = math.log2(r0["rows"] / r0["active_rows"])
+    by = {c: dict(zip(*curves[c])) for c in configs}
+    best = configs[-1]
+    table = [[str(b)] + [fmt(by[c].get(b)) for c in configs]
+             + [fmt(by[best].get(b, math.nan) - by["fixed"].get(b, math.nan))
+                if "fixed" in by else "-"] for b in bits]
+    section.caption = (f"Effective bits (from the SQNR of a full-swing test signal) of the "
+                       f"analog macro's ADC with {r0['active_rows']} of {r0['rows']} rows "
+                       f"active: fixed swing, adaptive swing (array split) and adaptive swing "
+                       f"with the in-ADC batch-norm gain; log2({r0['rows']}/"
+                       f"{r0['active_rows']}) = {gain:.2f} bits can be recovered. From "
+                       f"{inputs.rel('enob')}.")
+    section.tables = [Table("effective bits per ADC resolution",
+                            ["ADC bits"] + [str(c) for c in configs]
+                            + [f"recovered ({best} - fixed)"], table)]
+    return _draw(section, [Lines(f"{r0['active_rows']} of {r0['rows']} rows active",
+                                 "ADC bits", "effective bits (SQNR)", series)], fig_dir)
+
+
+# ------------------------------------------------------------------ 4. dataflow
+
+def _traffic_panel(title: str, layers: list[dict]) -> Bars:
+    bars = {"chosen dataflow": [r["traffic_bits"] for r in layers]}
+    if all(r.get("ws_traffic_bits") is not None for r in layers):
+        bars["weight-stationary only"] = [r["ws_traffic_bits"] for r in layers]
+    return Bars(title, "operand traffic (bits)", [r["layer"] for r in layers], bars,
+                tuple(r["dataflow"] for r in layers), log_y=True)
+
+
+def _traffic_rows(source: str, layers: list[dict]) -> list[list[str]]:
+    rows = []
+    for r in layers:
+        ws = r.get("ws_traffic_bits")
+        saving = 1 - r["traffic_bits"] / ws if ws else None
+        rows.append([source, r["layer"], r["dataflow"], fmt(r["traffic_bits"]), fmt(ws),
+                     pct(saving)])
+    return rows
+
+
+def dataflow_section(inputs: RunInputs, fig_dir: Path) -> Section:
+    """Per-layer weight- vs output-stationary choice and operand traffic (SNN)."""
+    section = Section("dataflow", "Per-layer dataflow and traffic")
+    panels, rows, tables, sources = [], [], [], []
+    snn = [p for p in _sweep_points(inputs, "snn") if p.get("layers")]
+    if snn:
+        # the mapper's own per-layer choice (dataflow auto), widest membranes first
+        shown = min(snn, key=lambda p: (p.get("dataflow") != "auto", -(p.get("v_bits") or 0)))
+        name = (f"sweep point {shown.get('point', snn.index(shown))} "
+                f"({shown.get('dataflow')}, {shown.get('v_bits')}-bit membranes)")
+        sources.append(f"the snn points of {inputs.rel('sweep')} (drawn: {name})")
+        panels.append(_traffic_panel(name, shown["layers"]))
+        rows += _traffic_rows(name, shown["layers"])
+        tables.append(Table("sweep: traffic per dataflow setting",
+                            ["point", "dataflow", "membrane bits", "traffic bits per sample",
+                             "cycles per sample", "accuracy"],
+                            [[str(p.get("point", i)), str(p.get("dataflow")), fmt(p.get("v_bits")),
+                              fmt(p.get("traffic_bits")), fmt(p.get("cycles")),
+                              pct(p.get("accuracy"))] for i, p in enumerate(snn)]))
+    demo = inputs.json("snn_demo")
+    if demo:
+        layers = demo["cost"]["layers"]
+        sources.append(inputs.rel("snn_demo"))
+        panels.append(_traffic_panel("SNN demo", layers))
+        rows += _traffic_rows("SNN demo", layers)
+    _no_points(section, inputs, "snn", snn)
+    _notes(section, inputs, ("sweep", "snn_demo"), set() if panels else {"sweep", "snn_demo"})
+    if not panels:
+        return section
+    section.caption = ("Operand traffic (weights and membrane potentials moved in and out "
+                       "of the array, summed over the test samples) per spiking layer under "
+                       "the dataflow the mapper chose (ws: weight-stationary, os: "
+                       "output-stationary, written above each layer), against keeping every "
+                       "layer weight-stationary where the input gives that figure. Log "
+                       "scale. From " + "; ".join(sources) + ".")
+    section.tables = [Table("per-layer dataflow and traffic",
+                            ["source", "layer", "dataflow", "traffic bits",
+                             "weight-stationary only", "saving"], rows)] + tables
+    return _draw(section, panels, fig_dir)
+
+
+# ------------------------------------------------------------------ 5. mismatch
+
+def _mismatch_panel(title: str, names: list, counts: list, elements: list) -> Bars:
+    return Bars(title, "mismatching elements", names, {"mismatches": counts},
+                tuple(f"{m:,} / {e:,}" for m, e in zip(counts, elements)))
+
+
+def mismatch_section(inputs: RunInputs, fig_dir: Path) -> Section:
+    """Per-layer mismatch counts of the backend against the reference."""
+    section = Section("mismatch", "Per-layer mismatches from verification")
+    panels, rows, sources = [], [], []
+    rep = inputs.json("verify")
+    if rep:
+        layers = rep["layers"]
+        title = f"{rep['backend']} vs reference, {rep['images']} images"
+        sources.append(inputs.rel("verify"))
+        panels.append(_mismatch_panel(title, [r["name"] for r in layers],
+                                      [r["mismatches"] for r in layers],
+                                      [r["elements"] for r in layers]))
+        rows += [[title, r["name"], fmt(r["elements"]), fmt(r["mismatches"])] for r in layers]
+    snn = (inputs.json("snn_demo") or {}).get("verify")
+    if snn:
+        layers = snn["layers"] + [{"layer": "membranes", "elements": None,
+                                   "mismatches": snn["membrane_mismatches"]}]
+        title = f"SNN: {snn['backend']} vs reference, {snn['samples']} samples"
+        sources.append(f"{inputs.rel('snn_demo')} (spikes of every layer, final membranes)")
+        panels.append(_mismatch_panel(title, [r["layer"] for r in snn["layers"]],
+                                      [r["mismatches"] for r in snn["layers"]],
+                                      [r["elements"] for r in snn["layers"]]))
+        rows += [[title, r["layer"], fmt(r["elements"]), fmt(r["mismatches"])] for r in layers]
+    _notes(section, inputs, ("verify", "snn_demo"), set() if panels else {"verify", "snn_demo"})
+    if not panels:
+        return section
+    section.caption = ("Elements of each layer's output where the backend differs from the "
+                       "bit-accurate reference (0 everywhere = bit-exact); each bar is "
+                       "labelled with mismatches / elements. From " + "; ".join(sources) + ".")
+    section.tables = [Table("per-layer mismatches", ["run", "layer", "elements", "mismatches"],
+                            rows)]
+    return _draw(section, panels, fig_dir)
+
+
+# ---------------------------------------------------------------- 6. throughput
+
+def _bundle_throughput(inputs: RunInputs) -> tuple[list, list]:
+    """Panels and tables of ``fpga_cost`` of the run's bundle."""
+    from ..bundle import load_bundle
+    from ..cost import fpga_cost
+    bundle = load_bundle(inputs.paths["bundle"].parent)
+    est = fpga_cost(bundle)
+    rate = est["dma_bound_images_per_s"] * est["dma_bytes_per_image"]     # bytes/s
+    layers = est["layers"]
+    dma_us = [1e6 * (r["bytes_in"] + r["bytes_out"] + r["bytes_weights"]) / rate
+              if rate else 0.0 for r in layers]
+    names = [r["layer"] for r in layers]
+    panels = [
+        Bars(f"{bundle.name} at {est['clock_mhz']:g} MHz", "images/s",
+             ["compute bound", "DMA bound", "overlay"],
+             {"images/s": [est["images_per_s"], est["dma_bound_images_per_s"],
+                           est["bound_images_per_s"]]},
+             (fmt(est["images_per_s"]), fmt(est["dma_bound_images_per_s"]),
+              f"{fmt(est['bound_images_per_s'])} ({est['bottleneck']})"), log_y=True),
+        Bars("per layer, one image", "microseconds", names,
+             {"compute": [1e6 * r["seconds"] for r in layers], "DMA": dma_us})]
+    tables = [
+        Table("overlay estimate", ["figure", "value"], [
+            ["clock", f"{est['clock_mhz']:g} MHz"],
+            ["cycles per image", fmt(est["cycles_per_image"])],
+            ["compute images/s", fmt(est["images_per_s"])],
+            ["DMA bytes per image", fmt(est["dma_bytes_per_image"])],
+            ["DMA bound images/s", fmt(est["dma_bound_images_per_s"])],
+            ["overlay bound images/s", fmt(est["bound_images_per_s"])],
+            ["bottleneck", str(est["bottleneck"])]]),
+        Table("per layer", ["layer", "cycles", "compute us", "DMA bytes", "DMA us"],
+              [[r["layer"], fmt(r["cycles"]), fmt(1e6 * r["seconds"]),
+                fmt(r["bytes_in"] + r["bytes_out"] + r["bytes_weights"]), fmt(us)]
+               for r, us in zip(layers, dma_us)])]
+    return panels, tables
+
+
+def throughput_section(inputs: RunInputs, fig_dir: Path) -> Section:
+    """The overlay's estimated images/s against the DMA bound (bundle and sweep points)."""
+    section = Section("throughput", "Overlay throughput vs the DMA bound")
+    panels, sources = [], []
+    if inputs.has("bundle"):
+        panels, section.tables = _bundle_throughput(inputs)
+        sources.append(f"`cimstack.cost.fpga_cost` of {inputs.paths['bundle'].parent.name}/")
+    points = [p for p in (inputs.json("sweep") or {}).get("points", [])
+              if p.get("fpga_images_per_s") is not None]
+    if points:
+        xs = list(range(len(points)))
+        panels.append(Lines("sweep points", "sweep point", "images/s", [
+            Series("estimate", xs, [p["fpga_images_per_s"] for p in points]),
+            Series("DMA bound", xs, [p["dma_bound_images_per_s"] for p in points], "k--")],
+            log_y=True))
+        sources.append(f"the fpga_images_per_s and dma_bound_images_per_s of "
+                       f"{inputs.rel('sweep')}")
+        same = defaultdict(list)
+        for i, p in enumerate(points):
+            same[(p.get("macro"), p["fpga_images_per_s"], p["dma_bound_images_per_s"])].append(i)
+        section.tables.append(Table("sweep: estimate vs DMA bound",
+                                    ["sweep points", "macro", "images/s", "DMA bound images/s"],
+                                    [[_ranges(idx), str(m), fmt(est), fmt(dma)]
+                                     for (m, est, dma), idx in same.items()]))
+    _notes(section, inputs, ("bundle", "sweep"), {"bundle"} | (set() if panels else {"sweep"}))
+    if not panels:
+        return section
+    section.caption = ("Images per second the overlay could reach: the kernels' cycle count "
+                       "at the fabric clock (compute), the AXI DMA's bandwidth over the bytes "
+                       "moved per image (DMA), and the lower of the two (overlay); per layer, "
+                       "the compute time against the time its bytes take on the DMA. Log "
+                       "scale. From " + "; ".join(sources) + ".")
+    return _draw(section, panels, fig_dir)
+
+
+def _ranges(idx: list[int]) -> str:
+    """Sorted indices as ranges: [0, 1, 2, 5] -> '0-2, 5'."""
+    runs: list = []
+    for i in idx:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+SECTIONS: tuple[Callable[[RunInputs, Path], Section], ...] = (
+    precision_section, accuracy_section, enob_section, dataflow_section, mismatch_section,
+    throughput_section)

@@ -1,0 +1,135 @@
+"""The sweep's two tasks: plain top-level functions of picklable arguments, so that a
+local process pool and a Dask cluster run them alike.
+
+- :func:`train_model` trains one model (torch, one thread, deterministic algorithms,
+  seeded) and returns it exported: a :class:`~cimstack.bundle.Bundle` (dcim, acim) or
+  an :class:`~cimstack.ref.snn.SnnNet` (snn) -- integer arrays and JSON-able fields,
+  no torch objects.
+- :func:`evaluate_point` runs one design point on that exported model: accuracy from
+  the integer reference on the test split, cost from :mod:`cimstack.cost`. It needs
+  neither torch nor any file of the machine that trained the model.
+
+Trainings in one process are serialized (torch's seed and thread count are global), so
+a Dask worker with several threads still gives the same models as the local pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .points import POINT_TYPES
+
+_TRAIN_LOCK = threading.Lock()
+
+
+def train_model(model: dict[str, Any], schedule: dict[str, Any]) -> dict[str, Any]:
+    """Train the model of ``model`` (a point's model knobs, with ``macro``) on the
+    macro's ``schedule``; returns ``{"model": exported model, "seconds": s}``."""
+    from ..quant.train import _torch_env
+    t0 = time.perf_counter()
+    with _TRAIN_LOCK, _torch_env(1):
+        exported = _TRAINERS[model["macro"]](model, schedule)
+    return {"model": exported, "seconds": time.perf_counter() - t0}
+
+
+def _train_dcim(m: dict, s: dict):
+    from ..quant.train import train_digits
+    rows_on = m.get("rows_on", POINT_TYPES["dcim"]().rows_on)
+    res = train_digits(w_bits=m["w_bits"], a_bits=m["x_bits"], block_sparsity=m["sparsity"],
+                       rows_on=rows_on, epochs=s["epochs"], seed=m["seed"], threads=1)
+    return res.export()
+
+
+def _train_acim(m: dict, s: dict):
+    from ..config import AcimSpec
+    from ..quant.analog import train_analog_digits
+    res = train_analog_digits(AcimSpec(adc_bits=m["adc_bits"], seed=m["seed"]),
+                              m["train_sigma"], w_bits=m["w_bits"], epochs=s["epochs"],
+                              float_epochs=s["float_epochs"], seed=m["seed"], threads=1)
+    return res.export()
+
+
+def _train_snn(m: dict, s: dict):
+    from ..quant.snn import train_snn
+    res = train_snn(n_steps=s["steps"], epochs=s["epochs"], w_bits=m["w_bits"], v_bits=16,
+                    seed=m["seed"], limit_train=s["train_samples"],
+                    limit_test=s["test_samples"])
+    return res.net
+
+
+_TRAINERS = {"dcim": _train_dcim, "acim": _train_acim, "snn": _train_snn}
+
+
+# --------------------------------------------------------------------------- evaluate
+
+@functools.lru_cache(maxsize=1)
+def _digits_test() -> tuple[np.ndarray, np.ndarray]:
+    from ..quant.data import load_digits_split
+    split = load_digits_split()
+    return split.x_test, split.y_test
+
+
+@functools.lru_cache(maxsize=4)
+def _event_test(steps: int, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from ..events.datasets import load_event_data
+    data = load_event_data(None, "test", limit, seed)
+    return data.frames(steps), data.labels
+
+
+def point_bundle(bundle, params: dict[str, Any]):
+    """The trained dcim/acim bundle under a point's evaluation knobs."""
+    point = POINT_TYPES[params["macro"]](**{k: v for k, v in params.items() if k != "macro"})
+    if point.macro == "dcim":
+        return dataclasses.replace(bundle, dcim=point.spec())
+    return dataclasses.replace(bundle, acim=dataclasses.replace(
+        bundle.acim, sigma=point.sigma, seed=point.seed))
+
+
+def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy and cost of one design point on its trained ``model``; returns
+    ``{"metrics": {...}, "layers": [per-layer cost rows], "seconds": s}``."""
+    t0 = time.perf_counter()
+    if params["macro"] == "snn":
+        metrics, layers = _evaluate_snn(params, model, schedule)
+    else:
+        metrics, layers = _evaluate_bundle(point_bundle(model, params))
+    return {"metrics": metrics, "layers": layers, "seconds": time.perf_counter() - t0}
+
+
+def _evaluate_bundle(bundle) -> tuple[dict, list]:
+    from ..cost import fpga_cost, network_cost
+    from ..ref.network import quantize_input, run_network
+    x, y = _digits_test()
+    pred = run_network(bundle, quantize_input(bundle, x)).predictions
+    cost = network_cost(bundle)
+    fpga = fpga_cost(bundle)
+    t = cost.totals
+    metrics = {"accuracy": float(np.mean(pred == y)), "energy_pj": t["energy_pj"],
+               "latency_s": t["latency_s"], "tops_per_w": t["tops_per_w"], "ops": t["ops"],
+               "cycles": t["cycles"], "fpga_images_per_s": fpga["images_per_s"],
+               "dma_bound_images_per_s": fpga["dma_bound_images_per_s"]}
+    return metrics, [dict(row) for row in cost.layers]
+
+
+def _evaluate_snn(params: dict, net16, schedule: dict) -> tuple[dict, list]:
+    from ..cost import snn_cost
+    from ..quant.snn_export import narrow_membranes
+    from ..ref.snn import run_snn
+    net = narrow_membranes(net16, params["v_bits"]) if params["v_bits"] != 16 else net16
+    frames, labels = _event_test(schedule["steps"], schedule["test_samples"], params["seed"])
+    res = run_snn(net, frames)
+    n = len(frames)
+    cost = snn_cost(net, res, n, params["dataflow"])
+    t = cost["totals"]
+    metrics = {"accuracy": float(np.mean(res.predictions == labels)),
+               "energy_pj": t["energy_pj_per_sample"], "latency_s": t["latency_s"],
+               "tops_per_w": t["sops"] / t["energy_pj"] if t["energy_pj"] else None,
+               "ops": t["sops"] / n, "cycles": t["cycles"] / n,
+               "traffic_bits": t["traffic_bits"] / n, "traffic_saving": t["traffic_saving"]}
+    return metrics, [dict(row) for row in cost["layers"]]
