@@ -183,7 +183,7 @@ class Schedule(Spec):
     def make(cls, quick: bool = False, epochs: int | None = None) -> "Schedule":
         """The full schedule, or the quick one (seconds per model, for tests and demos);
         ``epochs`` sets every model's epochs."""
-        sched = cls(3, 3, 2, 2, 8, 200, 100) if quick else cls()
+        sched = cls(3, 3, 2, 2, 8, 600, 100) if quick else cls()
         if epochs is not None:
             check_range("epochs", epochs, 1, 1000)
             sched = dataclasses.replace(sched, dcim_epochs=epochs, acim_float_epochs=epochs,
