@@ -203,7 +203,6 @@ def test_snn_energy_and_traffic(seed, v_bits, density, policy):
     t = cost["totals"]
     assert t["energy_pj"] == pytest.approx(sum(r["energy_pj"] for r in cost["layers"]))
     assert t["energy_pj_per_sample"] == pytest.approx(t["energy_pj"] / 2)
-    assert cost["energy_pj_per_sample"] == t["energy_pj_per_sample"]
     assert 0 < t["gsop_per_s"] <= t["peak_gsop_per_s"] == (256 // v_bits) * 100 * 1e-3
 
 

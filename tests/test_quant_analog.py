@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cimstack.config import AcimSpec
-from cimstack.quant.analog import (AnalogDigitsNet, init_from_float,
-                                   integer_accuracy, integer_predictions, train_analog_digits,
-                                   train_float, with_acim)
+from cimstack.quant.analog import (AnalogDigitsNet, init_from_float, train_analog_digits,
+                                   train_float)
+from cimstack.ref.network import integer_accuracy, integer_predictions
 from cimstack.quant.data import load_digits_split
 
 ADC_BITS = 4
@@ -69,6 +69,6 @@ def test_noise_aware_beats_noise_unaware(float_model, data):
         ex = res.export()
         clean = integer_accuracy(ex, data.x_test, data.y_test)
         assert clean > 0.9, (label, clean)
-        acc[label] = np.mean([integer_accuracy(with_acim(ex, sigma=2.0, seed=k), data.x_test,
+        acc[label] = np.mean([integer_accuracy(ex.with_acim(sigma=2.0, seed=k), data.x_test,
                                                data.y_test) for k in range(2)])
     assert acc["aware"] >= acc["unaware"] + MARGIN, acc

@@ -22,10 +22,10 @@ from cimstack.errors import ConfigError
 from cimstack.report import build as report_build
 from cimstack.report.build import write_report
 from cimstack.report.inputs import _number, find_inputs
-from cimstack.report.io import atomic_folder, write_text_atomic
+from cimstack.report.io import atomic_folder, write_csv_atomic, write_text_atomic
 from cimstack.report.render import to_html, to_markdown
 from cimstack.report.sections import NUMBER, Section, Table, _curves, _ranges, fmt
-from cimstack.study.analog import run_analog_study, write_csv
+from cimstack.study.analog import run_analog_study
 
 TITLES = ["Efficiency and density vs precision", "Accuracy vs noise and vs ADC bits",
           "Effective bits with and without adaptive swing", "Per-layer dataflow and traffic",
@@ -70,12 +70,12 @@ def write_study(folder: Path) -> None:
     """enob.csv from the real (quick) study; sigma.csv and adc_bits.csv in its format
     (training them takes minutes)."""
     run_analog_study(folder, ["enob"], quick=True)
-    write_csv(folder / "sigma.csv", [
+    write_csv_atomic(folder / "sigma.csv", [
         {"model": m, "train_sigma": ts, "adc_bits": 4, "sigma": s, "accuracy": a,
          "accuracy_min": a, "noise_seeds": 1}
         for m, ts, accs in (("unaware", 0.0, (0.98, 0.85, 0.4)), ("aware", 2.0, (0.97, 0.9, 0.5)))
         for s, a in zip((0.0, 2.0, 4.0), accs)])
-    write_csv(folder / "adc_bits.csv", [
+    write_csv_atomic(folder / "adc_bits.csv", [
         {"adc_bits": b, "train_sigma": 1.0, "accuracy_sigma0": a, "sigma_eval": 1.0,
          "accuracy_noisy": a - 0.1, "torch_accuracy": a}
         for b, a in ((2, 0.7), (4, 0.96), (8, 0.98))])
@@ -155,10 +155,9 @@ def test_demo_run_has_every_section_with_its_figure(run_dir, report):
 
 @pytest.mark.slow
 def test_key_numbers_come_from_the_inputs(run_dir, report):
-    from cimstack.bundle import load_bundle
-    from cimstack.cost import fpga_cost
     by = {s.key: s for s in report.sections}
-    est = fpga_cost(load_bundle(run_dir / "bundle"))
+    est = json.loads((run_dir / "cost.json").read_text())["fpga"]      # what the demo printed
+    assert est["batch"] == 360
     overlay = dict(by["throughput"].tables[0].rows)
     assert overlay["overlay bound images/s"] == fmt(est["bound_images_per_s"])
     assert overlay["bottleneck"] == est["bottleneck"]
@@ -299,15 +298,17 @@ def test_a_failed_report_leaves_the_previous_one(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".report*"))
 
 
-def test_outputs_get_the_usual_permissions(tmp_path):
-    mask = os.umask(0o022)
+@pytest.mark.parametrize("mask, folder, file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_outputs_get_the_usual_permissions(tmp_path, mask, folder, file):
+    """The umask in force when writing applies (as open() and mkdir), not mkstemp's 0600."""
+    old = os.umask(mask)
     try:
         with atomic_folder(tmp_path / "f") as tmp:
             write_text_atomic(tmp / "a.txt", "x")
     finally:
-        os.umask(mask)
-    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o755
-    assert (tmp_path / "f" / "a.txt").stat().st_mode & 0o777 == 0o644
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == folder
+    assert (tmp_path / "f" / "a.txt").stat().st_mode & 0o777 == file
 
 
 # ------------------------------------------------------------------- properties

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -98,6 +98,11 @@ class MacroLayer:
     def k(self) -> int:
         """Matrix rows: inputs per output (C*kh*kw for conv)."""
         return int(np.prod(self.weight.shape[1:]))
+
+    @property
+    def vectors(self) -> int:
+        """Matrix-vector products per image: the output pixels of a conv, 1 for linear."""
+        return int(np.prod(self.out_shape[1:])) if self.op == "conv2d" else 1
 
     def matrix(self) -> np.ndarray:
         """The K x N weight matrix, row k = c*kh*kw + ky*kw + kx."""
@@ -212,6 +217,10 @@ class Bundle:
     @property
     def macro_layers(self) -> list[MacroLayer]:
         return [layer for layer in self.layers if isinstance(layer, MacroLayer)]
+
+    def with_acim(self, **changes) -> "Bundle":
+        """The same model under other analog-macro settings (noise level, seed, mode)."""
+        return replace(self, acim=replace(self.acim, **changes))
 
     def validate(self) -> None:
         """Check every layer and that shapes chain from the input to the output."""

@@ -15,10 +15,9 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from .errors import CimstackError
-from .report.console import console
+from .report.console import console, rich_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="FPGA co-simulation and deployment for compute-in-memory macros.")
@@ -79,15 +78,6 @@ def _stage_rows(stages: dict) -> list[tuple[str, str]]:
     total = stages["total_s"] or 1.0
     return [(f"  {name}", f"{1e3 * sec:.2f} ms ({100 * sec / total:.0f}%)")
             for name, sec in stages["seconds"].items()]
-
-
-def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
 
 
 @app.command()
@@ -179,7 +169,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
     if "accuracy" in figs:
         rows.insert(1, ("accuracy", f"{figs['accuracy']:.4f}"))
     rows += _stage_rows(figs["stages"])
-    console.print(_figures_table(f"cimstack run {b.name}", rows))
+    console.print(rich_table(f"cimstack run {b.name}", ["figure", "value"], rows))
     if json_out:
         write_json_atomic(json_out, figs)
 
@@ -280,7 +270,8 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
         "bundle": str(bundle_dir),
     }
     figs["wall_seconds"] = time.perf_counter() - t_start
-    console.print(_figures_table("digits on dcim: float vs Brevitas vs integer reference", [
+    console.print(rich_table("digits on dcim: float vs Brevitas vs integer reference",
+                              ["figure", "value"], [
         ("test images", str(figs["images"])),
         ("accuracy float", f"{figs['accuracy_float']:.4f}"),
         ("accuracy Brevitas", f"{figs['accuracy_brevitas']:.4f}"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .config import BoardSpec, load_board
+from .errors import ConfigError
 
 # ap_ctrl_hs block (same for every HLS kernel)
 CTRL, GIER, IP_IER, IP_ISR = 0x00, 0x04, 0x08, 0x0C
@@ -59,6 +60,13 @@ class KernelDecl:
                 return r
         raise KeyError(f"kernel {self.name} has no register {name!r}; "
                        f"registers: {[r.name for r in self.registers]}")
+
+    def check_k(self, layer: str, k: int) -> None:
+        """ConfigError when a layer's K inputs per output exceed the kernel's MAX_K."""
+        if k > self.capacity["MAX_K"]:
+            raise ConfigError(f"layer {layer} has K = {k} inputs per output; the {self.name} "
+                              f"kernel holds at most MAX_K = {self.capacity['MAX_K']} "
+                              "(split the layer's input channels)")
 
 
 DCIM = KernelDecl(

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from .report.console import console
+from .report.console import console, rich_table
 
 snn_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Spiking event core (FlexSpIM family): train, run, verify, sweep.")
@@ -30,26 +29,22 @@ def _test_frames(data: Optional[Path], n_steps: int, limit: Optional[int], seed:
     return ds.frames(n_steps), ds.labels
 
 
-def _layer_table(cost: dict, title: str) -> Table:
-    t = Table(title=title, header_style="bold")
-    for col in ("layer", "dataflow", "resident bits", "weight traffic", "membrane traffic",
-                "SOPs", "events in", "cycles"):
-        t.add_column(col, justify="right" if col != "layer" else "left")
-    for r in cost["layers"]:
-        t.add_row(r["layer"], f"{r['dataflow']} ({r['policy']})", f"{r['resident_bits']:,}",
-                  f"{r['weight_traffic_bits']:,}", f"{r['membrane_traffic_bits']:,}",
-                  f"{r['sops']:,}", f"{r['events_in']:,}", f"{r['cycles']:,}")
-    return t
+def _layer_table(cost: dict, title: str):
+    return rich_table(title, ["layer", "dataflow", "resident bits", "weight traffic",
+                              "membrane traffic", "SOPs", "events in", "cycles"], [
+        [r["layer"], f"{r['dataflow']} ({r['policy']})", f"{r['resident_bits']:,}",
+         f"{r['weight_traffic_bits']:,}", f"{r['membrane_traffic_bits']:,}", f"{r['sops']:,}",
+         f"{r['events_in']:,}", f"{r['cycles']:,}"] for r in cost["layers"]])
 
 
 def evaluate(net, frames, labels, policy: Optional[str] = None) -> dict:
     """Reference accuracy, events, SOPs, wall time and the cost model of a run."""
-    from .mapping.snn import network_cost
+    from .cost import snn_cost
     from .ref.snn import run_snn
     t0 = time.perf_counter()
     res = run_snn(net, frames)
     dt = time.perf_counter() - t0
-    cost = network_cost(net, res, len(frames), policy)
+    cost = snn_cost(net, res, len(frames), policy)
     acc = float((res.predictions == labels).mean()) if labels is not None else None
     return {"accuracy": acc, "input_events": res.input_events, "sops": res.sops,
             "seconds": dt, "events_per_s": res.input_events / dt if dt else 0.0,
@@ -186,12 +181,10 @@ def sweep(bundle: Path = typer.Argument(..., help="SNN bundle folder (16-bit mem
     net = load_snn_bundle(bundle)
     frames, labels = _test_frames(data, int(net.meta.get("n_steps", 16)), None)
     rows = membrane_sweep(net, frames, labels)
-    t = Table(title="membrane width sweep", header_style="bold")
-    for c in ("v_bits", "accuracy", "traffic bits", "cycles", "dataflows"):
-        t.add_column(c, justify="right")
-    for r in rows:
-        t.add_row(str(r["v_bits"]), f"{r['accuracy']:.4f}", f"{r['traffic_bits']:,}",
-                  f"{r['cycles']:,}", ",".join(r["dataflows"]))
-    console.print(t)
+    console.print(rich_table("membrane width sweep",
+                             ["v_bits", "accuracy", "traffic bits", "cycles", "dataflows"],
+                             [[str(r["v_bits"]), f"{r['accuracy']:.4f}", f"{r['traffic_bits']:,}",
+                               f"{r['cycles']:,}", ",".join(r["dataflows"])] for r in rows],
+                             right=[True] * 5))
     if out:
         write_json_atomic(out, {"rows": rows})

@@ -16,16 +16,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..report.console import console
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
-    t = Table(title=title, header_style="bold")
-    for i, col in enumerate(columns):
-        t.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*row)
-    return t
+from ..report.console import console, rich_table
 
 
 def _si(value: float, unit: str) -> str:
@@ -69,14 +60,14 @@ def macro_tables(net: dict, fpga: dict) -> list[Table]:
                  ["bound", f"{fpga['bound_images_per_s']:,.0f} images/s "
                            f"({fpga['bottleneck']})"]]
     return [
-        _table(f"{net['name']}: per layer and image on the macros (batch {net['batch']})",
-               ["layer", "macro", "ops", "cycles", "latency", "energy",
-                "array / read-out / move", "TOPS/W"], layers),
-        _table("network per image", ["figure", "value"], totals),
-        _table(f"FPGA overlay on {fpga['board']} at {fpga['clock_mhz']:g} MHz "
-               f"(batch {fpga['batch']})", ["layer", "slices", "cycles", "time", "bytes in",
-                                          "bytes out", "bytes weights"], fl),
-        _table("FPGA throughput: compute vs AXI DMA", ["figure", "value"], fpga_rows),
+        rich_table(f"{net['name']}: per layer and image on the macros (batch {net['batch']})",
+                   ["layer", "macro", "ops", "cycles", "latency", "energy",
+                    "array / read-out / move", "TOPS/W"], layers),
+        rich_table("network per image", ["figure", "value"], totals),
+        rich_table(f"FPGA overlay on {fpga['board']} at {fpga['clock_mhz']:g} MHz "
+                   f"(batch {fpga['batch']})", ["layer", "slices", "cycles", "time", "bytes in",
+                                              "bytes out", "bytes weights"], fl),
+        rich_table("FPGA throughput: compute vs AXI DMA", ["figure", "value"], fpga_rows),
     ]
 
 
@@ -94,10 +85,10 @@ def snn_tables(cost: dict, name: str, samples: int) -> list[Table]:
               ["traffic vs weight-stationary only", f"{t['traffic_bits']:,} vs "
                f"{t['ws_traffic_bits']:,} bits ({t['traffic_saving']:.0%} saved)"],
               ["saved by idle-column standby", f"{t['idle_saving']:.0%}"]]
-    return [_table(f"{name}: per layer over {samples} samples",
-                   ["layer", "dataflow", "traffic bits", "ws-only bits", "saving", "SOPs",
-                    "cycles", "energy"], layers),
-            _table("spiking core totals", ["figure", "value"], totals)]
+    return [rich_table(f"{name}: per layer over {samples} samples",
+                       ["layer", "dataflow", "traffic bits", "ws-only bits", "saving", "SOPs",
+                        "cycles", "energy"], layers),
+            rich_table("spiking core totals", ["figure", "value"], totals)]
 
 
 def calibration_tables(rows: list[dict], curve: list[dict]) -> list[Table]:
@@ -106,10 +97,10 @@ def calibration_tables(rows: list[dict], curve: list[dict]) -> list[Table]:
             f"{r['model']:.4g}", f"{r['error']:+.2%}", r["role"]] for r in rows]
     cur = [[str(r["bits"]), f"{r['pops_per_w']:.3f}", f"{r['tops_per_mm2']:.1f}"]
            for r in curve]
-    return [_table("published figures vs the cost models",
-                   ["family", "figure", "at", "published", "model", "error", "role"], cal),
-            _table("analog macro (IMAGINE): x_bits = w_bits = adc_bits",
-                   ["bits", "POPS/W", "TOPS/mm^2"], cur)]
+    return [rich_table("published figures vs the cost models",
+                       ["family", "figure", "at", "published", "model", "error", "role"], cal),
+            rich_table("analog macro (IMAGINE): x_bits = w_bits = adc_bits",
+                       ["bits", "POPS/W", "TOPS/mm^2"], cur)]
 
 
 def cost_command(bundle: Optional[Path] = typer.Argument(

@@ -25,11 +25,9 @@ the loop entry cost, W = ceil(K/64), G the row groups, D the divider):
 from __future__ import annotations
 
 from ..config import BoardSpec
-from ..errors import ConfigError
 from ..hw.streams import input_words, output_words, words_for
 from ..mapping.tiling import kept_blocks
 from ..overlay_shape import KERNELS, STREAM_BYTES, overlay_shape
-from ..ref.network import layer_stats
 from .constants import FpgaTiming, check_count
 
 
@@ -73,24 +71,22 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
         board = overlay_shape(board or "pynq-z2").board
     clock = board.clocks.fclk0_mhz * 1e6
     rows = []
-    for layer, st in zip(bundle.macro_layers, layer_stats(bundle)):
-        cap = KERNELS[layer.macro].capacity
-        if layer.k > cap["MAX_K"]:
-            raise ConfigError(f"layer {layer.name}: K = {layer.k} exceeds the {layer.macro} "
-                              f"kernel's MAX_K = {cap['MAX_K']}; split its input channels")
+    for layer in bundle.macro_layers:
+        KERNELS[layer.macro].check_k(layer.name, layer.k)
+        cap, vectors = KERNELS[layer.macro].capacity, layer.vectors
         cycles = load = bytes_in = bytes_out = bytes_w = 0
         for c0 in range(0, layer.channels, cap["MAX_N"]):
             n = min(cap["MAX_N"], layer.channels - c0)
             per_vector, loads = _slice_cycles(layer, bundle, c0, n, t)
-            cycles += st.vectors * per_vector
+            cycles += vectors * per_vector
             load += loads
-            bytes_in += input_words(layer.k, st.vectors) * STREAM_BYTES
-            bytes_out += output_words(n, st.vectors) * STREAM_BYTES
+            bytes_in += input_words(layer.k, vectors) * STREAM_BYTES
+            bytes_out += output_words(n, vectors) * STREAM_BYTES
             abn = n if layer.macro == "acim" else 0
             bytes_w += (words_for(layer.k * n) + 2 * n + abn) * STREAM_BYTES
         total = cycles + -(-load // batch)
         rows.append({"layer": layer.name, "macro": layer.macro,
-                     "slices": -(-layer.channels // cap["MAX_N"]), "vectors": st.vectors,
+                     "slices": -(-layer.channels // cap["MAX_N"]), "vectors": vectors,
                      "cycles": total, "compute_cycles": cycles, "load_cycles": -(-load // batch),
                      "seconds": total / clock, "bytes_in": bytes_in, "bytes_out": bytes_out,
                      "bytes_weights": -(-bytes_w // batch)})

@@ -71,4 +71,4 @@ def snn_cost(net, result, samples: int, policy: str | None = None,
         "idle_saving": 1 - energy / sum(r["energy_ungated_pj"] for r in rows)
         if energy else 0.0,
     }
-    return {**base, "layers": rows, **totals, "totals": totals}
+    return {**base, "layers": rows, "totals": totals}

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..bundle import Bundle, MacroLayer
-from ..errors import ConfigError, HardwareError
+from ..errors import HardwareError
 from ..overlay_shape import ACIM, DCIM, KernelDecl
 from ..ref.acim import kernel_registers
 from . import streams
@@ -109,11 +109,7 @@ class MacroRunner:
     def engine(self, layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
         """Network-executor engine: [V, K] inputs -> [V, N] requantized outputs."""
         cap = self.decl.capacity
-        if layer.k > cap["MAX_K"]:
-            raise ConfigError(
-                f"layer {layer.name} has K = {layer.k} inputs per output; the "
-                f"{self.decl.name} kernel holds at most MAX_K = {cap['MAX_K']} "
-                "(split the layer's input channels)")
+        self.decl.check_k(layer.name, layer.k)
         out = np.empty((x_mat.shape[0], layer.channels), np.int64)
         for c0 in range(0, layer.channels, cap["MAX_N"]):
             cols = slice(c0, min(layer.channels, c0 + cap["MAX_N"]))

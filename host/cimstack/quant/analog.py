@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -313,11 +313,6 @@ def train_analog_digits(spec: AcimSpec | None = None, train_sigma: float = 0.0, 
 
 # --------------------------------------------------------------------------- export
 
-def with_acim(bundle: Bundle, **changes) -> Bundle:
-    """The same analog model under another noise level / seed / mode (same formats)."""
-    return replace(bundle, acim=replace(bundle.acim, **changes))
-
-
 def export_analog(model: AnalogDigitsNet, spec: AcimSpec | None = None) -> Bundle:
     """The integer bundle of an analog model: int8 weights, the ABN gain/offset and noise
     key per layer (``layer.analog``), identity requantizers on the codes, ``acim`` spec."""
@@ -343,13 +338,3 @@ def export_analog(model: AnalogDigitsNet, spec: AcimSpec | None = None) -> Bundl
                     layers=layers, acim=spec)
     bundle.validate()
     return bundle
-
-
-def integer_predictions(bundle: Bundle, images: np.ndarray) -> np.ndarray:
-    """Class predictions of the integer analog reference on float images."""
-    from ..ref.network import quantize_input, run_network
-    return run_network(bundle, quantize_input(bundle, images)).predictions
-
-
-def integer_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(integer_predictions(bundle, images) == labels))

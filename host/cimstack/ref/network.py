@@ -90,6 +90,16 @@ def quantize_input(bundle: Bundle, images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(images / np.float32(bundle.input.scale)), 0, top).astype(np.uint8)
 
 
+def integer_predictions(bundle: Bundle, images: np.ndarray) -> np.ndarray:
+    """Class predictions of the integer reference on float images."""
+    return run_network(bundle, quantize_input(bundle, images)).predictions
+
+
+def integer_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of the integer reference on float images with their labels."""
+    return float(np.mean(integer_predictions(bundle, images) == labels))
+
+
 def lower_conv(x: np.ndarray, layer: MacroLayer) -> np.ndarray:
     """NCHW activations -> [B*Ho*Wo, C*kh*kw] input vectors (zero padding)."""
     kh, kw = layer.weight.shape[2:]
@@ -129,7 +139,7 @@ def layer_stats(bundle: Bundle) -> list[LayerStats]:
         cost = (acim_cost(layer.k, layer.channels, layer.w_bits, layer.x_bits, bundle.acim)
                 if layer.macro == "acim" else
                 layer_cost(layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim))
-        vectors = int(np.prod(layer.out_shape[1:])) if layer.op == "conv2d" else 1
+        vectors = layer.vectors
         stats.append(LayerStats(
             name=layer.name, op=layer.op, macro=layer.macro, k=layer.k, n=layer.channels, vectors=vectors,
             tiles=cost.tiles, cycles=vectors * cost.cycles,

@@ -6,18 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table as RichTable
 
-from .console import console
-
-
-def _rich(table) -> RichTable:
-    t = RichTable(title=table.title, header_style="bold")
-    for i, col in enumerate(table.columns):
-        t.add_column(col, justify="right" if table.numeric(i) else "left")
-    for row in table.rows:
-        t.add_row(*row)
-    return t
+from .console import console, rich_table
 
 
 def print_report(report) -> None:
@@ -25,7 +15,8 @@ def print_report(report) -> None:
     for n, s in enumerate(report.sections, 1):
         console.rule(f"{n}. {s.title} [dim]({s.status})[/]")
         for t in s.tables:
-            console.print(_rich(t))
+            console.print(rich_table(t.title, t.columns, t.rows,
+                                     [t.numeric(i) for i in range(len(t.columns))]))
         for m in s.missing:
             console.print(f"[yellow]{m}[/]")
         for m in s.more:

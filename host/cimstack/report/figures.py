@@ -1,7 +1,7 @@
 """The report's matplotlib figures (Agg backend, no display needed).
 
 A figure is a row of panels, each a line plot (:class:`Lines`) or a grouped bar chart
-(:class:`Bars`), drawn in the style of the analog study's plots and saved as one PNG.
+(:class:`Bars`), saved atomically as one PNG; the analog study draws its plots with it too.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+from .io import atomic_file
 
 
 class Series(NamedTuple):
@@ -94,8 +96,8 @@ def plot(panels: Sequence[Panel], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if len(ax.get_legend_handles_labels()[1]) > 1:
             ax.legend(fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    return path
+    return Path(path)

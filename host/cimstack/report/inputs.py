@@ -31,7 +31,8 @@ class InputKind:
 INPUT_KINDS = {k.name: k for k in (
     InputKind("verify", "verify/verify.json", "", "cimstack demo --out RUN_DIR",
               ("backend", "images", "layers")),
-    InputKind("bundle", "bundle/bundle.json", "", "cimstack demo --out RUN_DIR"),
+    InputKind("bundle", "bundle/bundle.json", "", "cimstack demo --out RUN_DIR", ("name",)),
+    InputKind("cost", "cost.json", "", "cimstack demo --out RUN_DIR", ("fpga",)),
     InputKind("snn_demo", "snn_demo.json", "", "cimstack demo --snn --out RUN_DIR",
               ("cost", "verify")),
     InputKind("sweep", "results.json", "sweep", "cimstack sweep --out RUN_DIR/sweep",

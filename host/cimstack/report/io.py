@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-_UMASK = os.umask(0)        # read once (setting it is the only way), then restored
-os.umask(_UMASK)
+
+
+def _temp_name(dest: Path) -> Path:
+    """A fresh hidden name beside ``dest`` (created with O_EXCL / mkdir, so never reused)."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}")
 
 
 def jsonable(obj: Any) -> Any:
@@ -34,11 +39,11 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = _temp_name(path)
+    # modes as open() gives them (0666 less the umask), not mkstemp's 0600
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)      # as open() would create it, not mkstemp's 0600
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,9 +55,9 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = _temp_name(dest)
+    tmp.mkdir(0o777)             # 0777 less the umask, so the folder can be served
     try:
-        os.chmod(tmp, 0o777 & ~_UMASK)      # as mkdir would, so the folder can be served
         yield tmp
         old = None
         if dest.exists():
@@ -83,3 +88,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """JSON (NumPy scalars and arrays allowed) written atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, default=jsonable) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: list[dict],
+                     columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` as CSV with a header (``columns``, default: the first row's keys)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns or rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buf.getvalue())

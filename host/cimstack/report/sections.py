@@ -359,19 +359,24 @@ def mismatch_section(inputs: RunInputs, fig_dir: Path) -> Section:
 
 # ---------------------------------------------------------------- 6. throughput
 
-def _bundle_throughput(inputs: RunInputs) -> tuple[list, list]:
-    """Panels and tables of ``fpga_cost`` of the run's bundle."""
-    from ..bundle import load_bundle
-    from ..cost import fpga_cost
-    bundle = load_bundle(inputs.paths["bundle"].parent)
-    est = fpga_cost(bundle)
-    rate = est["dma_bound_images_per_s"] * est["dma_bytes_per_image"]     # bytes/s
+def _bundle_throughput(inputs: RunInputs) -> tuple[list, list, str]:
+    """Panels, tables and source of the FPGA estimate of the run's bundle: the one the
+    run wrote in cost.json (at its batch), else ``fpga_cost`` of the bundle (batch 1)."""
+    cost = inputs.json("cost")
+    if cost:
+        est, source = cost["fpga"], f"the fpga figures of {inputs.rel('cost')}"
+    else:
+        from ..bundle import load_bundle
+        from ..cost import fpga_cost
+        est = fpga_cost(load_bundle(inputs.paths["bundle"].parent))
+        source = f"`cimstack.cost.fpga_cost` of {inputs.paths['bundle'].parent.name}/"
     layers = est["layers"]
-    dma_us = [1e6 * (r["bytes_in"] + r["bytes_out"] + r["bytes_weights"]) / rate
-              if rate else 0.0 for r in layers]
+    dma_bytes = [r["bytes_in"] + r["bytes_out"] + r["bytes_weights"] for r in layers]
+    dma_us = [1e6 * b / est["hp_port_bytes_per_s"] for b in dma_bytes]
     names = [r["layer"] for r in layers]
     panels = [
-        Bars(f"{bundle.name} at {est['clock_mhz']:g} MHz", "images/s",
+        Bars(f"{inputs.json('bundle')['name']} at {est['clock_mhz']:g} MHz, batch "
+             f"{est['batch']}", "images/s",
              ["compute bound", "DMA bound", "overlay"],
              {"images/s": [est["images_per_s"], est["dma_bound_images_per_s"],
                            est["bound_images_per_s"]]},
@@ -382,6 +387,7 @@ def _bundle_throughput(inputs: RunInputs) -> tuple[list, list]:
     tables = [
         Table("overlay estimate", ["figure", "value"], [
             ["clock", f"{est['clock_mhz']:g} MHz"],
+            ["batch", fmt(est["batch"])],
             ["cycles per image", fmt(est["cycles_per_image"])],
             ["compute images/s", fmt(est["images_per_s"])],
             ["DMA bytes per image", fmt(est["dma_bytes_per_image"])],
@@ -389,10 +395,9 @@ def _bundle_throughput(inputs: RunInputs) -> tuple[list, list]:
             ["overlay bound images/s", fmt(est["bound_images_per_s"])],
             ["bottleneck", str(est["bottleneck"])]]),
         Table("per layer", ["layer", "cycles", "compute us", "DMA bytes", "DMA us"],
-              [[r["layer"], fmt(r["cycles"]), fmt(1e6 * r["seconds"]),
-                fmt(r["bytes_in"] + r["bytes_out"] + r["bytes_weights"]), fmt(us)]
-               for r, us in zip(layers, dma_us)])]
-    return panels, tables
+              [[r["layer"], fmt(r["cycles"]), fmt(1e6 * r["seconds"]), fmt(b), fmt(us)]
+               for r, b, us in zip(layers, dma_bytes, dma_us)])]
+    return panels, tables, source
 
 
 def throughput_section(inputs: RunInputs, fig_dir: Path) -> Section:
@@ -400,8 +405,8 @@ def throughput_section(inputs: RunInputs, fig_dir: Path) -> Section:
     section = Section("throughput", "Overlay throughput vs the DMA bound")
     panels, sources = [], []
     if inputs.has("bundle"):
-        panels, section.tables = _bundle_throughput(inputs)
-        sources.append(f"`cimstack.cost.fpga_cost` of {inputs.paths['bundle'].parent.name}/")
+        panels, section.tables, source = _bundle_throughput(inputs)
+        sources.append(source)
     points = [p for p in (inputs.json("sweep") or {}).get("points", [])
               if p.get("fpga_images_per_s") is not None]
     if points:

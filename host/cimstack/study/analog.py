@@ -20,7 +20,6 @@ c. Accuracy vs adc_bits: one model per resolution, evaluated at sigma 0 and at
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 
 from ..config import AcimSpec
 from ..ref.acim import acim_codes, decode, unit_gain
+from ..report.figures import Lines, Series, plot
+from ..report.io import write_csv_atomic
 
 Progress = Callable[[str, int], None]       # (description, steps done now)
 
@@ -113,7 +114,8 @@ def accuracy_vs_sigma(sigmas: Sequence[float] = (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5,
                       float_epochs: int = 20, noise_seeds: int = 3, seed: int = 0,
                       float_model=None, progress: Progress = _noop) -> list[dict]:
     """Test accuracy of a noise-unaware and a noise-aware model over sigma (LSB)."""
-    from ..quant.analog import integer_accuracy, train_analog_digits, with_acim
+    from ..quant.analog import train_analog_digits
+    from ..ref.network import integer_accuracy
     fmodel = float_model
     if fmodel is None:
         fmodel = _float_model(seed, float_epochs)
@@ -126,7 +128,7 @@ def accuracy_vs_sigma(sigmas: Sequence[float] = (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5,
         ex = res.export()
         data = res.data
         for s in sigmas:
-            accs = [integer_accuracy(with_acim(ex, sigma=float(s), seed=k), data.x_test,
+            accs = [integer_accuracy(ex.with_acim(sigma=float(s), seed=k), data.x_test,
                                      data.y_test)
                     for k in range(noise_seeds if s > 0 else 1)]
             rows.append({"model": label, "train_sigma": ts, "adc_bits": adc_bits,
@@ -141,7 +143,8 @@ def accuracy_vs_adc_bits(adc_bits: Iterable[int] = range(1, 9), sigma_eval: floa
                          noise_seeds: int = 3, seed: int = 0, float_model=None,
                          progress: Progress = _noop) -> list[dict]:
     """One noise-aware model per ADC resolution; accuracy at sigma 0 and sigma_eval."""
-    from ..quant.analog import integer_accuracy, train_analog_digits, with_acim
+    from ..quant.analog import train_analog_digits
+    from ..ref.network import integer_accuracy
     fmodel = float_model or _float_model(seed, float_epochs)
     rows = []
     for a in adc_bits:
@@ -150,7 +153,7 @@ def accuracy_vs_adc_bits(adc_bits: Iterable[int] = range(1, 9), sigma_eval: floa
         ex = res.export()
         data = res.data
         clean = integer_accuracy(ex, data.x_test, data.y_test)
-        noisy = [integer_accuracy(with_acim(ex, sigma=sigma_eval, seed=k), data.x_test,
+        noisy = [integer_accuracy(ex.with_acim(sigma=sigma_eval, seed=k), data.x_test,
                                   data.y_test) for k in range(noise_seeds)]
         rows.append({"adc_bits": a, "train_sigma": train_sigma, "accuracy_sigma0": clean,
                      "sigma_eval": sigma_eval, "accuracy_noisy": float(np.mean(noisy)),
@@ -161,76 +164,36 @@ def accuracy_vs_adc_bits(adc_bits: Iterable[int] = range(1, 9), sigma_eval: floa
 
 # ------------------------------------------------------------------------- outputs
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    from ..report.io import write_text_atomic
-    import io
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text_atomic(path, buf.getvalue())
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-def _figure():
-    """A headless matplotlib figure and axes of the study's size."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt.subplots(figsize=(5.5, 4))
-
-
 def plot_enob(rows: list[dict], path: Path) -> Path:
-    fig, ax = _figure()
+    """Effective bits vs ADC bits, one line per swing configuration."""
     bits = sorted({r["adc_bits"] for r in rows})
-    ax.plot(bits, bits, "k:", label="ideal (adc_bits)")
-    for config in SWING_CONFIGS:
-        pts = [(r["adc_bits"], r["enob"]) for r in rows if r["config"] == config]
-        ax.plot(*zip(*pts), "o-", label=config)
+    series = [Series("ideal (adc_bits)", bits, bits, "k:")] + [
+        Series(config, *map(list, zip(*[(r["adc_bits"], r["enob"]) for r in rows
+                                         if r["config"] == config])))
+        for config in SWING_CONFIGS]
     r0 = rows[0]
-    ax.set_title(f"{r0['active_rows']} of {r0['rows']} rows active")
-    ax.set_xlabel("ADC bits")
-    ax.set_ylabel("effective bits (SQNR)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+    return plot([Lines(f"{r0['active_rows']} of {r0['rows']} rows active", "ADC bits",
+                       "effective bits (SQNR)", series)], path)
 
 
 def plot_sigma(rows: list[dict], path: Path) -> Path:
-    fig, ax = _figure()
+    """Accuracy vs noise sigma of the noise-unaware and noise-aware models."""
+    series = []
     for label in ("unaware", "aware"):
-        pts = [(r["sigma"], 100 * r["accuracy"]) for r in rows if r["model"] == label]
-        ts = next(r["train_sigma"] for r in rows if r["model"] == label)
-        ax.plot(*zip(*pts), "o-", label=f"noise-{label} (train sigma {ts:g})")
-    ax.set_title(f"digits, {rows[0]['adc_bits']}-bit ADC")
-    ax.set_xlabel("ADC noise sigma (LSB)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+        mine = [r for r in rows if r["model"] == label]
+        series.append(Series(f"noise-{label} (train sigma {mine[0]['train_sigma']:g})",
+                             [r["sigma"] for r in mine], [100 * r["accuracy"] for r in mine]))
+    return plot([Lines(f"digits, {rows[0]['adc_bits']}-bit ADC", "ADC noise sigma (LSB)",
+                       "test accuracy (%)", series)], path)
 
 
 def plot_adc_bits(rows: list[dict], path: Path) -> Path:
-    fig, ax = _figure()
+    """Accuracy vs ADC bits at sigma 0 and at the evaluation noise."""
     bits = [r["adc_bits"] for r in rows]
-    ax.plot(bits, [100 * r["accuracy_sigma0"] for r in rows], "o-", label="sigma 0")
-    ax.plot(bits, [100 * r["accuracy_noisy"] for r in rows], "s-",
-            label=f"sigma {rows[0]['sigma_eval']:g} LSB")
-    ax.set_xlabel("ADC bits")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("digits, noise-aware models")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+    return plot([Lines("digits, noise-aware models", "ADC bits", "test accuracy (%)", [
+        Series("sigma 0", bits, [100 * r["accuracy_sigma0"] for r in rows]),
+        Series(f"sigma {rows[0]['sigma_eval']:g} LSB", bits,
+               [100 * r["accuracy_noisy"] for r in rows], "s-")])], path)
 
 
 PARTS = ("enob", "sigma", "bits")
@@ -253,7 +216,7 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
     if "enob" in parts:
         rows = effective_bits_sweep(range(1, 9), active_rows, samples=512 if quick else 4096,
                                     channels=16 if quick else 32, seed=seed, progress=progress)
-        write_csv(out / "enob.csv", rows)
+        write_csv_atomic(out / "enob.csv", rows)
         plot_enob(rows, out / "enob.png")
         by = {(r["config"], r["adc_bits"]): r["enob"] for r in rows}
         summary["enob"] = {
@@ -269,7 +232,7 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
         rows = accuracy_vs_sigma(sigmas, sigma_adc_bits, train_sigma, epochs, seed=seed,
                                  noise_seeds=1 if quick else 3, float_model=fmodel,
                                  progress=progress)
-        write_csv(out / "sigma.csv", rows)
+        write_csv_atomic(out / "sigma.csv", rows)
         plot_sigma(rows, out / "sigma.png")
         summary["sigma"] = {f"{r['model']}@{r['sigma']:g}": r["accuracy"] for r in rows}
     if "bits" in parts:
@@ -277,7 +240,7 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
         rows = accuracy_vs_adc_bits(bits, epochs=epochs, seed=seed,
                                     noise_seeds=1 if quick else 3, float_model=fmodel,
                                     progress=progress)
-        write_csv(out / "adc_bits.csv", rows)
+        write_csv_atomic(out / "adc_bits.csv", rows)
         plot_adc_bits(rows, out / "adc_bits.png")
         summary["bits"] = {r["adc_bits"]: r["accuracy_sigma0"] for r in rows}
     from ..report.io import write_json_atomic

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..report.console import console
+from ..report.console import console, rich_table
 from .points import POINT_TYPES
 from .runner import POINT_TIMEOUT, SweepProgress, SweepResult, run_sweep
 
@@ -43,16 +43,13 @@ def results_tables(result: SweepResult) -> list[Table]:
         if not rows:
             continue
         knobs = [k for k in POINT_TYPES[macro].knob_names() if len({r[k] for r in rows}) > 1]
-        t = Table(title=f"{macro}: {len(rows)} points", header_style="bold")
-        for col in ("point", *knobs, *(m[1] for m in metrics)):
-            t.add_column(col, justify="left" if col == "point" else "right")
-        for r in rows[:TABLE_ROWS]:
-            t.add_row(r["point"], *(str(r[k]) for k in knobs),
-                      *(_fmt(None if r[c] is None else r[c] * scale, spec)
-                        for c, _, scale, spec in metrics))
-        if len(rows) > TABLE_ROWS:
-            t.caption = f"first {TABLE_ROWS} of {len(rows)}; all in {result.results_csv}"
-        tables.append(t)
+        tables.append(rich_table(
+            f"{macro}: {len(rows)} points", ["point", *knobs, *(m[1] for m in metrics)],
+            [[r["point"], *(str(r[k]) for k in knobs),
+              *(_fmt(None if r[c] is None else r[c] * scale, spec)
+                for c, _, scale, spec in metrics)] for r in rows[:TABLE_ROWS]],
+            caption=(f"first {TABLE_ROWS} of {len(rows)}; all in {result.results_csv}"
+                     if len(rows) > TABLE_ROWS else None)))
     return tables
 
 

@@ -15,8 +15,6 @@ cluster need no shared filesystem.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import BundleError, ConfigError
-from ..report.io import write_json_atomic, write_text_atomic
+from ..report.io import write_csv_atomic, write_json_atomic
 from .engines import SweepError, open_engine
 from .grid import expand, normalize
 from .points import Point, Schedule, model_id, point_id
@@ -271,20 +269,12 @@ def _collect(out: Path, plans: list[_Plan], scheds: dict):
     return rows, layers, results
 
 
-def _csv(rows: list[dict], columns: list[str] | tuple) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _write_tables(out: Path, grid: dict, rows: list, layers: list, results: list,
                   failed: list) -> None:
     columns: dict[str, None] = {"point": None, "layer": None}
     for lr in layers:
         columns.update(dict.fromkeys(lr))
-    write_text_atomic(out / "results.csv", _csv(rows, COLUMNS))
-    write_text_atomic(out / "layers.csv", _csv(layers, columns))
+    write_csv_atomic(out / "results.csv", rows, COLUMNS)
+    write_csv_atomic(out / "layers.csv", layers, columns)
     write_json_atomic(out / "results.json", {"grid": grid, "columns": list(COLUMNS),
                                              "points": results, "failed": failed})

@@ -87,8 +87,7 @@ def point_bundle(bundle, params: dict[str, Any]):
     point = POINT_TYPES[params["macro"]](**{k: v for k, v in params.items() if k != "macro"})
     if point.macro == "dcim":
         return dataclasses.replace(bundle, dcim=point.spec())
-    return dataclasses.replace(bundle, acim=dataclasses.replace(
-        bundle.acim, sigma=point.sigma, seed=point.seed))
+    return bundle.with_acim(sigma=point.sigma, seed=point.seed)
 
 
 def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> dict[str, Any]:
@@ -104,13 +103,12 @@ def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> d
 
 def _evaluate_bundle(bundle) -> tuple[dict, list]:
     from ..cost import fpga_cost, network_cost
-    from ..ref.network import quantize_input, run_network
+    from ..ref.network import integer_accuracy
     x, y = _digits_test()
-    pred = run_network(bundle, quantize_input(bundle, x)).predictions
     cost = network_cost(bundle)
     fpga = fpga_cost(bundle)
     t = cost.totals
-    metrics = {"accuracy": float(np.mean(pred == y)), "energy_pj": t["energy_pj"],
+    metrics = {"accuracy": integer_accuracy(bundle, x, y), "energy_pj": t["energy_pj"],
                "latency_s": t["latency_s"], "tops_per_w": t["tops_per_w"], "ops": t["ops"],
                "cycles": t["cycles"], "fpga_images_per_s": fpga["images_per_s"],
                "dma_bound_images_per_s": fpga["dma_bound_images_per_s"]}
@@ -119,6 +117,7 @@ def _evaluate_bundle(bundle) -> tuple[dict, list]:
 
 def _evaluate_snn(params: dict, net16, schedule: dict) -> tuple[dict, list]:
     from ..cost import snn_cost
+    from ..cost.network import per_pj
     from ..quant.snn_export import narrow_membranes
     from ..ref.snn import run_snn
     net = narrow_membranes(net16, params["v_bits"]) if params["v_bits"] != 16 else net16
@@ -129,7 +128,7 @@ def _evaluate_snn(params: dict, net16, schedule: dict) -> tuple[dict, list]:
     t = cost["totals"]
     metrics = {"accuracy": float(np.mean(res.predictions == labels)),
                "energy_pj": t["energy_pj_per_sample"], "latency_s": t["latency_s"],
-               "tops_per_w": t["sops"] / t["energy_pj"] if t["energy_pj"] else None,
+               "tops_per_w": per_pj(t["sops"], t["energy_pj"]),
                "ops": t["sops"] / n, "cycles": t["cycles"] / n,
                "traffic_bits": t["traffic_bits"] / n, "traffic_saving": t["traffic_saving"]}
     return metrics, [dict(row) for row in cost["layers"]]
