@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cimstack.report.io import write_json_atomic
+from cimstack.fileio import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

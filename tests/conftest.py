@@ -1,13 +1,78 @@
-"""Shared fixtures: small random bundles that exercise every layer kind."""
+"""Shared fixtures (small random bundles that exercise every layer kind) and the
+settings that make the suite deterministic on any x86 machine:
+
+- float kernels: before torch is imported, MKL, oneDNN and ATen are capped at their
+  AVX2 code paths (``MKL_CBWR=AVX2,STRICT`` also makes MKL's results independent of
+  the thread count), so an AVX-512 or an AMD machine computes the same float32 bits
+  as an AVX2 one; only set where the CPU has AVX2, and an existing value wins;
+- torch runs on :data:`TORCH_THREADS` intra-op thread(s) and one inter-op thread, not
+  on "all cores" (the float32 sums, and so the trained models, depend on the split);
+- every test starts from the same seeds (python ``random``, NumPy's global generator,
+  torch), so a test gives the same result alone, with ``-k`` or in the whole run;
+- hypothesis uses the ``cimstack`` profile: ``derandomize=True`` (the same examples on
+  every run, chosen from a hash of the test), no example database (no ``.hypothesis``
+  folder, no replay of earlier runs' failures), ``deadline=None`` and no ``too_slow``
+  health check (wall-clock limits fail at random on a loaded machine; the tests bound
+  their work with ``max_examples`` instead). ``--hypothesis-profile=explore`` draws new
+  random examples (with the database) to look for bugs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import random
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cimstack.bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, Requant
 from cimstack.bundle import weight_range
 from cimstack.config import DcimSpec
+
+TORCH_THREADS = 1
+SEED = 0
+
+
+def _cap_float_kernels_at_avx2() -> None:
+    """Pin torch's float kernels to their AVX2 versions (see the module docstring)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    flags = next((line.split(":", 1)[1].split() for line in lines
+                  if line.startswith("flags")), [])
+    if "avx2" in flags:
+        os.environ.setdefault("MKL_CBWR", "AVX2,STRICT")
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+        os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
+
+_cap_float_kernels_at_avx2()    # before any test module imports torch (none above does)
+
+settings.register_profile("cimstack", derandomize=True, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cimstack")    # --hypothesis-profile=NAME overrides this
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_start():
+    """Same seeds and torch threads before every test (torch only if a test imported it)."""
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(SEED)
+        torch.set_num_threads(TORCH_THREADS)
+        if torch.get_num_interop_threads() != 1:
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:        # only possible before torch's first parallel work
+                pass
 
 
 def random_weight(rng, shape, w_bits, rows_on=16, sparsity=0.0):
@@ -80,3 +145,16 @@ def bitfile(tmp_path_factory):
     """The emulated overlay's .bit (with its .hwh) in a temporary folder."""
     from cimstack import emu
     return emu.install(folder=tmp_path_factory.mktemp("overlay"))
+
+
+@contextlib.contextmanager
+def console_output():
+    """Send the CLI's rich console to a StringIO (not a terminal) for a while; then back
+    to following sys.stdout, so pytest's and CliRunner's captures see it again."""
+    from cimstack.report.console import console
+    buf = io.StringIO()
+    console.file = buf
+    try:
+        yield buf
+    finally:
+        console.file = None                   # rich: None = whatever sys.stdout is

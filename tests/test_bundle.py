@@ -129,3 +129,58 @@ def test_binary_zero_only_in_whole_blocks(tmp_path):
         save_bundle(b, tmp_path / "b")
     w[0] = 0                                     # the whole (only) block of channel 0
     save_bundle(b, tmp_path / "b")
+
+
+def test_binary_zero_refused_when_rows_on_changes_after_load():
+    """A bundle valid for rows_on=16, run under rows_on=32 (as a sweep point does): the
+    32-row blocks now mix pruned and kept rows. The bit-serial path would read the 0s as
+    -1 and the exact path as 0; both refuse instead."""
+    import dataclasses
+
+    from cimstack.config import DcimSpec
+    from cimstack.errors import ConfigError
+    from cimstack.ref.dcim import macro_matmul, macro_matmul_bitserial
+
+    b = digits_like_bundle(w_bits=(4, 4, 1), x_bits=(8, 4, 4))
+    b.layers[-1].weight[:, 0:16] = 0
+    b.validate()
+    x = np.random.default_rng(1).integers(0, 256, (2, 1, 8, 8))
+    run_network(b, x)                                     # fine under its own rows_on
+    for psum_bits in (None, 3):
+        spec = DcimSpec(rows_on=32, psum_bits=psum_bits)
+        with pytest.raises(ConfigError, match="binary layer has a 0 inside block"):
+            run_network(dataclasses.replace(b, dcim=spec), x)
+    w = b.layers[-1].matrix()
+    xv = np.ones((1, w.shape[0]), np.int64)
+    for fn in (macro_matmul, macro_matmul_bitserial):
+        with pytest.raises(ConfigError, match="rows_on=32"):
+            fn(xv, w, 1, 4, DcimSpec(rows_on=32))
+
+
+def test_fifo_in_place_of_an_array_does_not_hang(tmp_path, small_bundle):
+    import os
+    path = save_bundle(small_bundle, tmp_path / "b")
+    (path / "conv1.weight.npy").unlink()
+    os.mkfifo(path / "conv1.weight.npy")
+    with pytest.raises(BundleError, match="not a regular file"):
+        load_bundle(path)
+
+
+def test_symlink_inside_the_bundle_is_fine(tmp_path, small_bundle):
+    import os
+    path = save_bundle(small_bundle, tmp_path / "b")
+    os.replace(path / "fc.bias.npy", path / "bias-copy.npy")
+    os.symlink("bias-copy.npy", path / "fc.bias.npy")
+    assert load_bundle(path).layers[-1].requant.bias.tolist() == \
+        small_bundle.layers[-1].requant.bias.tolist()
+
+
+def test_headroom_rule_is_the_exporters():
+    """The load-time check and the exporter's shift choice use one formula."""
+    from cimstack.bundle import INT64_MAX, requant_peak
+    from cimstack.quant.export import choose_shift
+    acc_max, m, b = 1 << 40, np.array([0.7]), np.array([3.0])
+    s = choose_shift(m, b, acc_max)
+    assert requant_peak(acc_max, round(0.7 * 2**s), round(3.0 * 2**s), s) <= INT64_MAX
+    assert requant_peak(acc_max, round(0.7 * 2**(s + 1)), round(3.0 * 2**(s + 1)), s + 1) \
+        > INT64_MAX

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import console_output
 
 
 def cimstack(*args, cwd=None):
@@ -48,3 +49,87 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     assert r.returncode == 2
     assert message in " ".join((r.stdout + r.stderr).split())
     assert "Traceback" not in r.stdout + r.stderr
+
+
+# --------------------------------------------------------------- data, SNN bundles, progress
+
+def _in_process(args, cwd):
+    from badcase import run_cli
+    return run_cli(args, cwd)
+
+
+def test_data_npz_images_with_labels_and_one_channel_shape(tmp_path):
+    import numpy as np
+    from cimstack.bundle import save_bundle
+    from conftest import digits_like_bundle
+    save_bundle(digits_like_bundle(), tmp_path / "b")
+    x = np.random.default_rng(0).random((7, 8, 8))            # (N, H, W), float64
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2, 3, 4, 5, 6], np.uint8))
+    code, out = _in_process(["run", "b", "--data", "d.npz", "--json", "r.json"], tmp_path)
+    assert code == 0, out
+    figs = json.loads((tmp_path / "r.json").read_text())
+    assert figs["images"] == 7 and 0.0 <= figs["accuracy"] <= 1.0
+
+
+def test_data_half_a_step_outside_the_range_is_allowed():
+    """Values that round onto the quantizer's codes are fine; beyond half a step is not."""
+    import numpy as np
+    from cimstack.data import check_images
+    from cimstack.errors import ConfigError
+    from conftest import digits_like_bundle
+    b = digits_like_bundle()                                   # 8 bits, scale 1/255: 0..1
+    x = np.zeros((1, 1, 8, 8))
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = 1 + 0.4 / 255, -0.4 / 255
+    check_images(b, x)
+    x[0, 0, 0, 0] = 1 + 0.6 / 255
+    with pytest.raises(ConfigError, match="outside 0..1"):
+        check_images(b, x)
+
+
+def test_snn_bundle_run_and_verify(tmp_path):
+    from bad_cases_data import _snn, _snn_net, nmnist_folder
+    _snn(tmp_path, _snn_net(), nmnist_folder(tmp_path / "n", labels=(0, 1, 2, 3)))
+    code, out = _in_process(["run", "s", "--data", "n", "--json", "r.json"], tmp_path)
+    assert code == 0, out
+    figs = json.loads((tmp_path / "r.json").read_text())
+    assert figs["backend"] == "reference" and figs["samples"] == 4 and figs["sops"] > 0
+    code, out = _in_process(["verify", "s", "--data", "n", "--limit", "2", "--report", "v"],
+                            tmp_path)
+    assert code == 0, out
+    rep = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert rep["ok"] and rep["backend"] == "emu" and rep["images"] == 2
+    assert [l["name"] for l in rep["layers"]] == ["conv1", "fc"]
+    assert "BIT-EXACT" in (tmp_path / "v" / "verify.txt").read_text()
+
+
+def test_snn_demo_on_a_bundle_says_where_it_wrote_and_refreshes_the_report(tmp_path):
+    from bad_cases_data import _snn, _snn_net, nmnist_folder
+    _snn(tmp_path, _snn_net(), nmnist_folder(tmp_path / "n"))
+    code, out = _in_process(["snn", "demo", "--bundle", "s", "--data", "n", "--out", "o",
+                             "--backend", "csim", "--verify-samples", "2"], tmp_path)
+    assert code == 0, out
+    assert "figures: o/snn_demo.json" in out and "report: o/report/index.html" in out
+    assert (tmp_path / "o" / "report" / "index.html").is_file()
+
+
+def test_long_step_prints_progress_lines_when_piped():
+    import time
+    from cimstack.report.console import long_step
+    with console_output() as buf:                              # not a terminal
+        with long_step("crunching", interval=0.05) as step:
+            time.sleep(0.2)
+            step.update("crunching: half way")
+            time.sleep(0.2)
+        lines_at_exit = buf.getvalue().count("\n")
+        time.sleep(0.15)
+    out = buf.getvalue()
+    assert "crunching ... " in out and "crunching: half way ... " in out
+    assert out.count("\n") == lines_at_exit                   # stopped with the step
+
+
+def test_long_step_is_silent_for_a_short_step():
+    from cimstack.report.console import long_step
+    with console_output() as buf:
+        with long_step("quick", interval=5.0):
+            pass
+    assert buf.getvalue() == ""

@@ -4,6 +4,7 @@ cimstack.hw.dma_io. Every failure mode must end in an error, never a hang."""
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 pynq = pytest.importorskip("pynq")
 
 from cimstack import emu  # noqa: E402
+emu_device = importlib.import_module("cimstack.emu.device")   # emu.device is a function
 from cimstack.errors import DmaTimeout, HardwareError  # noqa: E402
 from cimstack.hw.dma_io import channel_status, decode_dmasr, reset_dma, wait_idle  # noqa: E402
+from bad_cases_emu import bounded  # noqa: E402
 from conftest import Doubler  # noqa: E402
 from cimstack.overlay_shape import AP_DONE, AP_START, CTRL, overlay_shape  # noqa: E402
 
@@ -269,3 +272,133 @@ def test_length_written_while_halted_has_no_effect(dev, dma):
 def test_decode_dmasr():
     assert decode_dmasr(0x4011) == "0x00004011 (Halted|DMAIntErr|Err_Irq)"
     assert decode_dmasr(0x0) == "0x00000000 (running, busy)"
+
+
+# ------------------------------------- pynq's own unbounded waits, in emulation
+
+def stalled(action) -> str:
+    """Run ``action`` (which spins in pynq on the board); the message it raises."""
+    t0 = time.monotonic()
+    with bounded(), pytest.raises(DmaTimeout) as err:
+        action()
+    assert time.monotonic() - t0 < emu_device.STALL_SECONDS + 5
+    message = str(err.value)
+    assert "\n" not in message and "none can come without a register write" in message
+    return message
+
+
+def test_pynq_wait_with_the_kernel_never_started(dev, dma, ip):
+    src, dst = buffers(dev, 16)
+    dma.sendchannel.transfer(src)
+    dma.recvchannel.transfer(dst)
+    msg = stalled(dma.recvchannel.wait)
+    assert f"{SLOT.dma.name} S2MM can make no progress: received 0 of up to 16 words" in msg
+    assert f"no kernel is started: {SLOT.ip_name} was never started" in msg
+
+
+def test_pynq_wait_on_a_send_the_kernel_never_takes(dev, dma, ip):
+    n = 4 * dev.fifo_depth
+    src, _ = buffers(dev, n)
+    dma.sendchannel.transfer(src)
+    msg = stalled(dma.sendchannel.wait)
+    assert (f"{SLOT.dma.name} MM2S can make no progress: the kernel consumed 0 of {n} "
+            f"words; no kernel is started: {SLOT.ip_name}") in msg
+
+
+def test_pynq_wait_on_a_send_longer_than_the_kernel_reads(dev, dma, ip):
+    n = 4 * dev.fifo_depth
+    src, dst = buffers(dev, n)
+    dma.recvchannel.transfer(dst)
+    dma.sendchannel.transfer(src)
+    ip.write(N_VEC, 12)
+    ip.write(CTRL, AP_START)
+    msg = stalled(dma.sendchannel.wait)
+    assert f"{SLOT.dma.name} MM2S can make no progress: the kernel consumed 12 of {n}" in msg
+    assert "longer than the kernel reads for its registers" in msg
+    dma.recvchannel.wait()                        # the kernel's own output did arrive
+    np.testing.assert_array_equal(dst[:12], 2 * src[:12])
+
+
+def test_pynq_wait_for_output_of_a_kernel_missing_input(dev, dma, ip):
+    src, dst = buffers(dev, 16)
+    dma.recvchannel.transfer(dst)
+    dma.sendchannel.transfer(src, nbytes=8 * 12)
+    ip.write(N_VEC, 16)
+    ip.write(CTRL, AP_START)
+    dma.sendchannel.wait()                        # all 12 words were taken
+    msg = stalled(dma.recvchannel.wait)
+    assert "received 0 of up to 16 words" in msg
+    assert f"{SLOT.ip_name} waits for input: it has 12 of 16 words, 4 missing" in msg
+
+
+def test_pynq_wait_without_a_transfer(dma):
+    msg = stalled(dma.recvchannel.wait)
+    assert f"{SLOT.dma.name} S2MM has no transfer in progress" in msg
+
+
+def test_pynq_start_of_a_channel_in_error(dev, dma):
+    src = pynq.allocate((16,), np.uint64, target=dev)
+    dma.mmio.write(0x18, src.physical_address + 4)         # misaligned: DMAIntErr
+    dma.mmio.write(0x28, 64)
+    dma.sendchannel.stop()                                 # already halted: returns
+    msg = stalled(dma.sendchannel.start)                   # spins on DMASR.Halted
+    assert f"{SLOT.dma.name} MM2S is halted by an error (address 0x" in msg
+    reset_dma(dma)
+
+
+def test_polling_ap_done_of_a_kernel_whose_output_is_not_taken(dev, dma, ip):
+    n = 4 * dev.fifo_depth
+    src, _ = buffers(dev, n)
+    dma.sendchannel.transfer(src)
+    ip.write(N_VEC, n)
+    ip.write(CTRL, AP_START)
+
+    def poll():
+        while not ip.read(CTRL) & AP_DONE:
+            pass
+    msg = stalled(poll)
+    assert f"{SLOT.ip_name} is blocked sending {n - dev.fifo_depth} output words" in msg
+
+
+def test_polling_ap_done_already_read(dev, ip):
+    ip.write(N_VEC, 0)
+    ip.write(CTRL, AP_START)
+    assert ip.read(CTRL) & AP_DONE                # clear on read
+
+    def poll():
+        while not ip.read(CTRL) & AP_DONE:
+            pass
+    assert "AP_DONE is clear on read" in stalled(poll)
+
+
+def test_status_reads_before_the_start_are_not_a_hang(dev, dma, ip):
+    """pynq's usual order: both transfers, maybe status reads, AP_START, then wait().
+    Many reads in little time, or a few reads over a long time, are not a spin."""
+    n = 16
+    for polls, pause in ((2 * emu_device.STALL_POLLS, 0.0), (3, emu_device.STALL_SECONDS)):
+        src, dst = buffers(dev, n)
+        dma.sendchannel.transfer(src)
+        dma.recvchannel.transfer(dst)
+        for _ in range(polls):
+            assert not dma.recvchannel.idle
+            time.sleep(pause)
+        ip.write(N_VEC, n)
+        ip.write(CTRL, AP_START)
+        with bounded():
+            dma.sendchannel.wait()
+            dma.recvchannel.wait()
+        np.testing.assert_array_equal(dst, 2 * src)
+
+
+def test_reads_resume_a_pump_cut_short(dev, dma, ip, monkeypatch):
+    monkeypatch.setattr(emu_device, "MAX_PUMP_ROUNDS", 1)
+    n = 8 * dev.fifo_depth
+    src, dst = buffers(dev, n)
+    dma.recvchannel.transfer(dst)
+    dma.sendchannel.transfer(src)
+    ip.write(N_VEC, n)
+    ip.write(CTRL, AP_START)
+    with bounded():
+        dma.sendchannel.wait()
+        dma.recvchannel.wait()
+    np.testing.assert_array_equal(dst, 2 * src)

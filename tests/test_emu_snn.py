@@ -11,7 +11,8 @@ import pytest
 pynq = pytest.importorskip("pynq")
 
 from cimstack.errors import DmaTimeout  # noqa: E402
-from cimstack.hw.snn import SnnKernelRunner, layer_args, open_snn_runner  # noqa: E402
+from cimstack.backends import open_snn_runner  # noqa: E402
+from cimstack.hw.snn import SnnKernelRunner, layer_args  # noqa: E402
 from cimstack.overlay_shape import overlay_shape  # noqa: E402
 from cimstack.ref.snn import run_snn  # noqa: E402
 from cimstack.snn_cli import verify_snn  # noqa: E402
@@ -21,7 +22,7 @@ from test_ref_snn import random_net  # noqa: E402
 
 @pytest.fixture(scope="module")
 def emu_runner(tmp_path_factory) -> SnnKernelRunner:
-    return open_snn_runner("emu", timeout_s=5.0)
+    return open_snn_runner("emu", timeout_s=5.0)[0]
 
 
 def test_shape_has_an_snn_slot():
@@ -66,6 +67,6 @@ def test_short_input_times_out_and_recovers(emu_runner):
             tx(args, np.array([1 << 31], np.uint64), 64, "short input")
     finally:
         tx.timeout_s = old
-    runner = open_snn_runner("emu", timeout_s=5.0)   # a fresh download clears the kernel
+    runner, _ = open_snn_runner("emu", timeout_s=5.0)   # a fresh download clears the kernel
     frames = np.random.default_rng(5).random((1, 3, 2, 8, 8)) < 0.2
     np.testing.assert_array_equal(runner.run(net, frames).counts, run_snn(net, frames).counts)

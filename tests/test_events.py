@@ -15,7 +15,7 @@ from cimstack.events import (EVENT_DTYPE, EventFormatError, bin_events, encode_a
                              read_aedat, read_gesture_labels, read_nmnist, simulate,
                              unpack_stream, write_nmnist)
 from cimstack.events.camera import CameraConfig, render
-from cimstack.events.datasets import event_digits, load_nmnist
+from cimstack.events.datasets import event_digits, load_dvs_gesture, load_nmnist
 from cimstack.events.wire import MARKER, PAD, frames_to_packets, packets_to_frames
 
 
@@ -156,6 +156,59 @@ def test_gesture_labels(tmp_path):
     (tmp_path / "b.csv").write_text("class,start,end\n1;2;3\n")
     with pytest.raises(EventFormatError, match="b.csv:2"):
         read_gesture_labels(tmp_path / "b.csv")
+    (tmp_path / "c.csv").write_text("class,start,end\n0,2,3\n")
+    with pytest.raises(EventFormatError, match="c.csv:2: .*class in 1..11"):
+        read_gesture_labels(tmp_path / "c.csv")
+    with pytest.raises(EventFormatError, match="does not exist"):
+        read_gesture_labels(tmp_path / "none.csv")
+
+
+def test_aedat_event_number_below_capacity_is_honoured(tmp_path):
+    ev = random_events(np.random.default_rng(9), 6, 128, 128)
+    data = bytearray(encode_aedat(ev))
+    head_end = data.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
+    struct.pack_into("<i", data, head_end + 20, 4)                # eventNumber 4 of 6
+    body = head_end + 28
+    data[body + 4 * 8:body + 6 * 8] = b"\xff" * 16                 # the unused room: garbage
+    (tmp_path / "n.aedat").write_bytes(bytes(data))
+    np.testing.assert_array_equal(read_aedat(tmp_path / "n.aedat"), ev[:4])
+
+
+def test_aedat_needs_end_header_and_ordered_times(tmp_path):
+    ev = random_events(np.random.default_rng(10), 4, 128, 128)
+    data = encode_aedat(ev)
+    (tmp_path / "h.aedat").write_bytes(data.replace(b"#!END-HEADER\r\n", b""))
+    with pytest.raises(EventFormatError, match="no '#!END-HEADER' line"):
+        read_aedat(tmp_path / "h.aedat")
+    head_end = data.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
+    for t, match in ((-7, "negative timestamp -7"), (ev["t"][2] + 1, "go backwards at event 2")):
+        bad = bytearray(data)
+        struct.pack_into("<i", bad, head_end + 28 + 8 + 4, int(t))  # the time of event 1
+        (tmp_path / "t.aedat").write_bytes(bytes(bad))
+        with pytest.raises(EventFormatError, match=match):
+            read_aedat(tmp_path / "t.aedat")
+
+
+def test_dvs_gesture_folder(tmp_path):
+    ev = make_events([1, 2, 3, 4], [5, 6, 7, 8], [100, 200, 1100, 1200], [1, 0, 1, 0])
+    (tmp_path / "user01_led.aedat").write_bytes(encode_aedat(ev))
+    (tmp_path / "user01_led_labels.csv").write_text(
+        "class,startTime_usec,endTime_usec\n3,100,1000\n11,1000,1300\n")
+    ds = load_dvs_gesture(tmp_path, "test")
+    assert ds.labels.tolist() == [2, 10]
+    assert ds.events[0]["t"].tolist() == [0, 100] and ds.events[1]["x"].tolist() == [3, 4]
+    (tmp_path / "user01_led_labels.csv").unlink()
+    with pytest.raises(EventFormatError, match="user01_led_labels.csv is missing"):
+        load_dvs_gesture(tmp_path, "test")
+    (tmp_path / "user01_led.aedat").write_bytes(encode_aedat(ev[:0]))
+    with pytest.raises(EventFormatError, match="holds no events"):
+        load_dvs_gesture(tmp_path, "test")
+
+
+def test_polarity_must_be_0_or_1():
+    assert make_events([0], [0], [0], [1])["p"].tolist() == [True]
+    with pytest.raises(EventFormatError, match="polarity -1"):
+        make_events([0, 1], [0, 0], [0, 1], [-1, 1])
 
 
 # --------------------------------------------------------------------- binning

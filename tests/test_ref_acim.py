@@ -143,7 +143,7 @@ def test_requantized_layer():
     (dict(swing="auto"), r"swing = 'auto' is not allowed"),
     (dict(gain_bits=16, gain_frac_bits=4), r"gain format 16.4 allows gains of 256"),
     (dict(sigma=20.0), r"sigma = 20.0 is out of range"),
-    (dict(adc_per_input_bit=1), r"adc_per_input_bit = 1 must be True or False"),
+    (dict(adc_per_input_bit=1), r"adc_per_input_bit = 1 is not allowed: choose one of \[False, True\]"),
 ])
 def test_bad_specs(kwargs, match):
     with pytest.raises(ConfigError, match=match):

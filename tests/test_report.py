@@ -22,7 +22,7 @@ from cimstack.errors import ConfigError
 from cimstack.report import build as report_build
 from cimstack.report.build import write_report
 from cimstack.report.inputs import _number, find_inputs
-from cimstack.report.io import atomic_folder, write_csv_atomic, write_text_atomic
+from cimstack.fileio import atomic_folder, write_csv_atomic, write_text_atomic
 from cimstack.report.render import to_html, to_markdown
 from cimstack.report.sections import NUMBER, Section, Table, _curves, _ranges, fmt
 from cimstack.study.analog import run_analog_study

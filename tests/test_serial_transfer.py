@@ -92,6 +92,27 @@ def test_interrupted_transfer_resumes(tmp_path, home):
     assert sha(home / "y" / "data.bin") == sha(src)
 
 
+def test_failed_reopen_ends_the_transfer_with_one_line(tmp_path, home):
+    # the cable goes at about 10 % and the port does not come back: one clear error,
+    # never a retry on the closed port (a TypeError from pyserial used to end it)
+    from cimstack.deploy.remote import SerialRemote
+    from cimstack.errors import HardwareError
+    src = blob(tmp_path / "data.bin", 100_000, seed=5)
+    with FakeBoard(home, disconnect_after_input=20_000) as b:
+        remote = SerialRemote(b.port, login_timeout=10, reopen_delay=0.1)
+        with pytest.raises(HardwareError) as exc:
+            remote.put(src, "v/data.bin")
+        remote.close()
+    held = next((home / "v").glob("*.part")).stat().st_size
+    message = str(exc.value)
+    assert "\n" not in message and 0 < held < 100_000
+    assert message.startswith(f"{b.port}: the serial link dropped during put v/data.bin "
+                              f"({held} of 100000 bytes are on the board) and the port could "
+                              "not be reopened")
+    assert "run the same command again: the transfer resumes" in message
+    assert isinstance(exc.value, TransferInterrupted) and exc.value.done == held
+
+
 def test_bad_partial_is_discarded(tmp_path, home):
     src = blob(tmp_path / "data.bin", 20_000, seed=3)
     digest = sha(src)

@@ -111,6 +111,33 @@ def test_dead_cluster_address_is_a_clear_error(tmp_path):
                   **FAST)
 
 
+@pytest.mark.parametrize("address, message", [
+    ("tcp://127.0.0.1:1", "cannot reach a Dask scheduler at tcp://127.0.0.1:1"),
+    ("tcp://", "--cluster 'tcp://' is not a Dask scheduler address"),
+    ("http://127.0.0.1:1", "--cluster 'http://127.0.0.1:1' is not a Dask scheduler address"),
+    ("127.0.0.1:99999", "--cluster '127.0.0.1:99999' is not a Dask scheduler address"),
+])
+def test_bad_cluster_address_prints_one_line(tmp_path, address, message):
+    # a process of its own: Dask logs through `logging` and from its threads, and a
+    # client that failed to start complains when it is garbage-collected at exit
+    out = subprocess.run(
+        [sys.executable, "-c", "from cimstack.cli import main; main()", "sweep", "--quick",
+         "--out", str(tmp_path / "o"), "--cluster", address, "--connect-timeout", "2"],
+        capture_output=True, text=True, timeout=120)
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stdout + out.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_a_port_that_does_not_speak_dask_is_a_clear_error(tmp_path):
+    # something listens, but never answers: Dask's client would wait for ever
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = "tcp://127.0.0.1:%d" % server.getsockname()[1]
+        with pytest.raises(SweepError, match="not Dask's protocol"):
+            run_sweep({"acim": {}}, tmp_path, cluster=address, connect_timeout=0.5, **FAST)
+
+
 def test_stuck_tasks_stop_the_sweep_after_the_point_timeout(tmp_path):
     # no training finishes within 50 ms: the sweep stops, ends its worker, writes nothing
     with pytest.raises(SweepError, match="no task finished within 0.05 s"):

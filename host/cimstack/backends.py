@@ -29,6 +29,17 @@ class Backend:
     overlay: object = None
 
 
+def verify_backend(name: str, allowed: tuple[str, ...]) -> str:
+    """``name`` when it is one of the backends ``allowed`` to be verified, else a
+    ConfigError: ``verify`` compares a backend with the reference, never the reference
+    with itself."""
+    if name in allowed:
+        return name
+    what = ("the reference cannot be verified against itself" if name == "reference"
+            else f"unknown backend {name!r}")
+    raise ConfigError(f"--backend {name}: {what}; choose one of {', '.join(allowed)}")
+
+
 def open_backend(name: str, bitfile: Optional[Path] = None, console=None,
                  timeout_s: float = 10.0) -> Backend:
     """Open backend ``name``; ``auto`` says which one it took."""
@@ -44,6 +55,9 @@ def open_backend(name: str, bitfile: Optional[Path] = None, console=None,
 def open_overlay(name: str, bitfile: Optional[Path] = None, console=None):
     """The overlay for ``emu``, ``board`` or ``auto`` (which says which it took):
     returns ``(CimOverlay, resolved name)``."""
+    from .overlay_shape import check_handoff
+    if bitfile is not None:           # the user's file is checked before pynq parses it
+        check_handoff(bitfile)
     from . import emu
     from .hw.overlay import CimOverlay
     if name == "auto":
@@ -62,3 +76,17 @@ def open_overlay(name: str, bitfile: Optional[Path] = None, console=None):
     if name != "emu":
         raise ConfigError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     return CimOverlay(emu.install(), device=emu.device()), name
+
+
+def open_snn_runner(backend: str = "csim", bitfile: Optional[Path] = None,
+                    timeout_s: float = 10.0, console=None):
+    """``(runner, resolved name)`` of the spiking core
+    (:class:`cimstack.hw.snn.SnnKernelRunner`): ``csim`` (kernel library, no pynq),
+    ``emu`` (emulated overlay through pynq and the DMA driver), ``board`` (PYNQ-Z2;
+    needs ``bitfile``), ``auto`` (says which it took)."""
+    from .hw.snn import csim_runner, overlay_runner
+    if backend == "csim":
+        return csim_runner(), "csim"
+    overlay, name = open_overlay(backend, bitfile, console)
+    slot = overlay.shape.slot("snn")
+    return overlay_runner(overlay, slot.ip_name, slot.dma.name, timeout_s), name

@@ -11,27 +11,45 @@ Layout of a bundle folder::
 A bundle is written into a temporary folder next to its destination and renamed into
 place, so a crash never leaves half a bundle. Loading checks every field and array
 (existence, dtype, shape, value range) and raises :class:`BundleError` naming the file
-and the problem.
+and the problem. The readers here (:func:`read_schema_doc`, :func:`load_array`,
+:func:`get_field`, :func:`get_shape`, :func:`check_object`) serve the SNN bundle too:
+
+- every JSON object must hold only its known keys (``meta`` is free-form: any JSON
+  object, kept and written back unread);
+- array files are plain names inside the bundle folder (a symlink may not lead out of
+  it), and a ``.npy`` header must declare the expected dtype and shape and exactly the
+  bytes the file holds before anything is allocated;
+- names (bundle, layers) are plain tokens, as they become file and folder names.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from .config import AcimLayerParams, AcimSpec, DcimSpec, check_range
+from .config import AcimLayerParams, AcimSpec, DcimSpec, check_keys, check_range
 from .errors import BundleError, ConfigError
-from .report.io import atomic_folder, jsonable
+from .fileio import atomic_folder, jsonable
 
 SCHEMA = "cimstack-bundle"
 SCHEMA_VERSION = 1
 MACROS = ("dcim", "acim")
 INT32 = (-(2**31), 2**31 - 1)
+INT64_MAX = 2**63 - 1
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAX_ELEMENTS = 1 << 26          # largest shape a bundle may declare (elements)
+MAX_JSON_BYTES = 64 << 20       # largest bundle.json / snn_bundle.json read
+# The input quantizer divides float32 images by float32(scale): the scale must be a
+# normal float32 (a subnormal or smaller one rounds to 0 or loses its precision and
+# every input saturates; a larger one is inf).
+SCALE_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
 
 
 def _in_range(where: str, value, lo: int, hi: int) -> None:
@@ -40,6 +58,21 @@ def _in_range(where: str, value, lo: int, hi: int) -> None:
         check_range(where, value, lo, hi)
     except ConfigError as exc:
         raise BundleError(str(exc)) from None
+
+
+def check_name(where: str, name: Any, error: type = BundleError) -> None:
+    """A bundle or layer name becomes a file or folder name (``<layer>.weight.npy``, the
+    board's ``bundles/<name>``): 1 to 64 letters, digits, ``_``, ``.``, ``-``, not
+    starting with ``.`` or ``-``."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise error(f"{where} = {name!r} is not a plain name: use 1 to 64 letters, digits, "
+                    "'_', '.' or '-' (no path separators), not starting with '.' or '-'")
+
+
+def requant_peak(acc_max: int, m_abs: int, b_abs: int, shift: int) -> int:
+    """Largest ``|acc*M + B + r|`` the int64 requantizer can meet for ``|acc| <= acc_max``
+    (exact Python integers); the requantizer is safe while it is at most 2^63 - 1."""
+    return acc_max * m_abs + b_abs + ((1 << (shift - 1)) if shift > 0 else 0)
 
 
 def weight_range(w_bits: int) -> tuple[int, int]:
@@ -71,6 +104,19 @@ class Requant:
         _in_range(f"{where}.requant.shift", self.shift, 0, 62)
         _in_range(f"{where}.requant.lo", self.lo, *INT32)
         _in_range(f"{where}.requant.hi", self.hi, self.lo, INT32[1])
+
+    def check_headroom(self, where: str, acc_max: np.ndarray, why: str) -> None:
+        """``acc*M + B + r`` must fit int64 for every ``|acc| <= acc_max[n]`` (the
+        exporter's rule, :func:`cimstack.quant.export.choose_shift`)."""
+        for n, (a, m, b) in enumerate(zip(acc_max.tolist(), self.multiplier.tolist(),
+                                          self.bias.tolist())):
+            peak = requant_peak(a, abs(m), abs(b), self.shift)
+            if peak > INT64_MAX:
+                raise BundleError(
+                    f"{where}: the int64 requantizer overflows on channel {n}: {why} give "
+                    f"|acc| up to {a}, and |acc*M + B| with M = {m}, B = {b}, shift = "
+                    f"{self.shift} reaches {peak} >= 2^63; re-export the bundle (the "
+                    "exporter picks a smaller shift, M and B) or reduce K")
 
 
 @dataclass
@@ -164,6 +210,14 @@ class PoolLayer:
     op: str = "maxpool2d"
 
     def validate(self) -> None:
+        where = f"layer {self.name}"
+        if self.op != "maxpool2d":
+            raise BundleError(f"{where}: op {self.op!r} is not a pool op (maxpool2d)")
+        _in_range(f"{where}.kernel", self.kernel, 1, 64)
+        _in_range(f"{where}.stride", self.stride, 1, 64)
+        if len(self.in_shape) != 3:
+            raise BundleError(f"{where}: max pooling needs a (C, H, W) input, got "
+                              f"{tuple(self.in_shape)}")
         c, h, w = self.in_shape
         expect = (c, (h - self.kernel) // self.stride + 1, (w - self.kernel) // self.stride + 1)
         if tuple(self.out_shape) != expect:
@@ -181,9 +235,10 @@ class FlattenLayer:
     op: str = "flatten"
 
     def validate(self) -> None:
-        if tuple(self.out_shape) != (int(np.prod(self.in_shape)),):
+        size = math.prod(self.in_shape)          # exact (np.prod wraps past 2^63)
+        if tuple(self.out_shape) != (size,):
             raise BundleError(f"layer {self.name}: flatten of {tuple(self.in_shape)} gives "
-                              f"({int(np.prod(self.in_shape))},), not {tuple(self.out_shape)}")
+                              f"({size},), not {tuple(self.out_shape)}")
 
 
 Layer = Union[MacroLayer, PoolLayer, FlattenLayer]
@@ -199,8 +254,13 @@ class InputSpec:
 
     def validate(self) -> None:
         _in_range("input.bits", self.bits, 1, 8)
-        if not (isinstance(self.scale, float) and np.isfinite(self.scale) and self.scale > 0):
-            raise BundleError(f"input.scale = {self.scale!r} must be a positive finite number")
+        lo, hi = SCALE_RANGE
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) \
+                or not lo <= self.scale <= hi:                  # False for NaN too
+            raise BundleError(
+                f"input.scale = {self.scale!r} must be a positive normal float32 number in "
+                f"[{lo:.7g}, {hi:.7g}]: the input quantizer computes x / scale in float32, "
+                "where a smaller (subnormal) scale saturates every input")
 
 
 @dataclass
@@ -224,16 +284,33 @@ class Bundle:
 
     def validate(self) -> None:
         """Check every layer and that shapes chain from the input to the output."""
+        check_name("bundle name", self.name)
         self.input.validate()
+        if not isinstance(self.meta, dict):
+            raise BundleError(f"bundle meta must be a JSON object, got {type(self.meta).__name__}")
         if not self.layers:
             raise BundleError("bundle has no layers")
         check_chain(self.layers, self.input.shape, BundleError)
-        for layer in self.layers:
-            if isinstance(layer, MacroLayer) and layer.w_bits == 1:
+        for layer in self.macro_layers:
+            if layer.w_bits == 1:
                 check_binary_blocks(f"layer {layer.name}", layer.matrix(), self.dcim.rows_on)
-            if isinstance(layer, MacroLayer) and layer.macro == "acim":
+            if layer.macro == "acim":
                 self._check_analog(layer)
+            self._check_headroom(layer)
         self._check_value_ranges()
+
+    def _check_headroom(self, layer: MacroLayer) -> None:
+        """The requantizer's int64 headroom for the largest accumulator of each channel:
+        dcim ``sum_k |w[n,k]| * (2^x_bits - 1)``, acim the largest ADC code."""
+        if layer.macro == "acim":
+            top = (1 << self.acim.adc_bits) - 1
+            acc_max, why = np.full(layer.channels, top), f"ADC codes up to {top}"
+        else:
+            x_max = (1 << layer.x_bits) - 1
+            acc_max = np.abs(layer.matrix().astype(np.int64)).sum(axis=0) * x_max
+            why = (f"K = {layer.k} inputs up to {x_max} times weights up to "
+                   f"{int(np.abs(layer.weight.astype(np.int64)).max(initial=0))}")
+        layer.requant.check_headroom(f"layer {layer.name}", acc_max, why)
 
     def _check_analog(self, layer: MacroLayer) -> None:
         where = f"layer {layer.name}"
@@ -274,6 +351,7 @@ def check_chain(layers: list, input_shape: tuple, error: type) -> None:
     (``error`` is the exception to raise: BundleError for files, ConfigError for code)."""
     shape, names = tuple(input_shape), set()
     for i, layer in enumerate(layers):
+        check_name(f"layers[{i}].name", layer.name, error)
         if layer.name in names:
             raise error(f"layer name {layer.name!r} is used twice")
         names.add(layer.name)
@@ -284,8 +362,11 @@ def check_chain(layers: list, input_shape: tuple, error: type) -> None:
         shape = tuple(layer.out_shape)
 
 
-def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int) -> None:
-    """Binary weights are {-1,+1}; a 0 may appear only as a whole pruned block."""
+def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int,
+                        error: type = BundleError) -> None:
+    """Binary weights are {-1,+1}; a 0 may appear only as a whole pruned block of
+    ``rows_on`` rows (the macro stores one bit per weight, so a lone 0 has no encoding:
+    the bit-serial read would take it as -1, the exact product as 0)."""
     zeros = (w_mat == 0)
     if not zeros.any():
         return
@@ -295,7 +376,7 @@ def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int) -> None:
     mixed = np.argwhere((counts > 0) & (counts < sizes))
     if mixed.size:
         g, n = (int(v) for v in mixed[0])
-        raise BundleError(
+        raise error(
             f"{where}.weight: binary layer has a 0 inside block (row group {g}, channel {n}); "
             f"w_bits=1 weights are {{-1,+1}} and only whole blocks of rows_on={rows_on} rows "
             "may be pruned to 0")
@@ -319,8 +400,9 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
     return d
 
 
-def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
-    """Validate and write ``bundle`` to the folder ``path`` atomically."""
+def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) -> Path:
+    """Validate and write ``bundle`` to the folder ``path`` atomically (a folder that
+    cimstack did not write is replaced only with ``force``)."""
     bundle.validate()
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
            "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
@@ -329,7 +411,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
                       **({"acim": bundle.acim.to_dict()} if bundle.acim else {})},
            "layers": [_layer_to_json(layer) for layer in bundle.layers],
            "meta": bundle.meta}
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, force, kind="bundle") as tmp:
         for layer in bundle.macro_layers:
             arrays = {"weight": layer.weight, "multiplier": layer.requant.multiplier,
                       "bias": layer.requant.bias}
@@ -342,76 +424,156 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+TOP_KEYS = ("schema", "schema_version", "name", "input", "macros", "layers", "meta")
+INPUT_KEYS = ("shape", "bits", "scale")
+LAYER_KEYS = ("name", "op", "in_shape", "out_shape")
+POOL_KEYS = LAYER_KEYS + ("kernel", "stride")
+MACRO_LAYER_KEYS = LAYER_KEYS + ("macro", "w_bits", "x_bits", "stride", "padding", "weight",
+                                 "weight_shape", "requant", "analog")
+REQUANT_KEYS = ("multiplier", "bias", "shift", "lo", "hi")
+ANALOG_KEYS = ("gain", "offset", "layer")
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+
+
+def _unique_keys(pairs: list) -> dict:
+    """``json.loads`` hook: a key given twice is an error (JSON would keep the last)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} is given twice in one object")
+        seen[key] = value
+    return seen
+
+
 def read_schema_doc(meta_file: Path, schema: str, version: int, what: str, hint: str) -> dict:
     """The JSON document of a bundle folder, checked for its schema and version."""
     if not meta_file.is_file():
         raise BundleError(f"no {what} at {meta_file.parent}: {meta_file.name} is missing "
                           f"({hint})")
+    bundle_file(meta_file.parent, meta_file.name, what)
+    if meta_file.stat().st_size > MAX_JSON_BYTES:
+        raise BundleError(f"{meta_file} is larger than {MAX_JSON_BYTES >> 20} MiB; a bundle's "
+                          "JSON is small: it is not a bundle file")
     try:
-        doc = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = json.loads(meta_file.read_text(), object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{meta_file} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         raise BundleError(f"{meta_file} is not a {what} (schema field must be {schema!r})")
-    if doc.get("schema_version") != version:
+    if type(doc.get("schema_version")) is not int or doc["schema_version"] != version:
         raise BundleError(f"{meta_file}: schema_version {doc.get('schema_version')!r} is not "
                           f"supported; this cimstack reads version {version}: re-export it")
     return doc
 
 
-def load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -> np.ndarray:
-    """An .npy array of a bundle folder, checked for name, readability, dtype and shape."""
-    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-        raise BundleError(f"{where}: array file name {name!r} must be a plain file name")
+def bundle_file(folder: Path, name: Any, where: str) -> Path:
+    """``folder / name`` for a file the bundle JSON names: a plain file name, an existing
+    regular file, and (through any symlink) inside the bundle folder."""
+    if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
+        raise BundleError(f"{where}: array file name {name!r} must be a plain file name "
+                          "inside the bundle folder")
     file = folder / name
     if not file.is_file():
-        raise BundleError(f"{where}: array file {file} is missing; re-export the bundle")
+        raise BundleError(f"{where}: array file {file} is missing (or not a regular file); "
+                          "re-export the bundle")
+    target = file.resolve()
+    if folder.resolve() not in target.parents:
+        raise BundleError(f"{where}: {file} is a symbolic link to {target}, outside the "
+                          "bundle folder; copy the file into the bundle instead")
+    return file
+
+
+def load_array(folder: Path, name: Any, where: str, dtype: str, shape: tuple) -> np.ndarray:
+    """An .npy array of a bundle folder (:func:`bundle_file`). Its header must declare
+    ``dtype``, ``shape`` and exactly the bytes the file holds; this is checked before
+    the data are read, so a damaged header cannot make NumPy allocate what it claims."""
+    file = bundle_file(folder, name, where)
     try:
-        arr = np.load(file, allow_pickle=False)
+        with open(file, "rb") as fh:
+            npy_version = np.lib.format.read_magic(fh)
+            if npy_version not in ((1, 0), (2, 0)):
+                raise ValueError(f".npy format version {npy_version} is not supported")
+            read_header = (np.lib.format.read_array_header_1_0 if npy_version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            got_shape, _, got_dtype = read_header(fh)
+            data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise BundleError(f"{where}: {file} is not a readable .npy array (truncated or "
+                          f"corrupt?): {exc}") from None
+    if got_dtype != np.dtype(dtype):
+        raise BundleError(f"{where}: {file.name} has dtype {got_dtype}, expected {dtype}")
+    if tuple(got_shape) != tuple(shape):
+        raise BundleError(f"{where}: {file.name} has shape {tuple(got_shape)}, expected "
+                          f"{tuple(shape)}")
+    if data_bytes != math.prod(shape) * got_dtype.itemsize:
+        raise BundleError(f"{where}: {file.name} holds {data_bytes} data bytes but its header "
+                          f"declares {math.prod(shape) * got_dtype.itemsize} ({dtype} "
+                          f"{tuple(shape)}): truncated or corrupt; re-export the bundle")
+    try:
+        return np.load(file, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise BundleError(f"{where}: {file} is not a readable .npy array (truncated or "
                           f"corrupt?): {exc}") from None
-    if arr.dtype != np.dtype(dtype):
-        raise BundleError(f"{where}: {file.name} has dtype {arr.dtype}, expected {dtype}")
-    if tuple(arr.shape) != tuple(shape):
-        raise BundleError(f"{where}: {file.name} has shape {tuple(arr.shape)}, expected "
-                          f"{tuple(shape)}")
-    return arr
+
+
+def check_object(d: Any, known: tuple | None, where: str) -> dict:
+    """``d`` is a JSON object holding only ``known`` keys (any keys when ``known`` is
+    None); unknown keys: :func:`cimstack.config.check_keys`."""
+    if not isinstance(d, dict):
+        raise BundleError(f"{where} must be a JSON object {{...}}, got {type(d).__name__}")
+    if known is not None:
+        check_keys(d, known, where, BundleError)
+    return d
+
+
+_TYPE_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "a JSON object",
+               float: "a number"}
 
 
 def get_field(d: dict, key: str, where: str, kind: type | tuple = object) -> Any:
-    """``d[key]``, with a clear error when it is missing or of the wrong type."""
+    """``d[key]``, with a clear error when it is missing or of the wrong type (a bool is
+    never an int here, and a float never an int)."""
     if not isinstance(d, dict) or key not in d:
         raise BundleError(f"{where}: missing field {key!r}")
     value = d[key]
     if kind is not object and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise BundleError(f"{where}.{key} = {value!r} has the wrong type")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        raise BundleError(f"{where}.{key} = {value!r} has the wrong type: expected {expected}")
     return value
 
 
 def get_shape(d: dict, key: str, where: str) -> tuple:
-    """A list of positive integers from ``d[key]``, as a tuple."""
+    """A list of positive integers from ``d[key]``, as a tuple, of at most
+    :data:`MAX_ELEMENTS` elements."""
     value = get_field(d, key, where, list)
-    if not value or not all(isinstance(v, int) and v > 0 for v in value):
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                            for v in value):
         raise BundleError(f"{where}.{key} = {value!r} must be a list of positive integers")
+    if math.prod(value) > MAX_ELEMENTS:
+        raise BundleError(f"{where}.{key} = {value!r} declares {math.prod(value)} elements; "
+                          f"a bundle shape holds at most {MAX_ELEMENTS}")
     return tuple(value)
 
 
-def _layer_from_json(d: dict, folder: Path, i: int) -> Layer:
+def _layer_from_json(d: Any, folder: Path, i: int) -> Layer:
     where = f"bundle.json layers[{i}]"
+    check_object(d, None, where)
     name = get_field(d, "name", where, str)
     where = f"layer {name}"
     op = get_field(d, "op", where, str)
+    if op not in ("conv2d", "linear", "maxpool2d", "flatten"):
+        raise BundleError(f"{where}: unknown op {op!r}; known: conv2d, linear, maxpool2d, flatten")
+    check_object(d, {"flatten": LAYER_KEYS, "maxpool2d": POOL_KEYS}.get(op, MACRO_LAYER_KEYS),
+                 where)
     in_shape, out_shape = get_shape(d, "in_shape", where), get_shape(d, "out_shape", where)
     if op == "flatten":
         return FlattenLayer(name, in_shape, out_shape)
     if op == "maxpool2d":
         return PoolLayer(name, in_shape, out_shape, kernel=get_field(d, "kernel", where, int),
                          stride=get_field(d, "stride", where, int))
-    if op not in ("conv2d", "linear"):
-        raise BundleError(f"{where}: unknown op {op!r}; known: conv2d, linear, maxpool2d, flatten")
     wshape = get_shape(d, "weight_shape", where)
-    rq = get_field(d, "requant", where, dict)
+    rq = check_object(get_field(d, "requant", where), REQUANT_KEYS, where + ".requant")
     channels = wshape[0]
     requant = Requant(
         multiplier=load_array(folder, get_field(rq, "multiplier", where), where, "int64", (channels,)),
@@ -420,7 +582,7 @@ def _layer_from_json(d: dict, folder: Path, i: int) -> Layer:
         hi=get_field(rq, "hi", where + ".requant", int))
     analog = None
     if "analog" in d:
-        an = get_field(d, "analog", where, dict)
+        an = check_object(get_field(d, "analog", where), ANALOG_KEYS, where + ".analog")
         analog = AcimLayerParams(
             gain=load_array(folder, get_field(an, "gain", where + ".analog"), where, "int64",
                              (channels,)),
@@ -441,12 +603,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     folder = Path(path)
     if folder.name == "bundle.json":
         folder = folder.parent
-    doc = read_schema_doc(folder / "bundle.json", SCHEMA, SCHEMA_VERSION, "cimstack bundle",
-                          "export one with `cimstack export` or `cimstack train`")
     meta_file = folder / "bundle.json"
-    inp = get_field(doc, "input", "bundle.json", dict)
-    scale = get_field(inp, "scale", "input", (int, float))
-    macros = get_field(doc, "macros", "bundle.json", dict)
+    doc = read_schema_doc(meta_file, SCHEMA, SCHEMA_VERSION, "cimstack bundle",
+                          "export one with `cimstack export` or `cimstack train`")
+    check_object(doc, TOP_KEYS, "bundle.json")
+    inp = check_object(get_field(doc, "input", "bundle.json"), INPUT_KEYS, "input")
+    macros = check_object(get_field(doc, "macros", "bundle.json"), MACROS, "macros")
     try:
         dcim = DcimSpec.from_dict(get_field(macros, "dcim", "macros", dict), where="macros.dcim")
         acim = (AcimSpec.from_dict(get_field(macros, "acim", "macros", dict), where="macros.acim")
@@ -457,7 +619,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     bundle = Bundle(
         name=get_field(doc, "name", "bundle.json", str),
         input=InputSpec(get_shape(inp, "shape", "input"), get_field(inp, "bits", "input", int),
-                        float(scale)),
+                        get_field(inp, "scale", "input", (int, float))),
         layers=[_layer_from_json(d, folder, i) for i, d in enumerate(layers_doc)],
         dcim=dcim, meta=doc.get("meta", {}), acim=acim)
     bundle.validate()

@@ -8,6 +8,10 @@ values are checked; it runs on construction, so an invalid spec cannot exist.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +42,34 @@ def fact(default: Any, doc: str):
 
 
 def check_range(where: str, value: Any, lo: float | None, hi: float | None,
-                integer: bool = True) -> None:
-    """Raise :class:`ConfigError` naming ``where`` unless ``lo <= value <= hi``."""
-    if integer and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where} = {value!r} must be an integer in [{lo}, {hi}]")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{where} = {value!r} is out of range: allowed [{lo}, {hi}]")
+                integer: bool = True, below_hi: bool = False) -> None:
+    """Raise :class:`ConfigError` naming ``where`` unless ``value`` is a number (an
+    ``int`` when ``integer``; a bool is never a number here) with ``lo <= value <= hi``
+    (``value < hi`` when ``below_hi``).
 
+    NaN and the infinities are refused explicitly: every comparison with NaN is False,
+    so a range test alone would let ``nan`` through as if it were in range."""
+    allowed = f"[{lo}, {hi}{')' if below_hi else ']'}"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where} = {value!r} must be {kind} in {allowed}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r} is not a finite number: allowed {allowed}")
+    if (lo is not None and value < lo) or \
+            (hi is not None and (value >= hi if below_hi else value > hi)):
+        raise ConfigError(f"{where} = {value!r} is out of range: allowed {allowed}")
+
+
+def check_keys(data: Mapping[str, Any], known, where: str, error: type = ConfigError) -> None:
+    """Raise ``error`` naming every key of ``data`` not in ``known``, the known key it
+    most resembles (a likely typo: ``strid`` for ``stride``) and the allowed keys."""
+    unknown = sorted(set(data) - set(known), key=str)
+    if not unknown:
+        return
+    hints = [(k, difflib.get_close_matches(str(k), [str(n) for n in known], n=1)) for k in unknown]
+    hint = "; ".join(f"did you mean {m[0]!r} for {k!r}?" for k, m in hints if m)
+    raise error(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(known)}"
+                + (f" ({hint})" if hint else ""))
 
 def validate(spec: Any) -> None:
     """Check every :func:`knob` field of ``spec``, then its cross-field rules."""
@@ -58,15 +83,16 @@ def validate(spec: Any) -> None:
         if value is None and meta["optional"]:
             continue
         if meta["choices"] is not None:
-            if value not in meta["choices"]:
+            # same value AND same type: 64.0 is not the choice 64, nor 1 the choice True
+            if not any(value == c and type(value) is type(c) for c in meta["choices"]):
                 raise ConfigError(
                     f"{where} = {value!r} is not allowed: choose one of {list(meta['choices'])}")
         elif isinstance(f.default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where} = {value!r} must be a number")
             check_range(where, value, meta["lo"], meta["hi"], integer=False)
         elif isinstance(f.default, int) or meta["lo"] is not None:
             check_range(where, value, meta["lo"], meta["hi"])
+        elif isinstance(f.default, str) and not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r} must be a string (in quotes in TOML)")
     rules = getattr(spec, "_rules", None)
     if rules:
         rules()
@@ -85,10 +111,7 @@ class Spec:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where} must be a table of settings, got {type(data).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
+        check_keys(data, known, where)
         kwargs = {}
         for key, value in data.items():
             sub = known[key].type
@@ -253,7 +276,8 @@ class SnnSpec(Spec):
     cols: int = knob(256, "bit columns of the array (FlexSpIM: 256); cols / v_bits "
                      "synaptic operations per cycle", 8, 4096)
     w_bits: int = knob(8, "default weight width (two's complement; 1 = binary {-1,+1})", 1, 16)
-    v_bits: int = knob(16, "default membrane width (signed)", 1, 16)
+    v_bits: int = knob(16, "default membrane width (signed, 2..16: with 1 bit the "
+                    "membrane spans [-1, 0] and no threshold >= 1 fits)", 2, 16)
     leak_shift: int = knob(0, "leak v -= v >> leak_shift after integration; 0 = no leak "
                            "(integrate-and-fire, FlexSpIM)", 0, 15)
     reset: str = knob("subtract", "reset after a spike: v -= theta, or v = 0",
@@ -278,6 +302,28 @@ class ClockFacts(Spec):
     fclk0_mhz: float = knob(100.0, "PL clock FCLK_CLK0 driving the overlay", 1.0, 500.0)
 
 
+# Zynq-7000 system-level address map (UG585, Zynq-7000 SoC Technical Reference Manual,
+# "System-Level Address Map"): DDR from 0x0000_0000 up to 0x3FFF_FFFF (1 GiB at most;
+# the PYNQ-Z2 has 512 MiB), the PL through M_AXI_GP0 at 0x4000_0000-0x7FFF_FFFF and
+# through M_AXI_GP1 at 0x8000_0000-0xBFFF_FFFF; PS peripherals, SLCR and the high OCM
+# follow from 0xE000_0000. Windows below are [start, end).
+ZYNQ7_DDR = (0x0000_0000, 0x4000_0000)
+ZYNQ7_GP0 = (0x4000_0000, 0x8000_0000)
+ZYNQ7_GP1 = (0x8000_0000, 0xC000_0000)
+AXI_MIN_RANGE = 0x1000          # the smallest AXI address range Vivado assigns (4 KiB)
+# a Zynq-7000 part: xc7z, device number, optional s (single core), package, pins, speed
+ZYNQ7_PART = re.compile(r"xc7z\d{3}s?[a-z]{2,4}\d{3,4}-[0-9a-z]{1,3}")
+
+
+def check_window(where: str, base: int, size: int, window: tuple[int, int],
+                 window_name: str) -> None:
+    """ConfigError unless ``[base, base + size)`` lies inside ``window``."""
+    if base < window[0] or base + size > window[1]:
+        raise ConfigError(
+            f"{where} 0x{base:08X}-0x{base + size - 1:08X} is outside the {window_name} "
+            f"window 0x{window[0]:08X}-0x{window[1] - 1:08X} of the Zynq-7000 address map")
+
+
 @dataclass(frozen=True)
 class MemoryFacts(Spec):
     hp_port: str = knob("S_AXI_HP0", "PS slave port the DMAs write through",
@@ -287,6 +333,17 @@ class MemoryFacts(Spec):
     ddr_size: int = knob(0x20000000, "DDR size in bytes", 1, 2**32)
     pl_gp0_base: int = knob(0x40000000, "start of the M_AXI_GP0 window", 0, 2**32 - 1)
     pl_gp0_size: int = knob(0x40000000, "size of the M_AXI_GP0 window", 1, 2**32)
+
+    def _rules(self) -> None:
+        check_window("MemoryFacts DDR (ddr_base, ddr_size)", self.ddr_base, self.ddr_size,
+                     ZYNQ7_DDR, "DDR")
+        check_window("MemoryFacts PL window (pl_gp0_base, pl_gp0_size)", self.pl_gp0_base,
+                     self.pl_gp0_size, ZYNQ7_GP0, "M_AXI_GP0")
+        for name in ("ddr_base", "ddr_size", "pl_gp0_base", "pl_gp0_size"):
+            value = getattr(self, name)
+            if value % AXI_MIN_RANGE:
+                raise ConfigError(f"MemoryFacts.{name} = 0x{value:X} is not a multiple of "
+                                  f"4 KiB (0x{AXI_MIN_RANGE:X}), the smallest AXI address range")
 
 
 @dataclass(frozen=True)
@@ -311,7 +368,21 @@ class SerialFacts(Spec):
     fallback_ip: str = fact("192.168.2.99", "address the image takes with no DHCP lease")
 
     def _rules(self) -> None:
-        object.__setattr__(self, "usb_pids", tuple(self.usb_pids))
+        pids = self.usb_pids
+        if not isinstance(pids, (list, tuple)) or not pids:
+            raise ConfigError(f"SerialFacts.usb_pids = {pids!r} must be a non-empty list of "
+                              "USB product ids, e.g. [0x6010, 0x6014]")
+        for pid in pids:
+            check_range("SerialFacts.usb_pids[]", pid, 0, 0xFFFF)
+        object.__setattr__(self, "usb_pids", tuple(pids))
+        if not self.user:
+            raise ConfigError("SerialFacts.user is empty: give the board's login user "
+                              "(PYNQ images: \"xilinx\")")
+        try:
+            ipaddress.IPv4Address(self.fallback_ip)
+        except ValueError:
+            raise ConfigError(f"SerialFacts.fallback_ip = {self.fallback_ip!r} is not an IPv4 "
+                              "address such as \"192.168.2.99\"") from None
 
 
 @dataclass(frozen=True)
@@ -327,6 +398,16 @@ class BoardSpec(Spec):
     resources: Resources = field(default_factory=Resources)
     serial: SerialFacts = field(default_factory=SerialFacts)
 
+    def _rules(self) -> None:
+        # the overlay is a Zynq-7000 design (processing_system7, M_AXI_GP0, S_AXI_HPn)
+        if not ZYNQ7_PART.fullmatch(self.part):
+            raise ConfigError(f"BoardSpec.part = {self.part!r} is not a Zynq-7000 part such as "
+                              "'xc7z020clg400-1'; cimstack's overlay is built for the "
+                              "Zynq-7000 processing system")
+        if self.arch != "armv7l":
+            raise ConfigError(f"BoardSpec.arch = {self.arch!r} does not match the Zynq-7000 "
+                              f"part {self.part} (Cortex-A9): use 'armv7l'")
+
 
 _SPEC_TYPES = {c.__name__: c for c in (ClockFacts, MemoryFacts, Resources, SerialFacts)}
 
@@ -335,14 +416,40 @@ def boards_dir() -> Path:
     return project_root() / "boards"
 
 
-def load_board(name: str = "pynq-z2") -> BoardSpec:
-    """Read and validate ``boards/<name>/board.toml``."""
-    path = boards_dir() / name / "board.toml"
+def is_board_path(board: str) -> bool:
+    """True when ``board`` names a file or folder (``./my/board.toml``, ``my/``), not a
+    folder under boards/."""
+    return board.endswith(".toml") or "/" in board or "\\" in board
+
+
+def board_file(board: str) -> Path:
+    """The board.toml of ``board``: a folder name under boards/, a board folder path or
+    a board.toml path."""
+    if is_board_path(board):
+        path = Path(board)
+        path = path / "board.toml" if path.is_dir() else path
+        if not path.is_file():
+            raise ConfigError(f"board file {path} does not exist; give a board.toml path, a "
+                              "folder holding one, or a board name under boards/")
+        return path
+    path = boards_dir() / board / "board.toml"
     if not path.is_file():
         known = sorted(p.name for p in boards_dir().iterdir() if (p / "board.toml").is_file())
-        raise ConfigError(f"unknown board {name!r}: no {path}; known boards: {known}")
+        raise ConfigError(f"unknown board {board!r}: no {path}; known boards: {known}")
+    return path
+
+
+def load_board(name: str = "pynq-z2") -> BoardSpec:
+    """Read and validate a board's facts: ``boards/<name>/board.toml``, or the
+    board.toml at a path (see :func:`board_file`). Errors name the file."""
+    path = board_file(name)
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return BoardSpec.from_dict(data, where=f"board {name}")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return BoardSpec.from_dict(data, where="board")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from .bundle import Bundle
-from .report.console import console
-from .report.io import write_json_atomic
+from .report.console import console, long_step
+from .fileio import write_json_atomic
 
 
 def cost_stage(bundle: Bundle, batch: int, out: Path) -> dict:
@@ -33,26 +33,30 @@ def cost_stage(bundle: Bundle, batch: int, out: Path) -> dict:
     return figs
 
 
-def study_stage(out: Path, seed: int) -> dict:
+def study_stage(out: Path, seed: int, force: bool = False) -> dict:
     """The quick analog study into ``out/study-analog`` with a progress bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .study.analog import PARTS, run_analog_study, study_steps
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with long_step("analog study", live=False) as step, \
+            Progress(TextColumn("{task.description}"), BarColumn(),
+                     TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                     console=console, transient=True) as bar:
         task = bar.add_task("analog study", total=study_steps(PARTS, True))
+
+        def progress(desc, steps=1):
+            bar.update(task, advance=steps, description=desc)
+            step.update(f"analog study: {desc}")
         return run_analog_study(out / "study-analog", PARTS, quick=True, seed=seed,
-                                progress=lambda desc, steps=1: bar.update(
-                                    task, advance=steps, description=desc))
+                                progress=progress, force=force)
 
 
-def sweep_stage(out: Path):
+def sweep_stage(out: Path, force: bool = False):
     """The built-in small sweep (quick training) into ``out/sweep``; resumes."""
     from .sweep import run_sweep
     from .sweep.grid import DEFAULT_GRID
-    with console.status("sweep: training and evaluating the built-in grid") as status:
-        result = run_sweep(DEFAULT_GRID, out / "sweep", quick=True,
+    with long_step("sweep: training and evaluating the built-in grid") as status:
+        result = run_sweep(DEFAULT_GRID, out / "sweep", quick=True, force=force,
                            progress=lambda ev: status.update(
                                f"sweep: {ev.done}/{ev.total} points, models "
                                f"{ev.models_done}/{ev.models_total}"))
@@ -62,19 +66,21 @@ def sweep_stage(out: Path):
     return result
 
 
-def report_stage(out: Path):
+def report_stage(out: Path, force: bool = False):
     """The report of the run folder; returns :class:`cimstack.report.build.Report`."""
     from .report.build import write_report
-    with console.status("report: drawing the figures"):
-        return write_report(out)
+    with long_step("report: drawing the figures"):
+        return write_report(out, force=force)
 
 
-def run_study_stages(bundle: Bundle, batch: int, out: Path, seed: int) -> dict:
-    """All four stages; returns their wall times and what the sweep and report left."""
+def run_study_stages(bundle: Bundle, batch: int, out: Path, seed: int,
+                     force: bool = False) -> dict:
+    """All four stages; returns their wall times and what the sweep and report left.
+    ``force``: the run folder's subfolders may hold files cimstack did not write."""
     stages = {"cost": lambda: cost_stage(bundle, batch, out),
-              "analog_study": lambda: study_stage(out, seed),
-              "sweep": lambda: sweep_stage(out),
-              "report": lambda: report_stage(out)}
+              "analog_study": lambda: study_stage(out, seed, force),
+              "sweep": lambda: sweep_stage(out, force),
+              "report": lambda: report_stage(out, force)}
     times, results = {}, {}
     for name, stage in stages.items():
         t0 = time.perf_counter()

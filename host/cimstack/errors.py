@@ -23,3 +23,7 @@ class DmaTimeout(HardwareError, TimeoutError):
 
 class ToolMissing(CimstackError, RuntimeError):
     """An external tool (C++ compiler, Vitis HLS, Vivado) is not installed."""
+
+
+class OutputError(CimstackError, ValueError):
+    """An output path would delete or replace something cimstack did not write."""

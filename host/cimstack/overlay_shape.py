@@ -1,7 +1,8 @@
 """The one declaration of the overlay: its kernels, their control registers, DMAs,
 addresses and clock. The emulated device's hardware handoff (.hwh), the drivers, and
 (later) the Vivado block design are all produced from this module; tests check that
-the HLS top functions declare the same arguments in the same order.
+the HLS top functions declare the same arguments in the same order. A user's overlay
+(a .bit with its .hwh) is checked against the board here before pynq reads it.
 
 Vitis HLS facts encoded here: with ``ap_ctrl_hs`` on ``s_axilite`` the control
 register sits at 0x00 (bit0 AP_START, bit1 AP_DONE clear-on-read, bit2 AP_IDLE,
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from xml.etree import ElementTree as ET
 
-from .config import BoardSpec, load_board
+from .config import AXI_MIN_RANGE, BoardSpec, check_window, is_board_path, load_board
 from .errors import ConfigError
 
 # ap_ctrl_hs block (same for every HLS kernel)
@@ -191,6 +194,31 @@ class OverlayShape:
     board: BoardSpec
     slots: tuple[Slot, ...]
 
+    def windows(self) -> list[tuple[str, int, int]]:
+        """(IP name, base, address range) of every AXI-Lite slave: kernels and DMAs."""
+        return [w for s in self.slots for w in ((s.ip_name, s.base, s.addr_range),
+                                                (s.dma.name, s.dma.base, s.dma.addr_range))]
+
+    def check_addresses(self) -> None:
+        """ConfigError unless every IP's address range is a power of two of at least
+        4 KiB, its base is aligned to it, it lies in the board's M_AXI_GP0 window and no
+        two ranges overlap (the rules Vivado's address editor enforces)."""
+        mem = self.board.memory
+        windows = sorted(self.windows(), key=lambda w: w[1])
+        for ip, base, size in windows:
+            if size < AXI_MIN_RANGE or size & (size - 1):
+                raise ConfigError(f"overlay IP {ip}: address range 0x{size:X} is not a power "
+                                  "of two of at least 4 KiB")
+            if base % size:
+                raise ConfigError(f"overlay IP {ip}: base 0x{base:08X} is not aligned to its "
+                                  f"address range 0x{size:X}")
+            check_window(f"overlay IP {ip}", base, size, (mem.pl_gp0_base,
+                         mem.pl_gp0_base + mem.pl_gp0_size), f"board {self.board.name} M_AXI_GP0")
+        for (ip_a, base_a, size_a), (ip_b, base_b, _) in zip(windows, windows[1:]):
+            if base_a + size_a > base_b:
+                raise ConfigError(f"overlay IPs {ip_a} (0x{base_a:08X}, range 0x{size_a:X}) "
+                                  f"and {ip_b} (0x{base_b:08X}) overlap")
+
     @property
     def fclk0_mhz(self) -> float:
         return self.board.clocks.fclk0_mhz
@@ -203,10 +231,19 @@ class OverlayShape:
                        f"{[s.kernel.name for s in self.slots]}")
 
 
-@lru_cache(maxsize=None)
 def overlay_shape(board: str = "pynq-z2") -> OverlayShape:
-    """The cimstack overlay for ``board``."""
-    return OverlayShape(
+    """The cimstack overlay for ``board``: a folder name under boards/ (built once per
+    process) or a board.toml path (read on every call, so an edited file is seen)."""
+    return _build_shape(board) if is_board_path(board) else _named_shape(board)
+
+
+@lru_cache(maxsize=None)
+def _named_shape(board: str) -> OverlayShape:
+    return _build_shape(board)
+
+
+def _build_shape(board: str) -> OverlayShape:
+    shape = OverlayShape(
         name="cimstack",
         board=load_board(board),
         slots=(
@@ -215,3 +252,53 @@ def overlay_shape(board: str = "pynq-z2") -> OverlayShape:
             Slot("snn_0", SNN, base=0x43C20000, dma=DmaDecl("snn_dma", base=0x40420000)),
         ),
     )
+    shape.check_addresses()          # against the board's M_AXI_GP0 window, among others
+    return shape
+
+
+# ------------------------------------------------------------ a user's handoff
+
+def hwh_part(hwh: Path) -> str:
+    """The FPGA part a Vivado .hwh was built for, from its SYSTEMINFO element
+    (``DEVICE="7z020" PACKAGE="clg400" SPEEDGRADE="-1"`` -> ``xc7z020clg400-1``).
+
+    A file that is not a handoff (not XML, truncated, no SYSTEMINFO or MODULE
+    elements) is a :class:`ConfigError` of one line naming the file."""
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(f"{hwh} is not a Vivado hardware handoff ({reason}); use the .hwh "
+                           "Vivado wrote beside the .bit (make -C overlay)")
+    try:
+        root = ET.parse(hwh).getroot()
+    except ET.ParseError as exc:
+        raise bad(f"not well-formed XML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {hwh}: {exc.strerror}") from None
+    info = root.find("SYSTEMINFO")
+    if root.tag != "EDKSYSTEM" or info is None:
+        raise bad("no EDKSYSTEM/SYSTEMINFO element")
+    if root.find("MODULES/MODULE") is None:
+        raise bad("no MODULES/MODULE element")
+    device, package, speed = (info.get(k, "") for k in ("DEVICE", "PACKAGE", "SPEEDGRADE"))
+    if not device:
+        raise bad("SYSTEMINFO has no DEVICE")
+    return ((device if device.lower().startswith("xc") else "xc" + device)
+            + package + speed).lower()
+
+
+def check_handoff(bitfile: str | Path, board: str = "pynq-z2") -> Path:
+    """Check a user's overlay before pynq reads it: the .bit exists, its .hwh beside it
+    is a handoff, and built for the board's part. Returns the .hwh path."""
+    bitfile = Path(bitfile)
+    hwh = bitfile.with_suffix(".hwh")
+    if not bitfile.is_file():
+        raise ConfigError(f"bitstream {bitfile} does not exist; build it with "
+                          "`make -C overlay` or give its path")
+    if not hwh.is_file():
+        raise ConfigError(f"{bitfile} has no hardware handoff {hwh.name} beside it; copy the "
+                          ".hwh Vivado wrote with the bitstream into the same folder")
+    part = overlay_shape(board).board.part
+    found = hwh_part(hwh)
+    if found != part.lower():
+        raise ConfigError(f"{hwh} was built for part {found}, but board {board} has part "
+                          f"{part}: rebuild the overlay for this board (make -C overlay)")
+    return hwh

@@ -26,5 +26,10 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "cimstack"
     )
     path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror
+        raise ConfigError(f"cannot use {path} as the cimstack cache folder ({why}); set "
+                          "CIMSTACK_CACHE to a writable folder") from None
     return path

@@ -19,16 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import get_field, get_shape, load_array, read_schema_doc
+from .bundle import (MAX_JSON_BYTES, check_object, get_field, get_shape, load_array,
+                     read_schema_doc)
 from .config import SnnSpec
 from .errors import BundleError, ConfigError
-from .report.io import atomic_folder, jsonable
+from .fileio import atomic_folder, jsonable
 from .ref.snn import SnnLayer, SnnNet
 
 SCHEMA = "cimstack-snn-bundle"
 SCHEMA_VERSION = 1
 META_FILE = "snn_bundle.json"
 _NEURON = ("theta", "w_bits", "v_bits", "leak_shift", "reset", "overflow", "dataflow")
+TOP_KEYS = ("schema", "schema_version", "name", "input_shape", "spec", "layers", "meta")
+POOL_KEYS = ("name", "op", "in_shape", "out_shape", "kernel")
+SPIKING_KEYS = ("name", "op", "in_shape", "out_shape", *_NEURON, "padding", "weight",
+                "weight_shape")
 
 
 def _layer_json(layer: SnnLayer) -> dict:
@@ -43,8 +48,9 @@ def _layer_json(layer: SnnLayer) -> dict:
     return d
 
 
-def save_snn_bundle(net: SnnNet, path: str | os.PathLike) -> Path:
-    """Validate and write ``net`` to the folder ``path`` atomically."""
+def save_snn_bundle(net: SnnNet, path: str | os.PathLike, force: bool = False) -> Path:
+    """Validate and write ``net`` to the folder ``path`` atomically (a folder that
+    cimstack did not write is replaced only with ``force``)."""
     try:
         net.validate()
     except ConfigError as exc:
@@ -52,7 +58,7 @@ def save_snn_bundle(net: SnnNet, path: str | os.PathLike) -> Path:
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": net.name,
            "input_shape": list(net.input_shape), "spec": net.spec.to_dict(),
            "layers": [_layer_json(l) for l in net.layers], "meta": net.meta}
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, force, kind="snn bundle") as tmp:
         for layer in net.layers:
             if layer.spiking:
                 np.save(tmp / f"{layer.name}.weight.npy", layer.weight.astype(np.int32),
@@ -64,9 +70,11 @@ def save_snn_bundle(net: SnnNet, path: str | os.PathLike) -> Path:
 def is_snn_bundle(path: str | os.PathLike) -> bool:
     """True when ``path`` holds an SNN bundle (its snn_bundle.json names this schema)."""
     meta = Path(path) / META_FILE
-    try:
+    try:     # a regular file of sane size only: a FIFO would block, a huge file fill memory
+        if not meta.is_file() or meta.stat().st_size > MAX_JSON_BYTES:
+            return False
         return json.loads(meta.read_text()).get("schema") == SCHEMA
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -78,6 +86,7 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
     meta = folder / META_FILE
     doc = read_schema_doc(meta, SCHEMA, SCHEMA_VERSION, "cimstack SNN bundle",
                           "write one with `cimstack snn train`")
+    check_object(doc, TOP_KEYS, META_FILE)
     try:
         spec = SnnSpec.from_dict(get_field(doc, "spec", "snn_bundle.json", dict), "spec")
     except ConfigError as exc:
@@ -85,15 +94,16 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
     layers = []
     for i, d in enumerate(get_field(doc, "layers", "snn_bundle.json", list)):
         where = f"snn_bundle.json layers[{i}]"
-        name = get_field(d, "name", where, str)
+        name = get_field(check_object(d, None, where), "name", where, str)
         where = f"layer {name}"
         op = get_field(d, "op", where, str)
+        if op not in ("conv", "fc", "pool"):
+            raise BundleError(f"{where}: unknown op {op!r}; known: conv, fc, pool")
+        check_object(d, POOL_KEYS if op == "pool" else SPIKING_KEYS, where)
         ins, outs = get_shape(d, "in_shape", where), get_shape(d, "out_shape", where)
         if op == "pool":
             layers.append(SnnLayer(name, op, ins, outs, kernel=get_field(d, "kernel", where, int)))
             continue
-        if op not in ("conv", "fc"):
-            raise BundleError(f"{where}: unknown op {op!r}; known: conv, fc, pool")
         kw = {k: get_field(d, k, where, str if k in ("reset", "overflow", "dataflow") else int)
               for k in _NEURON}
         w = load_array(folder, get_field(d, "weight", where), where, "int32",
@@ -102,7 +112,7 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
                                **kw))
     net = SnnNet(get_field(doc, "name", "snn_bundle.json", str),
                  get_shape(doc, "input_shape", "snn_bundle.json"), layers, spec,
-                 doc.get("meta") or {})
+                 doc.get("meta", {}))
     try:
         net.validate()
     except ConfigError as exc:

@@ -17,16 +17,29 @@ from typing import Optional
 
 import typer
 
+from .flags import EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, overlay_file
 from .report.console import console, rich_table
 
 snn_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Spiking event core (FlexSpIM family): train, run, verify, sweep.")
 
 
-def _test_frames(data: Optional[Path], n_steps: int, limit: Optional[int], seed: int = 0):
-    from .events.datasets import load_event_data
-    ds = load_event_data(data, "test", limit, seed)
-    return ds.frames(n_steps), ds.labels
+VERIFY_BACKENDS = ("csim", "emu", "board", "auto")
+DATA_HELP = ("extracted N-MNIST (Test/<label>/*.bin) or DVS128 Gesture (*.aedat) folder; "
+             "frames must match the bundle's input, labels its classes; default: the "
+             "built-in event digits")
+
+
+# flag limits: train_snn and narrow_membranes take 2..16-bit weights and membranes
+TRAIN_BITS = {"min": 2, "max": 16}
+EPOCHS = {"min": 1, "max": EPOCHS_MAX}
+SEED = {"min": 0, "max": SEED_MAX}
+
+
+def _verify_backend(name: str) -> str:
+    """Typer callback: a backend the spiking kernel can be verified on."""
+    from .backends import verify_backend
+    return verify_backend(name, VERIFY_BACKENDS)
 
 
 def _layer_table(cost: dict, title: str):
@@ -51,13 +64,14 @@ def evaluate(net, frames, labels, policy: Optional[str] = None) -> dict:
             "cost": cost, "result": res}
 
 
-def verify_snn(net, frames, backend: str = "emu", timeout_s: float = 10.0) -> dict:
+def verify_snn(net, frames, backend: str = "emu", timeout_s: float = 10.0,
+               bitfile: Optional[Path] = None) -> dict:
     """Run ``net`` on the kernel through ``backend`` and compare every layer's spikes
     and the last layer's membranes with the reference."""
-    from .hw.snn import open_snn_runner
+    from .backends import open_snn_runner
     from .ref.snn import run_snn
     ref = run_snn(net, frames, keep_spikes=True)
-    runner = open_snn_runner(backend, timeout_s=timeout_s)
+    runner, backend = open_snn_runner(backend, bitfile, timeout_s, console)
     t0 = time.perf_counter()
     got = runner.run(net, frames)
     dt = time.perf_counter() - t0
@@ -73,53 +87,108 @@ def verify_snn(net, frames, backend: str = "emu", timeout_s: float = 10.0) -> di
             "stages": runner.times.to_dict()}
 
 
-def _print_verify(rep: dict) -> None:
-    console.print(f"verify on {rep['backend']}: {rep['samples']} samples, "
-                  f"{'BIT-EXACT' if rep['ok'] else 'MISMATCH'} ({rep['seconds']:.1f} s)")
-    for l in rep["layers"]:
-        console.print(f"  {l['layer']:<8} {l['mismatches']:>8} / {l['elements']} mismatching")
-    console.print(f"  final membranes: {rep['membrane_mismatches']} mismatching")
+def verify_summary(rep: dict) -> str:
+    """The text of a :func:`verify_snn` report (printed, and verify.txt)."""
+    lines = [f"verify on {rep['backend']}: {rep['samples']} samples, "
+             f"{'BIT-EXACT' if rep['ok'] else 'MISMATCH'} ({rep['seconds']:.1f} s)"]
+    lines += [f"  {l['layer']:<8} {l['mismatches']:>8} / {l['elements']} mismatching"
+              for l in rep["layers"]]
+    lines.append(f"  final membranes: {rep['membrane_mismatches']} mismatching")
+    return "\n".join(lines)
+
+
+def write_verify(rep: dict, bundle_name: str, folder: Path, force: bool = False) -> Path:
+    """verify.json and verify.txt of a :func:`verify_snn` report into ``folder``; the
+    JSON has the layout of a dcim verify.json (``images``, ``layers[].name``), so
+    ``cimstack report`` reads either."""
+    from .verify.compare import write_verify_files
+    doc = dict(rep, bundle=bundle_name, images=rep["samples"],
+               layers=[{"name": l["layer"], "elements": l["elements"],
+                        "mismatches": l["mismatches"]} for l in rep["layers"]])
+    return write_verify_files(folder, doc, verify_summary(rep), force)
+
+
+def run_bundle(bundle: Path, backend: str, data: Optional[Path], bitfile: Optional[Path],
+               json_out: Optional[Path]) -> None:
+    """``cimstack run`` of an SNN bundle: accuracy, events, synaptic ops and samples/s
+    on ``backend`` (reference, emu, board, auto), on ``data`` or the event digits."""
+    from .data import load_events
+    from .fileio import write_json_atomic
+    from .ref.snn import run_snn
+    from .snn_bundle import load_snn_bundle
+    net = load_snn_bundle(bundle)
+    from .backends import open_snn_runner
+    runner, name = ((None, "reference") if backend == "reference"
+                    else open_snn_runner(backend, bitfile, console=console))
+    frames, labels = load_events(net, data)
+    t0 = time.perf_counter()
+    res = run_snn(net, frames) if runner is None else runner.run(net, frames, keep_spikes=False)
+    dt = time.perf_counter() - t0
+    figs = {"bundle": str(bundle), "backend": name, "samples": int(len(frames)),
+            "accuracy": float((res.predictions == labels).mean()),
+            "input_events": int(res.input_events), "sops": int(res.sops), "seconds": dt,
+            "samples_per_s": len(frames) / max(dt, 1e-9),
+            "stages": runner.times.to_dict() if runner is not None else {}}
+    console.print(rich_table(f"cimstack run {net.name}", ["figure", "value"], [
+        ("backend", name), ("accuracy", f"{figs['accuracy']:.4f}"),
+        ("samples", str(figs["samples"])), ("samples/s", f"{figs['samples_per_s']:.1f}"),
+        ("input events", f"{figs['input_events']:,}"),
+        ("synaptic ops", f"{figs['sops']:,}")]))
+    if json_out:
+        write_json_atomic(json_out, figs)
 
 
 @snn_app.command()
 def train(out: Path = typer.Option(Path("cimstack-out/snn_bundle"), help="SNN bundle folder"),
-          steps: int = typer.Option(16, help="timesteps per sample"),
-          epochs: int = typer.Option(6), w_bits: int = typer.Option(8),
-          v_bits: int = typer.Option(16), seed: int = typer.Option(0),
-          data: Optional[Path] = typer.Option(None, help="N-MNIST folder; default built-in")):
+          steps: int = typer.Option(16, help="timesteps per sample", min=1),
+          epochs: int = typer.Option(6, **EPOCHS), w_bits: int = typer.Option(8, **TRAIN_BITS),
+          v_bits: int = typer.Option(16, **TRAIN_BITS), seed: int = typer.Option(0, **SEED),
+          data: Optional[Path] = typer.Option(None, help="N-MNIST folder; default built-in"),
+          force: bool = typer.Option(False, "--force", help=FORCE_HELP)):
     """Train the spiking CNN (surrogate gradients, Brevitas weights) and export it."""
+    from .fileio import check_output_folder
     from .quant.snn import train_snn
     from .snn_bundle import save_snn_bundle
-    r = train_snn(n_steps=steps, epochs=epochs, w_bits=w_bits, v_bits=v_bits, seed=seed,
-                  data=data, progress=True, log=console.print)
-    path = save_snn_bundle(r.net, out)
+    from .report.console import long_step
+    check_output_folder(out, force)
+    with long_step("training the spiking CNN", live=False):
+        r = train_snn(n_steps=steps, epochs=epochs, w_bits=w_bits, v_bits=v_bits, seed=seed,
+                      data=data, progress=True, log=console.print)
+    path = save_snn_bundle(r.net, out, force)
     console.print(f"torch acc {r.torch_acc:.4f}, integer reference acc {r.ref_acc:.4f}; "
                   f"bundle {path}")
 
 
 @snn_app.command()
 def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle and reports"),
-         steps: int = typer.Option(16), epochs: int = typer.Option(6),
-         w_bits: int = typer.Option(8), v_bits: int = typer.Option(16),
-         backend: str = typer.Option("emu", help="csim, emu, board or auto"),
-         verify_samples: int = typer.Option(8, help="test samples run on the kernel"),
+         steps: int = typer.Option(16, min=1), epochs: int = typer.Option(6, **EPOCHS),
+         w_bits: int = typer.Option(8, **TRAIN_BITS), v_bits: int = typer.Option(16, **TRAIN_BITS),
+         backend: str = typer.Option("emu", help="csim, emu, board or auto",
+                                     callback=_verify_backend),
+         verify_samples: int = typer.Option(8, help="test samples run on the kernel", min=1),
          bundle: Optional[Path] = typer.Option(None, help="skip training: use this bundle"),
-         data: Optional[Path] = typer.Option(None, help="N-MNIST folder; default built-in"),
-         seed: int = typer.Option(0)):
-    """Train, export, run on the emulated overlay and verify; print the figures."""
-    from .report.io import write_json_atomic
+         data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+         seed: int = typer.Option(0, **SEED),
+         force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
+    """Train, export, run on the emulated overlay and verify; print the figures; write
+    snn_demo.json and refresh the report (OUT/report)."""
+    from .data import load_events
+    from .fileio import claim_folder, write_json_atomic
+    from .report.console import long_step
     from .snn_bundle import load_snn_bundle, save_snn_bundle
+    claim_folder(out, force, kind="run")
     if bundle is None:
         from .quant.snn import train_snn
-        r = train_snn(n_steps=steps, epochs=epochs, w_bits=w_bits, v_bits=v_bits, seed=seed,
-                      data=data, progress=True, log=console.print)
+        with long_step("training the spiking CNN", live=False):
+            r = train_snn(n_steps=steps, epochs=epochs, w_bits=w_bits, v_bits=v_bits,
+                          seed=seed, data=data, progress=True, log=console.print)
         net = r.net
         console.print(f"torch (Brevitas) test acc {r.torch_acc:.4f}")
-        save_snn_bundle(net, out / "snn_bundle")
+        save_snn_bundle(net, out / "snn_bundle", force)
     else:
         net = load_snn_bundle(bundle)
         steps = int(net.meta.get("n_steps", steps))
-    frames, labels = _test_frames(data, steps, None, seed)
+    frames, labels = load_events(net, data, steps, None, seed)
     ev = evaluate(net, frames, labels)
     console.print(f"integer reference: accuracy {ev['accuracy']:.4f} on {len(labels)} test "
                   f"samples, {ev['input_events']:,} input events, {ev['sops']:,} synaptic ops, "
@@ -129,26 +198,46 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
     console.print(f"cost model at {net.spec.clock_mhz:g} MHz: {cost['cycles']:,} cycles, "
                   f"{cost['model_events_per_s']:,.0f} events/s, "
                   f"{cost['model_sops_per_s'] / 1e9:.3f} GSOP/s")
-    rep = verify_snn(net, frames[:verify_samples], backend)
-    _print_verify(rep)
-    write_json_atomic(out / "snn_demo.json", {
+    with long_step(f"verifying {verify_samples} samples on {backend}"):
+        rep = verify_snn(net, frames[:verify_samples], backend)
+    console.print(verify_summary(rep))
+    json_path = out / "snn_demo.json"
+    write_json_atomic(json_path, {
         "accuracy": ev["accuracy"], "input_events": ev["input_events"], "sops": ev["sops"],
         "events_per_s": ev["events_per_s"], "cost": cost, "verify": rep,
         "n_steps": steps, "w_bits": w_bits, "v_bits": v_bits})
+    console.print(f"figures: {json_path}" + ("" if bundle else f"   bundle: {out / 'snn_bundle'}"))
+    from .demo import report_stage
+    console.print(f"report: {report_stage(out, force).index}")
     if not rep["ok"]:
         raise typer.Exit(1)
 
 
 @snn_app.command("verify")
 def verify_cmd(bundle: Path = typer.Argument(..., help="SNN bundle folder"),
-               backend: str = typer.Option("emu", help="csim, emu, board or auto"),
-               samples: int = typer.Option(8), data: Optional[Path] = typer.Option(None)):
-    """A bundle on the kernel vs the integer reference, spike for spike."""
+               backend: str = typer.Option("emu", help="csim, emu, board or auto",
+                                             callback=_verify_backend),
+               samples: int = typer.Option(8, min=1), data: Optional[Path] = typer.Option(
+                   None, help=DATA_HELP),
+               bitfile: Optional[Path] = typer.Option(None, help="overlay bitstream for "
+                                                      "--backend board", callback=overlay_file),
+               report: Path = typer.Option(Path("cimstack-out/verify"),
+                                           help="folder for verify.json and verify.txt"),
+               force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
+    """A bundle on the kernel vs the integer reference, spike for spike; writes
+    verify.json and verify.txt into --report."""
+    from .data import load_events
+    from .report.console import long_step
     from .snn_bundle import load_snn_bundle
+    from .verify.compare import check_report_folder
+    check_report_folder(report, force)
     net = load_snn_bundle(bundle)
-    frames, _ = _test_frames(data, int(net.meta.get("n_steps", 16)), samples)
-    rep = verify_snn(net, frames, backend)
-    _print_verify(rep)
+    frames, _ = load_events(net, data, limit=samples)
+    with long_step(f"verifying {len(frames)} samples on {backend}"):
+        rep = verify_snn(net, frames, backend, bitfile=bitfile)
+    write_verify(rep, net.name, report, force)
+    console.print(verify_summary(rep))
+    console.print(f"report: {report}/verify.json")
     if not rep["ok"]:
         raise typer.Exit(1)
 
@@ -173,13 +262,14 @@ def membrane_sweep(net, frames, labels, widths=range(16, 5, -1)) -> list[dict]:
 
 @snn_app.command()
 def sweep(bundle: Path = typer.Argument(..., help="SNN bundle folder (16-bit membranes)"),
-          data: Optional[Path] = typer.Option(None), out: Optional[Path] = typer.Option(
-              None, "--json", help="write the rows as JSON")):
+          data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+          out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON")):
     """Membrane width 16 down to 6 bits: accuracy and operand traffic."""
-    from .report.io import write_json_atomic
+    from .data import load_events
+    from .fileio import write_json_atomic
     from .snn_bundle import load_snn_bundle
     net = load_snn_bundle(bundle)
-    frames, labels = _test_frames(data, int(net.meta.get("n_steps", 16)), None)
+    frames, labels = load_events(net, data)
     rows = membrane_sweep(net, frames, labels)
     console.print(rich_table("membrane width sweep",
                              ["v_bits", "accuracy", "traffic bits", "cycles", "dataflows"],

@@ -107,14 +107,15 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
                      None, help="dcim/acim bundle or SNN bundle folder; none: calibration"),
                  json_out: Optional[Path] = typer.Option(None, "--json",
                                                          help="write the figures as JSON"),
-                 batch: int = typer.Option(1, help="images per weight reload"),
-                 board: str = typer.Option("pynq-z2", help="board folder under boards/"),
-                 samples: int = typer.Option(8, help="SNN bundle: test samples to run"),
+                 batch: int = typer.Option(1, help="images per weight reload", min=1),
+                 board: str = typer.Option("pynq-z2", help="board folder under boards/, or "
+                                           "a board.toml path"),
+                 samples: int = typer.Option(8, help="SNN bundle: test samples to run", min=1),
                  data: Optional[Path] = typer.Option(
                      None, help="SNN bundle: extracted N-MNIST / DVS Gesture folder "
                                 "instead of the built-in event digits")):
     """Energy, latency and area on the macros, FPGA throughput vs the DMA bound."""
-    from ..report.io import write_json_atomic
+    from ..fileio import write_json_atomic
     from ..snn_bundle import is_snn_bundle
 
     if bundle is None:

@@ -22,6 +22,7 @@ import typer
 from rich.table import Table
 
 from ..errors import CimstackError
+from ..flags import seconds
 from ..report.console import console
 
 board_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -76,8 +77,9 @@ def board_exec(command: str = typer.Argument(..., help="shell command to run on 
                board: str = typer.Option("pynq-z2"),
                user: Optional[str] = typer.Option(None, help="login user (default xilinx)"),
                password: Optional[str] = typer.Option(None, help="password (default xilinx)"),
-               timeout: float = typer.Option(60.0, help="seconds before Ctrl-C"),
-               login_timeout: float = typer.Option(30.0)):
+               timeout: float = typer.Option(60.0, help="seconds before Ctrl-C",
+                                             callback=seconds()),
+               login_timeout: float = typer.Option(30.0, callback=seconds())):
     """Log in over the serial console, run COMMAND, print its output, exit with its status."""
     from .console import SerialConsole
     with SerialConsole.open(_port(port, board), board, user, password) as con:
@@ -180,6 +182,9 @@ def deploy_command(
                                    help="the board's Python (with pynq)")):
     """Copy the overlay, a bundle and the cimstack runtime to the board."""
     from .remote import BoardEnv, connect, deploy
+    if overlay is not None:           # the user's overlay is checked before connecting
+        from ..overlay_shape import check_handoff
+        check_handoff(overlay, board_name)
     env = BoardEnv(root=root, python=python)
     remote = connect(board_target, board_name, via, log=console.print)
     try:

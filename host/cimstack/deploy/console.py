@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..errors import CimstackError
+from ..errors import HardwareError
 
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
                   rb"|\x1b[()][A-Za-z0-9]|\x1b[@-Z\\-_=>78]")
@@ -48,7 +48,7 @@ SETUP = ("stty -echo 2>/dev/null; export PS1='' PS2='' PROMPT_COMMAND='' TERM=du
          "set +H 2>/dev/null; bind 'set enable-bracketed-paste off' 2>/dev/null")
 
 
-class ConsoleError(CimstackError, RuntimeError):
+class ConsoleError(HardwareError):
     """The serial console did not behave as a shell on a board should."""
 
 
@@ -138,6 +138,7 @@ class SerialConsole:
         self.strip_kernel = strip_kernel
         self.log = log
         self.ready = False
+        self.closed = False
         self._buf = b""
         self._counter = 0
 
@@ -150,8 +151,15 @@ class SerialConsole:
                    password=facts.password if password is None else password, name=port, **kw)
 
     # ------------------------------------------------------------------ raw I/O
+    def _closed_error(self) -> "ConsoleDisconnected":
+        return ConsoleDisconnected(f"{self.name}: the serial port is closed; open it again "
+                                   "(re-run the command)")
+
     def _read_some(self) -> bytes:
+        """What arrived (at most one read: the port's read timeout bounds it)."""
         import serial
+        if self.closed:
+            raise self._closed_error()
         try:
             n = self.ser.in_waiting
             data = self.ser.read(n or 1)
@@ -165,6 +173,8 @@ class SerialConsole:
 
     def _send(self, text: str) -> None:
         import serial
+        if self.closed:
+            raise self._closed_error()
         try:
             self.ser.write(text.encode())
             self.ser.flush()
@@ -173,8 +183,9 @@ class SerialConsole:
             raise ConsoleDisconnected(f"{self.name}: writing to the serial port failed ({exc})") \
                 from None
 
-    def drain(self, quiet_s: float = 0.0) -> bytes:
-        """Read and discard what is pending (and what arrives within ``quiet_s``)."""
+    def drain(self, quiet_s: float = 0.0, limit_s: float = 5.0) -> bytes:
+        """Read and discard what is pending (and what arrives within ``quiet_s``); a
+        console that never stops talking is left after ``quiet_s + limit_s`` seconds."""
         got = self._buf
         self._buf = b""
         end = time.monotonic() + quiet_s
@@ -183,12 +194,10 @@ class SerialConsole:
                 pending = self.ser.in_waiting
             except Exception:
                 pending = 1            # let _read_some report the failure
-            if pending:
-                got += self._read_some()
-            elif time.monotonic() >= end:
+            now = time.monotonic()
+            if now >= end + limit_s or (not pending and now >= end):
                 return got
-            else:
-                got += self._read_some()
+            got += self._read_some()
 
     def _wait(self, matcher: Callable[[str], object], timeout: float):
         """Read until ``matcher(clean_text)`` is truthy; returns (match, text) or
@@ -242,7 +251,7 @@ class SerialConsole:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LoginTimeout(
-                    f"{self.name}: no login prompt and no shell within {timeout:.0f} s. Is the "
+                    f"{self.name}: no login prompt and no shell within {timeout:g} s. Is the "
                     "board powered and booted (about 40 s after power-on), is this the "
                     "PROG/UART port, is the baud rate 115200?")
 
@@ -363,8 +372,12 @@ class SerialConsole:
         self.ready = False
 
     def close(self, logout: bool = True) -> None:
-        if logout:
+        """Log out (unless ``logout`` is False) and close the port; any later use of
+        this console raises :class:`ConsoleDisconnected`."""
+        if logout and not self.closed:
             self.logout()
+        self.ready = False
+        self.closed = True
         try:
             self.ser.close()
         except Exception:

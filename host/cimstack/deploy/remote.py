@@ -84,9 +84,11 @@ class SerialRemote:
 
     def __init__(self, port: str, board: str = "pynq-z2", user: Optional[str] = None,
                  password: Optional[str] = None, chunk: int = 2048, reconnects: int = 2,
-                 login_timeout: float = 30.0, console: Optional[SerialConsole] = None):
+                 login_timeout: float = 30.0, console: Optional[SerialConsole] = None,
+                 reopen_delay: float = 1.0):
         self.port, self.board, self.user, self.password = port, board, user, password
         self.chunk, self.reconnects, self.login_timeout = chunk, reconnects, login_timeout
+        self.reopen_delay = reopen_delay         # seconds for the port to come back
         self.name = port
         self.console = console or self._open()
 
@@ -100,21 +102,30 @@ class SerialRemote:
             self.console.close(logout=False)
         except Exception:
             pass
-        time.sleep(1.0)
+        time.sleep(self.reopen_delay)
         self.console = self._open()
 
-    def _retrying(self, fn: Callable, what: str):
+    def _retrying(self, fn: Callable, what: str, held_at: str):
+        """``fn()`` (a transfer, which resumes where it stopped); after a disconnect the
+        port is reopened and ``fn`` called again, up to ``reconnects`` times. A port that
+        cannot be reopened ends it: nothing is ever tried on a closed port."""
         for attempt in range(self.reconnects + 1):
             try:
                 return fn()
-            except (TransferInterrupted, ConsoleDisconnected):
+            except (TransferInterrupted, ConsoleDisconnected) as exc:
                 if attempt == self.reconnects:
                     raise
                 try:
                     self._reopen()
-                except ConsoleError:
-                    if attempt == self.reconnects:
-                        raise
+                except ConsoleError as reopen:
+                    done = getattr(exc, "done", 0)
+                    total = getattr(exc, "total", -1)
+                    held = f"{done} of {total} bytes" if total >= 0 else f"{done} bytes"
+                    raise TransferInterrupted(
+                        f"{self.port}: the serial link dropped during {what} ({held} are "
+                        f"{held_at}) and the port could not be reopened ({reopen}); "
+                        "reconnect the board and run the same command again: the transfer "
+                        "resumes from there", done, total) from None
         raise ConsoleError(f"{what}: gave up")  # pragma: no cover
 
     @property
@@ -126,12 +137,14 @@ class SerialRemote:
 
     def put(self, local, remote: str, progress=None) -> TransferStats:
         return self._retrying(lambda: put_file(self.console, local, remote, chunk=self.chunk,
-                                               progress=progress), f"put {remote}")
+                                               progress=progress), f"put {remote}",
+                               "on the board")
 
     def get(self, remote: str, local, progress=None) -> TransferStats:
         return self._retrying(lambda: get_file(self.console, remote, local,
                                                chunk=max(self.chunk, 8192),
-                                               progress=progress), f"get {remote}")
+                                               progress=progress), f"get {remote}",
+                               "copied here")
 
     def ip_address(self) -> Optional[str]:
         return board_ip(self.console)

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import shutil
 import sys
 import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import atomic_file, atomic_folder
 
 OK_LINE = "CIMSTACK-RUN-OK"
 
@@ -72,35 +72,36 @@ def run(bundle_dir: str, input_path: str, out: str, backend: str = "board",
     res = run_network(bundle, x, engine=engine, keep_activations=True)
     seconds = time.perf_counter() - t0
     out = Path(out)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_folder(out, kind="board run") as tmp:
+        _write_outputs(tmp, bundle, res, name, len(x), seconds, stage_times())
+    arc = out.with_name(out.name + ".tar.gz")
+    with atomic_file(arc) as arc_tmp:
+        with tarfile.open(arc_tmp, "w:gz") as tar:
+            for p in sorted(out.iterdir()):
+                tar.add(p, arcname=f"out/{p.name}")
+    return out
+
+
+def _write_outputs(folder: Path, bundle, res, backend: str, images: int, seconds: float,
+                   stages: dict) -> None:
+    """Every layer's activations, the logits and run.json into ``folder``."""
     for layer in bundle.layers:
-        np.save(tmp / f"{layer.name}.npy", smallest_int(np.asarray(res.activations[layer.name])))
-    np.save(tmp / "logits.npy", smallest_int(np.asarray(res.logits)))
+        np.save(folder / f"{layer.name}.npy",
+                smallest_int(np.asarray(res.activations[layer.name])))
+    np.save(folder / "logits.npy", smallest_int(np.asarray(res.logits)))
     try:
         import pynq
         pynq_version = getattr(pynq, "__version__", "?")
     except Exception:
         pynq_version = None
-    info = {"bundle": bundle.name, "backend": name, "images": int(len(x)),
-            "seconds": seconds, "images_per_s": len(x) / seconds if seconds else None,
-            "stages": stage_times(), "layers": [layer.name for layer in bundle.layers],
+    info = {"bundle": bundle.name, "backend": backend, "images": int(images),
+            "seconds": seconds, "images_per_s": images / seconds if seconds else None,
+            "stages": stages, "layers": [layer.name for layer in bundle.layers],
             "cycles_per_image": int(res.cycles_per_image),
             "host": platform.node(), "machine": platform.machine(),
             "python": platform.python_version(), "numpy": np.__version__,
             "pynq": pynq_version, "torch_imported": "torch" in sys.modules}
-    (tmp / "run.json").write_text(json.dumps(info, indent=2, default=str))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    arc = out.with_name(out.name + ".tar.gz")
-    arc_tmp = out.with_name(out.name + ".tar.gz.tmp")
-    with tarfile.open(arc_tmp, "w:gz") as tar:
-        for p in sorted(out.iterdir()):
-            tar.add(p, arcname=f"out/{p.name}")
-    os.replace(arc_tmp, arc)
-    return out
+    (folder / "run.json").write_text(json.dumps(info, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import CimstackError
+from ..errors import HardwareError
 from .console import CommandTimeout, ConsoleDisconnected, ConsoleError, SerialConsole
 
 CHUNK = 2048
@@ -58,12 +58,13 @@ RX_FUNC = r"""__csrx() {
 RX_ANSWER = re.compile(r"CSRX (OK|BAD|OFF) (\d+)")
 
 
-class TransferError(CimstackError, RuntimeError):
+class TransferError(HardwareError):
     """A file could not be transferred intact."""
 
 
 class TransferInterrupted(TransferError, ConnectionError):
-    """The link went away mid-transfer; calling again resumes."""
+    """The link went away mid-transfer; calling again resumes. ``done`` bytes of
+    ``total`` are already at the destination (``total`` is -1 when not known yet)."""
 
     def __init__(self, message: str, done: int, total: int):
         super().__init__(message)
@@ -192,7 +193,10 @@ def put_file(con: SerialConsole, local: str | os.PathLike, remote: str,
                                       f"{failures + 1} times in a row; the serial link is too "
                                       "noisy (try a shorter cable or a smaller chunk)")
                 else:                         # OFF: follow the board's size
-                    stats.retries += 1
+                    failures = _retry(con, stats, failures, retries,
+                                      f"{remote}: the board's partial file {part} changed "
+                                      f"size {failures + 1} times in a row (another transfer "
+                                      "to the same file running?)")
                     done = board_size if board_size <= size else 0
                     if board_size > size:
                         con.exec(f"rm -f {q(part)}", timeout=timeout).check()
@@ -204,8 +208,9 @@ def put_file(con: SerialConsole, local: str | os.PathLike, remote: str,
                                 "transfer; the partial file was removed, run again")
         con.exec(f"mv -f {q(part)} {q(remote)}", timeout=timeout).check()
     except ConsoleDisconnected as exc:
-        raise TransferInterrupted(f"{remote}: transfer interrupted at {done} of {size} "
-                                  f"bytes ({exc}); run again to resume", done, size) from None
+        raise TransferInterrupted(f"{remote}: transfer interrupted with {done} of {size} "
+                                  f"bytes on the board ({exc}); run again to resume",
+                                  done, size) from None
     finally:
         stats.seconds = time.monotonic() - t0
     return stats
@@ -225,7 +230,7 @@ def get_file(con: SerialConsole, remote: str, local: str | os.PathLike, chunk: i
     local = Path(local)
     local.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    done = 0
+    done, size = 0, -1
     try:
         r = con.exec(f"stat -c 'SIZE %s' {q(remote)} && sha256sum < {q(remote)} | cut -c1-64",
                      timeout=timeout)
@@ -282,8 +287,9 @@ def get_file(con: SerialConsole, remote: str, local: str | os.PathLike, chunk: i
         stats.seconds = time.monotonic() - t0
         return stats
     except ConsoleDisconnected as exc:
-        raise TransferInterrupted(f"{remote}: download interrupted at {done} bytes ({exc}); "
-                                  "run again to resume", done, -1) from None
+        raise TransferInterrupted(f"{remote}: download interrupted with {done} bytes in "
+                                  f"{local}.*.part ({exc}); run again to resume",
+                                  done, size) from None
 
 
 def _remote_prefix_sha(con: SerialConsole, remote: str, n: int, timeout: float) -> str:

@@ -12,6 +12,14 @@ which include a small C bridge (``<kernel>_csim.cpp``) exporting
 with ``args`` the kernel's registers in :class:`~cimstack.overlay_shape.KernelDecl`
 order. Libraries are cached under ``cache_dir()/csim`` by a hash of every source and
 header, the flags and the compiler version.
+
+A cached library is trusted only if its bytes have the SHA-256 recorded beside it
+(``<library>.sha256``, written when it was built): a truncated library would otherwise
+crash the process with SIGBUS when ctypes maps it. A library that fails the check is
+rebuilt, with one logged line saying so. Each :class:`CsimKernel` loads its own copy of
+the checked bytes (``.<library>.<pid>.<random>``, removed as soon as it is mapped);
+copies and compiler outputs left by a process that crashed are removed by the next
+build.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import importlib.util
+import logging
 import os
 import platform
 import shutil
@@ -32,7 +41,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import CimstackError, ConfigError, HardwareError, ToolMissing
+from ..errors import CimstackError, ConfigError, HardwareError, OutputError, ToolMissing
+from ..fileio import write_text_atomic
 from ..overlay_shape import KERNELS, KernelDecl
 from ..paths import cache_dir, project_root
 
@@ -43,17 +53,22 @@ ARCH_FLAGS = ("-mpopcnt",) if platform.machine().lower() in ("x86_64", "amd64") 
 
 # Return codes of cimstack_<kernel>_run (hls/include/cimstack/csim_bridge.h).
 OK, ERR_ARGS, ERR_INPUT, ERR_OUTPUT, ERR_PROTOCOL = 0, -1, -2, -3, -4
+LEFTOVER_AGE_S = 600     # a temporary file this old whose process is gone is removed
+COMPILE_TIMEOUT_S = 900  # one kernel compiles in well under a minute
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class BuildResult:
     """A compiled kernel library: where it is, whether this call compiled it, how long
-    the call took (compile or cache hit), and the cache key."""
+    the call took (compile or cache hit), the cache key and the SHA-256 of its bytes."""
 
     path: Path
     rebuilt: bool
     seconds: float
     key: str
+    sha256: str
 
 
 def ap_types_dir() -> Path:
@@ -84,7 +99,12 @@ def find_compiler(cxx: str | None = None) -> str:
 
 @lru_cache(maxsize=None)
 def _compiler_version(path: str, mtime_ns: int) -> str:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True,
+                             check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ToolMissing(f"{path} --version did not answer within 60 s; check the "
+                          "compiler installation or set CXX") from None
     return out.stdout.strip()
 
 
@@ -114,14 +134,22 @@ def _cache_key(files: list[Path], hls_dir: Path, flags: list[str], version: str)
     return h.hexdigest()
 
 
-def build_library(kernel: str = "dcim", hls_dir: Path | None = None,
-                  cxx: str | None = None) -> BuildResult:
-    """Compile ``kernel`` into a shared library, or reuse the cached one.
+@dataclass(frozen=True)
+class BuildPlan:
+    """How ``kernel`` is compiled, and where its library is cached (``path``)."""
 
-    Safe to call from concurrent processes: each compiles into its own temporary file
-    and renames it into place.
-    """
-    start = time.perf_counter()
+    kernel: str
+    hls_dir: Path
+    compiler: str
+    flags: tuple[str, ...]
+    sources: tuple[Path, ...]
+    key: str
+    path: Path
+
+
+def build_plan(kernel: str = "dcim", hls_dir: Path | None = None,
+               cxx: str | None = None) -> BuildPlan:
+    """The compiler, flags and sources of ``kernel`` and its place in the cache."""
     hls_dir = Path(hls_dir) if hls_dir is not None else project_root() / "hls"
     compiler = find_compiler(cxx)
     ap_types = ap_types_dir()
@@ -132,38 +160,133 @@ def build_library(kernel: str = "dcim", hls_dir: Path | None = None,
     # hls/ elsewhere (a deployed runtime, a fresh clone) reuses the same library
     portable = [f.replace(str(hls_dir), "<hls>") for f in flags]
     key = _cache_key([*sources, *headers], hls_dir, portable, compiler_version(compiler))
-    out_dir = cache_dir() / "csim"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{kernel}-{key[:20]}.so"
+    path = cache_dir() / "csim" / f"{kernel}-{key[:20]}.so"
+    return BuildPlan(kernel, hls_dir, compiler, tuple(flags), tuple(sources), key, path)
+
+
+def build_library(kernel: str = "dcim", hls_dir: Path | None = None,
+                  cxx: str | None = None) -> BuildResult:
+    """Compile ``kernel`` into a shared library, or reuse the cached one if it matches
+    its checksum file.
+
+    Safe to call from concurrent processes: each compiles into its own temporary file
+    and renames it into place.
+    """
+    start = time.perf_counter()
+    plan = build_plan(kernel, hls_dir, cxx)
+    target = plan.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target.parent)
     if target.is_file():
-        return BuildResult(target, False, time.perf_counter() - start, key)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{kernel}-", suffix=".so.tmp")
-    os.close(fd)
+        digest, problem = check_library(target)
+        if not problem:
+            return BuildResult(target, False, time.perf_counter() - start, plan.key, digest)
+        log.warning("cached C simulation %s %s; rebuilding it", target, problem)
+    for path in (target, checksum_file(target)):
+        if path.is_dir():
+            raise OutputError(f"the C-simulation cache holds a folder {path} where cimstack "
+                              "keeps a file; move it away or set CIMSTACK_CACHE to another "
+                              "folder")
+    tmp = _private_file(target)
     try:
-        proc = subprocess.run([compiler, *flags, *map(str, sources), "-o", tmp],
-                              capture_output=True, text=True, check=False)
+        try:
+            proc = subprocess.run([plan.compiler, *plan.flags, *map(str, plan.sources),
+                                   "-o", str(tmp)], capture_output=True, text=True,
+                                  check=False, timeout=COMPILE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise CimstackError(f"compiling the {kernel} C simulation with {plan.compiler} "
+                                f"did not finish within {COMPILE_TIMEOUT_S} s; check the "
+                                "compiler and the machine's load") from None
         if proc.returncode != 0:
             raise CimstackError(
-                f"compiling the {kernel} C simulation failed ({compiler}, exit "
-                f"{proc.returncode}); fix the sources under {hls_dir / kernel}:\n"
+                f"compiling the {kernel} C simulation failed ({plan.compiler}, exit "
+                f"{proc.returncode}); fix the sources under {plan.hls_dir / kernel}:\n"
                 f"{proc.stderr[-4000:]}")
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        write_text_atomic(checksum_file(target), digest + "\n")
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return BuildResult(target, True, time.perf_counter() - start, key)
+        tmp.unlink(missing_ok=True)
+    return BuildResult(target, True, time.perf_counter() - start, plan.key, digest)
 
 
-def _load_private_copy(lib: Path) -> ctypes.CDLL:
-    """dlopen a private copy of ``lib`` so its static state (the kernel's on-chip
-    memories) belongs to this instance alone."""
-    fd, copy = tempfile.mkstemp(dir=lib.parent, prefix=f".{lib.stem}-inst-", suffix=".so")
-    os.close(fd)
+def checksum_file(lib: Path) -> Path:
+    """``<lib>.sha256``: the SHA-256 of ``lib`` recorded when it was built."""
+    return lib.with_name(lib.name + ".sha256")
+
+
+def check_library(lib: Path) -> tuple[str, str]:
+    """(SHA-256 of ``lib``, what is wrong with it: '' when it matches its checksum file)."""
+    digest = hashlib.sha256(lib.read_bytes()).hexdigest()
     try:
-        shutil.copyfile(lib, copy)
-        return ctypes.CDLL(copy)
+        recorded = checksum_file(lib).read_text().strip()
+    except FileNotFoundError:
+        return digest, "has no checksum file"
+    except (OSError, UnicodeDecodeError) as exc:
+        return digest, f"has an unreadable checksum file ({type(exc).__name__})"
+    if digest != recorded:
+        return digest, "does not match the checksum recorded when it was built (truncated?)"
+    return digest, ""
+
+
+def _private_file(lib: Path) -> Path:
+    """A new empty file ``.<lib name>.<pid>.<random>`` beside ``lib``, for this process."""
+    fd, path = tempfile.mkstemp(dir=lib.parent, prefix=f".{lib.name}.{os.getpid()}.")
+    os.close(fd)
+    return Path(path)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":          # os.kill(pid, 0) would signal the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:              # exists but belongs to someone else, or no signals here
+        return True
+    return True
+
+
+def _leftover(path: Path) -> bool:
+    """Is ``path`` a temporary file of a process that is gone? Ours carry the pid
+    (``.NAME.PID.RANDOM``); those of earlier versions (``.K-KEY-inst-R.so`` copies,
+    ``.K-R.so.tmp`` compiler outputs) do not, and are judged by age alone."""
+    parts = path.name.split(".")
+    if len(parts) >= 4 and parts[-2].isdigit():
+        return not _process_alive(int(parts[-2]))
+    return "-inst-" in path.name or path.name.endswith(".so.tmp")
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete what a crash during a compile or a load left in ``folder``: temporary
+    files (private copies, compiler outputs, checksum files being written) of
+    processes that are gone, once they are ``LEFTOVER_AGE_S`` old."""
+    now = time.time()
+    for path in folder.glob(".*.so*"):
+        if not _leftover(path):
+            continue
+        try:
+            if now - path.stat().st_mtime >= LEFTOVER_AGE_S:
+                path.unlink()
+        except FileNotFoundError:       # another process removed it first
+            pass
+
+
+def _load_private_copy(build: BuildResult) -> ctypes.CDLL:
+    """dlopen a private copy of the library of ``build``, so its static state (the
+    kernel's on-chip memories) belongs to this instance alone. The copy holds the bytes
+    whose SHA-256 ``build`` checked; it is unlinked as soon as it is mapped."""
+    data = build.path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != build.sha256:
+        raise HardwareError(f"{build.path} changed while it was being loaded (another "
+                            "process rebuilding the cache?); run the command again")
+    copy = _private_file(build.path)
+    try:
+        copy.write_bytes(data)
+        return ctypes.CDLL(str(copy))
     finally:
-        os.unlink(copy)   # the mapping stays valid after unlinking
+        copy.unlink()   # the mapping stays valid after unlinking
 
 
 _U32P = ctypes.POINTER(ctypes.c_uint32)
@@ -183,7 +306,7 @@ class CsimKernel:
                  cxx: str | None = None):
         self.decl = KERNELS[kernel] if isinstance(kernel, str) else kernel
         self.build = build_library(self.decl.name, hls_dir, cxx)
-        lib = _load_private_copy(self.build.path)
+        lib = _load_private_copy(self.build)
         prefix = f"cimstack_{self.decl.name}_"
         self._needed = getattr(lib, prefix + "words_needed")
         self._out = getattr(lib, prefix + "words_out")

@@ -20,11 +20,21 @@ unmodified ``pynq.lib.dma.DMA`` driver run without a board. What pynq asks of a 
   divisors instead; both work.
 - ``download`` programs the "PL": it builds one model per IP of the handoff and ends
   with ``post_download``, which pynq uses to record the timestamp.
+
+No endless polls. The models advance only inside register writes (and a read resumes
+a pump cut short at ``MAX_PUMP_ROUNDS``), so once the device has settled, a status
+register (DMASR, HLS CTRL) cannot change until the host writes some register. pynq's
+``DMA.sendchannel.wait()`` would then spin forever, as it does on the board. Here a
+read of an unchanged status register is a *poll*; after ``STALL_POLLS`` polls spanning
+at least ``STALL_SECONDS`` with no register write in between, the read raises
+:class:`~cimstack.errors.DmaTimeout` saying what the channel or IP is missing. The
+count lets a host read a status a few times; the time lets another thread write.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping
@@ -34,7 +44,7 @@ import numpy as np
 from pynq.buffer import PynqBuffer
 from pynq.pl_server.device import Device
 
-from ..errors import HardwareError
+from ..errors import DmaTimeout, HardwareError
 from ..overlay_shape import ARG_BASE, KERNELS, overlay_shape
 from .dma import AxiDmaModel
 from .hls_ip import HlsIpModel
@@ -47,6 +57,8 @@ ZYNQ_ARCH = "armv7l"
 PROBE_PRIORITY = 1000
 DEFAULT_FIFO_DEPTH = 64     # beats buffered between a DMA channel and its kernel
 MAX_PUMP_ROUNDS = 100_000
+STALL_POLLS = 1000          # unchanged status reads without a register write ...
+STALL_SECONDS = 0.5         # ... spanning at least this long: the host spins forever
 
 KernelFactory = Callable[[], object]
 
@@ -108,6 +120,8 @@ class EmuDevice(Device):
         self.dmas: dict[str, AxiDmaModel] = {}
         self.ips: dict[str, HlsIpModel] = {}
         self._map: list[tuple[int, int, object]] = []
+        self._settled = True        # the last pump ended because nothing could move
+        self._polls: dict[tuple[int, int], tuple[int, int, float]] = {}
         self._build_map()
 
     def __repr__(self) -> str:
@@ -193,6 +207,13 @@ class EmuDevice(Device):
                     for rname, r in regs.items() if int(r["address_offset"]) >= ARG_BASE}
             self.ips[name] = HlsIpModel(name, args, factory, in_fifo, out_fifo,
                                         vlnv=desc.get("type", ""))
+        for dma in self.dmas.values():          # each channel's kernel, for messages
+            for ip in self.ips.values():
+                if ip.in_fifo is dma.mm2s.fifo:
+                    dma.mm2s.peer = ip
+                if ip.out_fifo is dma.s2mm.fifo:
+                    dma.s2mm.peer = ip
+        self._polls.clear()
         self._build_map(parser.ip_dict)
 
     def _build_map(self, ip_dict: Mapping | None = None) -> None:
@@ -226,11 +247,32 @@ class EmuDevice(Device):
                 return bytes(self.ddr.read(address, length))
             except MemoryFault as exc:
                 raise HardwareError(f"MMIO read of DDR failed: {exc}") from None
+        if not self._settled:
+            self.pump()
         first = address & ~3
         out = bytearray()
         for a in range(first, address + length, 4):
-            out += struct.pack("<I", model.read(a - base) & 0xFFFFFFFF)
+            value = model.read(a - base) & 0xFFFFFFFF
+            if self._settled and a - base in getattr(model, "status_offsets", ()):
+                self._count_poll(model, a - base, value)
+            out += struct.pack("<I", value)
         return bytes(out[address - first:address - first + length])
+
+    def _count_poll(self, model, off: int, value: int) -> None:
+        """Count an unchanged read of a status register; raise once the host has
+        clearly been spinning on it (see the module docstring)."""
+        key = (id(model), off)
+        seen, count, since = self._polls.get(key, (None, 0, 0.0))
+        now = time.monotonic()
+        if seen != value:
+            count, since = 0, now
+        count += 1
+        self._polls[key] = (value, count, since)
+        if count >= STALL_POLLS and now - since >= STALL_SECONDS:
+            raise DmaTimeout(
+                f"{model.stall_reason(off)} ({count} reads over {now - since:.1f} s saw no "
+                "change and none can come without a register write; on the board this "
+                "wait would never end)")
 
     def write_registers(self, address: int, data) -> None:
         data = bytes(data)
@@ -244,20 +286,24 @@ class EmuDevice(Device):
         if address % 4 or len(data) % 4:
             raise HardwareError(f"unaligned register write at 0x{address:08X} "
                                 f"({len(data)} bytes): AXI-Lite slaves take 32-bit words")
+        self._polls.clear()                 # the host acted: every poll starts afresh
         for i in range(0, len(data), 4):
             model.write(address - base + i, int.from_bytes(data[i:i + 4], "little"))
         self.pump()
 
     def pump(self) -> None:
-        """Let data move through DMAs and kernels until nothing more can happen."""
+        """Let data move through DMAs and kernels until nothing more can happen, or
+        for at most ``MAX_PUMP_ROUNDS`` rounds (the next register read resumes)."""
         models = list(self.dmas.values()) + list(self.ips.values())
         for ip in self.ips.values():
             ip.new_pump()
+        self._settled = False
         for _ in range(MAX_PUMP_ROUNDS):
             progress = False
             for m in models:
                 progress |= m.step()
             if not progress:
+                self._settled = True
                 return
 
     # ------------------------------------------------------------- memory

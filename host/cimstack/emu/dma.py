@@ -28,6 +28,8 @@ MM2S   S2MM   register
 - MM2S ends when every byte has been read and handed to the stream (the last beat
   carries TLAST). The stream FIFO has a bounded depth, so a transfer longer than the
   consumer takes never completes (Idle stays 0).
+  Polling a channel that can make no more progress raises
+  (``EmuDevice.read_registers``); each channel says why with ``stall_reason()``.
 - S2MM ends at the beat carrying TLAST. A packet longer than the buffer is a DMA
   internal error.
 """
@@ -62,6 +64,7 @@ class DmaChannel:
     def __init__(self, dma: "AxiDmaModel", fifo: AxisFifo):
         self.dma = dma
         self.fifo = fifo
+        self.peer = None           # the HLS IP model at the other end of the stream
         self.reset()
 
     # ----------------------------------------------------------------- state
@@ -191,6 +194,24 @@ class DmaChannel:
     def describe(self) -> str:
         return ""
 
+    def stall_reason(self) -> str:
+        """Why DMASR cannot change until the host writes a register, in words."""
+        if self.dmasr & ERROR_BITS:
+            return (f"{self.label} is halted by an error ({self.fault}); only a soft reset "
+                    "(DMACR.Reset, cimstack.hw.dma_io.reset_dma) clears it")
+        if self.dmasr & HALTED:
+            note = f" ({self.note})" if self.note else ""
+            return f"{self.label} is halted: start it (channel.start()){note}"
+        if self.busy:
+            return f"{self.label} can make no progress: {self._busy_stall()}"
+        if self.dmasr & IDLE:
+            return f"{self.label} is idle: its last transfer completed and no new one began"
+        return (f"{self.label} has no transfer in progress: nothing was written to LENGTH "
+                "since the channel started; call transfer() before wait()")
+
+    def _busy_stall(self) -> str:
+        raise NotImplementedError
+
 
 class Mm2sChannel(DmaChannel):
     """Memory -> stream. It fills its stream FIFO from DDR as space frees up."""
@@ -250,6 +271,13 @@ class Mm2sChannel(DmaChannel):
             progress = True
         return progress
 
+    def _busy_stall(self) -> str:
+        total = -(-self.length // self.dma.stream_bytes)
+        taken = total - self.pending_beats() - len(self.fifo)
+        why = (self.peer.input_stall(taken) if self.peer is not None
+               else "no kernel is connected to its stream")
+        return f"the kernel consumed {taken} of {total} words; {why}"
+
     def describe(self) -> str:
         if self.busy:
             return (f"{self.label}: {self._left} of {self.length} bytes not yet accepted by "
@@ -302,6 +330,13 @@ class S2mmChannel(DmaChannel):
             self.length = self._received      # LENGTH reads back bytes received
             self._complete()
         return True
+
+    def _busy_stall(self) -> str:
+        b = self.dma.stream_bytes
+        why = (self.peer.output_stall() if self.peer is not None
+               else "no kernel feeds its stream")
+        return (f"received {self._received // b} of up to {self.length // b} words and no "
+                f"TLAST; {why}")
 
     def describe(self) -> str:
         if self.busy:
@@ -358,6 +393,12 @@ class AxiDmaModel:
         progress = self.mm2s.step()
         progress |= self.s2mm.step()
         return progress
+
+    status_offsets = (MM2S_BASE + DMASR, S2MM_BASE + DMASR)
+
+    def stall_reason(self, off: int) -> str:
+        """Why the DMASR at ``off`` cannot change until the host writes a register."""
+        return self._channel(off)[0].stall_reason()
 
     def diagnose(self, off: int | None = None) -> str:
         """Why a channel is in error or not idle, in words."""

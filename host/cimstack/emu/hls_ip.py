@@ -227,6 +227,59 @@ class HlsIpModel:
         self._out_w, self._out_l = self._out_w[len(w):], self._out_l[len(w):]
         return w, l
 
+    # ------------------------------------------------- stall explanations
+    # The device asks these when the host keeps polling a register whose value cannot
+    # change until the host writes one (see EmuDevice.read_registers).
+    status_offsets = (CTRL,)
+
+    def _held_up(self) -> str:
+        """What keeps a started IP from finishing, in words ('' if it is not started)."""
+        if self.state == FAULT:
+            return f"{self.name} stopped with a fault: {self.fault}"
+        if self.state == WAIT_INPUT:
+            return (f"{self.name} waits for input: it has {self._have} of {self._need} "
+                    f"words, {self._need - self._have} missing (a send transfer shorter "
+                    "than its registers ask for, or none)")
+        if self.state == OUTPUT:
+            return (f"{self.name} is blocked sending {len(self._out_w)} output words: arm "
+                    "the receive channel (dma.recvchannel.transfer) before starting it")
+        if self.start:
+            return f"{self.name} auto-restarts but its runs move no data"
+        return ""
+
+    def stall_reason(self, off: int) -> str:
+        """Why CTRL (at ``off``) cannot change until the host writes a register."""
+        held_up = self._held_up()
+        if held_up:
+            return held_up
+        if not self.runs:
+            return f"{self.name} is idle and was never started: write AP_START to CTRL"
+        return (f"{self.name} is idle after {self.runs} run(s) and was not started again "
+                "(AP_DONE is clear on read: an earlier read already took it)")
+
+    def input_stall(self, taken: int) -> str:
+        """Why the IP takes no more words from its input stream, of which it took
+        ``taken`` for the current transfer."""
+        held_up = self._held_up()
+        if held_up:
+            return held_up
+        if not taken:
+            return (f"no kernel is started: {self.name} was not started for this transfer "
+                    "(write AP_START to its CTRL register)")
+        return (f"{self.name} finished its run and reads no more: the transfer is longer "
+                "than the kernel reads for its registers")
+
+    def output_stall(self) -> str:
+        """Why the IP sends nothing more to its output stream."""
+        held_up = self._held_up()
+        if held_up:
+            return held_up
+        if not self.runs:
+            return (f"no kernel is started: {self.name} was never started (write AP_START "
+                    "to its CTRL register)")
+        return (f"{self.name} is idle after {self.runs} run(s) and sends nothing more: "
+                "start it again for this transfer")
+
     def describe(self) -> str:
         if self.state == WAIT_INPUT:
             return (f"{self.name}: started, waiting for input: has {self._have} of "

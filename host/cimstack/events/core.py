@@ -19,11 +19,16 @@ class EventFormatError(CimstackError, ValueError):
 
 
 def make_events(x, y, t, p) -> np.ndarray:
-    """A structured event array from equal-length field arrays."""
+    """A structured event array from equal-length field arrays; polarities ``p`` are
+    bool or 0/1 (0 = OFF, 1 = ON)."""
     x, y, t, p = (np.asarray(v) for v in (x, y, t, p))
     if not (x.shape == y.shape == t.shape == p.shape) or x.ndim != 1:
-        raise ValueError(f"x, y, t, p must be 1-D arrays of one length, got shapes "
-                         f"{x.shape}, {y.shape}, {t.shape}, {p.shape}")
+        raise EventFormatError(f"x, y, t, p must be 1-D arrays of one length, got shapes "
+                               f"{x.shape}, {y.shape}, {t.shape}, {p.shape}")
+    if p.dtype != bool and p.size and not np.isin(p, (0, 1)).all():
+        bad = p[~np.isin(p, (0, 1))][0]
+        raise EventFormatError(f"event polarity {bad!r}: polarities are 0 (OFF) and 1 (ON) "
+                               "or bool; map a -1/+1 convention with p = (p > 0)")
     ev = np.empty(x.shape, EVENT_DTYPE)
     ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p.astype(bool)
     return ev
@@ -39,8 +44,8 @@ def as_events(events) -> np.ndarray:
     names = ev.dtype.names or ()
     missing = [f for f in ("x", "y", "t", "p") if f not in names]
     if missing:
-        raise ValueError(f"an event array needs the fields x, y, t, p; missing {missing} "
-                         f"(got dtype {ev.dtype})")
+        raise EventFormatError(f"an event array needs the fields x, y, t, p; missing "
+                               f"{missing} (got dtype {ev.dtype})")
     if ev.dtype == EVENT_DTYPE:
         return ev
     return make_events(ev["x"], ev["y"], ev["t"], ev["p"])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from .camera import SENSOR, CameraConfig, simulate
 from .core import EventFormatError, bin_events
 from .formats import (DVS128_SENSOR, NMNIST_SENSOR, read_aedat, read_gesture_labels,
@@ -57,6 +58,23 @@ class EventSet:
                         self.duration_us, self.name)
 
 
+def _check_request(split: str, limit: int | None) -> None:
+    """A split name and a sample limit a loader can serve (every loader checks these)."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split {split!r}: choose 'train' or 'test'")
+    if limit is not None and int(limit) < 1:
+        raise ConfigError(f"limit of {limit} samples: ask for at least 1 sample (or none "
+                          "for all), or there is nothing to run")
+
+
+def _not_empty(events: np.ndarray, path: Path) -> np.ndarray:
+    """``events`` of the recording ``path``; a recording without events is an error."""
+    if events.size == 0:
+        raise EventFormatError(f"{path}: the recording holds no events (an empty or cut "
+                               "file?); replace it with a complete copy")
+    return events
+
+
 def digits_root(seed: int = 0, root: str | Path | None = None) -> Path:
     if root is not None:
         return Path(root)
@@ -80,8 +98,7 @@ def event_digits(split: str = "test", seed: int = 0, limit: int | None = None,
     records the camera settings and is rebuilt when they change.
     """
     from ..quant.data import load_digits_split
-    if split not in ("train", "test"):
-        raise ValueError(f"split {split!r}: choose 'train' or 'test'")
+    _check_request(split, limit)
     data = load_digits_split()
     images = data.x_train if split == "train" else data.x_test
     labels = data.y_train if split == "train" else data.y_test
@@ -99,7 +116,7 @@ def event_digits(split: str = "test", seed: int = 0, limit: int | None = None,
             for f in folder.rglob("*.bin"):
                 f.unlink()
     if not manifest.is_file() or json.loads(manifest.read_text()).get("key") != key:
-        from ..report.io import write_json_atomic
+        from ..fileio import write_json_atomic
         write_json_atomic(manifest, {"key": key, "version": DIGITS_VERSION, "seed": seed,
                                      "camera": cfg.to_dict(), "format": "N-MNIST binary",
                                      "sensor_size": list(SENSOR)})
@@ -121,6 +138,7 @@ def event_digits(split: str = "test", seed: int = 0, limit: int | None = None,
 
 def load_nmnist(path: str | Path, split: str = "test", limit: int | None = None) -> EventSet:
     """N-MNIST from its extracted folder (``<path>/{Train,Test}/<label>/*.bin``)."""
+    _check_request(split, limit)
     base = Path(path)
     folder = base / ("Train" if split == "train" else "Test")
     if not folder.is_dir():
@@ -132,7 +150,7 @@ def load_nmnist(path: str | Path, split: str = "test", limit: int | None = None)
     if limit is not None:
         rng = np.random.default_rng(0)
         files = [files[i] for i in sorted(rng.permutation(len(files))[:int(limit)])]
-    events = [read_nmnist(f, NMNIST_SENSOR) for f in files]
+    events = [_not_empty(read_nmnist(f, NMNIST_SENSOR), f) for f in files]
     labels = np.array([int(f.parent.name) for f in files], np.int64)
     return EventSet(events, labels, NMNIST_SENSOR, None, f"nmnist-{split}")
 
@@ -142,6 +160,7 @@ def load_dvs_gesture(path: str | Path, split: str = "test", limit: int | None = 
     """DVS128 Gesture from its extracted folder (``user*_*.aedat`` with
     ``*_labels.csv``; ``trials_to_test.txt`` / ``trials_to_train.txt`` pick the split).
     One sample per labelled gesture; labels 0..10. ``sensor_downsample`` divides x, y."""
+    _check_request(split, limit)
     base = Path(path)
     listing = base / f"trials_to_{split}.txt"
     if listing.is_file():
@@ -153,10 +172,18 @@ def load_dvs_gesture(path: str | Path, split: str = "test", limit: int | None = 
         raise EventFormatError(f"no DVS Gesture .aedat files under {base}")
     events, labels = [], []
     for f in files:
-        ev = read_aedat(f, DVS128_SENSOR)
-        table = read_gesture_labels(f.with_name(f.stem + "_labels.csv"))
+        ev = _not_empty(read_aedat(f, DVS128_SENSOR), f)
+        csv = f.with_name(f.stem + "_labels.csv")
+        if not csv.is_file():
+            raise EventFormatError(f"{f}: its labels file {csv.name} is missing; DVS Gesture "
+                                   "keeps each recording's gestures (class,startTime_usec,"
+                                   "endTime_usec) in <recording>_labels.csv beside it")
+        table = read_gesture_labels(csv, GESTURE_CLASSES)
         for cls, start, end in table:
             sl = ev[(ev["t"] >= start) & (ev["t"] < end)].copy()
+            if sl.size == 0:
+                raise EventFormatError(f"{csv}: the gesture {start}..{end} us holds no events "
+                                       f"of {f.name}: the labels do not match the recording")
             sl["t"] -= start
             if sensor_downsample > 1:
                 sl["x"] //= sensor_downsample

@@ -21,6 +21,7 @@ from ..errors import DmaTimeout, HardwareError
 HALTED, IDLE = 0x1, 0x2
 ERROR_MASK = 0x770
 DMACR_RESET = 0x4
+DMACR_RUN, DMACR_RUN_IOC = 0x0001, 0x1001      # RS, and RS with IOC_IrqEn
 _STATUS_BITS = (
     (0x001, "Halted"), (0x002, "Idle"), (0x008, "SGIncld"),
     (0x010, "DMAIntErr"), (0x020, "DMASlvErr"), (0x040, "DMADecErr"),
@@ -133,7 +134,9 @@ def reset_dma(dma, timeout_s: float = 1.0) -> None:
     """Soft-reset an AXI DMA (DMACR.Reset on both channels), wait for the reset to
     clear, then start both channels again, so a DMA works after a timeout or error.
 
-    Anything in flight is dropped; re-arm both transfers and restart the kernel.
+    Anything in flight is dropped; re-arm both transfers and restart the kernel. Both
+    waits end after ``timeout_s`` (pynq's own ``channel.start()`` would spin forever
+    on a channel that does not leave Halted).
     """
     mmio = dma.mmio
     channels = [ch for ch in (dma.sendchannel, dma.recvchannel) if ch is not None]
@@ -144,10 +147,16 @@ def reset_dma(dma, timeout_s: float = 1.0) -> None:
         if time.monotonic() > deadline:
             raise HardwareError(f"{dma_name(dma)}: DMACR.Reset did not clear within "
                                 f"{timeout_s:g} s; the DMA clock or reset may be missing")
-    for ch in channels:
+    for ch in channels:          # what pynq's channel.start() writes, without its spin
         ch._active_buffer = None
         ch.transferred = 0
-        ch.start()
+        mmio.write(ch._offset, DMACR_RUN_IOC if ch._interrupt else DMACR_RUN)
+        ch._first_transfer = True
+    deadline = time.monotonic() + timeout_s
+    while any(channel_status(ch) & HALTED for ch in channels):
+        if time.monotonic() > deadline:
+            raise HardwareError(f"{dma_name(dma)}: a channel stayed halted {timeout_s:g} s "
+                                "after reset and DMACR.RS=1; the DMA clock may be missing")
 
 
 def dma_name(dma) -> str:

@@ -9,7 +9,7 @@ import pynq
 
 from ..bundle import Bundle, MacroLayer
 from ..errors import ConfigError
-from ..overlay_shape import overlay_shape
+from ..overlay_shape import check_handoff, overlay_shape
 from .macros import AcimIP, AcimRunner, DcimIP, DcimRunner, MacroRunner
 from .snn import SnnIP        # imported so that pynq binds the snn kernel to it by VLNV
 
@@ -28,6 +28,7 @@ class CimOverlay(pynq.Overlay):
 
     def __init__(self, bitfile: str | Path, board: str = "pynq-z2", download: bool = True,
                  **kwargs):
+        check_handoff(bitfile, board)        # one clear line before pynq parses the .hwh
         super().__init__(str(bitfile), download=download, **kwargs)
         self.shape = overlay_shape(board)
 

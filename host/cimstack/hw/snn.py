@@ -218,14 +218,3 @@ def overlay_runner(overlay, ip_name: str = "snn_0", dma_name_: str = "snn_dma",
     if not isinstance(ip, KernelIP):          # opened before this driver was imported
         ip = SnnIP(overlay.ip_dict[ip_name])
     return SnnKernelRunner(DmaTransactor(ip, dma, timeout_s))
-
-
-def open_snn_runner(backend: str = "csim", bitfile=None, timeout_s: float = 10.0):
-    """``csim`` (kernel library, no pynq), ``emu`` (emulated overlay through pynq and
-    the DMA driver), ``board`` (PYNQ-Z2; needs ``bitfile``), ``auto``."""
-    if backend == "csim":
-        return csim_runner()
-    from ..backends import open_overlay
-    overlay, _ = open_overlay(backend, bitfile)
-    slot = overlay.shape.slot("snn")
-    return overlay_runner(overlay, slot.ip_name, slot.dma.name, timeout_s)

@@ -12,7 +12,7 @@ import torch
 from ..bundle import Bundle
 from ..config import DcimSpec
 from ..errors import BundleError
-from ..report.io import atomic_file
+from ..fileio import atomic_file
 from .export import export_bundle
 from .model import FloatDigitsNet, QuantConfig, QuantDigitsNet
 

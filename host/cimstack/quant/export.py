@@ -11,9 +11,12 @@ with ``acc`` the exact integer dot product. The requantizer
 ``M_n = round(s_x*s_w[n]/s_o * 2^s)`` and ``B_n = round(b[n]/s_o * 2^s)`` with ``s`` the
 largest shift (<= 62) that keeps ``max|M_n| < 2^31``, ``|B_n| < 2^62`` and the int64
 sum ``max|acc|*max|M| + max|B| + 2^(s-1) < 2^63`` (``max|acc|`` bounded per channel by
-``sum_k |w[n,k]| * (2^x_bits - 1)``). The residual differences to torch are float32
-rounding and ties (torch rounds half to even, the requantizer half up); they flip an
-output code only when the exact value sits within ~1e-6 of a rounding boundary.
+``sum_k |w[n,k]| * (2^x_bits - 1)``; :meth:`~cimstack.bundle.Requant.check_headroom`
+enforces the same rule per channel when a bundle is loaded). The residual differences
+to torch are its float32 rounding (and ties: torch rounds half to even, the requantizer
+half up); they move an output code by one step only where torch's value lies within
+its float32 error (about 1e-5 of a step for a 3x3 conv) of a rounding tie, which
+:func:`compare_layer_codes` checks layer by layer.
 
 Hidden layers: ``lo = 0`` (the ReLU), ``hi = 2^a_bits - 1``; max pooling stays after
 the requantized layer as an integer pool (it commutes with the monotone requantizer).
@@ -26,17 +29,19 @@ the int32 range, and ``s_o`` is recorded in ``meta["output_scale"]``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..bundle import (Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, Requant,
-                      save_bundle)
+from ..bundle import (INT64_MAX, Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer,
+                      Requant, requant_peak, save_bundle)
 from ..config import DcimSpec
-from .model import QuantDigitsNet
+from .model import QuantDigitsNet, predict
 
 INT32_LO, INT32_HI = -(2**31), 2**31 - 1
 LOGIT_BITS = 24
+FLOAT32_UNIT = 2.0**-24        # unit roundoff of float32
 
 
 def choose_shift(real_m: np.ndarray, real_b: np.ndarray, acc_max: int) -> int:
@@ -48,7 +53,7 @@ def choose_shift(real_m: np.ndarray, real_b: np.ndarray, acc_max: int) -> int:
         b_int = round(b_abs * 2.0**s)
         if m_int >= 2**31 or b_int >= 2**62:
             continue
-        if acc_max * m_int + b_int + (1 << max(s - 1, 0)) < 2**63:
+        if requant_peak(acc_max, m_int, b_int, s) <= INT64_MAX:   # also checked at load
             return s
     raise ValueError(f"no shift makes the requantizer safe (max|M| {m_abs}, max|B| {b_abs})")
 
@@ -152,7 +157,6 @@ def compare_with_reference(bundle: Bundle, model: torch.nn.Module, images: np.nd
                            labels: np.ndarray | None = None) -> dict:
     """Run the integer reference and the torch model on ``images``; agreement figures."""
     from ..ref.network import quantize_input, run_network
-    from .train import predict
     ref = run_network(bundle, quantize_input(bundle, images))
     ref_pred = ref.predictions
     torch_pred = predict(model, images)
@@ -164,5 +168,134 @@ def compare_with_reference(bundle: Bundle, model: torch.nn.Module, images: np.nd
     return out
 
 
+@dataclass(frozen=True)
+class LayerCheck:
+    """One layer of the integer reference against Brevitas, both fed the same input codes.
+
+    For every output, ``torch_value`` is torch's float32 value before rounding, in output
+    steps (the activation quantizer's ``relu(y) / scale``; for the logits ``y /
+    output_scale``) and ``bound`` bounds its float32 error plus the requantizer's
+    fixed-point error (see :func:`compare_layer_codes`). An output is *unexplained* when
+    ``|ref - clip(torch_value, lo, hi)| > 0.5 + bound``: with ``bound < 0.5`` (the hidden
+    layers) that allows a code one step away from torch's, and only where torch's value
+    lies within ``bound`` of a rounding tie.
+    """
+
+    name: str
+    outputs: int          # codes compared
+    mismatches: int       # reference code != torch's rounded value
+    max_steps: int        # largest |reference code - torch's rounded value|
+    max_bound: float      # largest error bound used, in output steps
+    unexplained: int
+    worst: str            # the worst unexplained output, "" when there is none
+
+    @property
+    def ok(self) -> bool:
+        return self.unexplained == 0
+
+    def summary(self) -> str:
+        text = (f"{self.name}: {self.mismatches}/{self.outputs} codes differ (max "
+                f"{self.max_steps} step(s), float bound {self.max_bound:.2g} steps), "
+                f"{self.unexplained} unexplained")
+        return f"{text}; worst {self.worst}" if self.worst else text
+
+
+def _float32_bound(terms: int) -> float:
+    """gamma_n = n*u / (1 - n*u): relative error bound of ``n`` float32 operations."""
+    nu = terms * FLOAT32_UNIT
+    return nu / (1.0 - nu)
+
+
+def _check_layer(name: str, ref: np.ndarray, torch_value: np.ndarray, bound: np.ndarray,
+                 lo: int, hi: int) -> LayerCheck:
+    """:class:`LayerCheck` of reference codes against torch values (same shape)."""
+    target = np.clip(torch_value, lo, hi)
+    steps = np.abs(ref - np.round(target))
+    miss = np.abs(ref - target) - (0.5 + bound)
+    bad = miss > 0
+    worst = ""
+    if bad.any():
+        j = int(np.argmax(miss))
+        worst = (f"output {np.unravel_index(j, ref.shape)}: reference {int(ref.flat[j])}, "
+                 f"torch {float(torch_value.flat[j])!r} (bound {float(bound.flat[j]):.2g})")
+    return LayerCheck(name, int(ref.size), int(np.count_nonzero(steps)),
+                      int(steps.max(initial=0)), float(bound.max(initial=0.0)),
+                      int(np.count_nonzero(bad)), worst)
+
+
+def _codes(x: torch.Tensor, scale: float, what: str) -> np.ndarray:
+    """Integer codes of a dequantized tensor (``x / scale`` must be integers)."""
+    v = x.double().numpy() / scale
+    codes = np.round(v)
+    if codes.size and np.abs(v - codes).max() > 1e-3:
+        raise ValueError(f"{what}: values are not multiples of the scale {scale}")
+    return codes.astype(np.int64)
+
+
+@torch.no_grad()
+def compare_layer_codes(bundle: Bundle, model: QuantDigitsNet,
+                        images: np.ndarray) -> list[LayerCheck]:
+    """Compare the bundle with the Brevitas model in the integer domain, layer by layer.
+
+    The model runs once on ``images``; each macro layer of the bundle then runs on the
+    very input codes torch's layer received (so one flipped code cannot spread), and its
+    output codes are checked against torch's values before rounding. The error bound of
+    an output, in output steps, is ``gamma(K+4) * (sum_k |x_k*w_k| + |b|) / s_o`` (the
+    float32 dot product of length ``K`` with the input, weight, bias and scale
+    roundings; ``gamma(n) = n*u/(1-n*u)``, ``u = 2^-24``) plus the requantizer's
+    fixed-point error ``(sum_k |x_k*w_k| + 1) / 2^(shift+1)``. The first entry checks
+    the input codes (``quantize_input`` against the model's input quantizer, exact).
+    """
+    from ..ref.network import lower_conv, quantize_input, reference_engine
+    model.eval()
+    seen = {}                                    # module -> (its input, its output)
+    hooks = [module.register_forward_hook(
+        lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out)))
+        for module in (*model.macro_layers, *model.acts)]
+    try:
+        model(torch.from_numpy(np.asarray(images, np.float32)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    in_scale = float(model.inp.scale)
+    act_scales = [float(a.act_quant.scale().double()) for a in model.acts]
+    x_scales = [in_scale, *act_scales]
+
+    x0 = _codes(seen[model.macro_layers[0]][0], in_scale, "input")
+    ref_in = quantize_input(bundle, images).astype(np.int64)
+    zero = np.zeros(ref_in.shape)
+    checks = [_check_layer("input", ref_in, x0.astype(np.float64), zero,
+                           0, (1 << bundle.input.bits) - 1)]
+    for i, (layer, module) in enumerate(zip(bundle.macro_layers, model.macro_layers)):
+        x_in, y = seen[module]
+        x_codes = _codes(x_in, x_scales[i], f"{layer.name} input")
+        x_mat = lower_conv(x_codes, layer) if layer.op == "conv2d" else x_codes
+        ref = reference_engine(layer, x_mat, bundle)                      # [V, N]
+        if layer.op == "conv2d":
+            y = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])            # lower_conv order
+        if i < len(act_scales):
+            act = model.acts[i]
+            torch_value = (torch.relu(y) / act.act_quant.scale()).double().numpy()
+            s_o = act_scales[i]
+            a = seen[act][1]                                            # Brevitas' output
+            a = a.permute(0, 2, 3, 1).reshape(y.shape) if a.dim() == 4 else a
+            codes = np.clip(np.round(torch_value), layer.requant.lo, layer.requant.hi)
+            if not np.array_equal(_codes(a, s_o, f"{layer.name} activation"), codes):
+                raise ValueError(f"{layer.name}: Brevitas' activation codes are not "
+                                 "clip(round(relu(y) / scale)); this check needs updating")
+        else:
+            s_o = float(bundle.meta["output_scale"])
+            torch_value = y.double().numpy() / s_o
+        _, s_w = integer_weight(module, layer.w_bits)
+        abs_acc = x_mat.astype(np.int64) @ np.abs(layer.matrix().astype(np.int64))
+        magnitude = (abs_acc * (x_scales[i] * s_w)
+                     + np.abs(module.bias.detach().double().numpy())) / s_o
+        bound = (_float32_bound(layer.k + 4) * magnitude
+                 + (abs_acc + 1) / 2.0 ** (layer.requant.shift + 1))
+        checks.append(_check_layer(layer.name, ref, torch_value, bound,
+                                   layer.requant.lo, layer.requant.hi))
+    return checks
+
+
 __all__ = ["export_bundle", "make_requant", "choose_shift", "integer_weight",
-           "compare_with_reference", "save_bundle"]
+           "compare_with_reference", "compare_layer_codes", "LayerCheck", "save_bundle"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -232,3 +233,13 @@ class QuantDigitsNet(nn.Module):
                 dst.weight.copy_(src.weight)
                 dst.bias.copy_(src.bias)
         return q
+
+
+def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch: int = 512) -> np.ndarray:
+    """Argmax predictions of ``model`` in eval mode (restores the training flag)."""
+    was = model.training
+    model.eval()
+    xt = torch.as_tensor(x)
+    out = [model(xt[i:i + batch]).argmax(1) for i in range(0, len(xt), batch)]
+    model.train(was)
+    return torch.cat(out).numpy()

@@ -2,7 +2,8 @@
 pruning + fine-tuning -> evaluation -> export to an integer :class:`~cimstack.bundle.Bundle`.
 
 Deterministic for a given seed (seeded torch generators, deterministic algorithms,
-fixed data split) on a given machine and torch version.
+fixed data split, the fixed ``threads`` count) on a given machine and torch version;
+nothing else random (NumPy, python ``random``, a DataLoader) is used.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 
 from .data import DigitsSplit, load_digits_split
 from ..errors import ConfigError
-from .model import FloatDigitsNet, QuantConfig, QuantDigitsNet
+from .model import FloatDigitsNet, QuantConfig, QuantDigitsNet, predict
 from .prune import BlockPruner, LayerSparsity, measure_blocks
 
 # default schedule (epochs); the default W8A8 dense run takes ~6-12 s on 2 cores
@@ -86,10 +87,10 @@ class TrainResult:
         return export_bundle(self.quant_model, name=name or self.default_name(),
                              dcim=dcim, rows_on=self.rows_on, meta=self.meta())
 
-    def save(self, path, name: str | None = None, dcim=None):
+    def save(self, path, name: str | None = None, dcim=None, force: bool = False):
         """Export and write the bundle folder; returns its path."""
         from ..bundle import save_bundle
-        return save_bundle(self.export(name, dcim), path)
+        return save_bundle(self.export(name, dcim), path, force)
 
     def default_name(self) -> str:
         w = "-".join(map(str, sorted(set(self.cfg.w_bits))))
@@ -112,16 +113,6 @@ def _torch_env(threads: int):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch: int = 512) -> np.ndarray:
-    """Argmax predictions of ``model`` in eval mode (restores the training flag)."""
-    was = model.training
-    model.eval()
-    xt = torch.as_tensor(x)
-    out = [model(xt[i:i + batch]).argmax(1) for i in range(0, len(xt), batch)]
-    model.train(was)
-    return torch.cat(out).numpy()
-
-
 def _rich_progress():
     """A ProgressFn drawing a rich progress bar; returns (fn, close)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

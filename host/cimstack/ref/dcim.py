@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import weight_range
+from ..bundle import check_binary_blocks, weight_range
 from ..config import DcimSpec, check_range
 from ..errors import ConfigError
 from ..mapping.tiling import kept_blocks
@@ -19,8 +19,11 @@ from ..mapping.tiling import kept_blocks
 _CHUNK_ELEMENTS = 1 << 24      # bounds the float32 partial-sum tensor of one chunk
 
 
-def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int) -> None:
-    """Clear errors for shapes and values the macro cannot take."""
+def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
+                   rows_on: int | None = None) -> None:
+    """Clear errors for shapes and values the macro cannot take; with ``rows_on`` (the
+    dcim macro) also a binary 0 outside a whole pruned block, which the macro cannot
+    store (:func:`~cimstack.bundle.check_binary_blocks`)."""
     check_range("w_bits", w_bits, 1, 8)
     check_range("x_bits", x_bits, 1, 8)
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
@@ -33,6 +36,8 @@ def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int) -> No
     if w.size and (w.min() < lo or w.max() > hi):
         raise ConfigError(f"weights span [{w.min()}, {w.max()}], outside the {w_bits}-bit "
                           f"range [{lo}, {hi}]")
+    if w_bits == 1 and rows_on is not None:
+        check_binary_blocks("dcim operand", w, rows_on, ConfigError)
 
 
 def adc(v: np.ndarray, spec: DcimSpec) -> np.ndarray:
@@ -63,7 +68,7 @@ def macro_matmul_bitserial(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: in
                            spec: DcimSpec) -> np.ndarray:
     """The dcim macro, cycle by cycle over input bits: int64 [V, N]."""
     x, w = np.asarray(x), np.asarray(w)
-    check_operands(x, w, w_bits, x_bits)
+    check_operands(x, w, w_bits, x_bits, spec.rows_on)
     v_count, k = x.shape
     n = w.shape[1]
     r = spec.rows_on
@@ -98,6 +103,6 @@ def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
     if not spec.psum_exact:
         return macro_matmul_bitserial(x, w, w_bits, x_bits, spec)
     x, w = np.asarray(x), np.asarray(w)
-    check_operands(x, w, w_bits, x_bits)
+    check_operands(x, w, w_bits, x_bits, spec.rows_on)
     # float64 products are exact here: |acc| < 2^26 (docs/macros.md)
     return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)

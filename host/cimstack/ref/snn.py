@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..bundle import check_chain
-from ..config import SnnSpec
+from ..bundle import check_chain, check_name
+from ..config import SnnSpec, check_range
 from ..errors import ConfigError
 
 OPS = ("conv", "fc", "pool")
@@ -87,16 +87,22 @@ class SnnLayer:
         where = f"layer {self.name}"
         if self.op not in OPS:
             raise ConfigError(f"{where}: op {self.op!r} unknown; use one of {OPS}")
+        if self.op != "fc" and len(self.in_shape) != 3:
+            raise ConfigError(f"{where}: {self.op} needs a (C, H, W) input, got "
+                              f"{tuple(self.in_shape)}")
         if self.op == "pool":
+            check_range(f"{where}.kernel", self.kernel, 1, 64)
             c, h, w = self.in_shape
             exp = (c, h // self.kernel, w // self.kernel)
-            if tuple(self.out_shape) != exp or self.kernel < 1:
+            if tuple(self.out_shape) != exp:
                 raise ConfigError(f"{where}: pool {self.kernel} of {self.in_shape} gives {exp}")
             return
-        for name, lo, hi in (("w_bits", 1, 16), ("v_bits", 1, 16), ("leak_shift", 0, 15)):
-            val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not lo <= val <= hi:
-                raise ConfigError(f"{where}.{name} = {val!r} is out of range [{lo}, {hi}]")
+        if self.v_bits == 1:
+            raise ConfigError(f"{where}.v_bits = 1: a 1-bit signed membrane spans [-1, 0], so "
+                              "no threshold theta >= 1 can ever fire; use v_bits 2..16")
+        for name, lo, hi in (("w_bits", 1, 16), ("v_bits", 2, 16), ("leak_shift", 0, 15),
+                             ("padding", 0, 64), ("theta", 1, None)):
+            check_range(f"{where}.{name}", getattr(self, name), lo, hi)
         vlo, vhi = v_range(self.v_bits)
         if not 1 <= self.theta <= vhi:
             raise ConfigError(f"{where}.theta = {self.theta} must be in [1, {vhi}] (the "
@@ -108,8 +114,10 @@ class SnnLayer:
         if self.dataflow not in ("auto", "ws", "os"):
             raise ConfigError(f"{where}.dataflow = {self.dataflow!r}: use auto, ws or os")
         w = self.weight
-        if not isinstance(w, np.ndarray) or w.dtype.kind != "i":
-            raise ConfigError(f"{where}.weight must be an integer array")
+        if not isinstance(w, np.ndarray) or w.dtype.kind != "i" \
+                or w.ndim != (4 if self.op == "conv" else 2):
+            raise ConfigError(f"{where}.weight must be an integer array of "
+                              f"{4 if self.op == 'conv' else 2} dimensions")
         lo, hi = w_range(self.w_bits)
         if w.size and (w.min() < lo or w.max() > hi):
             raise ConfigError(f"{where}.weight holds values outside [{lo}, {hi}] "
@@ -150,6 +158,11 @@ class SnnNet:
         return self.layers[-1].n_neurons
 
     def validate(self) -> None:
+        check_name("network name", self.name, ConfigError)
+        if not isinstance(self.meta, dict):
+            raise ConfigError(f"network {self.name}: meta must be a dict (JSON object)")
+        if "n_steps" in self.meta:       # read by the commands to bin the test events
+            check_range(f"network {self.name} meta.n_steps", self.meta["n_steps"], 1, 4096)
         if not self.layers or not self.layers[-1].spiking:
             raise ConfigError(f"network {self.name}: the last layer must be conv or fc")
         check_chain(self.layers, self.input_shape, ConfigError)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..flags import FORCE_HELP
 from .console import console, rich_table
 
 
@@ -30,9 +31,11 @@ def print_report(report) -> None:
 def report_command(
         run_dir: Path = typer.Argument(..., help="a run folder (`cimstack demo --out`), a "
                                        "sweep folder or a study folder"),
-        out: Optional[Path] = typer.Option(None, help="report folder (default RUN_DIR/report)")):
+        out: Optional[Path] = typer.Option(None, help="report folder (default RUN_DIR/report); "
+                                           "never one of the inputs"),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP)):
     """HTML and Markdown report with figures of a run, sweep or study folder."""
     from .build import write_report
     with console.status("drawing the report's figures"):
-        report = write_report(run_dir, out)
+        report = write_report(run_dir, out, force)
     print_report(report)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .io import atomic_file
+from ..fileio import atomic_file
 
 
 class Series(NamedTuple):

@@ -28,9 +28,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..config import AcimSpec
+from ..errors import ConfigError
 from ..ref.acim import acim_codes, decode, unit_gain
 from ..report.figures import Lines, Series, plot
-from ..report.io import write_csv_atomic
+from ..fileio import claim_folder, write_csv_atomic
 
 Progress = Callable[[str, int], None]       # (description, steps done now)
 
@@ -203,13 +204,14 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
                      active_rows: int = 144, sigma_adc_bits: int = 4, train_sigma: float = 2.0,
                      epochs: int | None = None, float_epochs: int | None = None, seed: int = 0,
                      bits: Sequence[int] | None = None, sigmas: Sequence[float] | None = None,
-                     progress: Progress = _noop) -> dict:
+                     progress: Progress = _noop, force: bool = False) -> dict:
     """Run the selected parts; writes <part>.csv and <part>.png under ``out`` and
-    summary.json. ``quick`` shrinks every sweep (for tests and smoke runs)."""
-    out = Path(out)
+    summary.json. ``quick`` shrinks every sweep (for tests and smoke runs). ``out`` must
+    be a study folder (or new or empty): a folder of other files needs ``force``."""
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
-        raise ValueError(f"unknown study part(s) {unknown}; choose from {list(PARTS)}")
+        raise ConfigError(f"unknown study part(s) {unknown}; choose from {list(PARTS)}")
+    out = claim_folder(out, force, kind="study")
     epochs = epochs if epochs is not None else (2 if quick else 8)
     float_epochs = float_epochs if float_epochs is not None else (3 if quick else 20)
     summary: dict = {"out": str(out), "parts": list(parts)}
@@ -243,7 +245,7 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
         write_csv_atomic(out / "adc_bits.csv", rows)
         plot_adc_bits(rows, out / "adc_bits.png")
         summary["bits"] = {r["adc_bits"]: r["accuracy_sigma0"] for r in rows}
-    from ..report.io import write_json_atomic
+    from ..fileio import write_json_atomic
     write_json_atomic(out / "summary.json", summary)
     return summary
 

@@ -10,7 +10,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..report.console import console, rich_table
+from ..flags import EPOCHS_MAX, FORCE_WRITE_HELP, seconds
+from ..report.console import console, long_step, rich_table
 from .points import POINT_TYPES
 from .runner import POINT_TIMEOUT, SweepProgress, SweepResult, run_sweep
 
@@ -62,15 +63,19 @@ def sweep_command(
         sets: List[str] = typer.Option([], "--set", help="KNOB=V1,V2,... (a list sweeps); "
                                        "macro=dcim|acim|snn selects or makes the tables"),
         workers: Optional[int] = typer.Option(None, help="local pool processes (default: "
-                                              "one per core)"),
+                                              "one per core)", min=1),
         cluster: Optional[str] = typer.Option(None, help="a running Dask scheduler, "
                                               "tcp://HOST:PORT: run the tasks on its workers"),
         quick: bool = typer.Option(False, help="short training (seconds per model)"),
-        epochs: Optional[int] = typer.Option(None, help="training epochs of every model"),
+        epochs: Optional[int] = typer.Option(None, help="training epochs of every model",
+                                             min=1, max=EPOCHS_MAX),
         point_timeout: float = typer.Option(POINT_TIMEOUT, help="stop when no task has "
-                                            "finished for this many seconds"),
+                                            "finished for this many seconds",
+                                            callback=seconds()),
         connect_timeout: float = typer.Option(10.0, help="seconds to reach the Dask "
-                                              "scheduler and find a worker")):
+                                              "scheduler and find a worker",
+                                              callback=seconds()),
+        force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
     """Design-space sweep: train each distinct model once, evaluate every point
     (reference accuracy, cost), write OUT/results.csv, results.json and layers.csv."""
     from .grid import DEFAULT_GRID, load_grid, merge_sets, parse_sets
@@ -90,11 +95,14 @@ def sweep_command(
             f", [red]failed {ev.failed}[/]" if ev.failed else "")
         bar.update(task, total=ev.total, completed=ev.done + ev.failed, note=note,
                    description=ev.current[:60])
+        step.update(f"sweep: {ev.done}/{ev.total} points, {ev.failed} failed, models "
+                    f"{ev.models_done}/{ev.models_total}")
 
     try:
-        result = run_sweep(spec, out, workers=workers, cluster=cluster, quick=quick,
-                           epochs=epochs, progress=progress, point_timeout=point_timeout,
-                           connect_timeout=connect_timeout)
+        with long_step("sweep", live=False) as step:      # plain lines when piped
+            result = run_sweep(spec, out, workers=workers, cluster=cluster, quick=quick,
+                               epochs=epochs, progress=progress, point_timeout=point_timeout,
+                               connect_timeout=connect_timeout, force=force)
     except KeyboardInterrupt:
         console.print(f"interrupted: finished points are kept in {out / 'points'}; run the "
                       "same command again to resume")

@@ -3,18 +3,26 @@
 Both engines have one small interface: :meth:`submit` a top-level function with
 picklable arguments and get a future; :meth:`completed` waits (with a time limit) until
 at least one of some futures has finished; :meth:`share` turns an object many tasks
-take (a trained model) into an argument that travels once; :meth:`close`. Every wait is bounded: a
-cluster address nobody answers at fails after ``connect_timeout`` seconds, a scheduler
-without workers too.
+take (a trained model) into an argument that travels once; :meth:`close`.
+
+Every wait is bounded. A cluster address that is not ``tcp://HOST:PORT`` is refused
+before anything connects; one where nothing listens fails at once; a program there that
+does not answer as a Dask scheduler, or a scheduler without workers, fails after
+``connect_timeout`` seconds. Each is one :class:`SweepError` (or :class:`ConfigError`),
+with Dask's own log messages kept off the console.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import logging
 import multiprocessing
 import os
+import socket
 import uuid
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterator
+from urllib.parse import urlsplit
 
 from ..errors import CimstackError, ConfigError
 
@@ -61,19 +69,89 @@ class PoolEngine:
             proc.terminate()
 
 
+# the loggers Dask's client and its event loop report a failed connection through
+_DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+def cluster_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of a Dask scheduler address ``tcp://HOST:PORT`` (or
+    ``HOST:PORT``); :class:`ConfigError` when it is not one."""
+    text = str(address).strip()
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1                                   # not a number or out of 0..65535
+    if (parts.scheme != "tcp" or not parts.hostname or port is None
+            or not 1 <= port <= 65535 or parts.path or parts.query or parts.fragment):
+        raise ConfigError(f"--cluster {address!r} is not a Dask scheduler address: give "
+                          "tcp://HOST:PORT with a port in 1..65535, as `dask scheduler` "
+                          "prints it (e.g. tcp://127.0.0.1:8786)")
+    return parts.hostname, port
+
+
+@contextlib.contextmanager
+def _dask_quiet() -> Iterator[None]:
+    """Keep Dask's connection retries and teardown messages off the console: a failed
+    connection is reported once, as a :class:`SweepError`."""
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _server_kind(address: str, timeout: float) -> str:
+    """What the Dask server at ``address`` says it is (``"Scheduler"``, ``"Worker"``),
+    or ``""`` when no Dask answer arrives within ``timeout`` seconds (another program
+    on that port). Dask's own client waits forever for an answer that never comes."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def ask() -> str:
+        async with rpc(address, timeout=timeout) as server:
+            answer = await asyncio.wait_for(server.identity(), timeout)
+        return str(answer.get("type", "")) if isinstance(answer, dict) else ""
+
+    # a fresh event loop in a thread of its own: callers may be inside a running loop
+    with cf.ThreadPoolExecutor(1) as pool:
+        try:
+            return pool.submit(asyncio.run, ask()).result()
+        except Exception:            # whatever went wrong, no scheduler answered
+            return ""
+
+
 class DaskEngine:
     """A running Dask scheduler at ``address`` (``tcp://HOST:PORT``) and its workers."""
 
     def __init__(self, address: str, connect_timeout: float = 10.0):
+        host, port = cluster_address(address)
+        address = f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+        unreachable = (f"cannot reach a Dask scheduler at {address} within "
+                       f"{connect_timeout:g} s ({{}}); start one with `dask scheduler` and "
+                       f"workers with `dask worker {address}` (docs/sweep.md), or drop "
+                       "--cluster to use the local pool")
+        try:                    # nothing listening: say so at once, without Dask's retries
+            socket.create_connection((host, port), timeout=connect_timeout).close()
+        except OSError as exc:
+            raise SweepError(unreachable.format(exc.strerror or exc)) from None
+        with _dask_quiet():
+            kind = _server_kind(address, connect_timeout)
+        if kind != "Scheduler":
+            raise SweepError(unreachable.format(
+                f"a Dask {kind} answers there, not a scheduler" if kind else
+                "something answers there, but not Dask's protocol"))
         from distributed import Client
-        try:
-            self._client = Client(address, timeout=connect_timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SweepError(
-                f"cannot reach a Dask scheduler at {address} within {connect_timeout:g} s "
-                f"({exc}); start one with `dask scheduler` and workers with `dask worker "
-                f"{address}` (docs/sweep.md), or drop --cluster to use the local pool"
-            ) from None
+        with _dask_quiet():
+            try:
+                self._client = Client(address, timeout=connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise SweepError(unreachable.format(exc)) from None
         try:
             self._client.wait_for_workers(1, timeout=connect_timeout)
         except TimeoutError:
@@ -111,6 +189,6 @@ class DaskEngine:
 def open_engine(workers: int | None = None, cluster: str | None = None,
                 connect_timeout: float = 10.0) -> PoolEngine | DaskEngine:
     """The Dask cluster at ``cluster`` when given, else a local pool of ``workers``."""
-    if cluster:
+    if cluster is not None:
         return DaskEngine(cluster, connect_timeout)
     return PoolEngine(workers)

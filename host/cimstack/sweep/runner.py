@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import BundleError, ConfigError
-from ..report.io import write_csv_atomic, write_json_atomic
-from .engines import SweepError, open_engine
+from ..fileio import claim_folder, write_csv_atomic, write_json_atomic
+from .engines import SweepError, cluster_address, open_engine
 from .grid import expand, normalize
 from .points import Point, Schedule, model_id, point_id
 from .tasks import evaluate_point, train_model
@@ -133,16 +133,19 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int | None = No
               cluster: str | None = None, quick: bool = False, epochs: int | None = None,
               progress: Callable[[SweepProgress], None] | None = None,
               point_timeout: float = POINT_TIMEOUT,
-              connect_timeout: float = 10.0) -> SweepResult:
+              connect_timeout: float = 10.0, force: bool = False) -> SweepResult:
     """Run every point of ``grid`` (see :mod:`.grid`) into ``out``; points already in
     ``out/points`` are skipped. ``cluster`` (``tcp://HOST:PORT``) runs the tasks on that
     Dask scheduler's workers, else a local pool of ``workers`` processes. ``quick`` /
     ``epochs`` shorten training. When no task finishes for ``point_timeout`` seconds the
-    sweep stops with :class:`SweepError`; finished points are kept either way."""
+    sweep stops with :class:`SweepError`; finished points are kept either way. ``out``
+    must be a sweep folder (or new or empty): a folder of other files needs ``force``."""
     for name, value in (("point_timeout", point_timeout), ("connect_timeout", connect_timeout)):
         if not value > 0:
             raise ConfigError(f"{name} = {value!r}: give a time limit in seconds above 0")
-    out = Path(out)
+    if cluster is not None:
+        cluster_address(cluster)                  # a malformed address fails before any work
+    out = claim_folder(out, force, kind="sweep")
     schedule = Schedule.make(quick, epochs)
     grid = normalize(grid)
     plans = [_Plan(p, point_id(p, schedule), model_id(p, schedule)) for p in expand(grid)]

@@ -15,8 +15,9 @@ from typing import Optional
 import numpy as np
 
 from ..bundle import Bundle
+from ..errors import OutputError
 from ..ref.network import Engine, NetworkResult, reference_engine, run_network
-from ..report.io import write_json_atomic, write_text_atomic
+from ..fileio import check_output_folder, claim_folder, write_json_atomic, write_text_atomic
 
 FIRST = 5          # how many mismatching indices a layer report lists
 
@@ -67,12 +68,30 @@ class VerifyReport:
         lines.append(f"  prediction agreement {self.prediction_agreement:.4f}")
         return "\n".join(lines)
 
-    def write(self, folder: str | Path) -> Path:
+    def write(self, folder: str | Path, force: bool = False) -> Path:
         """Write verify.json and verify.txt into ``folder`` (atomically)."""
-        folder = Path(folder)
-        write_json_atomic(folder / "verify.json", self.to_dict())
-        write_text_atomic(folder / "verify.txt", self.summary() + "\n")
-        return folder
+        return write_verify_files(folder, self.to_dict(), self.summary(), force)
+
+
+def check_report_folder(folder: str | Path, force: bool = False) -> Path:
+    """``folder`` can hold verify.json and verify.txt: it does not exist yet, or is a
+    folder cimstack wrote (or empty, or ``force``). Checked before a verification
+    starts, so no work is lost."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--report {folder} is a file; verify writes verify.json and "
+                          "verify.txt into a folder: give a folder name")
+    return check_output_folder(folder, force)
+
+
+def write_verify_files(folder: str | Path, doc: dict, summary: str,
+                       force: bool = False) -> Path:
+    """verify.json (``doc``) and verify.txt (``summary``) into the report ``folder``,
+    each atomically; the folder is marked as cimstack's."""
+    folder = claim_folder(folder, force, kind="verification")
+    write_json_atomic(folder / "verify.json", doc)
+    write_text_atomic(folder / "verify.txt", summary + "\n")
+    return folder
 
 
 def compare_layer(name: str, ref: np.ndarray, got: np.ndarray) -> LayerReport:

@@ -1,0 +1,176 @@
+"""Input data of ``cimstack run`` and ``cimstack verify`` (``--data``): loading and checking.
+
+Images, for dcim and acim bundles: an ``.npz`` file (``numpy.savez``) with
+
+- ``x``: real numbers (any integer or float dtype), shape ``(N, *input shape)``, e.g.
+  ``(N, 1, 8, 8)`` for the digits bundles; a one-channel input also takes ``(N, H, W)``.
+  Values lie in the range the bundle's input quantizer maps onto its codes,
+  ``0 .. scale * (2^bits - 1)``: ``x_int = clip(round(x / scale), 0, 2^bits - 1)``.
+  The digits bundles were trained on pixels / 16, i.e. [0, 1] (the raw UCI pixels are
+  0..16): divide raw pixels by 16 (or 8-bit pixels by 255).
+- ``y`` (optional): 1-D integer labels ``0 .. classes - 1``, one per image; with them
+  the commands report accuracy.
+
+No other arrays. Values more than half a quantizer step outside the range are an
+error, not a warning: the quantizer would clip them and the run would report a wrong
+accuracy without saying why (raw 0..16 digit pixels give 46 %, 0..255 pixels 29 %).
+
+Events, for SNN bundles: ``--data`` is a folder with the extracted N-MNIST
+(``Test/<label>/*.bin``) or DVS128 Gesture (``*.aedat``); without it, the built-in
+event digits. Its frames must have the bundle's input shape and its labels must be
+classes of the bundle.
+
+Every problem is one :class:`~cimstack.errors.ConfigError` naming the file, the
+problem and the fix.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import ConfigError
+
+FORMAT = ("expected an .npz (numpy.savez) with 'x' (float images) and optionally 'y' "
+          "(integer labels)")
+
+
+def bundle_classes(bundle: Bundle) -> int:
+    """Number of classes: the outputs of the bundle's last layer."""
+    return int(np.prod(bundle.layers[-1].out_shape))
+
+
+def input_range(bundle: Bundle) -> float:
+    """The largest value the bundle's input quantizer maps onto a code (without clipping)."""
+    return float(bundle.input.scale * ((1 << bundle.input.bits) - 1))
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``x`` and ``y`` (or None) of an .npz file, without pickles; no checks of values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--data {path}: no such file; {FORMAT}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
+    except zipfile.BadZipFile:
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        kind = "a plain .npy array, not an .npz" if npy else "not an .npz (zip) file"
+        raise ConfigError(f"--data {path}: {kind}; {FORMAT}, e.g. "
+                          "numpy.savez(path, x=images, y=labels)") from None
+    except OSError as exc:
+        raise ConfigError(f"--data {path}: cannot read it ({exc.strerror or exc})") from None
+    if "x" not in names:
+        raise ConfigError(f"--data {path}: no array 'x' (found {', '.join(names) or 'none'}); "
+                          + FORMAT)
+    unknown = sorted(set(names) - {"x", "y"})
+    if unknown:
+        raise ConfigError(f"--data {path}: unknown arrays {', '.join(unknown)}; " + FORMAT)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f["x"], (f["y"] if "y" in names else None)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--data {path}: cannot read its arrays ({detail}); {FORMAT}") from None
+
+
+def _range_hint(lo: float, hi: float) -> str:
+    if lo < 0:
+        return "the input quantizer is unsigned: undo a mean/std normalisation"
+    if 15 < hi <= 16:
+        return "raw digit pixels (0..16)? divide by 16"
+    if 16 < hi <= 255:
+        return "8-bit pixels (0..255)? divide by 255"
+    return "scale x into that range"
+
+
+def check_images(bundle: Bundle, x, y=None, source: str = "x"
+                 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Check images ``x`` (and labels ``y``) for ``bundle``; return them as float32
+    ``(N, *input shape)`` and int64 ``(N,)``. ``source`` names them in messages."""
+    x = np.asarray(x)
+    shape = tuple(bundle.input.shape)
+    want = f"(N, {', '.join(map(str, shape))})"
+    if x.dtype.kind not in "biuf":
+        what = "complex" if x.dtype.kind == "c" else f"non-numeric ({x.dtype})"
+        raise ConfigError(f"{source}: x is {what}; expected real images {want}")
+    if shape[0] == 1 and x.ndim == len(shape) and tuple(x.shape[1:]) == shape[1:]:
+        x = x[:, None]                              # (N, H, W) for a one-channel input
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise ConfigError(f"{source}: x has shape {tuple(x.shape)}; the bundle "
+                          f"{bundle.name} expects {want}")
+    if len(x) == 0:
+        raise ConfigError(f"{source}: x holds no images")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise ConfigError(f"{source}: x has {int(bad.sum())} NaN or infinite values "
+                          f"(first in image {first}); every pixel must be a finite number")
+    lo, hi, top, half = (float(x.min()), float(x.max()), input_range(bundle),
+                         bundle.input.scale / 2)
+    if lo < -half or hi > top + half:
+        raise ConfigError(
+            f"{source}: x spans {lo:.3g}..{hi:.3g}, outside 0..{top:.3g}, the range of the "
+            f"bundle's input quantizer ({bundle.input.bits} bits, scale {bundle.input.scale:.3g}"
+            f"): {_range_hint(lo, hi)}")
+    return x, (None if y is None else check_labels(y, len(x), bundle_classes(bundle), source))
+
+
+def check_labels(y, n: int, classes: int, source: str = "y") -> np.ndarray:
+    """Labels ``y``: 1-D integers ``0 .. classes - 1``, ``n`` of them; returned as int64."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        hint = " (one-hot? use y.argmax(1))" if y.ndim == 2 else ""
+        raise ConfigError(f"{source}: y has shape {tuple(y.shape)}; expected 1-D integer "
+                          f"labels, one per image{hint}")
+    if y.dtype.kind not in "iu":
+        raise ConfigError(f"{source}: y has dtype {y.dtype}; labels must be integers "
+                          f"0..{classes - 1} (save y.astype(int))")
+    if len(y) != n:
+        raise ConfigError(f"{source}: y has {len(y)} labels for {n} images; give one per image")
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        raise ConfigError(f"{source}: labels {y.min()}..{y.max()} are outside "
+                          f"0..{classes - 1} (the bundle's {classes} classes)")
+    return y.astype(np.int64)
+
+
+def load_images(bundle: Bundle, path: Optional[Path] = None
+                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Checked images and labels for ``bundle``: the ``.npz`` at ``path``, or the digits
+    test split (360 images, pixels / 16) when ``path`` is None."""
+    if path is None:
+        from .quant.data import load_digits_split
+        split = load_digits_split()
+        return check_images(bundle, split.x_test, split.y_test,
+                            "the digits test split (no --data)")
+    x, y = read_npz(Path(path))
+    return check_images(bundle, x, y, f"--data {path}")
+
+
+def load_events(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
+                limit: Optional[int] = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Checked spike frames ``bool [N, T, *input shape]`` and labels for the SNN ``net``:
+    the event data set in the folder ``path``, or the built-in event digits test split;
+    ``n_steps`` timesteps per sample (default: the bundle's)."""
+    from .events.datasets import load_event_data
+    source = "the built-in event digits" if path is None else f"--data {path}"
+    if path is not None and not Path(path).is_dir():
+        what = "no such folder" if not Path(path).exists() else "not a folder"
+        raise ConfigError(f"{source}: {what}; expected the extracted N-MNIST "
+                          "(Test/<label>/*.bin) or DVS128 Gesture (*.aedat) folder")
+    n_steps = n_steps or int(net.meta.get("n_steps", 16))
+    ds = load_event_data(path, "test", limit, seed)
+    if len(ds) == 0:
+        raise ConfigError(f"{source}: no samples")
+    w, h, p = ds.sensor_size
+    if (p, h, w) != tuple(net.input_shape):
+        raise ConfigError(f"{source}: events of a {w}x{h} sensor with {p} polarities; the "
+                          f"bundle {net.name} takes {tuple(net.input_shape)} (P, H, W) frames")
+    return ds.frames(n_steps), check_labels(ds.labels, len(ds), net.n_classes, source)
