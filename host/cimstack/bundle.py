@@ -36,11 +36,12 @@ import numpy as np
 
 from .config import AcimLayerParams, AcimSpec, DcimSpec, check_keys, check_range
 from .errors import BundleError, ConfigError
+from .families import get_family
 from .fileio import atomic_folder, jsonable
 
 SCHEMA = "cimstack-bundle"
 SCHEMA_VERSION = 1
-MACROS = ("dcim", "acim")
+MACRO_SPECS = ("dcim", "acim")     # the macro configurations a bundle holds (``macros``)
 INT32 = (-(2**31), 2**31 - 1)
 INT64_MAX = 2**63 - 1
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -107,7 +108,7 @@ class Requant:
 
     def check_headroom(self, where: str, acc_max: np.ndarray, why: str) -> None:
         """``acc*M + B + r`` must fit int64 for every ``|acc| <= acc_max[n]`` (the
-        exporter's rule, :func:`cimstack.quant.export.choose_shift`)."""
+        exporter's rule, :func:`cimstack.ref.requant.choose_shift`)."""
         for n, (a, m, b) in enumerate(zip(acc_max.tolist(), self.multiplier.tolist(),
                                           self.bias.tolist())):
             peak = requant_peak(a, abs(m), abs(b), self.shift)
@@ -133,7 +134,7 @@ class MacroLayer:
     out_shape: tuple
     stride: int = 1
     padding: int = 0
-    macro: str = "dcim"                       # "dcim" | "acim"
+    macro: str = "dcim"                       # a registered macro family (cimstack.families)
     analog: AcimLayerParams | None = None     # acim only: ABN gain/offset, noise key
 
     @property
@@ -158,12 +159,7 @@ class MacroLayer:
         where = f"layer {self.name}"
         if self.op not in ("conv2d", "linear"):
             raise BundleError(f"{where}: op {self.op!r} is not a macro op (conv2d, linear)")
-        if self.macro not in MACROS:
-            raise BundleError(f"{where}: macro {self.macro!r} is not supported; use one of "
-                              f"{', '.join(MACROS)}")
-        if (self.macro == "acim") != (self.analog is not None):
-            raise BundleError(f"{where}: an acim layer needs its analog parameters (gain, "
-                              "offset, noise key) and a dcim layer has none")
+        get_family(self.macro, BundleError, where)
         _in_range(f"{where}.w_bits", self.w_bits, 1, 8)
         _in_range(f"{where}.x_bits", self.x_bits, 1, 8)
         _in_range(f"{where}.stride", self.stride, 1, 64)
@@ -294,36 +290,11 @@ class Bundle:
         for layer in self.macro_layers:
             if layer.w_bits == 1:
                 check_binary_blocks(f"layer {layer.name}", layer.matrix(), self.dcim.rows_on)
-            if layer.macro == "acim":
-                self._check_analog(layer)
-            self._check_headroom(layer)
+            family = get_family(layer.macro, BundleError)
+            family.check_layer(self, layer)
+            acc_max, why = family.acc_bound(self, layer)
+            layer.requant.check_headroom(f"layer {layer.name}", acc_max, why)
         self._check_value_ranges()
-
-    def _check_headroom(self, layer: MacroLayer) -> None:
-        """The requantizer's int64 headroom for the largest accumulator of each channel:
-        dcim ``sum_k |w[n,k]| * (2^x_bits - 1)``, acim the largest ADC code."""
-        if layer.macro == "acim":
-            top = (1 << self.acim.adc_bits) - 1
-            acc_max, why = np.full(layer.channels, top), f"ADC codes up to {top}"
-        else:
-            x_max = (1 << layer.x_bits) - 1
-            acc_max = np.abs(layer.matrix().astype(np.int64)).sum(axis=0) * x_max
-            why = (f"K = {layer.k} inputs up to {x_max} times weights up to "
-                   f"{int(np.abs(layer.weight.astype(np.int64)).max(initial=0))}")
-        layer.requant.check_headroom(f"layer {layer.name}", acc_max, why)
-
-    def _check_analog(self, layer: MacroLayer) -> None:
-        where = f"layer {layer.name}"
-        if self.acim is None:
-            raise BundleError(f"{where} runs on the acim macro but the bundle has no acim "
-                              "configuration (macros.acim)")
-        if layer.k > self.acim.rows:
-            raise BundleError(f"{where}: K = {layer.k} inputs exceed the acim array's "
-                              f"{self.acim.rows} rows")
-        try:
-            layer.analog.validate(self.acim, layer.channels, where=f"{where}.analog")
-        except ConfigError as exc:
-            raise BundleError(str(exc)) from None
 
     def _check_value_ranges(self) -> None:
         """Every macro layer's inputs must fit its unsigned x_bits."""
@@ -608,7 +579,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                           "export one with `cimstack export` or `cimstack train`")
     check_object(doc, TOP_KEYS, "bundle.json")
     inp = check_object(get_field(doc, "input", "bundle.json"), INPUT_KEYS, "input")
-    macros = check_object(get_field(doc, "macros", "bundle.json"), MACROS, "macros")
+    macros = check_object(get_field(doc, "macros", "bundle.json"), MACRO_SPECS, "macros")
     try:
         dcim = DcimSpec.from_dict(get_field(macros, "dcim", "macros", dict), where="macros.dcim")
         acim = (AcimSpec.from_dict(get_field(macros, "acim", "macros", dict), where="macros.acim")

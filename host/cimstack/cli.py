@@ -379,6 +379,7 @@ def _mount_subcommands() -> None:
     """Board, overlay and deploy commands (serial console, ssh, Vivado build); studies."""
     from .cost.cli import cost_command
     from .deploy.cli import board_app, deploy_command, overlay_app
+    from .importer.cli import import_command
     from .report.cli import report_command
     from .snn_cli import snn_app
     from .study import study_app
@@ -393,6 +394,7 @@ def _mount_subcommands() -> None:
     app.command("sweep")(sweep_command)
     app.command("report")(report_command)
     app.command("cost")(cost_command)
+    app.command("import")(import_command)
 
 
 _mount_subcommands()

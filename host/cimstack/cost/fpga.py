@@ -25,6 +25,8 @@ the loop entry cost, W = ceil(K/64), G the row groups, D the divider):
 from __future__ import annotations
 
 from ..config import BoardSpec
+from ..errors import ConfigError
+from ..families import get_family
 from ..hw.streams import input_words, output_words, words_for
 from ..mapping.tiling import kept_blocks
 from ..overlay_shape import KERNELS, STREAM_BYTES, overlay_shape
@@ -44,19 +46,36 @@ def _dcim_vector(layer, n: int, w_mat, spec, t: FpgaTiming) -> int:
     return cycles
 
 
-def _slice_cycles(layer, bundle, c0: int, n: int, t: FpgaTiming) -> tuple[int, int]:
-    """(cycles per input vector, cycles of the loads) of channels c0 .. c0+n-1."""
+def dcim_slice_cycles(layer, bundle, c0: int, n: int, t: FpgaTiming) -> tuple[int, int, int]:
+    """dcim channels c0 .. c0+n-1: (cycles per input vector, cycles of the loads, extra
+    weight-stream words beside weights and requantizer: none)."""
     e = t.loop_entry_cycles
-    io = (8 + e) * words_for(layer.k) + -(-n // 2) + e
-    load = (8 + e) * words_for(layer.k * n) + 2 * n + e
-    if layer.macro == "acim":
-        passes = layer.x_bits if bundle.acim.adc_per_input_bit else 1
-        abn, prep = n + e, n                    # ABN words at II = 1; the PREP loop
-        return io + n * passes * (layer.k + e + t.divider_cycles), load + abn + prep
     words = -(-layer.k // 64)
     prep = n * (words + -(-layer.k // bundle.dcim.rows_on))
-    return (io + _dcim_vector(layer, n, layer.matrix()[:, c0:c0 + n], bundle.dcim, t),
-            load + n * (words + e) + prep)
+    return (_io_cycles(layer, n, t) + _dcim_vector(layer, n, layer.matrix()[:, c0:c0 + n],
+                                                    bundle.dcim, t),
+            _load_cycles(layer, n, t) + n * (words + e) + prep, 0)
+
+
+def acim_slice_cycles(layer, bundle, c0: int, n: int, t: FpgaTiming) -> tuple[int, int, int]:
+    """acim channels c0 .. c0+n-1: (cycles per input vector, cycles of the loads, the n
+    ABN words)."""
+    e = t.loop_entry_cycles
+    passes = layer.x_bits if bundle.acim.adc_per_input_bit else 1
+    abn, prep = n + e, n                        # ABN words at II = 1; the PREP loop
+    return (_io_cycles(layer, n, t) + n * passes * (layer.k + e + t.divider_cycles),
+            _load_cycles(layer, n, t) + abn + prep, n)
+
+
+def _io_cycles(layer, n: int, t: FpgaTiming) -> int:
+    """Reading one input vector and writing its n outputs."""
+    return (8 + t.loop_entry_cycles) * words_for(layer.k) + -(-n // 2) + t.loop_entry_cycles
+
+
+def _load_cycles(layer, n: int, t: FpgaTiming) -> int:
+    """Loading the weights and the requantizer of n channels."""
+    e = t.loop_entry_cycles
+    return (8 + e) * words_for(layer.k * n) + 2 * n + e
 
 
 def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
@@ -72,18 +91,21 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
     clock = board.clocks.fclk0_mhz * 1e6
     rows = []
     for layer in bundle.macro_layers:
-        KERNELS[layer.macro].check_k(layer.name, layer.k)
-        cap, vectors = KERNELS[layer.macro].capacity, layer.vectors
+        family = get_family(layer.macro)
+        if family.fpga_slice is None:
+            raise ConfigError(f"layer {layer.name}: macro family {family.name} has no FPGA "
+                              "kernel, so the overlay's throughput cannot be estimated")
+        KERNELS[family.kernel].check_k(layer.name, layer.k)
+        cap, vectors = KERNELS[family.kernel].capacity, layer.vectors
         cycles = load = bytes_in = bytes_out = bytes_w = 0
         for c0 in range(0, layer.channels, cap["MAX_N"]):
             n = min(cap["MAX_N"], layer.channels - c0)
-            per_vector, loads = _slice_cycles(layer, bundle, c0, n, t)
+            per_vector, loads, extra_words = family.fpga_slice(layer, bundle, c0, n, t)
             cycles += vectors * per_vector
             load += loads
             bytes_in += input_words(layer.k, vectors) * STREAM_BYTES
             bytes_out += output_words(n, vectors) * STREAM_BYTES
-            abn = n if layer.macro == "acim" else 0
-            bytes_w += (words_for(layer.k * n) + 2 * n + abn) * STREAM_BYTES
+            bytes_w += (words_for(layer.k * n) + 2 * n + extra_words) * STREAM_BYTES
         total = cycles + -(-load // batch)
         rows.append({"layer": layer.name, "macro": layer.macro,
                      "slices": -(-layer.channels // cap["MAX_N"]), "vectors": vectors,

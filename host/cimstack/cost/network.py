@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..families import get_family
 from ..ref.network import layer_stats
-from .acim import acim_layer
 from .constants import AcimConstants, DcimConstants, check_count
-from .dcim import dcim_layer
 
 SUMMED = ("ops", "ops_performed", "cycles", "latency_s", "energy_pj", "energy_array_pj",
           "energy_readout_pj", "energy_move_pj", "in_bits", "out_bits", "weight_bits")
@@ -43,28 +42,29 @@ class NetworkCost:
 
 
 def network_cost(bundle, *, batch: int = 1, dcim: DcimConstants | None = None,
-                 acim: AcimConstants | None = None) -> NetworkCost:
+                 acim: AcimConstants | None = None,
+                 constants: dict | None = None) -> NetworkCost:
     """Per-image cost of every macro layer of ``bundle`` (a :class:`~cimstack.bundle.
-    Bundle`) and of the network; ``batch``: images per weight reload."""
+    Bundle`) and of the network; ``batch``: images per weight reload. Each layer is
+    costed by its macro family's model (:mod:`cimstack.families`) with the constants
+    given for the family (``constants`` by family name; ``dcim``, ``acim`` for those
+    two), else the family's defaults."""
     check_count("batch", batch, "images per weight reload")
     if not bundle.macro_layers:
         raise ConfigError(f"bundle {bundle.name} has no macro layer (conv2d or linear) to "
                           "cost")
-    if bundle.acim is None and any(m.macro == "acim" for m in bundle.macro_layers):
-        raise ConfigError(f"bundle {bundle.name} has acim layers but no acim configuration "
-                          "(macros.acim); re-export it")
-    dcim, acim = dcim or DcimConstants(), acim or AcimConstants()
+    given = {"dcim": dcim, "acim": acim, **(constants or {})}
+    families = {layer.macro: get_family(layer.macro) for layer in bundle.macro_layers}
+    consts = {name: given.get(name) or fam.cost_constants() for name, fam in families.items()}
     stats = layer_stats(bundle)
-    tiles = {"dcim": 0, "acim": 0}
+    tiles = dict.fromkeys(families, 0)
     for st in stats:
         tiles[st.macro] += st.tiles
-    reload = {"dcim": tiles["dcim"] > bundle.dcim.macros, "acim": tiles["acim"] > 1}
+    reload = {name: tiles[name] > fam.resident_tiles(bundle) for name, fam in families.items()}
     rows = []
     for layer, st in zip(bundle.macro_layers, stats):
-        if layer.macro == "acim":
-            part = acim_layer(layer, st, bundle.acim, acim, reload["acim"], batch)
-        else:
-            part = dcim_layer(layer, st, bundle.dcim, dcim, reload["dcim"], batch)
+        part = families[layer.macro].layer_cost(layer, st, bundle, consts[layer.macro],
+                                                reload[layer.macro], batch)
         ops = 2 * layer.k * layer.channels * st.vectors
         energy = part["energy_array_pj"] + part["energy_readout_pj"] + part["energy_move_pj"]
         rows.append({"layer": layer.name, "macro": layer.macro, "op": layer.op, "k": layer.k,
@@ -73,8 +73,7 @@ def network_cost(bundle, *, batch: int = 1, dcim: DcimConstants | None = None,
                      "energy_pj": energy, "tops_per_w": per_pj(ops, energy),
                      "resident": not reload[layer.macro]})
     totals = {key: sum(r[key] for r in rows) for key in SUMMED}
-    area = (bundle.dcim.macros * dcim.macro_area_mm2 if tiles["dcim"] else 0.0) + \
-        (acim.macro_area_mm2 if tiles["acim"] else 0.0)
+    area = sum(fam.area_mm2(bundle, consts[name]) for name, fam in families.items())
     images_per_s = 1.0 / totals["latency_s"]
     totals.update(tops_per_w=per_pj(totals["ops"], totals["energy_pj"]), images_per_s=images_per_s,
                   area_mm2=area, tops_per_mm2=totals["ops"] * images_per_s / area * 1e-12,

@@ -9,6 +9,7 @@ import pynq
 
 from ..bundle import Bundle, MacroLayer
 from ..errors import ConfigError
+from ..families import get_family
 from ..overlay_shape import check_handoff, overlay_shape
 from .macros import AcimIP, AcimRunner, DcimIP, DcimRunner, MacroRunner
 from .snn import SnnIP        # imported so that pynq binds the snn kernel to it by VLNV
@@ -51,9 +52,13 @@ class MacroEngine:
         self.runners = runners
 
     def __call__(self, layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
-        runner = self.runners.get(layer.macro)
+        kernel = get_family(layer.macro).kernel
+        if kernel is None:
+            raise ConfigError(f"layer {layer.name}: macro family {layer.macro} has no FPGA "
+                              "kernel; run it on the reference backend")
+        runner = self.runners.get(kernel)
         if runner is None:
-            raise ConfigError(f"layer {layer.name} needs the {layer.macro} kernel, which this "
+            raise ConfigError(f"layer {layer.name} needs the {kernel} kernel, which this "
                               f"overlay does not have (it has {sorted(self.runners)})")
         return runner.engine(layer, x_mat, bundle)
 

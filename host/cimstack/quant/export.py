@@ -34,39 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..bundle import (INT64_MAX, Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer,
-                      Requant, requant_peak, save_bundle)
+from ..bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, save_bundle
 from ..config import DcimSpec
+from ..ref.requant import choose_shift, logit_scale, make_requant
 from .model import QuantDigitsNet, predict
 
 INT32_LO, INT32_HI = -(2**31), 2**31 - 1
-LOGIT_BITS = 24
 FLOAT32_UNIT = 2.0**-24        # unit roundoff of float32
-
-
-def choose_shift(real_m: np.ndarray, real_b: np.ndarray, acc_max: int) -> int:
-    """Largest shift ``s`` in [0, 62] for which the integer requantizer is safe."""
-    m_abs = float(np.max(np.abs(real_m))) if real_m.size else 0.0
-    b_abs = float(np.max(np.abs(real_b))) if real_b.size else 0.0
-    for s in range(62, -1, -1):
-        m_int = round(m_abs * 2.0**s)
-        b_int = round(b_abs * 2.0**s)
-        if m_int >= 2**31 or b_int >= 2**62:
-            continue
-        if requant_peak(acc_max, m_int, b_int, s) <= INT64_MAX:   # also checked at load
-            return s
-    raise ValueError(f"no shift makes the requantizer safe (max|M| {m_abs}, max|B| {b_abs})")
-
-
-def make_requant(real_m: np.ndarray, real_b: np.ndarray, acc_max: int, lo: int,
-                 hi: int) -> Requant:
-    """Integer requantizer approximating ``acc*real_m + real_b`` (see module doc)."""
-    real_m = np.asarray(real_m, np.float64)
-    real_b = np.asarray(real_b, np.float64)
-    s = choose_shift(real_m, real_b, acc_max)
-    mult = np.array([round(v * 2.0**s) for v in real_m], dtype=np.int64)
-    bias = np.array([round(v * 2.0**s) for v in real_b], dtype=np.int64)
-    return Requant(multiplier=mult, bias=bias, shift=int(s), lo=int(lo), hi=int(hi))
 
 
 @torch.no_grad()
@@ -114,8 +88,7 @@ def export_bundle(model: QuantDigitsNet, name: str = "digits", dcim: DcimSpec | 
             s_o = act_scales[i]
             lo, hi = 0, (1 << cfg.a_bits[i]) - 1
         else:
-            bound = float(np.max(acc_bound * s_x * s_w + np.abs(bias)))
-            s_o = bound / 2.0**LOGIT_BITS if bound > 0 else 1.0
+            s_o = logit_scale(acc_bound * s_x * s_w, bias)
             output_scale = s_o
             lo, hi = INT32_LO, INT32_HI
         rq = make_requant(s_x * s_w / s_o, bias / s_o, acc_max, lo, hi)

@@ -17,24 +17,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..bundle import Bundle, MacroLayer, PoolLayer
 from ..errors import ConfigError
-from ..mapping.tiling import acim_cost, layer_cost
-from .acim import acim_layer
-from .dcim import macro_matmul
-from .requant import requantize
+from ..families import get_family
 
 Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
 
 
 def reference_engine(layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
-    """The layer's macro + requantizer in NumPy: [V, K] unsigned -> [V, N] int64.
+    """The layer's macro + requantizer in NumPy: [V, K] unsigned -> [V, N] int64, by the
+    reference of the layer's macro family (:mod:`cimstack.families`).
 
     acim noise is keyed by the row of ``x_mat`` (image-major, pixel-minor) as sample."""
-    rq = layer.requant
-    if layer.macro == "acim":
-        return acim_layer(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.acim,
-                          layer.analog, rq)
-    acc = macro_matmul(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim)
-    return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
+    return get_family(layer.macro).reference(layer, x_mat, bundle)
 
 
 @dataclass
@@ -133,12 +126,11 @@ def run_layer(layer, x: np.ndarray, bundle: Bundle, engine: Engine) -> np.ndarra
 
 
 def layer_stats(bundle: Bundle) -> list[LayerStats]:
-    """Cycle and block statistics of every macro layer (independent of the data)."""
+    """Cycle and block statistics of every macro layer (independent of the data), by
+    the cycle model of the layer's macro family."""
     stats = []
     for layer in bundle.macro_layers:
-        cost = (acim_cost(layer.k, layer.channels, layer.w_bits, layer.x_bits, bundle.acim)
-                if layer.macro == "acim" else
-                layer_cost(layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim))
+        cost = get_family(layer.macro).cycles(layer, bundle)
         vectors = layer.vectors
         stats.append(LayerStats(
             name=layer.name, op=layer.op, macro=layer.macro, k=layer.k, n=layer.channels, vectors=vectors,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bundle import INT64_MAX, Requant, requant_peak
+
 
 def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift: int,
                lo: int, hi: int) -> np.ndarray:
@@ -16,3 +18,46 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift:
     y += np.asarray(bias, np.int64) + rounding
     np.right_shift(y, shift, out=y)
     return np.clip(y, lo, hi, out=y)
+
+
+# ----------------------------------------------------------------- building one
+# The exporters (Brevitas: cimstack.quant.export, QONNX: cimstack.importer) turn a real
+# per-channel affine map ``acc*real_m + real_b`` into a requantizer with these.
+
+LOGIT_BITS = 24                # the logits' requantizer: largest |logit| about 2^24
+
+
+def choose_shift(real_m: np.ndarray, real_b: np.ndarray, acc_max: int) -> int:
+    """Largest shift ``s`` in [0, 62] for which the integer requantizer is safe:
+    ``max|M| < 2^31``, ``max|B| < 2^62`` and :func:`cimstack.bundle.requant_peak` within
+    int64 for ``|acc| <= acc_max``."""
+    m_abs = float(np.max(np.abs(real_m))) if real_m.size else 0.0
+    b_abs = float(np.max(np.abs(real_b))) if real_b.size else 0.0
+    for s in range(62, -1, -1):
+        m_int = round(m_abs * 2.0**s)
+        b_int = round(b_abs * 2.0**s)
+        if m_int >= 2**31 or b_int >= 2**62:
+            continue
+        if requant_peak(acc_max, m_int, b_int, s) <= INT64_MAX:   # also checked at load
+            return s
+    raise ValueError(f"no shift makes the requantizer safe (max|M| {m_abs}, max|B| {b_abs})")
+
+
+def make_requant(real_m: np.ndarray, real_b: np.ndarray, acc_max: int, lo: int,
+                 hi: int) -> Requant:
+    """Integer requantizer approximating ``acc*real_m + real_b``: ``M = round(real_m *
+    2^s)``, ``B = round(real_b * 2^s)`` with ``s`` from :func:`choose_shift`."""
+    real_m = np.asarray(real_m, np.float64)
+    real_b = np.asarray(real_b, np.float64)
+    s = choose_shift(real_m, real_b, acc_max)
+    mult = np.array([round(v * 2.0**s) for v in real_m], dtype=np.int64)
+    bias = np.array([round(v * 2.0**s) for v in real_b], dtype=np.int64)
+    return Requant(multiplier=mult, bias=bias, shift=int(s), lo=int(lo), hi=int(hi))
+
+
+def logit_scale(peak_m: np.ndarray, real_b: np.ndarray) -> float:
+    """Output scale of the logits: the largest possible |logit| (``peak_m[n]`` bounds
+    ``|acc*real scale|`` of channel ``n``, ``real_b`` its real bias) becomes about
+    ``2^LOGIT_BITS``, well inside int32; 1.0 when every logit is 0."""
+    bound = float(np.max(np.abs(peak_m) + np.abs(real_b)))
+    return bound / 2.0**LOGIT_BITS if bound > 0 else 1.0

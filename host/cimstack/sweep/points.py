@@ -62,6 +62,10 @@ class Point(Spec):
                 object.__setattr__(self, f.name, float(value))
         super().__post_init__()
 
+    def apply(self, bundle):
+        """The trained bundle of a macro family's point under its evaluation knobs."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate a bundle")
+
     def params(self) -> dict[str, Any]:
         """Every knob of the point, with its macro: the canonical parameters."""
         return {"macro": self.macro, **self.to_dict()}
@@ -110,6 +114,10 @@ class DcimPoint(Point):
         """The macro configuration of the point (exact partial-sum read-out)."""
         return DcimSpec(rows_on=self.rows_on)
 
+    def apply(self, bundle):
+        """The trained bundle on the point's macro configuration."""
+        return dataclasses.replace(bundle, dcim=self.spec())
+
     def model_params(self) -> dict[str, Any]:
         params = super().model_params()
         if self.sparsity > 0:
@@ -139,6 +147,10 @@ class AcimPoint(Point):
     def spec(self) -> AcimSpec:
         """The analog macro configuration of the evaluation (noise seeded by ``seed``)."""
         return AcimSpec(adc_bits=self.adc_bits, sigma=self.sigma, seed=self.seed)
+
+    def apply(self, bundle):
+        """The trained bundle under the point's evaluation noise (``sigma``, ``seed``)."""
+        return bundle.with_acim(sigma=self.sigma, seed=self.seed)
 
 
 @dataclass(frozen=True)

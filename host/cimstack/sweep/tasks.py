@@ -15,7 +15,6 @@ a Dask worker with several threads still gives the same models as the local pool
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import threading
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..families import get_family
 from .points import POINT_TYPES
 
 _TRAIN_LOCK = threading.Lock()
@@ -34,11 +35,12 @@ def train_model(model: dict[str, Any], schedule: dict[str, Any]) -> dict[str, An
     from ..quant.train import _torch_env
     t0 = time.perf_counter()
     with _TRAIN_LOCK, _torch_env(1):
-        exported = _TRAINERS[model["macro"]](model, schedule)
+        exported = _trainer(model["macro"])(model, schedule)
     return {"model": exported, "seconds": time.perf_counter() - t0}
 
 
-def _train_dcim(m: dict, s: dict):
+def train_dcim(m: dict, s: dict):
+    """The dcim family's trainer hook: QAT digits CNN, optional block pruning."""
     from ..quant.train import train_digits
     rows_on = m.get("rows_on", POINT_TYPES["dcim"]().rows_on)
     res = train_digits(w_bits=m["w_bits"], a_bits=m["x_bits"], block_sparsity=m["sparsity"],
@@ -46,7 +48,8 @@ def _train_dcim(m: dict, s: dict):
     return res.export()
 
 
-def _train_acim(m: dict, s: dict):
+def train_acim(m: dict, s: dict):
+    """The acim family's trainer hook: digits CNN with the ADC in the training loop."""
     from ..config import AcimSpec
     from ..quant.analog import train_analog_digits
     res = train_analog_digits(AcimSpec(adc_bits=m["adc_bits"], seed=m["seed"]),
@@ -63,7 +66,15 @@ def _train_snn(m: dict, s: dict):
     return res.net
 
 
-_TRAINERS = {"dcim": _train_dcim, "acim": _train_acim, "snn": _train_snn}
+def _trainer(macro: str):
+    """The trainer of ``macro``: the spiking network's, or a macro family's hook."""
+    if macro == "snn":                  # a spiking network, not a family of bundle layers
+        return _train_snn
+    family = get_family(macro)
+    if family.trainer is None:
+        raise ConfigError(f"macro family {macro} has no trainer hook; give its MacroFamily "
+                          "a trainer to sweep it")
+    return family.trainer
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -83,11 +94,13 @@ def _event_test(steps: int, limit: int | None, seed: int) -> tuple[np.ndarray, n
 
 
 def point_bundle(bundle, params: dict[str, Any]):
-    """The trained dcim/acim bundle under a point's evaluation knobs."""
-    point = POINT_TYPES[params["macro"]](**{k: v for k, v in params.items() if k != "macro"})
-    if point.macro == "dcim":
-        return dataclasses.replace(bundle, dcim=point.spec())
-    return bundle.with_acim(sigma=point.sigma, seed=point.seed)
+    """The trained bundle under a point's evaluation knobs (the point class of the
+    point's macro family sets them, :meth:`~cimstack.sweep.points.Point.apply`)."""
+    point_type = get_family(params["macro"]).point
+    if point_type is None:
+        raise ConfigError(f"macro family {params['macro']} has no sweep knobs (point class); "
+                          "give its MacroFamily a point to sweep it")
+    return point_type(**{k: v for k, v in params.items() if k != "macro"}).apply(bundle)
 
 
 def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +119,9 @@ def _evaluate_bundle(bundle) -> tuple[dict, list]:
     from ..ref.network import integer_accuracy
     x, y = _digits_test()
     cost = network_cost(bundle)
-    fpga = fpga_cost(bundle)
+    has_kernels = all(get_family(m.macro).fpga_slice for m in bundle.macro_layers)
+    fpga = (fpga_cost(bundle) if has_kernels       # a family without an FPGA kernel: no estimate
+            else {"images_per_s": None, "dma_bound_images_per_s": None})
     t = cost.totals
     metrics = {"accuracy": integer_accuracy(bundle, x, y), "energy_pj": t["energy_pj"],
                "latency_s": t["latency_s"], "tops_per_w": t["tops_per_w"], "ops": t["ops"],

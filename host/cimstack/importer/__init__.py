@@ -1,0 +1,10 @@
+"""Bring your own network: QONNX models to cimstack bundles.
+
+- :mod:`cimstack.importer.qonnx_import` reads a QONNX file with the ``qonnx`` package
+  and builds a bundle; it needs neither torch nor Brevitas;
+- :mod:`cimstack.importer.brevitas_export` exports a Brevitas module to QONNX and
+  imports it (:func:`cimstack.compile`);
+- :mod:`cimstack.importer.cli` is the ``cimstack import`` command.
+
+The supported graphs, the integer semantics and a worked example: docs/models.md.
+"""
