@@ -10,7 +10,7 @@ from conftest import digits_like_bundle
 
 from cimstack.bundle import load_bundle, save_bundle
 from cimstack.errors import OutputError
-from cimstack.fileio import MARKER, atomic_folder, check_output_folder, is_inside
+from cimstack.fileio import MARKER, atomic_folder, check_output_folder, claim_folder, is_inside
 
 
 def test_a_bundle_folder_is_marked_and_replaced_on_the_next_save(tmp_path):
@@ -63,3 +63,13 @@ def test_is_inside(tmp_path):
     assert not is_inside(tmp_path / "a", tmp_path / "a" / "b")
     assert not is_inside(tmp_path / "ab", tmp_path / "a")
     assert check_output_folder(tmp_path / "new") == tmp_path / "new"
+
+
+def test_a_run_folder_may_be_a_link_to_a_folder_a_bundle_folder_may_not(tmp_path):
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "runs").symlink_to(tmp_path / "disk")
+    assert claim_folder(tmp_path / "runs", kind="run") == tmp_path / "runs"
+    assert (tmp_path / "disk" / MARKER).is_file()                # marked through the link
+    with pytest.raises(OutputError, match="not a folder"):
+        save_bundle(digits_like_bundle(), tmp_path / "runs")     # would replace the link
+    assert (tmp_path / "runs").is_symlink()

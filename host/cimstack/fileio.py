@@ -66,15 +66,18 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_output_folder(path: str | os.PathLike, force: bool = False) -> Path:
+def check_output_folder(path: str | os.PathLike, force: bool = False,
+                        replace: bool = True) -> Path:
     """``path`` may be (re)written as a folder by cimstack: it does not exist, or is an
     empty folder, or a folder cimstack wrote (it holds :data:`MARKER`), or ``force``
-    is set. Raises :class:`OutputError` naming the problem and the fix otherwise."""
+    is set. Raises :class:`OutputError` naming the problem and the fix otherwise.
+    A symbolic link to a folder is refused when the folder would be ``replace``d (the
+    link, not its target, would go); a folder only written into may be one."""
     path = Path(path)
     _check_parents(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if (replace and path.is_symlink()) or (path.exists() and not path.is_dir()):
         raise OutputError(f"{path} exists and is not a folder; cimstack never turns a file "
-                          "into a folder: choose another output folder")
+                          "(or a link) into a folder: choose another output folder")
     if path.is_dir() and not (path / MARKER).is_file() and any(path.iterdir()) and not force:
         raise OutputError(f"{path} is a folder cimstack did not write (it holds other files "
                           f"and no {MARKER} marker); choose another output folder, or pass "
@@ -86,7 +89,7 @@ def claim_folder(path: str | os.PathLike, force: bool = False, kind: str = "outp
     """Make ``path`` a folder cimstack writes files into (a run, a sweep, a study, a
     verification report): checked as :func:`check_output_folder` says, created, and
     marked. Nothing in it is deleted; files of cimstack's own names are rewritten."""
-    path = check_output_folder(path, force)
+    path = check_output_folder(path, force, replace=False)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / MARKER).is_file():
         write_text_atomic(path / MARKER, json.dumps({"written_by": "cimstack",

@@ -81,7 +81,7 @@ def check_report_folder(folder: str | Path, force: bool = False) -> Path:
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--report {folder} is a file; verify writes verify.json and "
                           "verify.txt into a folder: give a folder name")
-    return check_output_folder(folder, force)
+    return check_output_folder(folder, force, replace=False)
 
 
 def write_verify_files(folder: str | Path, doc: dict, summary: str,
