@@ -71,6 +71,12 @@ CASES = [
          r"Invalid value for '--psum-bits'"),
     Case("flag-verify-limit-negative", _with_bundle_dir("verify", "bundle", "--limit", "-5"),
          r"Invalid value for '--limit'"),
+    Case("flag-verify-min-identical-1.5", _with_bundle_dir(
+        "verify", "bundle", "--against", "m.onnx", "--min-identical", "1.5"),
+         r"--min-identical = 1\.5 is out of range: allowed \[0\.0, 1\.0\]"),
+    Case("flag-verify-min-agreement-nan", _with_bundle_dir(
+        "verify", "bundle", "--against", "m.onnx", "--min-agreement", "nan"),
+         r"--min-agreement = nan is not a finite number"),
     # cimstack snn ...
     Case("flag-snn-train-steps-zero", cli("snn", "train", "--steps", "0"),
          r"Invalid value for '--steps'"),

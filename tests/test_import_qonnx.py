@@ -16,18 +16,16 @@ pytest.importorskip("qonnx")
 from badcase import run_cli  # noqa: E402
 from brevitas.quant import Int8WeightPerChannelFloat, Uint8ActPerTensorFloat  # noqa: E402
 from hypothesis import example, given, settings, strategies as st  # noqa: E402
-from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
 
 import cimstack  # noqa: E402
 from cimstack.backends import open_backend  # noqa: E402
 from cimstack.bundle import load_bundle  # noqa: E402
 from cimstack.errors import ConfigError  # noqa: E402
 from cimstack.importer.brevitas_export import export_qonnx_file  # noqa: E402
-from cimstack.importer.qonnx_import import import_qonnx, load_qonnx  # noqa: E402
+from cimstack.importer.qonnx_import import import_qonnx  # noqa: E402
 from cimstack.quant.data import load_digits_split  # noqa: E402
-from cimstack.quant.export import _check_layer, _float32_bound  # noqa: E402
-from cimstack.ref.network import (lower_conv, quantize_input, reference_engine,  # noqa: E402
-                                  run_network)
+from cimstack.ref.network import quantize_input, run_network  # noqa: E402
+from cimstack.verify import against  # noqa: E402
 from cimstack.verify.compare import verify  # noqa: E402
 
 IMAGES = 120                    # test images compared with qonnx's executor
@@ -90,47 +88,12 @@ def exported(request, models):
     return (request.param, *models[request.param])
 
 
-def _codes(value: np.ndarray, scale: float) -> np.ndarray:
-    codes = np.round(value.astype(np.float64) / scale)
-    assert np.abs(value / scale - codes).max() < 1e-3, "not multiples of the scale"
-    return codes.astype(np.int64)
-
-
-def _as_vectors(t: np.ndarray) -> np.ndarray:
-    """[B, N, H, W] -> [B*H*W, N] (lower_conv's order); [B, N] unchanged."""
-    return t.transpose(0, 2, 3, 1).reshape(-1, t.shape[1]) if t.ndim == 4 else t
-
-
 def compare_with_qonnx(bundle, path, images):
-    """qonnx's executor once on ``images``; then each macro layer of the bundle on the
-    very input codes its ONNX node received, checked (:func:`_check_layer`) against the
-    float values before rounding (the activation Quant's input, or the logits). The
-    error bound in output steps is the float32 error of the dot product, bias and batch
-    norm (``gamma(4*(K+16))`` of the magnitude ``(sum|x*w|*|M| + |B|) / 2^shift``) plus
-    the requantizer's fixed-point error ``(sum|x*w| + 1) / 2^(shift+1)``."""
-    model = load_qonnx(path, batch=len(images))
-    ctx = execute_onnx(model, {model.graph.input[0].name: images},
-                       return_full_exec_context=True)
-    sources = bundle.meta["qonnx"]["layers"]
-    x_scale = bundle.input.scale
-    first = sources[bundle.macro_layers[0].name]["input"]
-    x0 = quantize_input(bundle, images).reshape(len(images), -1)
-    assert np.array_equal(_codes(ctx[first], x_scale).reshape(len(images), -1), x0)
-    checks = []
-    for layer in bundle.macro_layers:
-        src = sources[layer.name]
-        codes = _codes(ctx[src["input"]], x_scale)
-        x_mat = lower_conv(codes, layer) if layer.op == "conv2d" else codes
-        ref = reference_engine(layer, x_mat, bundle)
-        value = _as_vectors(ctx[src["value"]].astype(np.float64)) / src["output_scale"]
-        rq = layer.requant
-        abs_acc = x_mat @ np.abs(layer.matrix().astype(np.int64))
-        magnitude = (abs_acc * np.abs(rq.multiplier) + np.abs(rq.bias)) / 2.0**rq.shift
-        bound = (_float32_bound(4 * (layer.k + 16)) * magnitude
-                 + (abs_acc + 1) / 2.0 ** (rq.shift + 1))
-        checks.append(_check_layer(layer.name, ref, value, bound, rq.lo, rq.hi))
-        x_scale = src["output_scale"]
-    return checks, ctx[bundle.meta["qonnx"]["output"]]
+    """The macro layers' :class:`LayerCheck` of :func:`cimstack.verify.against.
+    compare_with_qonnx` (its input entry checked here) and qonnx's logits."""
+    layers, logits = against.compare_with_qonnx(bundle, path, images)
+    assert layers[0].layer == "input" and layers[0].check.ok, layers[0].check.summary()
+    return [a.check for a in layers[1:]], logits
 
 
 # ------------------------------------------------------------------ (a) vs qonnx

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from .config import AcimSpec, DcimSpec
-from .errors import CimstackError
+from .errors import CimstackError, ConfigError
 from .flags import (EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, finite, knob_limits,
                     knob_range, overlay_file)
 from .report.console import console, rich_table
@@ -179,6 +179,14 @@ def export(checkpoint: Path = typer.Argument(..., help="checkpoint written by `t
     console.print(f"bundle: {path}")
 
 
+@app.command("export-qonnx")
+def export_qonnx(checkpoint: Path = typer.Argument(..., help="checkpoint written by `train`"),
+                 out: Path = typer.Option(..., help="QONNX file to write (.onnx)")):
+    """Export a training checkpoint's quantized model as QONNX (FINN, hls4ml, `import`)."""
+    from .quant.qonnx_export import export_checkpoint_qonnx
+    console.print(f"qonnx: {export_checkpoint_qonnx(checkpoint, out)}")
+
+
 @app.command()
 def run(bundle: Path = typer.Argument(..., help="bundle folder"),
         backend: str = typer.Option("reference", help=BACKEND_HELP,
@@ -242,8 +250,19 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
                                                       callback=overlay_file),
                report: Path = typer.Option(Path("cimstack-out/verify"),
                                            help="folder for verify.json and verify.txt"),
-               force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
-    """Run a bundle on a backend and on the reference; compare every layer bit for bit."""
+               force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP),
+               against: Optional[Path] = typer.Option(
+                   None, help="the QONNX model the bundle was imported from: compare every "
+                   "layer's codes with qonnx's executor too (writes against.json)"),
+               min_identical: float = typer.Option(0.999, help="--against: least fraction of "
+                                                   "each layer's codes matching qonnx's (up "
+                                                   "to its float32 error)",
+                                                   callback=finite(0.0, 1.0)),
+               min_agreement: float = typer.Option(0.99, help="--against: least fraction of "
+                                                   "images with qonnx's prediction",
+                                                   callback=finite(0.0, 1.0))):
+    """Run a bundle on a backend and on the reference; compare every layer bit for bit
+    (with --against, also the reference with the QONNX model it was imported from)."""
     from .backends import open_backend
     from .bundle import load_bundle
     from .data import load_images
@@ -254,6 +273,9 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
 
     check_report_folder(report, force)
     if is_snn_bundle(bundle):
+        if against is not None:
+            raise ConfigError(f"--against: {bundle} is an SNN bundle; --against checks "
+                              "bundles written by `cimstack import MODEL.onnx`")
         from .snn_cli import verify_cmd as snn_verify
         return snn_verify(bundle=bundle, backend=backend, samples=limit or 8, data=data,
                           bitfile=bitfile, report=report, force=force)
@@ -261,6 +283,10 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
     x, y = load_images(b, data)
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
+    if against is not None:                      # before the backend: it fails early
+        from .verify.against import check_against
+        with long_step(f"running {against.name} on qonnx's executor"):
+            model_rep = check_against(b, against, x, min_identical, min_agreement)
     engine = open_backend(backend, bitfile=bitfile, console=console)
     with long_step(f"verifying {len(x)} images on {engine.name}"):
         rep = verify(b, quantize_input(b, x), engine.engine, engine.name, labels=y,
@@ -268,7 +294,13 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
     rep.write(report, force)
     console.print(rep.summary())
     console.print(f"report: {report}/verify.json")
-    if not rep.ok:
+    if against is not None:
+        model_rep.write(report)
+        console.print(model_rep.table())
+        for line in model_rep.failures():
+            console.print(f"below threshold: {escape(line)}")
+        console.print(f"report: {report}/against.json")
+    if not rep.ok or (against is not None and not model_rep.ok):
         raise typer.Exit(1)
 
 

@@ -29,18 +29,17 @@ the int32 range, and ``s_o`` is recorded in ``meta["output_scale"]``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, save_bundle
 from ..config import DcimSpec
+from ..ref.codes import LayerCheck, check_codes, float32_bound
 from ..ref.requant import choose_shift, logit_scale, make_requant
 from .model import QuantDigitsNet, predict
 
 INT32_LO, INT32_HI = -(2**31), 2**31 - 1
-FLOAT32_UNIT = 2.0**-24        # unit roundoff of float32
 
 
 @torch.no_grad()
@@ -141,61 +140,6 @@ def compare_with_reference(bundle: Bundle, model: torch.nn.Module, images: np.nd
     return out
 
 
-@dataclass(frozen=True)
-class LayerCheck:
-    """One layer of the integer reference against Brevitas, both fed the same input codes.
-
-    For every output, ``torch_value`` is torch's float32 value before rounding, in output
-    steps (the activation quantizer's ``relu(y) / scale``; for the logits ``y /
-    output_scale``) and ``bound`` bounds its float32 error plus the requantizer's
-    fixed-point error (see :func:`compare_layer_codes`). An output is *unexplained* when
-    ``|ref - clip(torch_value, lo, hi)| > 0.5 + bound``: with ``bound < 0.5`` (the hidden
-    layers) that allows a code one step away from torch's, and only where torch's value
-    lies within ``bound`` of a rounding tie.
-    """
-
-    name: str
-    outputs: int          # codes compared
-    mismatches: int       # reference code != torch's rounded value
-    max_steps: int        # largest |reference code - torch's rounded value|
-    max_bound: float      # largest error bound used, in output steps
-    unexplained: int
-    worst: str            # the worst unexplained output, "" when there is none
-
-    @property
-    def ok(self) -> bool:
-        return self.unexplained == 0
-
-    def summary(self) -> str:
-        text = (f"{self.name}: {self.mismatches}/{self.outputs} codes differ (max "
-                f"{self.max_steps} step(s), float bound {self.max_bound:.2g} steps), "
-                f"{self.unexplained} unexplained")
-        return f"{text}; worst {self.worst}" if self.worst else text
-
-
-def _float32_bound(terms: int) -> float:
-    """gamma_n = n*u / (1 - n*u): relative error bound of ``n`` float32 operations."""
-    nu = terms * FLOAT32_UNIT
-    return nu / (1.0 - nu)
-
-
-def _check_layer(name: str, ref: np.ndarray, torch_value: np.ndarray, bound: np.ndarray,
-                 lo: int, hi: int) -> LayerCheck:
-    """:class:`LayerCheck` of reference codes against torch values (same shape)."""
-    target = np.clip(torch_value, lo, hi)
-    steps = np.abs(ref - np.round(target))
-    miss = np.abs(ref - target) - (0.5 + bound)
-    bad = miss > 0
-    worst = ""
-    if bad.any():
-        j = int(np.argmax(miss))
-        worst = (f"output {np.unravel_index(j, ref.shape)}: reference {int(ref.flat[j])}, "
-                 f"torch {float(torch_value.flat[j])!r} (bound {float(bound.flat[j]):.2g})")
-    return LayerCheck(name, int(ref.size), int(np.count_nonzero(steps)),
-                      int(steps.max(initial=0)), float(bound.max(initial=0.0)),
-                      int(np.count_nonzero(bad)), worst)
-
-
 def _codes(x: torch.Tensor, scale: float, what: str) -> np.ndarray:
     """Integer codes of a dequantized tensor (``x / scale`` must be integers)."""
     v = x.double().numpy() / scale
@@ -237,7 +181,7 @@ def compare_layer_codes(bundle: Bundle, model: QuantDigitsNet,
     x0 = _codes(seen[model.macro_layers[0]][0], in_scale, "input")
     ref_in = quantize_input(bundle, images).astype(np.int64)
     zero = np.zeros(ref_in.shape)
-    checks = [_check_layer("input", ref_in, x0.astype(np.float64), zero,
+    checks = [check_codes("input", ref_in, x0.astype(np.float64), zero,
                            0, (1 << bundle.input.bits) - 1)]
     for i, (layer, module) in enumerate(zip(bundle.macro_layers, model.macro_layers)):
         x_in, y = seen[module]
@@ -263,9 +207,9 @@ def compare_layer_codes(bundle: Bundle, model: QuantDigitsNet,
         abs_acc = x_mat.astype(np.int64) @ np.abs(layer.matrix().astype(np.int64))
         magnitude = (abs_acc * (x_scales[i] * s_w)
                      + np.abs(module.bias.detach().double().numpy())) / s_o
-        bound = (_float32_bound(layer.k + 4) * magnitude
+        bound = (float32_bound(layer.k + 4) * magnitude
                  + (abs_acc + 1) / 2.0 ** (layer.requant.shift + 1))
-        checks.append(_check_layer(layer.name, ref, torch_value, bound,
+        checks.append(check_codes(layer.name, ref, torch_value, bound,
                                    layer.requant.lo, layer.requant.hi))
     return checks
 
