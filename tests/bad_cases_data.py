@@ -126,3 +126,10 @@ CASES = [
     Case("data-snn-label-range", lambda f: _snn(f, _snn_net(classes=2), nmnist_folder(f / "n")),
          r"labels 0\.\.2 are outside 0\.\.1 \(the bundle's 2 classes\)"),
 ]
+
+CASES += [
+    Case("data-data-and-random",
+         lambda f: (save_bundle(digits_like_bundle(), f / "b"), np.savez(f / "d.npz", x=np.zeros((2, 1, 8, 8))),
+                    ["run", "b", "--data", "d.npz", "--random", "4"])[2],
+         r"--data and --random both give the inputs: choose one"),
+]

@@ -108,3 +108,8 @@ CASES = [
     Case("flag-board-exec-timeout-zero", cli("board", "exec", "ls", "--timeout", "0"),
          r"--timeout = 0\.0 is out of range"),
 ]
+
+CASES += [
+    Case("flag-run-random-zero", cli("run", "b", "--random", "0"),
+         r"Invalid value for '--random'"),
+]

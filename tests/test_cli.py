@@ -133,3 +133,47 @@ def test_long_step_is_silent_for_a_short_step():
         with long_step("quick", interval=5.0):
             pass
     assert buf.getvalue() == ""
+
+
+def _small_bundle(folder, shape=(1, 4, 4)):
+    """A flatten + fc bundle whose input is not the digits' 1x8x8."""
+    import numpy as np
+    from conftest import random_requant, random_weight
+
+    from cimstack.bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, save_bundle
+    rng = np.random.default_rng(3)
+    k = int(np.prod(shape))
+    layers = [FlattenLayer("flatten", shape, (k,)),
+              MacroLayer("fc", "linear", random_weight(rng, (10, k), 8), 8, 8,
+                         random_requant(rng, 10), (k,), (10,))]
+    return save_bundle(Bundle("small", InputSpec(shape, 8, 1 / 255), layers), folder)
+
+
+def test_a_bundle_without_digits_input_runs_and_verifies_on_random_images(tmp_path):
+    from badcase import run_cli
+    _small_bundle(tmp_path / "b")
+    code, out = run_cli(["run", "b", "--json", "run.json"], tmp_path)
+    assert code == 0, out
+    assert "64 seeded random images (seed 0)" in " ".join(out.split())
+    figs = json.loads((tmp_path / "run.json").read_text())
+    assert figs["images"] == 64 and "accuracy" not in figs
+    code, out = run_cli(["verify", "b", "--backend", "emu", "--random", "7",
+                         "--report", "v"], tmp_path)
+    assert code == 0, out
+    rep = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert rep["ok"] and rep["images"] == 7
+
+
+def test_random_images_cover_the_quantizer_codes_and_are_seeded(tmp_path):
+    import numpy as np
+
+    from cimstack.bundle import load_bundle
+    from cimstack.data import random_images
+    from cimstack.ref.network import quantize_input
+    b = load_bundle(_small_bundle(tmp_path / "b"))
+    x = random_images(b, 200, seed=5)
+    codes = quantize_input(b, x)
+    assert np.array_equal(x, random_images(b, 200, seed=5))
+    assert not np.array_equal(x, random_images(b, 200, seed=6))
+    assert np.allclose(codes * b.input.scale, x, atol=1e-6)        # exactly the codes
+    assert codes.min() == 0 and codes.max() == 255                 # the whole range

@@ -26,6 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="FPGA co-simulation and deployment for compute-in-memory macros.")
 
 BACKEND_HELP = "reference (NumPy), emu (emulated overlay), board (PYNQ-Z2), auto"
+RANDOM_MAX = 100_000
+RANDOM_HELP = ("N seeded random images across the input quantizer's range instead of the "
+               "digits (the default for a bundle whose input is not the digits' 1x8x8)")
 BITFILE_HELP = "overlay bitstream for --backend board (cimstack.bit with its .hwh beside it)"
 VERIFY_BACKENDS = ("emu", "board", "auto")
 DATA_HELP = ("dcim/acim bundles: an .npz with x, float images (N, *input shape), e.g. "
@@ -196,7 +199,9 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
         board: Optional[str] = typer.Option(
             None, help="serial port or host of a PYNQ-Z2: deploy there, run on the board, "
                        "bring the outputs back and verify them against the reference here"),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON")):
+        json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON"),
+        random: Optional[int] = typer.Option(None, "--random", min=1, max=RANDOM_MAX,
+                                             help=RANDOM_HELP)):
     """Run a bundle (dcim, acim or SNN) on a backend; report accuracy, cycles or events,
     throughput and stage times."""
     from .backends import open_backend
@@ -207,13 +212,18 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
     from .snn_bundle import is_snn_bundle
 
     if is_snn_bundle(bundle):
+        if random is not None:
+            raise ConfigError("--random gives images to dcim and acim bundles; an SNN bundle "
+                              "runs on the event digits or --data")
         if board is not None:
             raise CimstackError("--board deploys dcim and acim bundles; run an SNN bundle "
                                 "with --backend emu, or board with --bitfile on the board")
         from .snn_cli import run_bundle
         return run_bundle(bundle, backend, data, bitfile, json_out)
     b = load_bundle(bundle)
-    x, y = load_images(b, data)
+    x, y, source = load_images(b, data, random)
+    if data is None and y is None:                # random images: say so
+        console.print(f"inputs: {source}")
     if board is not None:
         from .deploy.cli import run_board_command
         raise typer.Exit(run_board_command(bundle, board, quantize_input(b, x), labels=y))
@@ -260,7 +270,9 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
                                                    callback=finite(0.0, 1.0)),
                min_agreement: float = typer.Option(0.99, help="--against: least fraction of "
                                                    "images with qonnx's prediction",
-                                                   callback=finite(0.0, 1.0))):
+                                                   callback=finite(0.0, 1.0)),
+               random: Optional[int] = typer.Option(None, "--random", min=1, max=RANDOM_MAX,
+                                                    help=RANDOM_HELP)):
     """Run a bundle on a backend and on the reference; compare every layer bit for bit
     (with --against, also the reference with the QONNX model it was imported from)."""
     from .backends import open_backend
@@ -280,7 +292,9 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
         return snn_verify(bundle=bundle, backend=backend, samples=limit or 8, data=data,
                           bitfile=bitfile, report=report, force=force)
     b = load_bundle(bundle)
-    x, y = load_images(b, data)
+    x, y, source = load_images(b, data, random)
+    if data is None and y is None:                # random images: say so
+        console.print(f"inputs: {source}")
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
     if against is not None:                      # before the backend: it fails early

@@ -11,6 +11,10 @@ Images, for dcim and acim bundles: an ``.npz`` file (``numpy.savez``) with
 - ``y`` (optional): 1-D integer labels ``0 .. classes - 1``, one per image; with them
   the commands report accuracy.
 
+Without ``--data``: the digits test split when the bundle takes the digits' 1x8x8
+input, else (or with ``--random N``) seeded random images whose codes cover the input
+quantizer's range, without labels; the commands say which they used.
+
 No other arrays. Values more than half a quantizer step outside the range are an
 error, not a warning: the quantizer would clip them and the run would report a wrong
 accuracy without saying why (raw 0..16 digit pixels give 46 %, 0..255 pixels 29 %).
@@ -36,6 +40,8 @@ import numpy as np
 from .bundle import Bundle
 from .errors import ConfigError
 
+DIGITS_SHAPE = (1, 8, 8)       # the built-in digits' input (C, H, W)
+RANDOM_IMAGES = 64             # random images when a bundle takes no digits and no --data
 FORMAT = ("expected an .npz (numpy.savez) with 'x' (float images) and optionally 'y' "
           "(integer labels)")
 
@@ -141,17 +147,40 @@ def check_labels(y, n: int, classes: int, source: str = "y") -> np.ndarray:
     return y.astype(np.int64)
 
 
-def load_images(bundle: Bundle, path: Optional[Path] = None
-                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Checked images and labels for ``bundle``: the ``.npz`` at ``path``, or the digits
-    test split (360 images, pixels / 16) when ``path`` is None."""
-    if path is None:
+def random_images(bundle: Bundle, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` seeded random images for ``bundle``: every pixel's code drawn uniformly from
+    the input quantizer's ``0 .. 2^bits - 1`` and given as ``code * scale`` (so the
+    quantizer gives back exactly those codes). No labels: they test agreement between
+    backends, not accuracy."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 1 << bundle.input.bits, (n, *bundle.input.shape))
+    return (codes * bundle.input.scale).astype(np.float32)
+
+
+def load_images(bundle: Bundle, path: Optional[Path] = None, random: Optional[int] = None,
+                seed: int = 0) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+    """Checked images, labels and a line saying where they came from, for ``bundle``:
+    the ``.npz`` at ``path``; else ``random`` seeded random images
+    (:func:`random_images`); else the digits test split (360 images, pixels / 16) when
+    the bundle takes the digits' 1x8x8 input, and :data:`RANDOM_IMAGES` random images
+    when it does not."""
+    if path is not None and random is not None:
+        raise ConfigError("--data and --random both give the inputs: choose one")
+    if path is not None:
+        x, y = read_npz(Path(path))
+        return (*check_images(bundle, x, y, f"--data {path}"), f"--data {path}")
+    if random is None and tuple(bundle.input.shape) == DIGITS_SHAPE:
         from .quant.data import load_digits_split
         split = load_digits_split()
-        return check_images(bundle, split.x_test, split.y_test,
-                            "the digits test split (no --data)")
-    x, y = read_npz(Path(path))
-    return check_images(bundle, x, y, f"--data {path}")
+        source = "the digits test split (no --data)"
+        return (*check_images(bundle, split.x_test, split.y_test, source), source)
+    n = RANDOM_IMAGES if random is None else random
+    why = "" if random is not None else (f" (no --data, and the input "
+                                         f"{tuple(bundle.input.shape)} is not the digits')")
+    source = (f"{n} seeded random images (seed {seed}) across the input quantizer's range"
+              f"{why}; no labels, so no accuracy")
+    x, _ = check_images(bundle, random_images(bundle, n, seed), None, source)
+    return x, None, source
 
 
 def load_events(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
