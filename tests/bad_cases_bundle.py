@@ -6,11 +6,10 @@ data is read); API cases call :func:`cimstack.bundle.load_bundle`."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
-from badcase import Case, set_field
+from badcase import Case, move_out_and_link, set_field
 from conftest import digits_like_bundle
 from cimstack.bundle import (Bundle, InputSpec, MacroLayer, Requant, load_bundle,
                              save_bundle)
@@ -70,9 +69,7 @@ def _trailing_bytes(folder):
 def _symlink_out(folder):
     """conv1.weight.npy is a symlink to an (identical) file outside the bundle."""
     path = _edit(folder, lambda doc: None)
-    outside = folder / "elsewhere.npy"
-    os.replace(path / "conv1.weight.npy", outside)
-    os.symlink(outside, path / "conv1.weight.npy")
+    move_out_and_link(path / "conv1.weight.npy", folder / "elsewhere.npy")
     return RUN
 
 

@@ -6,11 +6,10 @@ cases call :func:`cimstack.snn_bundle.load_snn_bundle`."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
-from badcase import Case, set_field
+from badcase import Case, move_out_and_link, set_field
 from cimstack.ref.snn import SnnLayer, SnnNet
 from cimstack.snn_bundle import META_FILE, load_snn_bundle, save_snn_bundle
 
@@ -53,9 +52,7 @@ def api(change):
 
 def _symlink_out(folder):
     path = _edit(folder, lambda doc: None)
-    outside = folder / "w.npy"
-    os.replace(path / "fc.weight.npy", outside)
-    os.symlink(outside, path / "fc.weight.npy")
+    move_out_and_link(path / "fc.weight.npy", folder / "w.npy")
     return VERIFY
 
 

@@ -52,6 +52,13 @@ def set_field(*keys_value):
     return change
 
 
+def move_out_and_link(file: Path, outside: Path) -> None:
+    """Move ``file`` to ``outside`` and leave a symbolic link to it in its place (a
+    bundle file that leads out of its bundle folder)."""
+    os.replace(file, outside)
+    os.symlink(outside, file)
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> content hash (files), 'dir' (folders), 'link:TARGET' (symlinks)."""
     out = {}
