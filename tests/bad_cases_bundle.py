@@ -10,7 +10,7 @@ import json
 import numpy as np
 
 from badcase import Case, move_out_and_link, set_field
-from conftest import digits_like_bundle
+from conftest import digits_like_bundle, graph_bundle
 from cimstack.bundle import (Bundle, InputSpec, MacroLayer, Requant, load_bundle,
                              save_bundle)
 
@@ -134,8 +134,8 @@ def _deep_json(folder):
 
 def _pool_on_vector(doc):
     doc["input"]["shape"] = [64]
-    doc["layers"] = [{"name": "p", "op": "maxpool2d", "in_shape": [64], "out_shape": [32],
-                      "kernel": 2, "stride": 2}]
+    doc["layers"] = [{"name": "p", "op": "maxpool2d", "inputs": ["input"], "in_shape": [64],
+                      "out_shape": [32], "kernel": 2, "stride": 2}]
 
 
 CASES = [
@@ -223,4 +223,79 @@ CASES = [
          r"binary layer has a 0 inside block .*rows_on=32"),
     Case("bundle-requant-overflow", _requant_overflow,
          r"layer fc: the int64 requantizer overflows on channel 0: K = 150000 inputs"),
+]
+
+# ------------------------------------------------------------------ graph bundles
+# Layers of conftest.graph_bundle(): 0 dw, 1 pw, 2 res (add dw, pw), 3 mp, 4 ap,
+# 5 cat (concat mp, ap), 6 gap, 7 flat, 8 fc.
+GRAPH = graph_bundle()
+
+
+def _graph_with_dw(**changes):
+    """An API case: validate the graph bundle with its dw conv changed."""
+    def setup(folder):
+        b = graph_bundle()
+        dw = b.layers[0]
+        for key, value in changes.items():
+            setattr(dw, key, value)
+        return b.validate
+    return setup
+
+
+_BINARY_DW = np.where(np.arange(36).reshape(4, 1, 3, 3) % 2, 1, -1).astype(np.int8)
+_FORMAT = {"bits": 4, "signed": False, "bipolar": False, "scale": None}
+
+CASES += [
+    # wiring
+    Case("graph-reads-later-layer", api(set_field("layers", 1, "inputs", ["res"]), GRAPH),
+         r"layer pw \(#1\) reads 'res', which is neither 'input' nor an earlier layer"),
+    Case("graph-reads-unknown-tensor", cli(set_field("layers", 3, "inputs", ["nope"]), GRAPH),
+         r"layer mp \(#3\) reads 'nope', which is neither 'input' nor an earlier layer"),
+    Case("graph-add-one-input", api(set_field("layers", 2, "inputs", ["dw"]), GRAPH),
+         r"layer res: an 'add' node reads 2 tensor name\(s\), got inputs \('dw',\)"),
+    Case("graph-add-three-inputs", api(set_field("layers", 2, "inputs", ["dw", "pw", "dw"]),
+                                       GRAPH),
+         r"layer res: an 'add' node reads 2 tensor name\(s\), got inputs \('dw', 'pw', 'dw'\)"),
+    Case("graph-concat-hw-differ",
+         api(lambda d: d["layers"][5].update(inputs=["mp", "res"],
+                                             in_shapes=[[4, 4, 3], [4, 9, 7]]), GRAPH),
+         r"layer cat: a concat takes two or more inputs that differ only in channels, "
+         r"got \[\[4, 4, 3\], \[4, 9, 7\]\]"),
+    Case("graph-output-unread", cli(set_field("layers", 5, "inputs", ["mp", "mp"]), GRAPH),
+         r"the output of layer ap is read by no layer; only the last layer's output is the "
+         r"network's output"),
+    Case("graph-layer-named-input", api(set_field("layers", 0, "name", "input"), GRAPH),
+         r"layers\[0\]: 'input' names the network's input; rename the layer"),
+    # average pooling
+    Case("graph-avgpool-kernel-not-pair", api(set_field("layers", 4, "kernel", [3, 3, 3]), GRAPH),
+         r"layer ap.kernel = \[3, 3, 3\] must be a pair of integers \[h, w\]"),
+    Case("graph-avgpool-kernel-too-large", cli(set_field("layers", 6, "kernel", [5, 3]), GRAPH),
+         r"layer gap: pooling window \[5, 3\] is larger than the input \(8, 4, 3\)"),
+    # tensor formats
+    Case("graph-format-too-narrow",
+         api(set_field("tensors", "conv1", "bits", 4), digits_like_bundle(x_bits=(8, 8, 4))),
+         r"layer conv1: its codes span \[0, 255\], outside its tensor format's \[0, 15\]"),
+    Case("graph-format-unknown-tensor", api(lambda d: d["tensors"].update(nope=_FORMAT), GRAPH),
+         r"tensors: 'nope' is not the output of a layer \(the input's format is in 'input'\)"),
+    Case("graph-format-of-input", api(lambda d: d["tensors"].update(input=_FORMAT), GRAPH),
+         r"tensors: 'input' is not the output of a layer \(the input's format is in 'input'\)"),
+    Case("graph-concat-formats-differ", api(set_field("tensors", "ap", "bits", 5), GRAPH),
+         r"layer cat: its inputs and output must share one integer format"),
+    Case("graph-bipolar-input-padded-conv",
+         cli(lambda d: d["input"].update(signed=False, bipolar=True, bits=1), GRAPH),
+         r"layer dw: zero padding of bipolar inputs has no code .*use padding 0 or a signed "
+         r"input"),
+    Case("bundle-input-offset-nan", api(set_field("input", "offset", float("nan"))),
+         r"input.offset = nan must be a finite number"),
+    Case("bundle-input-narrow-unsigned", api(set_field("input", "narrow", True)),
+         r"input.narrow applies to a signed input quantizer only"),
+    # grouped convolutions
+    Case("graph-groups-not-dividing-input", api(set_field("layers", 0, "groups", 3), GRAPH),
+         r"layer dw: weight \(4, 1, 3, 3\) with groups = 3 does not fit input shape "
+         r"\(2, 9, 7\) \(weight \[N, C/groups, kh, kw\], N a multiple of groups\)"),
+    Case("graph-groups-not-dividing-output",
+         _graph_with_dw(weight=np.ones((3, 1, 3, 3), np.int8)),
+         r"layer dw: weight \(3, 1, 3, 3\) with groups = 2 does not fit input shape"),
+    Case("graph-grouped-binary-conv", _graph_with_dw(weight=_BINARY_DW, w_bits=1),
+         r"layer dw: a grouped binary conv has no encoding.*use w_bits >= 2 or groups = 1"),
 ]

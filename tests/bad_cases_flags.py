@@ -99,7 +99,7 @@ CASES = [
          r"--train-sigma = inf is not a finite number"),
     Case("flag-study-epochs-zero", cli("study", "analog", "--epochs", "0"),
          r"Invalid value for '--epochs'"),
-    Case("flag-sweep-workers-zero", cli("sweep", "--workers", "0"),
+    Case("flag-sweep-workers-negative", cli("sweep", "--workers", "-1"),
          r"Invalid value for '--workers'"),
     Case("flag-sweep-point-timeout-nan", cli("sweep", "--point-timeout", "nan"),
          r"--point-timeout = nan is not a finite number"),

@@ -31,7 +31,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cimstack.bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, Requant
-from cimstack.bundle import weight_range
+from cimstack.bundle import (AddLayer, AvgPoolLayer, ConcatLayer, TensorFormat,
+                             weight_range)
 from cimstack.config import DcimSpec
 
 TORCH_THREADS = 1
@@ -115,6 +116,58 @@ def digits_like_bundle(seed=0, w_bits=(8, 4, 4), x_bits=(8, 4, 4), sparsity=0.0,
                    w_bits[2], x_bits[2], random_requant(rng, 10), (128,), (10,)),
     ]
     return Bundle("random-digits", InputSpec((1, 8, 8), x_bits[0], 1 / 255), layers, spec)
+
+
+def _fold_signed_input(rq: Requant, weight: np.ndarray, offset: int) -> Requant:
+    """``rq`` for signed codes: the macro reads ``code + offset``, so the bias takes away
+    ``M * offset * colsum(W)`` (the output is that of ``rq`` on the signed product)."""
+    colsum = weight.astype(np.int64).reshape(weight.shape[0], -1).sum(axis=1)
+    return Requant(rq.multiplier, rq.bias - rq.multiplier * offset * colsum, rq.shift,
+                   rq.lo, rq.hi)
+
+
+def graph_bundle(seed=0) -> Bundle:
+    """A graph bundle with every node kind, on signed 4-bit 2x9x7 inputs::
+
+        input -> dw (depthwise 3x3, dilation 2, padding 2) -> pw (1x1) -> res = dw + pw
+        res -> mp (maxpool 2) ; res -> ap (avgpool 3x3 / 2) ; cat = [mp, ap]
+        cat -> gap (global avgpool 4x3 to bipolar {0, 1}) -> flat -> fc (linear, 3)
+
+    The requantizers of dw (signed input) and fc (bipolar input) fold their input's
+    offset: ``dw``'s output is ``rq(signed conv)``, ``fc``'s logits are ``W @ (2c - 1)``.
+    """
+    rng = np.random.default_rng(seed)
+
+    def rq(n, m_lo, m_hi, shift, centre=8):        # to 4-bit codes
+        return Requant(rng.integers(m_lo, m_hi, n).astype(np.int64),
+                       rng.integers((centre - 2) << shift, (centre + 2) << shift, n)
+                       .astype(np.int64), shift, 0, 15)
+
+    w_dw = random_weight(rng, (4, 1, 3, 3), 4)
+    w_pw = random_weight(rng, (4, 4, 1, 1), 8)
+    w_fc = random_weight(rng, (3, 8), 3)
+    fc_colsum = w_fc.astype(np.int64).sum(axis=1)
+    layers = [
+        MacroLayer("dw", "conv2d", w_dw, 4, 4, _fold_signed_input(rq(4, 20, 40, 9), w_dw, 8),
+                   (2, 9, 7), (4, 9, 7), padding=2, groups=2, dilation=2),
+        MacroLayer("pw", "conv2d", w_pw, 8, 4, rq(4, 4, 8, 10), (4, 9, 7), (4, 9, 7)),
+        AddLayer("res", (4, 9, 7), (4, 9, 7), rq(4, 1, 3, 3, centre=2),
+                 rng.integers(1, 4, 4).astype(np.int64), inputs=("dw", "pw")),
+        PoolLayer("mp", (4, 9, 7), (4, 4, 3), inputs=("res",)),
+        AvgPoolLayer("ap", (4, 9, 7), (4, 4, 3), (3, 3), (2, 2), rq(4, 50, 64, 9, centre=2),
+                     inputs=("res",)),
+        ConcatLayer("cat", ((4, 4, 3), (4, 4, 3)), (8, 4, 3), inputs=("mp", "ap")),
+        AvgPoolLayer("gap", (8, 4, 3), (8, 1, 1), (4, 3), (1, 1),
+                     Requant(np.ones(8, np.int64), -rng.integers(60, 120, 8).astype(np.int64),
+                             0, 0, 1)),
+        FlattenLayer("flat", (8, 1, 1), (8,)),
+        MacroLayer("fc", "linear", w_fc, 3, 1,
+                   Requant(np.full(3, 2, np.int64), -fc_colsum, 0, -(2**31), 2**31 - 1),
+                   (8,), (3,)),
+    ]
+    tensors = {"dw": TensorFormat(4, scale=0.05), "gap": TensorFormat(1, bipolar=True, scale=1.0)}
+    return Bundle("graph", InputSpec((2, 9, 7), 4, 0.125, signed=True), layers,
+                  tensors=tensors)
 
 
 @pytest.fixture

@@ -72,17 +72,21 @@ def test_data_npz_images_with_labels_and_one_channel_shape(tmp_path):
 
 
 def test_data_half_a_step_outside_the_range_is_allowed():
-    """Values that round onto the quantizer's codes are fine; beyond half a step is not."""
+    """The quantizer clips values up to twice its range (as a trained model's does);
+    beyond that, or below 0 by more than half a step, the data are scaled wrongly."""
     import numpy as np
     from cimstack.data import check_images
     from cimstack.errors import ConfigError
     from conftest import digits_like_bundle
     b = digits_like_bundle()                                   # 8 bits, scale 1/255: 0..1
     x = np.zeros((1, 1, 8, 8))
-    x[0, 0, 0, 0], x[0, 0, 0, 1] = 1 + 0.4 / 255, -0.4 / 255
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = 2 + 0.4 / 255, -0.4 / 255
     check_images(b, x)
-    x[0, 0, 0, 0] = 1 + 0.6 / 255
-    with pytest.raises(ConfigError, match="outside 0..1"):
+    x[0, 0, 0, 0] = 2 + 0.6 / 255
+    with pytest.raises(ConfigError, match="beyond twice 0..1"):
+        check_images(b, x)
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = 1, -0.6 / 255
+    with pytest.raises(ConfigError, match="unsigned: undo a mean/std"):
         check_images(b, x)
 
 

@@ -51,6 +51,7 @@ def test_verify_report():
     rep = verify_snn(net, frames, "emu", timeout_s=5.0)
     assert rep["ok"] and rep["layers"][0]["mismatches"] == 0
     assert set(rep["stages"]["seconds"]) == {"pack", "dma_in", "compute", "dma_out", "unpack"}
+    assert rep["stages"]["weight_loads"] > 0 and rep["stages"]["weight_load_bytes"] > 0
 
 
 def test_short_input_times_out_and_recovers(emu_runner):

@@ -23,7 +23,7 @@ from cimstack.quant.data import load_digits_split  # noqa: E402
 from cimstack.quant.model import FloatDigitsNet, QuantConfig, QuantDigitsNet  # noqa: E402
 from cimstack.quant.prune import block_mask  # noqa: E402
 from cimstack.quant.qonnx_export import export_checkpoint_qonnx  # noqa: E402
-from cimstack.ref.network import quantize_input, reference_engine, run_layer  # noqa: E402
+from cimstack.ref.network import quantize_input, run_network  # noqa: E402
 
 ROWS_ON = 16
 
@@ -69,11 +69,8 @@ def checkpoint(tmp_path_factory):
 
 def _layer_codes(bundle, x_int):
     """The integer output of every layer of ``bundle`` on ``x_int``."""
-    codes = []
-    for layer in bundle.layers:
-        x_int = run_layer(layer, x_int, bundle, reference_engine)
-        codes.append(x_int)
-    return codes
+    acts = run_network(bundle, x_int, keep_activations=True).activations
+    return [acts[layer.name] for layer in bundle.layers]
 
 
 def test_round_trip_through_qonnx_gives_the_same_bundle(checkpoint, tmp_path):

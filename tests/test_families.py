@@ -1,14 +1,19 @@
 """Macro families as plug-ins: a toy fourth family, an ideal exact-integer macro, is
 declared and registered from this file alone and runs a bundle through bundle
-validation, the reference executor, the cost model and the sweep's evaluation of a
-point; an unknown family is one clear error."""
+validation, the reference executor, the cost model, ``cimstack cost`` (no FPGA kernel:
+the overlay estimate is marked not available) and a sweep (trained through the record's
+trainer hook, evaluated through its point class); an unknown family is one clear
+error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import json
+
 import numpy as np
 import pytest
+from badcase import run_cli
 from cimstack.bundle import load_bundle, save_bundle
 from cimstack.cost import network_cost
 from cimstack.errors import BundleError, ConfigError
@@ -22,8 +27,10 @@ from cimstack.families import (
 from cimstack.mapping.tiling import LayerCost
 from cimstack.ref.network import run_network
 from cimstack.ref.requant import requantize
+from cimstack.ref.network import integer_accuracy
+from cimstack.sweep import expand, merge_sets, run_sweep
 from cimstack.sweep.points import MODEL, Point, sweep_knob
-from cimstack.sweep.tasks import evaluate_point
+from cimstack.sweep.tasks import _digits_test, evaluate_point
 from conftest import digits_like_bundle
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -71,13 +78,23 @@ def _layer_cost(layer, stats, bundle, c, reload, batch):
             "weight_bits": 0}
 
 
+def on_family(bundle, macro):
+    return replace(bundle, layers=[replace(layer, macro=macro) if hasattr(layer, "macro")
+                                   else layer for layer in bundle.layers])
+
+
+def _train(model, schedule):
+    """The toy family's trainer hook: no training, a seeded random network."""
+    return on_family(digits_like_bundle(model["seed"]), "ideal")
+
+
 IDEAL = MacroFamily(
     name="ideal", summary="exact integer dot product, one cycle per vector", spec=None,
     check_layer=_check, acc_bound=_acc_bound, reference=_reference,
     cycles=lambda layer, bundle: LayerCost(1, 1, 1, 1, 0, 0),
     cost_constants=IdealConstants, layer_cost=_layer_cost,
     resident_tiles=lambda bundle: 1 << 30, area_mm2=lambda bundle, c: c.macro_area_mm2,
-    point=IdealPoint)
+    trainer=_train, point=IdealPoint)
 
 
 @pytest.fixture
@@ -85,11 +102,6 @@ def ideal():
     register_family(IDEAL)
     yield IDEAL
     unregister_family("ideal")
-
-
-def on_family(bundle, macro):
-    return replace(bundle, layers=[replace(layer, macro=macro) if hasattr(layer, "macro")
-                                   else layer for layer in bundle.layers])
 
 
 @settings(max_examples=15, deadline=None)
@@ -157,3 +169,63 @@ def test_registry_refuses_a_second_family_of_one_name(ideal):
         register_family(replace(IDEAL, summary="another"))
     assert family_names() == ("dcim", "acim", "ideal")
     assert get_family("ideal") is IDEAL
+
+
+def test_cli_cost_of_an_ideal_bundle_says_the_fpga_estimate_is_not_available(ideal, tmp_path):
+    save_bundle(on_family(digits_like_bundle(), "ideal"), tmp_path / "b")
+    code, out = run_cli(["cost", "b", "--json", "c.json"], tmp_path)
+    assert code == 0, out
+    assert "TOPS/W" in out and "DMA bound" not in out
+    assert "FPGA overlay: not available (macro family ideal has no FPGA kernel)" in out
+    figs = json.loads((tmp_path / "c.json").read_text())
+    assert figs["fpga"] is None and figs["network"]["totals"]["area_mm2"] == 2.0
+
+
+def test_cli_sweep_of_the_ideal_family_trains_through_its_hook(ideal, tmp_path):
+    code, out = run_cli(["sweep", "--set", "macro=ideal", "--set", "seed=0,1", "--workers",
+                         "0", "--out", "s"], tmp_path)
+    assert code == 0, out
+    assert "ideal: 2 points" in out and "2 models trained" in out
+    rows = json.loads((tmp_path / "s" / "results.json").read_text())["points"]
+    x, y = _digits_test()
+    assert [(r["macro"], r["seed"]) for r in rows] == [("ideal", 0), ("ideal", 1)]
+    for r in rows:
+        want = integer_accuracy(_train({"seed": r["seed"]}, {}), x, y)
+        assert r["accuracy"] == want and r["fpga_images_per_s"] is None
+        assert r["ops"] == sum(2 * m.k * m.channels * m.vectors
+                               for m in digits_like_bundle().macro_layers)
+
+
+def test_a_family_without_trainer_sweeps_only_models_it_has(ideal, tmp_path):
+    first = run_sweep({"ideal": {}}, tmp_path, workers=0)
+    assert first.models_trained == 1 and first.rows[0]["macro"] == "ideal"
+    unregister_family("ideal")
+    register_family(replace(IDEAL, trainer=None))
+    for point in (tmp_path / "points").iterdir():
+        point.unlink()
+    again = run_sweep({"ideal": {}}, tmp_path, workers=0)      # its model is in models/
+    assert again.models_trained == 0 and again.rows == [
+        {**first.rows[0], "seconds": again.rows[0]["seconds"]}]
+    with pytest.raises(ConfigError, match="macro family ideal has no trainer hook, so the "
+                                          "sweep cannot train its models"):
+        run_sweep({"ideal": {"seed": 1}}, tmp_path, workers=0)
+    assert len(list((tmp_path / "points").iterdir())) == 1
+
+
+def test_unknown_family_in_a_sweep_grid_lists_the_sweepable_macros(ideal):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['nosuch'\]; use the macro "
+                                          r"tables \['dcim', 'acim', 'ideal', 'snn'\]"):
+        expand({"nosuch": {}})
+    with pytest.raises(ConfigError, match=r"unknown macro\(s\) \['nosuch'\]; choose from "
+                                          r"\['dcim', 'acim', 'ideal', 'snn'\]"):
+        merge_sets(None, {"macro": ["nosuch"]})
+    assert [p.params() for p in expand({"ideal": {"seed": [0, 1]}})] == [
+        {"macro": "ideal", "seed": 0}, {"macro": "ideal", "seed": 1}]
+    unregister_family("ideal")
+    try:
+        register_family(replace(IDEAL, point=None))
+        with pytest.raises(ConfigError, match="unknown key"):  # no sweep knobs: not sweepable
+            expand({"ideal": {}})
+    finally:
+        unregister_family("ideal")
+        register_family(IDEAL)

@@ -76,7 +76,8 @@ def train(model, epochs=3):
 def models(tmp_path_factory):
     """kind -> (trained Brevitas model, its QONNX file), each trained once."""
     folder, out = tmp_path_factory.mktemp("qonnx"), {}
-    for kind, make in (("mlp", mlp), ("cnn", cnn)):
+    for seed, (kind, make) in enumerate((("mlp", mlp), ("cnn", cnn))):
+        torch.manual_seed(seed)          # the same models whichever test builds them
         model = train(make())
         out[kind] = model, export_qonnx_file(model, torch.zeros(1, 1, 8, 8),
                                              folder / f"{kind}.onnx")
@@ -160,13 +161,12 @@ def _unsupported(case):
                                    torch.nn.Sigmoid())
     if case == "add":
         return Residual()
-    if case == "signed":
+    if case == "relu-signed":
         return torch.nn.Sequential(torch.nn.Flatten(), qnn.QuantIdentity(
-            return_quant_tensor=True), qnn.QuantLinear(64, 10))
-    if case == "groups":
-        return torch.nn.Sequential(inp, qnn.QuantConv2d(1, 4, 3, weight_bit_width=4),
-                                   qnn.QuantReLU(act_quant=Act, return_quant_tensor=True),
-                                   qnn.QuantConv2d(4, 4, 3, groups=2, weight_bit_width=4))
+            return_quant_tensor=False), torch.nn.ReLU(), qnn.QuantLinear(64, 10))
+    if case == "asymmetric":
+        return torch.nn.Sequential(inp, qnn.QuantConv2d(1, 4, 3, padding=(1, 0),
+                                                        weight_bit_width=4))
     if case == "float-weights":
         return torch.nn.Sequential(torch.nn.Flatten(), inp, torch.nn.Linear(64, 10))
     raise AssertionError(case)
@@ -174,10 +174,11 @@ def _unsupported(case):
 
 @pytest.mark.parametrize("case, message", [
     ("sigmoid", "node '/3/Sigmoid': op type Sigmoid is not supported; supported: Quant"),
-    ("add", "feeds 2 nodes ('/fc/Gemm' (Gemm), '/Add' (Add)); the import takes a chain"),
-    ("signed", "node '/1/act_quant/export_handler/Quant' (Quant): activations must be "
-     "unsigned"),
-    ("groups", "node '/3/Conv' (Conv): groups = 2"),
+    ("add", "node '/Add' (Add): it reads the real output of '/fc/Gemm' before any "
+     "activation Quant: put one in between"),
+    ("relu-signed", "node '/2/Relu' (Relu): a Relu on signed or bipolar codes"),
+    ("asymmetric", "node '/1/Conv' (Conv): strides [1, 1], dilations [1, 1] and pads "
+     "[1, 0, 1, 0] must be equal"),
     ("float-weights", "node '/2/Gemm' (Gemm): its weights are float constants without a "
      "Quant node"),
 ])
@@ -247,15 +248,25 @@ def _quant(helper, inits, name, x, scale, bits, signed, narrow=0):
                             signed=signed, narrow=narrow, rounding_mode="ROUND")
 
 
-def chain_model(path, seed, k, n1, n2, in_bits, w_bits, a_bits, kind, bn, per_channel):
-    """input [1, k] -> Quant(unsigned in_bits) -> (Gemm transB=1 | Gemm transB=0 | MatMul +
-    Add) of n1 with w_bits weights -> [BatchNormalization] -> Relu -> Quant(a_bits) ->
-    Gemm of n2 (the logits); written as ONNX to ``path``."""
+def _bipolar(helper, inits, name, x, scale):
+    inits.append(helper.make_tensor(f"{name}_scale", 1, np.shape(scale), np.ravel(scale)))
+    return helper.make_node("BipolarQuant", [x, f"{name}_scale"], [f"{name}_out"], name=name,
+                            domain=QONNX_DOMAIN)
+
+
+def chain_model(path, seed, k, n1, n2, in_bits, w_bits, a_bits, kind, bn, per_channel,
+                in_signed=False, act="unsigned", relu=True, binary_w2=False):
+    """input [1, k] -> Quant(in_bits, unsigned or ``in_signed``) -> (Gemm transB=1 | Gemm
+    transB=0 | MatMul + Add) of n1 with w_bits weights -> [BatchNormalization] -> [Relu]
+    -> activation (``act``: Quant(a_bits) unsigned, signed or narrow signed, or
+    BipolarQuant) -> Gemm of n2 with w_bits (or BipolarQuant) weights (the logits);
+    written as ONNX to ``path``."""
     import onnx
     from onnx import TensorProto, helper
     rng = np.random.default_rng(seed)
     inits, nodes = [], []
-    nodes.append(_quant(helper, inits, "q_in", "x", np.float32(1 / 2**in_bits), in_bits, 0))
+    nodes.append(_quant(helper, inits, "q_in", "x", np.float32(1 / 2**in_bits), in_bits,
+                        int(in_signed)))
     w1 = rng.normal(size=(n1, k)).astype(np.float32)
     s1 = (np.abs(w1).max(axis=1, keepdims=True) / (2 ** (w_bits - 1) - 1)).astype(np.float32)
     if not per_channel:
@@ -282,13 +293,23 @@ def chain_model(path, seed, k, n1, n2, in_bits, w_bits, a_bits, kind, bn, per_ch
         nodes.append(helper.make_node("BatchNormalization", ["fc1", "gamma", "beta", "mean",
                                                               "var"], ["bn"], name="bn"))
         y = "bn"
-    nodes.append(helper.make_node("Relu", [y], ["relu"], name="relu"))
-    nodes.append(_quant(helper, inits, "q_act", "relu", np.float32(rng.uniform(0.05, 0.5)),
-                        a_bits, 0))
+    if relu:
+        nodes.append(helper.make_node("Relu", [y], ["relu"], name="relu"))
+        y = "relu"
+    a_scale = np.float32(rng.uniform(0.05, 0.5))
+    if act == "bipolar":
+        nodes.append(_bipolar(helper, inits, "q_act", y, a_scale))
+    else:
+        nodes.append(_quant(helper, inits, "q_act", y, a_scale,
+                            min(8, a_bits + (act != "unsigned")),
+                            int(act != "unsigned"), narrow=int(act == "narrow")))
     w2 = rng.normal(size=(n2, n1)).astype(np.float32)
     inits.append(helper.make_tensor("w2", 1, w2.shape, w2.ravel()))
-    nodes.append(_quant(helper, inits, "q_w2", "w2",
-                        np.float32(np.abs(w2).max() / (2 ** (w_bits - 1) - 1)), w_bits, 1))
+    if binary_w2:
+        nodes.append(_bipolar(helper, inits, "q_w2", "w2", np.float32(np.abs(w2).mean())))
+    else:
+        nodes.append(_quant(helper, inits, "q_w2", "w2",
+                            np.float32(np.abs(w2).max() / (2 ** (w_bits - 1) - 1)), w_bits, 1))
     nodes.append(helper.make_node("Gemm", ["q_act_out", "q_w2_out"], ["y"], name="fc2",
                                   transB=1))
     graph = helper.make_graph(nodes, "chain",
@@ -305,24 +326,38 @@ CHAIN = dict(seed=st.integers(0, 2**16), k=st.integers(1, 40), n1=st.integers(1,
              n2=st.integers(1, 10), in_bits=st.integers(1, 8), w_bits=st.integers(2, 8),
              a_bits=st.integers(1, 8), kind=st.sampled_from(["gemm", "gemm-transposed",
                                                              "matmul"]),
-             bn=st.booleans(), per_channel=st.booleans())
+             bn=st.booleans(), per_channel=st.booleans(), in_signed=st.booleans(),
+             act=st.sampled_from(["unsigned", "signed", "narrow", "bipolar"]),
+             relu=st.booleans(), binary_w2=st.booleans())
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(**CHAIN)
 @example(seed=0, k=1, n1=1, n2=1, in_bits=1, w_bits=2, a_bits=1, kind="gemm", bn=False,
-         per_channel=False)
-@example(seed=1, k=40, n1=16, n2=10, in_bits=8, w_bits=8, a_bits=8, kind="matmul", bn=True,
-         per_channel=True)
+         per_channel=False, in_signed=False, act="unsigned", relu=True, binary_w2=False)
+@example(seed=1, k=40, n1=16, n2=10, in_bits=8, w_bits=8, a_bits=7, kind="matmul", bn=True,
+         per_channel=True, in_signed=True, act="signed", relu=False, binary_w2=False)
+@example(seed=2, k=40, n1=16, n2=10, in_bits=2, w_bits=2, a_bits=1, kind="gemm", bn=True,
+         per_channel=False, in_signed=True, act="bipolar", relu=False, binary_w2=True)
+@example(seed=3, k=7, n1=5, n2=3, in_bits=1, w_bits=3, a_bits=3, kind="gemm-transposed",
+         bn=False, per_channel=True, in_signed=True, act="narrow", relu=False,
+         binary_w2=False)
 def test_hand_built_chains_match_qonnx(tmp_path_factory, seed, k, n1, n2, in_bits, w_bits,
-                                       a_bits, kind, bn, per_channel):
+                                       a_bits, kind, bn, per_channel, in_signed, act, relu,
+                                       binary_w2):
+    """Unsigned, signed and bipolar inputs and activations, narrow ranges, binary
+    weights: the offset folding and the bipolar thresholds against qonnx's executor."""
+    in_bits += in_signed and in_bits == 1        # a signed 1-bit Quant is bipolar
     path = chain_model(tmp_path_factory.mktemp("chain") / "m.onnx", seed, k, n1, n2, in_bits,
-                       w_bits, a_bits, kind, bn, per_channel)
+                       w_bits, a_bits, kind, bn, per_channel, in_signed, act, relu, binary_w2)
     bundle = import_qonnx(path)
     assert [layer.op for layer in bundle.macro_layers] == ["linear", "linear"]
-    assert bundle.macro_layers[0].requant.hi == (1 << a_bits) - 1
+    fmt = bundle.formats()[bundle.macro_layers[0].name]
+    assert (fmt.signed, fmt.bipolar) == (act in ("signed", "narrow"), act == "bipolar")
+    assert bundle.macro_layers[1].w_bits == (1 if binary_w2 else w_bits)
     rng = np.random.default_rng(seed)
-    images = (rng.integers(0, 1 << in_bits, (64, k)) / 2**in_bits).astype(np.float32)
+    low = -(1 << in_bits) // 2 if in_signed else 0
+    images = (rng.integers(low, low + (1 << in_bits), (64, k)) / 2**in_bits).astype(np.float32)
     checks, _ = compare_with_qonnx(bundle, path, images)
     for check in checks:
         assert check.ok, check.summary()
@@ -332,7 +367,8 @@ def test_hand_built_chains_match_qonnx(tmp_path_factory, seed, k, n1, n2, in_bit
     (("q_w1_bits", 9.0), "node 'q_w1' (Quant): bit width 9.0 is not an integer in 1..8"),
     (("q_act_zero", 1.0), "node 'q_act' (Quant): zero points other than 0"),
     (("q_in_scale", -1.0), "node 'q_in' (Quant): its scale must be positive and finite"),
-    (("q_act", "narrow"), "node 'q_act' (Quant): activations must be unsigned, not narrow"),
+    (("q_act_scale", [0.1, 0.2]), "node 'q_act' (Quant): activations need one scale per "
+     "tensor"),
     (("relu", "Sigmoid"), "node 'relu': op type Sigmoid is not supported"),
 ])
 def test_hand_built_bad_quantizers_are_one_clear_error(tmp_path, change, message):

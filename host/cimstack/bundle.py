@@ -1,12 +1,15 @@
 """The model bundle: what a trained network becomes for the reference, the emulated
 overlay and the board. Plain ``.npy`` arrays and one JSON file; no torch, no pickle.
 
-Layout of a bundle folder::
+Layout of a bundle folder (docs/bundle.md)::
 
-    bundle.json            schema, input quantizer, macro configuration, layers in order
-    <layer>.weight.npy     int8 weights, torch layout [N, C, kh, kw] or [N, K]
-    <layer>.multiplier.npy int64 requantizer multipliers M_n (within int32)
-    <layer>.bias.npy       int64 requantizer biases B_n
+    bundle.json              schema 2: input quantizer, macro configuration, the nodes
+                             of a DAG in order (each naming the tensors it reads), the
+                             tensors' integer formats
+    <layer>.weight.npy       int8 weights, torch layout [N, C/groups, kh, kw] or [N, K]
+    <layer>.multiplier.npy   int64 requantizer multipliers M_n (within int32)
+    <layer>.bias.npy         int64 requantizer biases B_n
+    <layer>.multiplier_b.npy int64 second multipliers of a residual add
 
 A bundle is written into a temporary folder next to its destination and renamed into
 place, so a crash never leaves half a bundle. Loading checks every field and array
@@ -40,7 +43,7 @@ from .families import get_family
 from .fileio import atomic_folder, jsonable
 
 SCHEMA = "cimstack-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2               # 1: a chain of layers (still read)
 MACRO_SPECS = ("dcim", "acim")     # the macro configurations a bundle holds (``macros``)
 INT32 = (-(2**31), 2**31 - 1)
 INT64_MAX = 2**63 - 1
@@ -136,6 +139,9 @@ class MacroLayer:
     padding: int = 0
     macro: str = "dcim"                       # a registered macro family (cimstack.families)
     analog: AcimLayerParams | None = None     # acim only: ABN gain/offset, noise key
+    groups: int = 1                           # conv2d: channel groups (C = groups: depthwise)
+    dilation: int = 1                         # conv2d: kernel dilation
+    inputs: tuple = ()                        # the tensor it reads (see Bundle)
 
     @property
     def channels(self) -> int:
@@ -143,8 +149,8 @@ class MacroLayer:
 
     @property
     def k(self) -> int:
-        """Matrix rows: inputs per output (C*kh*kw for conv)."""
-        return int(np.prod(self.weight.shape[1:]))
+        """Matrix rows: inputs per output (C*kh*kw for conv, all C even when grouped)."""
+        return int(np.prod(self.weight.shape[1:])) * self.groups
 
     @property
     def vectors(self) -> int:
@@ -152,8 +158,16 @@ class MacroLayer:
         return int(np.prod(self.out_shape[1:])) if self.op == "conv2d" else 1
 
     def matrix(self) -> np.ndarray:
-        """The K x N weight matrix, row k = c*kh*kw + ky*kw + kx."""
-        return self.weight.reshape(self.channels, -1).T
+        """The K x N weight matrix, row k = c*kh*kw + ky*kw + kx. A grouped conv is one
+        block-diagonal matrix: output channel n of group g = n // (N/groups) reads only
+        the input channels of group g; the other rows hold 0 (docs/macros.md)."""
+        if self.groups == 1:
+            return self.weight.reshape(self.channels, -1).T
+        n_g, c_g = self.channels // self.groups, self.weight.shape[1]
+        full = np.zeros((self.channels, c_g * self.groups, *self.weight.shape[2:]), np.int8)
+        for g in range(self.groups):
+            full[g * n_g:(g + 1) * n_g, g * c_g:(g + 1) * c_g] = self.weight[g * n_g:(g + 1) * n_g]
+        return full.reshape(self.channels, -1).T
 
     def validate(self) -> None:
         where = f"layer {self.name}"
@@ -164,6 +178,12 @@ class MacroLayer:
         _in_range(f"{where}.x_bits", self.x_bits, 1, 8)
         _in_range(f"{where}.stride", self.stride, 1, 64)
         _in_range(f"{where}.padding", self.padding, 0, 64)
+        _in_range(f"{where}.dilation", self.dilation, 1, 64)
+        _in_range(f"{where}.groups", self.groups, 1, 1 << 16)
+        if self.op == "linear" and (self.groups, self.dilation, self.stride,
+                                    self.padding) != (1, 1, 1, 0):
+            raise BundleError(f"{where}: a linear layer has groups 1, dilation 1, stride 1 "
+                              "and padding 0")
         ndim = 4 if self.op == "conv2d" else 2
         if not isinstance(self.weight, np.ndarray) or self.weight.dtype != np.int8 \
                 or self.weight.ndim != ndim:
@@ -173,9 +193,16 @@ class MacroLayer:
                 f"{getattr(self.weight, 'shape', '')}")
         _check_values(f"{where}.weight", self.weight, *weight_range(self.w_bits))
         in_c = self.in_shape[0]
-        if self.op == "conv2d" and (len(self.in_shape) != 3 or self.weight.shape[1] != in_c):
-            raise BundleError(f"{where}: weight {self.weight.shape} does not fit input "
-                              f"shape {self.in_shape}")
+        if self.op == "conv2d" and (len(self.in_shape) != 3
+                                    or self.weight.shape[1] * self.groups != in_c
+                                    or self.channels % self.groups):
+            raise BundleError(f"{where}: weight {self.weight.shape} with groups = "
+                              f"{self.groups} does not fit input shape {self.in_shape} "
+                              "(weight [N, C/groups, kh, kw], N a multiple of groups)")
+        if self.groups > 1 and self.w_bits == 1:
+            raise BundleError(f"{where}: a grouped binary conv has no encoding: the rows "
+                              "outside a group hold 0, which binary {-1,+1} weights cannot; "
+                              "use w_bits >= 2 or groups = 1")
         if self.op == "linear" and self.k != int(np.prod(self.in_shape)):
             raise BundleError(f"{where}: weight {self.weight.shape} expects {self.k} inputs "
                               f"but the input shape is {self.in_shape}")
@@ -188,10 +215,22 @@ class MacroLayer:
         if self.op == "linear":
             return (self.channels,)
         _, h, w = self.in_shape
-        kh, kw = self.weight.shape[2:]
+        kh, kw = ((k - 1) * self.dilation + 1 for k in self.weight.shape[2:])
         ho = (h + 2 * self.padding - kh) // self.stride + 1
         wo = (w + 2 * self.padding - kw) // self.stride + 1
         return (self.channels, ho, wo)
+
+
+def _window_out(where: str, what: str, in_shape: tuple, kernel: tuple,
+                stride: tuple) -> tuple:
+    """(C, Ho, Wo) of a pooling window without padding over a (C, H, W) input."""
+    if len(in_shape) != 3:
+        raise BundleError(f"{where}: {what} needs a (C, H, W) input, got {tuple(in_shape)}")
+    c, h, w = in_shape
+    if kernel[0] > h or kernel[1] > w:
+        raise BundleError(f"{where}: pooling window {list(kernel)} is larger than the "
+                          f"input {tuple(in_shape)}")
+    return (c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
 
 
 @dataclass
@@ -204,6 +243,7 @@ class PoolLayer:
     kernel: int = 2
     stride: int = 2
     op: str = "maxpool2d"
+    inputs: tuple = ()
 
     def validate(self) -> None:
         where = f"layer {self.name}"
@@ -211,14 +251,93 @@ class PoolLayer:
             raise BundleError(f"{where}: op {self.op!r} is not a pool op (maxpool2d)")
         _in_range(f"{where}.kernel", self.kernel, 1, 64)
         _in_range(f"{where}.stride", self.stride, 1, 64)
-        if len(self.in_shape) != 3:
-            raise BundleError(f"{where}: max pooling needs a (C, H, W) input, got "
-                              f"{tuple(self.in_shape)}")
-        c, h, w = self.in_shape
-        expect = (c, (h - self.kernel) // self.stride + 1, (w - self.kernel) // self.stride + 1)
+        expect = _window_out(where, "max pooling", self.in_shape, (self.kernel,) * 2, (self.stride,) * 2)
         if tuple(self.out_shape) != expect:
             raise BundleError(f"layer {self.name}: out_shape {tuple(self.out_shape)} does not "
                               f"match the computed {expect}")
+
+
+@dataclass
+class AvgPoolLayer:
+    """Average pooling as an integer window sum and a per-channel requantizer
+    ``clamp((sum*M + B + r) >> shift, lo, hi)`` (docs/macros.md); a global average pool
+    is the window of the whole (H, W) input."""
+
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    kernel: tuple
+    stride: tuple
+    requant: Requant
+    op: str = "avgpool2d"
+    inputs: tuple = ()
+
+    def validate(self) -> None:
+        where = f"layer {self.name}"
+        for key in ("kernel", "stride"):
+            value = getattr(self, key)
+            if not isinstance(value, tuple) or len(value) != 2:
+                raise BundleError(f"{where}.{key} must be a pair [h, w], got {value!r}")
+            for v in value:
+                _in_range(f"{where}.{key}", v, 1, 4096)
+        expect = _window_out(where, "average pooling", self.in_shape, self.kernel, self.stride)
+        if tuple(self.out_shape) != expect:
+            raise BundleError(f"{where}: out_shape {tuple(self.out_shape)} does not match "
+                              f"the computed {expect}")
+        self.requant.validate(where, self.in_shape[0])
+
+
+@dataclass
+class AddLayer:
+    """Residual add of two tensors of one shape with their scales aligned by integer
+    multipliers: ``clamp((a*M + b*M_b + B + r) >> shift, lo, hi)`` per channel, with
+    ``M, B, shift, lo, hi`` in ``requant`` (docs/macros.md)."""
+
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    requant: Requant
+    multiplier_b: np.ndarray
+    op: str = "add"
+    inputs: tuple = ()
+
+    def validate(self) -> None:
+        where = f"layer {self.name}"
+        if tuple(self.out_shape) != tuple(self.in_shape):
+            raise BundleError(f"{where}: an add keeps its input shape {tuple(self.in_shape)}, "
+                              f"not {tuple(self.out_shape)}")
+        channels = self.in_shape[0]
+        self.requant.validate(where, channels)
+        b = self.multiplier_b
+        if not isinstance(b, np.ndarray) or b.dtype != np.int64 or b.shape != (channels,):
+            raise BundleError(f"{where}.multiplier_b must be int64 of shape ({channels},)")
+        _check_values(f"{where}.multiplier_b", b, *INT32)
+
+
+@dataclass
+class ConcatLayer:
+    """Channel concatenation (axis 0 of (C, ...)) of tensors of one integer format."""
+
+    name: str
+    in_shapes: tuple
+    out_shape: tuple
+    op: str = "concat"
+    inputs: tuple = ()
+
+    @property
+    def in_shape(self) -> tuple:
+        return tuple(self.in_shapes[0])
+
+    def validate(self) -> None:
+        where = f"layer {self.name}"
+        rest = {tuple(s[1:]) for s in self.in_shapes}
+        if len(self.in_shapes) < 2 or len(rest) != 1:
+            raise BundleError(f"{where}: a concat takes two or more inputs that differ only "
+                              f"in channels, got {[list(s) for s in self.in_shapes]}")
+        expect = (sum(s[0] for s in self.in_shapes), *rest.pop())
+        if tuple(self.out_shape) != expect:
+            raise BundleError(f"{where}: out_shape {tuple(self.out_shape)} does not match "
+                              f"the computed {expect}")
 
 
 @dataclass
@@ -229,6 +348,7 @@ class FlattenLayer:
     in_shape: tuple
     out_shape: tuple
     op: str = "flatten"
+    inputs: tuple = ()
 
     def validate(self) -> None:
         size = math.prod(self.in_shape)          # exact (np.prod wraps past 2^63)
@@ -237,31 +357,125 @@ class FlattenLayer:
                               f"({size},), not {tuple(self.out_shape)}")
 
 
-Layer = Union[MacroLayer, PoolLayer, FlattenLayer]
+Layer = Union[MacroLayer, PoolLayer, AvgPoolLayer, AddLayer, ConcatLayer, FlattenLayer]
+REQUANT_OPS = ("conv2d", "linear", "avgpool2d", "add")   # nodes that make new codes
+
+
+INPUT = "input"       # the name of the network's input tensor in ``inputs``
+
+
+@dataclass(frozen=True)
+class TensorFormat:
+    """The integer format of a tensor's codes (docs/macros.md, "Graph nodes and tensor formats").
+
+    ``bits`` wide: unsigned codes in [0, 2^bits - 1], ``signed`` ones in
+    [-2^(bits-1), 2^(bits-1) - 1], or ``bipolar`` (1 bit: codes {0, 1} stand for the
+    values {-1, +1}). The real value is ``scale * value``; ``scale`` is None where the
+    bundle does not know it (bundles of the built-in exporters record it in ``meta``).
+    """
+
+    bits: int
+    signed: bool = False
+    bipolar: bool = False
+    scale: float | None = None
+
+    @property
+    def codes(self) -> tuple[int, int]:
+        """Smallest and largest code."""
+        if self.signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+    @property
+    def offset(self) -> int:
+        """What a macro adds to a code to get its unsigned input ``u`` (the macros take
+        unsigned bits): ``2^(bits-1)`` for signed codes, else 0."""
+        return (1 << (self.bits - 1)) if self.signed else 0
+
+    @staticmethod
+    def of_range(lo: int, hi: int) -> "TensorFormat":
+        """The narrowest unsigned (``lo >= 0``) or signed format holding [lo, hi]."""
+        if lo >= 0:
+            return TensorFormat(max(1, int(hi).bit_length()))
+        return TensorFormat(max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1, True)
+
+    def validate(self, where: str) -> None:
+        _in_range(f"{where}.bits", self.bits, 1, 32)
+        for key in ("signed", "bipolar"):
+            if not isinstance(getattr(self, key), bool):
+                raise BundleError(f"{where}.{key} must be true or false")
+        if self.bipolar and (self.bits != 1 or self.signed):
+            raise BundleError(f"{where}: a bipolar tensor has 1-bit unsigned codes {{0, 1}}")
+        if self.scale is not None:
+            _check_scale(f"{where}.scale", self.scale)
+
+    def to_dict(self) -> dict:
+        return {"bits": self.bits, "signed": self.signed, "bipolar": self.bipolar,
+                "scale": self.scale}
+
+
+def _check_scale(where: str, scale) -> None:
+    lo, hi = SCALE_RANGE
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+            or not lo <= scale <= hi:                  # False for NaN too
+        raise BundleError(
+            f"{where} = {scale!r} must be a positive normal float32 number in "
+            f"[{lo:.7g}, {hi:.7g}]: the input quantizer computes x / scale in float32, "
+            "where a smaller (subnormal) scale saturates every input")
 
 
 @dataclass
 class InputSpec:
-    """Input quantizer: ``x_int = clip(round_half_even(x / scale), 0, 2^bits - 1)``."""
+    """Input quantizer: ``x_int = clip(round_half_even((x - offset) / scale), lo, hi)``
+    in float32, with ``[lo, hi]`` the codes of ``bits`` unsigned, or signed when
+    ``signed``; ``bipolar`` (1 bit): ``x_int = 1 if x - offset >= 0 else 0``. The
+    offset holds a model's own affine preprocessing (FINN's ``2x - 1``); ``narrow``
+    drops the lowest signed code (qonnx's narrow range)."""
 
     shape: tuple
     bits: int
     scale: float
+    signed: bool = False
+    offset: float = 0.0
+    bipolar: bool = False
+    narrow: bool = False
+
+    @property
+    def format(self) -> TensorFormat:
+        return TensorFormat(self.bits, self.signed, self.bipolar, float(self.scale))
+
+    def values(self, codes: np.ndarray) -> np.ndarray:
+        """Real inputs that the quantizer maps onto ``codes`` (float32)."""
+        steps = 2 * np.asarray(codes) - 1 if self.bipolar else np.asarray(codes)
+        return (steps * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
 
     def validate(self) -> None:
         _in_range("input.bits", self.bits, 1, 8)
-        lo, hi = SCALE_RANGE
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) \
-                or not lo <= self.scale <= hi:                  # False for NaN too
-            raise BundleError(
-                f"input.scale = {self.scale!r} must be a positive normal float32 number in "
-                f"[{lo:.7g}, {hi:.7g}]: the input quantizer computes x / scale in float32, "
-                "where a smaller (subnormal) scale saturates every input")
+        for key in ("signed", "bipolar", "narrow"):
+            if not isinstance(getattr(self, key), bool):
+                raise BundleError(f"input.{key} must be true or false")
+        if self.narrow and not self.signed:
+            raise BundleError("input.narrow applies to a signed input quantizer only: set "
+                              "it to false (or signed to true)")
+        _check_scale("input.scale", self.scale)
+        if isinstance(self.offset, bool) or not isinstance(self.offset, (int, float)) \
+                or not math.isfinite(self.offset):
+            raise BundleError(f"input.offset = {self.offset!r} must be a finite number")
+        self.format.validate("input")
 
 
 @dataclass
 class Bundle:
-    """A network ready for the macros: integer weights, requantizers, macro config."""
+    """A network ready for the macros: integer weights, requantizers, macro config.
+
+    ``layers`` are the nodes of a DAG in an order where every node comes after the
+    nodes it reads; a node reads the tensors named in its ``inputs`` (``"input"`` is the
+    network's input, any other name the output of that node). An empty ``inputs`` is
+    the previous node's output (the input for the first), so a chain needs no wiring.
+    The last node's output is the network's output. ``tensors`` gives tensors' integer
+    formats (:class:`TensorFormat`); a tensor not named there has the format its
+    producer's code range implies (:meth:`formats`).
+    """
 
     name: str
     input: InputSpec
@@ -269,24 +483,50 @@ class Bundle:
     dcim: DcimSpec = field(default_factory=DcimSpec)
     meta: dict = field(default_factory=dict)
     acim: AcimSpec | None = None              # the analog macro, when a layer uses it
+    tensors: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        previous = INPUT
+        for layer in self.layers:
+            if not layer.inputs:
+                layer.inputs = (previous,)
+            layer.inputs = tuple(layer.inputs)
+            previous = getattr(layer, "name", previous)
 
     @property
     def macro_layers(self) -> list[MacroLayer]:
         return [layer for layer in self.layers if isinstance(layer, MacroLayer)]
 
+    @property
+    def output(self) -> str:
+        """The name of the node whose output is the network's output."""
+        return self.layers[-1].name
+
     def with_acim(self, **changes) -> "Bundle":
         """The same model under other analog-macro settings (noise level, seed, mode)."""
         return replace(self, acim=replace(self.acim, **changes))
 
+    def formats(self) -> dict[str, TensorFormat]:
+        """The integer format of every tensor: ``"input"`` and each node's output."""
+        out = {INPUT: self.input.format}
+        for layer in self.layers:
+            rq = getattr(layer, "requant", None)
+            if rq is not None:
+                fmt = TensorFormat.of_range(rq.lo, rq.hi)
+            else:                       # max pool, flatten, concat keep their codes
+                fmt = out[layer.inputs[0]]
+            out[layer.name] = self.tensors.get(layer.name, fmt)
+        return out
+
     def validate(self) -> None:
-        """Check every layer and that shapes chain from the input to the output."""
+        """Check every layer, the wiring of the DAG and every tensor's format."""
         check_name("bundle name", self.name)
         self.input.validate()
         if not isinstance(self.meta, dict):
             raise BundleError(f"bundle meta must be a JSON object, got {type(self.meta).__name__}")
         if not self.layers:
             raise BundleError("bundle has no layers")
-        check_chain(self.layers, self.input.shape, BundleError)
+        check_graph(self.layers, self.input.shape)
         for layer in self.macro_layers:
             if layer.w_bits == 1:
                 check_binary_blocks(f"layer {layer.name}", layer.matrix(), self.dcim.rows_on)
@@ -294,19 +534,71 @@ class Bundle:
             family.check_layer(self, layer)
             acc_max, why = family.acc_bound(self, layer)
             layer.requant.check_headroom(f"layer {layer.name}", acc_max, why)
-        self._check_value_ranges()
+        self._check_formats()
 
-    def _check_value_ranges(self) -> None:
-        """Every macro layer's inputs must fit its unsigned x_bits."""
-        lo, hi, source = 0, (1 << self.input.bits) - 1, "the input quantizer"
+    def _check_formats(self) -> None:
+        """Declared formats hold what their producers make; every macro layer's inputs
+        fit its unsigned x_bits after the offset; concatenated tensors share a format."""
+        for name in self.tensors:
+            if name == INPUT or name not in {layer.name for layer in self.layers}:
+                raise BundleError(f"tensors: {name!r} is not the output of a layer (the "
+                                  "input's format is in 'input')")
+        fmts = self.formats()
         for layer in self.layers:
-            if not isinstance(layer, MacroLayer):
-                continue
-            if lo < 0 or hi > (1 << layer.x_bits) - 1:
-                raise BundleError(
-                    f"layer {layer.name}: its inputs from {source} span [{lo}, {hi}], which "
-                    f"does not fit x_bits={layer.x_bits} (unsigned [0, {(1 << layer.x_bits) - 1}])")
-            lo, hi, source = layer.requant.lo, layer.requant.hi, f"layer {layer.name}"
+            where = f"layer {layer.name}"
+            fmt = fmts[layer.name]
+            fmt.validate(f"tensors.{layer.name}")
+            rq = getattr(layer, "requant", None)
+            if rq is not None:
+                lo, hi = fmt.codes
+                if rq.lo < lo or rq.hi > hi:
+                    raise BundleError(f"{where}: its codes span [{rq.lo}, {rq.hi}], outside "
+                                      f"its tensor format's [{lo}, {hi}]")
+            else:
+                ins = [fmts[i] for i in layer.inputs]
+                if any(replace(f, scale=None) != replace(fmt, scale=None) for f in ins):
+                    raise BundleError(f"{where}: its inputs and output must share one integer "
+                                      f"format, got {[f.to_dict() for f in ins]} -> "
+                                      f"{fmt.to_dict()}")
+            if isinstance(layer, MacroLayer):
+                self._check_macro_input(layer, fmts[layer.inputs[0]], layer.inputs[0])
+            elif rq is not None:
+                _host_headroom(layer, [fmts[src] for src in layer.inputs])
+
+    @staticmethod
+    def _check_macro_input(layer: MacroLayer, fmt: TensorFormat, source: str) -> None:
+        lo, hi = fmt.codes
+        u_lo, u_hi = lo + fmt.offset, hi + fmt.offset
+        source = "the input quantizer" if source == INPUT else f"layer {source}"
+        if u_lo < 0 or u_hi > (1 << layer.x_bits) - 1:
+            raise BundleError(
+                f"layer {layer.name}: its inputs from {source} span [{lo}, {hi}], which "
+                f"does not fit x_bits={layer.x_bits} (unsigned [0, {(1 << layer.x_bits) - 1}]"
+                + (f" after the offset {fmt.offset}" if fmt.offset else "") + ")")
+        if fmt.bipolar and layer.op == "conv2d" and layer.padding:
+            raise BundleError(f"layer {layer.name}: zero padding of bipolar inputs has no "
+                              "code (they are -1 or +1); use padding 0 or a signed input")
+
+
+def _host_headroom(layer, fmts: list) -> None:
+    """An average pool's or residual add's int64 requantizer cannot overflow on any
+    codes of its inputs' formats (as the macro layers' check)."""
+    peak = [max(abs(v) for v in f.codes) for f in fmts]
+    channels = layer.requant.multiplier.shape[0]
+    if isinstance(layer, AvgPoolLayer):
+        acc = np.full(channels, layer.kernel[0] * layer.kernel[1] * peak[0], np.int64)
+        layer.requant.check_headroom(f"layer {layer.name}", acc, "its window sums")
+        return
+    rq = layer.requant
+    for n in range(channels):
+        m_a, m_b = abs(int(rq.multiplier[n])), abs(int(layer.multiplier_b[n]))
+        total = peak[0] * m_a + peak[1] * m_b + abs(int(rq.bias[n])) \
+            + ((1 << (rq.shift - 1)) if rq.shift else 0)
+        if total > INT64_MAX:
+            raise BundleError(
+                f"layer {layer.name}: the int64 requantizer overflows on channel {n}: "
+                f"codes up to {peak[0]} and {peak[1]} with M = {m_a}, M_b = {m_b}, B = "
+                f"{int(rq.bias[n])} reach {total} >= 2^63; re-import the model")
 
 
 # ------------------------------------------------------------------------ save/load
@@ -333,6 +625,45 @@ def check_chain(layers: list, input_shape: tuple, error: type) -> None:
         shape = tuple(layer.out_shape)
 
 
+def check_graph(layers: list, input_shape: tuple) -> None:
+    """Layer names unique, every layer valid and reading the input or earlier layers'
+    outputs of the shapes it expects, and every output but the last one read."""
+    shapes, read = {INPUT: tuple(input_shape)}, set()
+    for i, layer in enumerate(layers):
+        check_name(f"layers[{i}].name", layer.name)
+        if layer.name in shapes:
+            raise BundleError(f"layer name {layer.name!r} is used twice" if layer.name != INPUT
+                              else f"layers[{i}]: {INPUT!r} names the network's input; "
+                              "rename the layer")
+        arity = {"add": (2, 2), "concat": (2, 64)}.get(layer.op, (1, 1))
+        if not isinstance(layer.inputs, tuple) or not arity[0] <= len(layer.inputs) <= arity[1] \
+                or not all(isinstance(src, str) for src in layer.inputs):
+            count = {"add": "2", "concat": "2 to 64"}.get(layer.op, "1")
+            raise BundleError(f"layer {layer.name}: an {layer.op!r} node reads {count} "
+                              f"tensor name(s), got inputs {layer.inputs!r}")
+        for src in layer.inputs:
+            if src not in shapes:
+                raise BundleError(f"layer {layer.name} (#{i}) reads {src!r}, which is neither "
+                                  f"{INPUT!r} nor an earlier layer")
+        got = [shapes[src] for src in layer.inputs]
+        want = ([tuple(s) for s in layer.in_shapes] if isinstance(layer, ConcatLayer)
+                else [tuple(layer.in_shape)] * len(got))
+        if len(want) != len(got):
+            raise BundleError(f"layer {layer.name}: it reads {len(got)} tensors "
+                              f"{list(layer.inputs)} but lists {len(want)} in_shapes")
+        for src, g, w in zip(layer.inputs, got, want):
+            if g != w:
+                raise BundleError(f"layer {layer.name} (#{i}) expects input {w} but receives "
+                                  f"{g}" + (f" from {src}" if len(got) > 1 else ""))
+        layer.validate()
+        shapes[layer.name] = tuple(layer.out_shape)
+        read.update(layer.inputs)
+    unread = [layer.name for layer in layers[:-1] if layer.name not in read]
+    if unread:
+        raise BundleError(f"the output of layer {unread[0]} is read by no layer; only the "
+                          "last layer's output is the network's output")
+
+
 def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int,
                         error: type = BundleError) -> None:
     """Binary weights are {-1,+1}; a 0 may appear only as a whole pruned block of
@@ -353,54 +684,90 @@ def check_binary_blocks(where: str, w_mat: np.ndarray, rows_on: int,
             "may be pruned to 0")
 
 
+def _requant_json(layer) -> dict[str, Any]:
+    rq = layer.requant
+    return {"multiplier": f"{layer.name}.multiplier.npy", "bias": f"{layer.name}.bias.npy",
+            "shift": rq.shift, "lo": rq.lo, "hi": rq.hi}
+
+
 def _layer_to_json(layer: Layer) -> dict[str, Any]:
-    d: dict[str, Any] = {"name": layer.name, "op": layer.op,
-                         "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape)}
+    d: dict[str, Any] = {"name": layer.name, "op": layer.op, "inputs": list(layer.inputs)}
+    if isinstance(layer, ConcatLayer):
+        d["in_shapes"] = [list(s) for s in layer.in_shapes]
+    else:
+        d["in_shape"] = list(layer.in_shape)
+    d["out_shape"] = list(layer.out_shape)
     if isinstance(layer, MacroLayer):
         if layer.analog is not None:
             d["analog"] = {"gain": f"{layer.name}.gain.npy", "offset": f"{layer.name}.offset.npy",
                            "layer": int(layer.analog.layer)}
         d.update(macro=layer.macro, w_bits=layer.w_bits, x_bits=layer.x_bits,
-                 stride=layer.stride, padding=layer.padding,
-                 weight=f"{layer.name}.weight.npy", weight_shape=list(layer.weight.shape),
-                 requant={"multiplier": f"{layer.name}.multiplier.npy",
-                          "bias": f"{layer.name}.bias.npy", "shift": layer.requant.shift,
-                          "lo": layer.requant.lo, "hi": layer.requant.hi})
+                 stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                 groups=layer.groups, weight=f"{layer.name}.weight.npy",
+                 weight_shape=list(layer.weight.shape), requant=_requant_json(layer))
     elif isinstance(layer, PoolLayer):
         d.update(kernel=layer.kernel, stride=layer.stride)
+    elif isinstance(layer, AvgPoolLayer):
+        d.update(kernel=list(layer.kernel), stride=list(layer.stride),
+                 requant=_requant_json(layer))
+    elif isinstance(layer, AddLayer):
+        d.update(requant=_requant_json(layer), multiplier_b=f"{layer.name}.multiplier_b.npy")
     return d
+
+
+def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
+    """The .npy arrays of a layer, by the part of their file name."""
+    arrays = {}
+    if isinstance(layer, MacroLayer):
+        arrays["weight"] = layer.weight
+        if layer.analog is not None:
+            arrays.update(gain=np.asarray(layer.analog.gain, np.int64),
+                          offset=np.asarray(layer.analog.offset, np.int64))
+    if getattr(layer, "requant", None) is not None:
+        arrays.update(multiplier=layer.requant.multiplier, bias=layer.requant.bias)
+    if isinstance(layer, AddLayer):
+        arrays["multiplier_b"] = layer.multiplier_b
+    return arrays
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) -> Path:
     """Validate and write ``bundle`` to the folder ``path`` atomically (a folder that
     cimstack did not write is replaced only with ``force``)."""
     bundle.validate()
+    formats = bundle.formats()
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
            "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
-                     "scale": bundle.input.scale},
+                     "scale": bundle.input.scale, "signed": bundle.input.signed,
+                     "offset": bundle.input.offset, "bipolar": bundle.input.bipolar,
+                     "narrow": bundle.input.narrow},
            "macros": {"dcim": bundle.dcim.to_dict(),
                       **({"acim": bundle.acim.to_dict()} if bundle.acim else {})},
            "layers": [_layer_to_json(layer) for layer in bundle.layers],
+           "tensors": {layer.name: formats[layer.name].to_dict() for layer in bundle.layers},
            "meta": bundle.meta}
     with atomic_folder(path, force, kind="bundle") as tmp:
-        for layer in bundle.macro_layers:
-            arrays = {"weight": layer.weight, "multiplier": layer.requant.multiplier,
-                      "bias": layer.requant.bias}
-            if layer.analog is not None:
-                arrays.update(gain=np.asarray(layer.analog.gain, np.int64),
-                              offset=np.asarray(layer.analog.offset, np.int64))
-            for part, arr in arrays.items():
+        for layer in bundle.layers:
+            for part, arr in _layer_arrays(layer).items():
                 np.save(tmp / f"{layer.name}.{part}.npy", arr, allow_pickle=False)
         (tmp / "bundle.json").write_text(json.dumps(doc, indent=2, default=jsonable) + "\n")
     return Path(path)
 
 
-TOP_KEYS = ("schema", "schema_version", "name", "input", "macros", "layers", "meta")
-INPUT_KEYS = ("shape", "bits", "scale")
-LAYER_KEYS = ("name", "op", "in_shape", "out_shape")
+# the keys of schema 2; schema 1 has no "tensors", "signed", "inputs", "dilation", "groups"
+TOP_KEYS = ("schema", "schema_version", "name", "input", "macros", "layers", "tensors", "meta")
+INPUT_KEYS = ("shape", "bits", "scale", "signed", "offset", "bipolar", "narrow")
+LAYER_KEYS = ("name", "op", "inputs", "in_shape", "out_shape")
 POOL_KEYS = LAYER_KEYS + ("kernel", "stride")
-MACRO_LAYER_KEYS = LAYER_KEYS + ("macro", "w_bits", "x_bits", "stride", "padding", "weight",
-                                 "weight_shape", "requant", "analog")
+MACRO_LAYER_KEYS = LAYER_KEYS + ("macro", "w_bits", "x_bits", "stride", "padding", "dilation",
+                                 "groups", "weight", "weight_shape", "requant", "analog")
+LAYER_KEYS_BY_OP = {
+    "conv2d": MACRO_LAYER_KEYS, "linear": MACRO_LAYER_KEYS, "maxpool2d": POOL_KEYS,
+    "flatten": LAYER_KEYS, "avgpool2d": POOL_KEYS + ("requant",),
+    "add": LAYER_KEYS + ("requant", "multiplier_b"),
+    "concat": ("name", "op", "inputs", "in_shapes", "out_shape")}
+SCHEMA_2_ONLY = ("tensors", "signed", "offset", "bipolar", "narrow", "inputs", "dilation",
+                 "groups")
+FORMAT_KEYS = ("bits", "signed", "bipolar", "scale")
 REQUANT_KEYS = ("multiplier", "bias", "shift", "lo", "hi")
 ANALOG_KEYS = ("gain", "offset", "layer")
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
@@ -416,8 +783,10 @@ def _unique_keys(pairs: list) -> dict:
     return seen
 
 
-def read_schema_doc(meta_file: Path, schema: str, version: int, what: str, hint: str) -> dict:
-    """The JSON document of a bundle folder, checked for its schema and version."""
+def read_schema_doc(meta_file: Path, schema: str, version: int, what: str, hint: str,
+                    oldest: int | None = None) -> dict:
+    """The JSON document of a bundle folder, checked for its schema and version (any
+    from ``oldest`` to ``version``)."""
     if not meta_file.is_file():
         raise BundleError(f"no {what} at {meta_file.parent}: {meta_file.name} is missing "
                           f"({hint})")
@@ -431,9 +800,12 @@ def read_schema_doc(meta_file: Path, schema: str, version: int, what: str, hint:
         raise BundleError(f"{meta_file} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         raise BundleError(f"{meta_file} is not a {what} (schema field must be {schema!r})")
-    if type(doc.get("schema_version")) is not int or doc["schema_version"] != version:
+    oldest = version if oldest is None else oldest
+    if type(doc.get("schema_version")) is not int \
+            or not oldest <= doc["schema_version"] <= version:
+        reads = f"version {version}" if oldest == version else f"versions {oldest} to {version}"
         raise BundleError(f"{meta_file}: schema_version {doc.get('schema_version')!r} is not "
-                          f"supported; this cimstack reads version {version}: re-export it")
+                          f"supported; this cimstack reads {reads}: re-export it")
     return doc
 
 
@@ -527,30 +899,69 @@ def get_shape(d: dict, key: str, where: str) -> tuple:
     return tuple(value)
 
 
-def _layer_from_json(d: Any, folder: Path, i: int) -> Layer:
+def _requant_from_json(d: dict, folder: Path, where: str, channels: int) -> Requant:
+    rq = check_object(get_field(d, "requant", where), REQUANT_KEYS, where + ".requant")
+    return Requant(
+        multiplier=load_array(folder, get_field(rq, "multiplier", where), where, "int64",
+                              (channels,)),
+        bias=load_array(folder, get_field(rq, "bias", where), where, "int64", (channels,)),
+        shift=get_field(rq, "shift", where + ".requant", int),
+        lo=get_field(rq, "lo", where + ".requant", int),
+        hi=get_field(rq, "hi", where + ".requant", int))
+
+
+def _pair(d: dict, key: str, where: str) -> tuple:
+    value = get_field(d, key, where, list)
+    if len(value) != 2 or not all(type(v) is int for v in value):
+        raise BundleError(f"{where}.{key} = {value!r} must be a pair of integers [h, w]")
+    return tuple(value)
+
+
+def _layer_from_json(d: Any, folder: Path, i: int, version: int) -> Layer:
     where = f"bundle.json layers[{i}]"
     check_object(d, None, where)
     name = get_field(d, "name", where, str)
     where = f"layer {name}"
     op = get_field(d, "op", where, str)
-    if op not in ("conv2d", "linear", "maxpool2d", "flatten"):
-        raise BundleError(f"{where}: unknown op {op!r}; known: conv2d, linear, maxpool2d, flatten")
-    check_object(d, {"flatten": LAYER_KEYS, "maxpool2d": POOL_KEYS}.get(op, MACRO_LAYER_KEYS),
-                 where)
-    in_shape, out_shape = get_shape(d, "in_shape", where), get_shape(d, "out_shape", where)
+    if op not in LAYER_KEYS_BY_OP:
+        raise BundleError(f"{where}: unknown op {op!r}; known: {', '.join(LAYER_KEYS_BY_OP)}")
+    keys = LAYER_KEYS_BY_OP[op]
+    if version == 1:
+        keys = tuple(k for k in keys if k not in SCHEMA_2_ONLY)
+    check_object(d, keys, where)
+    inputs = ()
+    if version > 1:
+        inputs = get_field(d, "inputs", where, list)
+        if not all(isinstance(src, str) for src in inputs):
+            raise BundleError(f"{where}.inputs = {inputs!r} must be a list of tensor names")
+        inputs = tuple(inputs)
+    out_shape = get_shape(d, "out_shape", where)
+    if op == "concat":
+        shapes = get_field(d, "in_shapes", where, list)
+        in_shapes = tuple(get_shape({"in_shape": s}, "in_shape", f"{where}.in_shapes")
+                          for s in shapes)
+        return ConcatLayer(name, in_shapes, out_shape, inputs=inputs)
+    in_shape = get_shape(d, "in_shape", where)
     if op == "flatten":
-        return FlattenLayer(name, in_shape, out_shape)
+        return FlattenLayer(name, in_shape, out_shape, inputs=inputs)
     if op == "maxpool2d":
         return PoolLayer(name, in_shape, out_shape, kernel=get_field(d, "kernel", where, int),
-                         stride=get_field(d, "stride", where, int))
+                         stride=get_field(d, "stride", where, int), inputs=inputs)
+    channels = in_shape[0]
+    if op == "avgpool2d":
+        return AvgPoolLayer(name, in_shape, out_shape, kernel=_pair(d, "kernel", where),
+                            stride=_pair(d, "stride", where),
+                            requant=_requant_from_json(d, folder, where, channels),
+                            inputs=inputs)
+    if op == "add":
+        return AddLayer(name, in_shape, out_shape,
+                        requant=_requant_from_json(d, folder, where, channels),
+                        multiplier_b=load_array(folder, get_field(d, "multiplier_b", where),
+                                                where, "int64", (channels,)),
+                        inputs=inputs)
     wshape = get_shape(d, "weight_shape", where)
-    rq = check_object(get_field(d, "requant", where), REQUANT_KEYS, where + ".requant")
     channels = wshape[0]
-    requant = Requant(
-        multiplier=load_array(folder, get_field(rq, "multiplier", where), where, "int64", (channels,)),
-        bias=load_array(folder, get_field(rq, "bias", where), where, "int64", (channels,)),
-        shift=get_field(rq, "shift", where + ".requant", int), lo=get_field(rq, "lo", where + ".requant", int),
-        hi=get_field(rq, "hi", where + ".requant", int))
+    requant = _requant_from_json(d, folder, where, channels)
     analog = None
     if "analog" in d:
         an = check_object(get_field(d, "analog", where), ANALOG_KEYS, where + ".analog")
@@ -566,7 +977,24 @@ def _layer_from_json(d: Any, folder: Path, i: int) -> Layer:
         w_bits=get_field(d, "w_bits", where, int), x_bits=get_field(d, "x_bits", where, int),
         requant=requant, in_shape=in_shape, out_shape=out_shape,
         stride=get_field(d, "stride", where, int), padding=get_field(d, "padding", where, int),
-        macro=get_field(d, "macro", where, str))
+        dilation=get_field(d, "dilation", where, int) if version > 1 else 1,
+        groups=get_field(d, "groups", where, int) if version > 1 else 1,
+        macro=get_field(d, "macro", where, str), inputs=inputs)
+
+
+def _formats_from_json(doc: dict) -> dict[str, TensorFormat]:
+    tensors = check_object(get_field(doc, "tensors", "bundle.json"), None, "tensors")
+    out = {}
+    for name, f in tensors.items():
+        where = f"tensors.{name}"
+        check_object(f, FORMAT_KEYS, where)
+        scale = get_field(f, "scale", where)
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+            raise BundleError(f"{where}.scale = {scale!r} must be a number or null")
+        out[name] = TensorFormat(bits=get_field(f, "bits", where, int),
+                                 signed=get_field(f, "signed", where),
+                                 bipolar=get_field(f, "bipolar", where), scale=scale)
+    return out
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
@@ -576,9 +1004,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         folder = folder.parent
     meta_file = folder / "bundle.json"
     doc = read_schema_doc(meta_file, SCHEMA, SCHEMA_VERSION, "cimstack bundle",
-                          "export one with `cimstack export` or `cimstack train`")
-    check_object(doc, TOP_KEYS, "bundle.json")
-    inp = check_object(get_field(doc, "input", "bundle.json"), INPUT_KEYS, "input")
+                          "export one with `cimstack export` or `cimstack train`", oldest=1)
+    version = doc["schema_version"]
+    old = SCHEMA_2_ONLY if version == 1 else ()
+    check_object(doc, tuple(k for k in TOP_KEYS if k not in old), "bundle.json")
+    inp = check_object(get_field(doc, "input", "bundle.json"),
+                       tuple(k for k in INPUT_KEYS if k not in old), "input")
     macros = check_object(get_field(doc, "macros", "bundle.json"), MACRO_SPECS, "macros")
     try:
         dcim = DcimSpec.from_dict(get_field(macros, "dcim", "macros", dict), where="macros.dcim")
@@ -590,8 +1021,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     bundle = Bundle(
         name=get_field(doc, "name", "bundle.json", str),
         input=InputSpec(get_shape(inp, "shape", "input"), get_field(inp, "bits", "input", int),
-                        get_field(inp, "scale", "input", (int, float))),
-        layers=[_layer_from_json(d, folder, i) for i, d in enumerate(layers_doc)],
-        dcim=dcim, meta=doc.get("meta", {}), acim=acim)
+                        get_field(inp, "scale", "input", (int, float)),
+                        **({key: get_field(inp, key, "input") for key in
+                            ("signed", "offset", "bipolar", "narrow")} if version > 1
+                           else {})),
+        layers=[_layer_from_json(d, folder, i, version) for i, d in enumerate(layers_doc)],
+        dcim=dcim, meta=doc.get("meta", {}), acim=acim,
+        tensors=_formats_from_json(doc) if version > 1 else {})
     bundle.validate()
     return bundle

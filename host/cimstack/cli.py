@@ -106,7 +106,9 @@ def _stage_rows(stages: dict) -> list[tuple[str, str]]:
         return []
     total = stages["total_s"] or 1.0
     return [(f"  {name}", f"{1e3 * sec:.2f} ms ({100 * sec / total:.0f}%)")
-            for name, sec in stages["seconds"].items()]
+            for name, sec in stages["seconds"].items()] + [
+        ("  weight loads", f"{stages.get('weight_loads', 0)} "
+                           f"({stages.get('weight_load_bytes', 0)} bytes)")]
 
 
 @app.command()

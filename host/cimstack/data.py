@@ -51,9 +51,11 @@ def bundle_classes(bundle: Bundle) -> int:
     return int(np.prod(bundle.layers[-1].out_shape))
 
 
-def input_range(bundle: Bundle) -> float:
-    """The largest value the bundle's input quantizer maps onto a code (without clipping)."""
-    return float(bundle.input.scale * ((1 << bundle.input.bits) - 1))
+def input_range(bundle: Bundle) -> tuple[float, float]:
+    """The smallest and largest values the bundle's input quantizer maps onto a code
+    without clipping."""
+    lo, hi = bundle.input.values(np.array(bundle.input.format.codes))
+    return float(lo), float(hi)
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -86,8 +88,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
         raise ConfigError(f"--data {path}: cannot read its arrays ({detail}); {FORMAT}") from None
 
 
-def _range_hint(lo: float, hi: float) -> str:
-    if lo < 0:
+def _range_hint(lo: float, hi: float, signed: bool) -> str:
+    if lo < 0 and not signed:
         return "the input quantizer is unsigned: undo a mean/std normalisation"
     if 15 < hi <= 16:
         return "raw digit pixels (0..16)? divide by 16"
@@ -119,13 +121,16 @@ def check_images(bundle: Bundle, x, y=None, source: str = "x"
         first = int(np.argwhere(bad)[0][0])
         raise ConfigError(f"{source}: x has {int(bad.sum())} NaN or infinite values "
                           f"(first in image {first}); every pixel must be a finite number")
-    lo, hi, top, half = (float(x.min()), float(x.max()), input_range(bundle),
-                         bundle.input.scale / 2)
-    if lo < -half or hi > top + half:
+    # The quantizer clips, as the trained model's does (a learned scale may clip the
+    # largest pixels); data beyond twice its range are scaled wrongly, not clipped.
+    lo, hi, half = float(x.min()), float(x.max()), bundle.input.scale / 2
+    q_lo, q_hi = input_range(bundle)
+    if lo < q_lo - abs(q_lo) - half or hi > q_hi + abs(q_hi) + half:
         raise ConfigError(
-            f"{source}: x spans {lo:.3g}..{hi:.3g}, outside 0..{top:.3g}, the range of the "
-            f"bundle's input quantizer ({bundle.input.bits} bits, scale {bundle.input.scale:.3g}"
-            f"): {_range_hint(lo, hi)}")
+            f"{source}: x spans {lo:.3g}..{hi:.3g}, beyond twice {q_lo:.3g}..{q_hi:.3g}, the "
+            f"range of the bundle's input quantizer ({bundle.input.bits} bits"
+            f"{', signed' if bundle.input.signed else ''}, scale {bundle.input.scale:.3g}; "
+            f"it clips what lies between): {_range_hint(lo, hi, bundle.input.signed)}")
     return x, (None if y is None else check_labels(y, len(x), bundle_classes(bundle), source))
 
 
@@ -149,12 +154,13 @@ def check_labels(y, n: int, classes: int, source: str = "y") -> np.ndarray:
 
 def random_images(bundle: Bundle, n: int, seed: int = 0) -> np.ndarray:
     """``n`` seeded random images for ``bundle``: every pixel's code drawn uniformly from
-    the input quantizer's ``0 .. 2^bits - 1`` and given as ``code * scale`` (so the
-    quantizer gives back exactly those codes). No labels: they test agreement between
+    the input quantizer's codes and given as the value it quantizes to
+    (:meth:`~cimstack.bundle.InputSpec.values`, so the quantizer gives back exactly
+    those codes). No labels: they test agreement between
     backends, not accuracy."""
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 1 << bundle.input.bits, (n, *bundle.input.shape))
-    return (codes * bundle.input.scale).astype(np.float32)
+    lo, hi = bundle.input.format.codes
+    return bundle.input.values(rng.integers(lo, hi + 1, (n, *bundle.input.shape)))
 
 
 def load_images(bundle: Bundle, path: Optional[Path] = None, random: Optional[int] = None,

@@ -56,6 +56,7 @@ class KernelDecl:
     registers: tuple[Register, ...]
     capacity: dict                # static array bounds compiled into the kernel
     modes: dict                   # values of the ``mode`` register
+    splits_k: bool = False        # K > MAX_K runs as row tiles of dcim row groups (hw.tiles)
 
     def reg(self, name: str) -> Register:
         for r in self.registers:
@@ -65,11 +66,13 @@ class KernelDecl:
                        f"registers: {[r.name for r in self.registers]}")
 
     def check_k(self, layer: str, k: int) -> None:
-        """ConfigError when a layer's K inputs per output exceed the kernel's MAX_K."""
+        """ConfigError when a layer's K inputs per output exceed the MAX_K of a kernel
+        that does not split K (``splits_k`` False)."""
         if k > self.capacity["MAX_K"]:
             raise ConfigError(f"layer {layer} has K = {k} inputs per output; the {self.name} "
-                              f"kernel holds at most MAX_K = {self.capacity['MAX_K']} "
-                              "(split the layer's input channels)")
+                              f"kernel holds at most MAX_K = {self.capacity['MAX_K']} and "
+                              "cannot split K into row tiles (split the layer's input "
+                              "channels over several layers)")
 
 
 DCIM = KernelDecl(
@@ -92,6 +95,7 @@ DCIM = KernelDecl(
     ),
     capacity={"MAX_K": 1152, "MAX_N": 128},
     modes={"load_weights": 0, "load_requant": 1, "compute": 2},
+    splits_k=True,
 )
 
 ACIM = KernelDecl(

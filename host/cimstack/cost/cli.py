@@ -1,8 +1,9 @@
 """``cimstack cost [BUNDLE]``: the cost models from the command line (mounted by the
 main CLI).
 
-- a dcim / acim bundle: per-layer energy and latency on the macros, the network's
-  totals, and the FPGA overlay's throughput beside its AXI DMA bound;
+- a bundle: per-layer energy and latency on the macros, the network's totals, and the
+  FPGA overlay's throughput beside its AXI DMA bound (one line saying it is not
+  available when a layer's macro family has no FPGA kernel);
 - an SNN bundle: a short run on the built-in event test frames (or ``--data``), then
   per-layer dataflow, traffic against weight-stationary only, and energy;
 - no bundle: the calibration, published figures against the models.
@@ -32,8 +33,9 @@ def _energy(pj: float) -> str:
     return _si(pj * 1e-12, "J")
 
 
-def macro_tables(net: dict, fpga: dict) -> list[Table]:
-    """Rich tables of ``network_cost(...).to_dict()`` and ``fpga_cost(...)``."""
+def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
+    """Rich tables of ``network_cost(...).to_dict()`` and ``fpga_cost(...)`` (none for
+    ``fpga`` None)."""
     layers = [[r["layer"], r["macro"], f"{r['ops']:,}", f"{r['cycles']:,}",
                _si(r["latency_s"], "s"), _energy(r["energy_pj"]),
                f"{r['energy_array_pj'] / r['energy_pj']:.0%} / "
@@ -49,6 +51,13 @@ def macro_tables(net: dict, fpga: dict) -> list[Table]:
               ["density", f"{t['tops_per_mm2']:.3g} TOPS/mm^2"],
               ["weights resident", ", ".join(f"{m}: {'yes' if v else 'no'}"
                                              for m, v in t["resident"].items())]]
+    tables = [
+        rich_table(f"{net['name']}: per layer and image on the macros (batch {net['batch']})",
+                   ["layer", "macro", "ops", "cycles", "latency", "energy",
+                    "array / read-out / move", "TOPS/W"], layers),
+        rich_table("network per image", ["figure", "value"], totals)]
+    if fpga is None:
+        return tables
     fl = [[r["layer"], str(r["slices"]), f"{r['cycles']:,}", _si(r["seconds"], "s"),
            f"{r['bytes_in']:,}", f"{r['bytes_out']:,}", f"{r['bytes_weights']:,}"]
           for r in fpga["layers"]]
@@ -60,10 +69,7 @@ def macro_tables(net: dict, fpga: dict) -> list[Table]:
                  ["bound", f"{fpga['bound_images_per_s']:,.0f} images/s "
                            f"({fpga['bottleneck']})"]]
     return [
-        rich_table(f"{net['name']}: per layer and image on the macros (batch {net['batch']})",
-                   ["layer", "macro", "ops", "cycles", "latency", "energy",
-                    "array / read-out / move", "TOPS/W"], layers),
-        rich_table("network per image", ["figure", "value"], totals),
+        *tables,
         rich_table(f"FPGA overlay on {fpga['board']} at {fpga['clock_mhz']:g} MHz "
                    f"(batch {fpga['batch']})", ["layer", "slices", "cycles", "time", "bytes in",
                                               "bytes out", "bytes weights"], fl),
@@ -104,7 +110,7 @@ def calibration_tables(rows: list[dict], curve: list[dict]) -> list[Table]:
 
 
 def cost_command(bundle: Optional[Path] = typer.Argument(
-                     None, help="dcim/acim bundle or SNN bundle folder; none: calibration"),
+                     None, help="bundle or SNN bundle folder; none: calibration"),
                  json_out: Optional[Path] = typer.Option(None, "--json",
                                                          help="write the figures as JSON"),
                  batch: int = typer.Option(1, help="images per weight reload", min=1),
@@ -118,6 +124,7 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
     from ..fileio import write_json_atomic
     from ..snn_bundle import is_snn_bundle
 
+    note = ""
     if bundle is None:
         from .acim import acim_macro_curve
         from .calibrate import calibration_table
@@ -137,14 +144,21 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
         figs = {"bundle": str(bundle), "samples": len(frames), "snn": cost}
     else:
         from ..bundle import load_bundle
-        from .fpga import fpga_cost
+        from .fpga import fpga_cost, without_kernel
         from .network import network_cost
         b = load_bundle(bundle)
-        net, fpga = network_cost(b, batch=batch).to_dict(), fpga_cost(b, board, batch=batch)
+        missing = without_kernel(b)
+        net = network_cost(b, batch=batch).to_dict()
+        fpga = None if missing else fpga_cost(b, board, batch=batch)
+        if missing:
+            note = (f"FPGA overlay: not available (macro family {', '.join(missing)} has no "
+                    "FPGA kernel)")
         tables = macro_tables(net, fpga)
         figs = {"bundle": str(bundle), "network": net, "fpga": fpga}
     for t in tables:
         console.print(t)
+    if note:
+        console.print(note)
     if json_out:
         write_json_atomic(json_out, figs)
         console.print(f"figures: {json_out}")

@@ -1,6 +1,6 @@
-"""The FPGA overlay's throughput for a dcim / acim bundle: kernel cycles per layer at
-the board's clock (compute bound) beside the bytes the AXI DMA moves through the HP
-port (DMA bound).
+"""The FPGA overlay's throughput for a bundle whose macro families have FPGA kernels
+(dcim, acim): kernel cycles per layer at the board's clock (compute bound) beside the
+bytes the AXI DMA moves through the HP port (DMA bound).
 
 Cycle model (from the loop structure of hls/dcim/dcim_top.cpp, hls/acim/acim_top.cpp
 and hls/include/cimstack/streams.h): one cycle per iteration of an II = 1 pipelined
@@ -8,7 +8,10 @@ innermost loop, ``loop_entry_cycles`` per entry into one, and for acim
 ``divider_cycles`` per ADC conversion. The driver (:mod:`cimstack.hw.macros`) runs a
 layer in slices of at most ``MAX_N`` channels; per slice it loads weights and
 requantizer (and ABN) once per batch, then streams the batch's input vectors, the same
-inputs again for every slice. Per input vector (K inputs, n channels in the slice, E
+inputs again for every slice. A dcim layer with K > ``MAX_K`` runs as row tiles
+(:mod:`cimstack.hw.tiles`), each costed as a layer of its own rows (K below is the
+tile's), every slice of every tile loaded once per batch; the host's int64 sum of the
+partial sums is not counted. Per input vector (K inputs, n channels in the slice, E
 the loop entry cost, W = ceil(K/64), G the row groups, D the divider):
 
 - read the vector: ``(8 + E) * ceil(K/8)`` (one byte per cycle, the byte loop entered
@@ -24,10 +27,13 @@ the loop entry cost, W = ceil(K/64), G the row groups, D the divider):
 
 from __future__ import annotations
 
+from itertools import product
+
 from ..config import BoardSpec
 from ..errors import ConfigError
 from ..families import get_family
 from ..hw.streams import input_words, output_words, words_for
+from ..hw.tiles import kernel_row_tiles, tile_layer
 from ..mapping.tiling import kept_blocks
 from ..overlay_shape import KERNELS, STREAM_BYTES, overlay_shape
 from .constants import FpgaTiming, check_count
@@ -78,13 +84,25 @@ def _load_cycles(layer, n: int, t: FpgaTiming) -> int:
     return (8 + e) * words_for(layer.k * n) + 2 * n + e
 
 
+def without_kernel(bundle) -> list[str]:
+    """The macro families of ``bundle``'s layers that have no FPGA kernel (for those the
+    overlay's throughput cannot be estimated), in layer order."""
+    names = dict.fromkeys(layer.macro for layer in bundle.macro_layers)
+    return [name for name in names if get_family(name).fpga_slice is None]
+
+
 def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
               timing: FpgaTiming | None = None) -> dict:
     """Per-layer kernel cycles and DMA bytes of one image of ``bundle`` on the overlay
     of ``board`` (a :class:`~cimstack.config.BoardSpec` or a board name, default
     pynq-z2); weights are loaded once per ``batch`` images. Images/s: the compute bound,
-    the DMA bound (bytes per image over the HP port's width x clock), and their min."""
+    the DMA bound (bytes per image over the HP port's width x clock), and their min.
+    A :class:`ConfigError` when a layer's family has no kernel (:func:`without_kernel`)."""
     check_count("batch", batch, "images per weight reload")
+    missing = without_kernel(bundle)
+    if missing:
+        raise ConfigError(f"bundle {bundle.name}: macro family {', '.join(missing)} has no "
+                          "FPGA kernel, so the overlay's throughput cannot be estimated")
     t = timing or FpgaTiming()
     if not isinstance(board, BoardSpec):
         board = overlay_shape(board or "pynq-z2").board
@@ -92,22 +110,21 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
     rows = []
     for layer in bundle.macro_layers:
         family = get_family(layer.macro)
-        if family.fpga_slice is None:
-            raise ConfigError(f"layer {layer.name}: macro family {family.name} has no FPGA "
-                              "kernel, so the overlay's throughput cannot be estimated")
-        KERNELS[family.kernel].check_k(layer.name, layer.k)
-        cap, vectors = KERNELS[family.kernel].capacity, layer.vectors
+        decl = KERNELS[family.kernel]
+        cap, vectors = decl.capacity, layer.vectors
+        tiles = kernel_row_tiles(decl, layer, bundle)
+        parts = [layer] if len(tiles) == 1 else [tile_layer(layer, a, b) for a, b in tiles]
         cycles = load = bytes_in = bytes_out = bytes_w = 0
-        for c0 in range(0, layer.channels, cap["MAX_N"]):
+        for part, c0 in product(parts, range(0, layer.channels, cap["MAX_N"])):
             n = min(cap["MAX_N"], layer.channels - c0)
-            per_vector, loads, extra_words = family.fpga_slice(layer, bundle, c0, n, t)
+            per_vector, loads, extra_words = family.fpga_slice(part, bundle, c0, n, t)
             cycles += vectors * per_vector
             load += loads
-            bytes_in += input_words(layer.k, vectors) * STREAM_BYTES
+            bytes_in += input_words(part.k, vectors) * STREAM_BYTES
             bytes_out += output_words(n, vectors) * STREAM_BYTES
-            bytes_w += (words_for(layer.k * n) + 2 * n + extra_words) * STREAM_BYTES
+            bytes_w += (words_for(part.k * n) + 2 * n + extra_words) * STREAM_BYTES
         total = cycles + -(-load // batch)
-        rows.append({"layer": layer.name, "macro": layer.macro,
+        rows.append({"layer": layer.name, "macro": layer.macro, "row_tiles": len(tiles),
                      "slices": -(-layer.channels // cap["MAX_N"]), "vectors": vectors,
                      "cycles": total, "compute_cycles": cycles, "load_cycles": -(-load // batch),
                      "seconds": total / clock, "bytes_in": bytes_in, "bytes_out": bytes_out,

@@ -32,12 +32,21 @@ class StageTimes:
     seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     calls: int = 0
     items: int = 0          # input vectors (dcim, acim) or timesteps (snn)
+    weight_loads: int = 0   # times weights were made resident (a layer, slice or tile)
+    weight_load_bytes: int = 0   # bytes those loads streamed (weights, requantizer, ABN)
 
     def add(self, stage: str, dt: float) -> None:
         self.seconds[stage] += dt
 
+    def count_load(self, n_bytes: int) -> None:
+        """One weight load of ``n_bytes`` bytes (its time is in the stages)."""
+        self.weight_loads += 1
+        self.weight_load_bytes += int(n_bytes)
+
     def to_dict(self) -> dict:
         return {"seconds": dict(self.seconds), "calls": self.calls, "items": self.items,
+                "weight_loads": self.weight_loads,
+                "weight_load_bytes": self.weight_load_bytes,
                 "total_s": sum(self.seconds.values())}
 
 

@@ -5,7 +5,10 @@ from ``overlay_shape``, stream word formats from ``hw.streams``.
 A layer is made resident once (weight-stationary: weights, requantizer, and for acim the
 ABN gains/offsets stay in on-chip memory for every batch that follows), then batches of
 input vectors stream through (compute mode). Batches are as large as ``max_vectors``,
-so register traffic is per layer and batch, not per image.
+so register traffic is per layer and batch, not per image. A layer larger than the
+kernel runs in column slices of ``MAX_N`` channels and (dcim) row tiles of at most
+``MAX_K`` rows (:mod:`cimstack.hw.tiles`); every slice or tile that is not resident is
+loaded, and :class:`StageTimes` counts those weight loads.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import numpy as np
 
 from ..bundle import Bundle, MacroLayer
 from ..errors import HardwareError
-from ..overlay_shape import ACIM, DCIM, KernelDecl
+from ..overlay_shape import ACIM, DCIM, STREAM_BYTES, KernelDecl
 from ..ref.acim import kernel_registers
+from ..ref.requant import requantize
 from . import streams
 from .kernel import DmaTransactor, KernelIP, StageTimes
+from .tiles import kernel_row_tiles, tile_layer
 
 
 class DcimIP(KernelIP):
@@ -83,6 +88,7 @@ class MacroRunner:
             self.transact({**args, "mode": self.decl.modes[mode], "n_vec": 0}, words, 0,
                           f"{mode.replace('_', ' ')} of {layer.name}")
         self._resident = key
+        self.times.count_load(sum(words.size for _, words in loads) * STREAM_BYTES)
 
     def compute(self, layer: MacroLayer, args: dict, x_mat: np.ndarray) -> np.ndarray:
         """One batch through the resident slice: [V, K] -> [V, n_out] int32."""
@@ -107,9 +113,22 @@ class MacroRunner:
         return out
 
     def engine(self, layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
-        """Network-executor engine: [V, K] inputs -> [V, N] requantized outputs."""
+        """Network-executor engine: [V, K] inputs -> [V, N] requantized outputs. A layer
+        split into row tiles: each tile's raw partial sums from the kernel, added in
+        int64 here, then the layer's requantizer."""
+        tiles = kernel_row_tiles(self.decl, layer, bundle)
+        if len(tiles) == 1:
+            return self.slices(layer, x_mat, bundle)
+        acc = np.zeros((x_mat.shape[0], layer.channels), np.int64)
+        for start, stop in tiles:
+            acc += self.slices(tile_layer(layer, start, stop), x_mat[:, start:stop], bundle)
+        rq = layer.requant
+        return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
+
+    def slices(self, layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
+        """``layer`` (K within MAX_K) in column slices of MAX_N channels and batches of
+        ``max_vectors``: [V, K] -> [V, N] as the kernel's requantizer leaves them."""
         cap = self.decl.capacity
-        self.decl.check_k(layer.name, layer.k)
         out = np.empty((x_mat.shape[0], layer.channels), np.int64)
         for c0 in range(0, layer.channels, cap["MAX_N"]):
             cols = slice(c0, min(layer.channels, c0 + cap["MAX_N"]))

@@ -63,12 +63,13 @@ class MacroEngine:
         return runner.engine(layer, x_mat, bundle)
 
     def stage_times(self) -> dict:
-        """Stage seconds, calls and items summed over the kernels."""
-        out = {"seconds": {}, "calls": 0, "items": 0, "total_s": 0.0}
+        """Stage seconds, calls, items and weight loads summed over the kernels."""
+        out = {"seconds": {}, "calls": 0, "items": 0, "weight_loads": 0,
+               "weight_load_bytes": 0, "total_s": 0.0}
         for runner in self.runners.values():
             t = runner.times.to_dict()
             for stage, sec in t["seconds"].items():
                 out["seconds"][stage] = out["seconds"].get(stage, 0.0) + sec
-            for key in ("calls", "items", "total_s"):
+            for key in ("calls", "items", "weight_loads", "weight_load_bytes", "total_s"):
                 out[key] += t[key]
         return out

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import HardwareError
 from ..events.wire import pack_stream, unpack_stream
-from ..overlay_shape import SNN
+from ..overlay_shape import SNN, STREAM_BYTES
 from ..ref.snn import LayerStats, SnnNet, SnnResult, check_input, fanout_map
 from .kernel import DmaTransactor, KernelIP, StageTimes
 
@@ -131,6 +131,8 @@ class SnnKernelRunner:
         words = np.zeros(0, np.uint64) if words is None else words
         res = self.transact({**args, "mode": MODES[mode], "n_words": int(words.size)},
                             words, out_cap, what)
+        if mode == "load_weights":
+            self.times.count_load(words.size * STREAM_BYTES)
         if isinstance(res, tuple):
             return res
         last = np.zeros(len(res), bool)

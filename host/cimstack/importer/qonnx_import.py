@@ -1,53 +1,58 @@
-"""QONNX model -> integer :class:`~cimstack.bundle.Bundle` (no torch, no Brevitas).
+"""QONNX model -> integer :class:`~cimstack.bundle.Bundle` graph (no torch, no Brevitas).
 
 The model is read with ``qonnx``'s ``ModelWrapper`` and cleaned up with
 ``qonnx.util.cleanup.cleanup_model`` (shape inference, constant folding that keeps the
-``Quant`` nodes, unique node and readable tensor names). The graph must then be a
-chain from its one input to its one output that today's bundle expresses exactly:
+``Quant`` nodes, unique node and readable tensor names). The walk then visits the nodes
+in their topological order and tracks what every ONNX tensor holds:
 
-    [Reshape/Flatten] Quant(unsigned)                               the input quantizer
-    { Conv | Gemm | MatMul  [Add const] [BatchNormalization] [Relu] Quant(unsigned)
-      [MaxPool] [Reshape/Flatten] }                                 hidden macro layers
-    Conv | Gemm | MatMul  [Add const] [BatchNormalization] [Relu]   the logits
+- integer *codes* (after the input ``Quant`` or an activation ``Quant`` /
+  ``BipolarQuant``), each with its :class:`~cimstack.bundle.TensorFormat`;
+- *pending* real values ``acc*m[n] + c[n]`` of an integer ``acc`` that a bundle node
+  computes (a Conv/Gemm/MatMul's dot product, an average pool's window sum, a residual
+  add of two code tensors), into which constant Add/Sub/Mul/Div, BatchNormalization
+  and TensorNorm's scalings fold, until an activation ``Quant`` turns them into codes:
+  there the node's integer requantizer is made (:func:`cimstack.ref.requant.
+  make_requant` of ``m / s_o`` and ``c / s_o``, the Brevitas exporter's rule); at the
+  graph's output it is wide (int32 codes, scale :func:`cimstack.ref.requant.logit_scale`,
+  kept in ``meta["output_scale"]``).
 
-with the weights of every Conv/Gemm/MatMul from a signed ``Quant`` node on constants.
-With ``s_x`` the input's scale, ``s_w[n]`` the weights' (per tensor or per output
-channel), ``b[n]`` the constant bias and the batch norm folded as ``g[n] = gamma /
-sqrt(var + eps)``, a macro layer's real output is ``y = acc*m[n] + c[n]`` with ``acc``
-the exact integer dot product, ``m = s_x*s_w*g`` and ``c = beta + (b - mean)*g``; the
-activation ``Quant`` (scale ``s_o``, ``a`` bits) makes its codes
-``clip(round(y / s_o), 0, 2^a - 1)``, which the requantizer
-``clamp((acc*M + B + r) >> shift, 0, 2^a - 1)`` computes with ``M, B, shift`` from
-:func:`cimstack.ref.requant.make_requant` of ``m / s_o`` and ``c / s_o`` (the Brevitas
-exporter's rule, :mod:`cimstack.quant.export`). The last layer has no activation
-``Quant``: its requantizer is wide (int32 codes, output scale from
-:func:`cimstack.ref.requant.logit_scale`, kept in ``meta["output_scale"]``).
+Max pooling, concatenation and flattening act on codes. The macros take unsigned bits:
+a macro layer reading signed or bipolar codes gets the offset folded exactly into its
+requantizer (:func:`_fold_offset`); a bipolar ``Quant`` becomes exact integer thresholds
+(:func:`_sign_requant`). docs/models.md has the op table, docs/macros.md the integer
+semantics.
 
 Anything else stops the import with one :class:`ConfigError` naming the node (by its
 name in the file: the cleanup renames nodes, bundle layers take the new names), its op
 type and the supported set. ``meta["qonnx"]`` records, per bundle layer, the ONNX nodes
-it came from and the tensors that hold its input and its real output values.
+it came from and the tensors that hold its inputs and its real output values.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..bundle import INT32, Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer
+from ..bundle import (INPUT, INT32, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, FlattenLayer,
+                      InputSpec, MacroLayer, PoolLayer, Requant, TensorFormat)
 from ..config import DcimSpec
 from ..errors import BundleError, ConfigError
-from ..ref.requant import logit_scale, make_requant
+from ..ref.requant import choose_shift, logit_scale, make_requant
 
-SUPPORTED_OPS = ("Quant", "Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu",
-                 "MaxPool", "Reshape", "Flatten")
-SUPPORTED = ("Quant (unsigned activations, signed 2..8-bit weights, zero point 0), Conv "
-             "(groups 1, dilation 1, equal strides and symmetric padding), Gemm, MatMul, "
-             "Add of a constant bias, BatchNormalization (folded), Relu, MaxPool, "
-             "Reshape/Flatten to (C*H*W,), in a chain (docs/models.md)")
+SUPPORTED_OPS = ("Quant", "BipolarQuant", "Trunc", "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul",
+                 "Div", "BatchNormalization", "Relu", "MaxPool", "AveragePool",
+                 "GlobalAveragePool", "ReduceMean", "Concat", "Reshape", "Flatten",
+                 "Identity")
+SUPPORTED = ("Quant (activations unsigned or signed 1..8 bits, one scale; weights signed "
+             "2..8 bits), BipolarQuant, zero point 0; Trunc after AveragePool; Conv (2-D, groups, dilation, equal "
+             "strides, symmetric padding), Gemm, MatMul; Add/Sub/Mul/Div of constants and "
+             "BatchNormalization, folded; residual Add of two quantized tensors; Relu; "
+             "MaxPool; AveragePool, GlobalAveragePool, ReduceMean over H and W; Concat of "
+             "channels; Reshape/Flatten to (C*H*W,) (docs/models.md)")
 IMPORT_MACROS = ("dcim",)
 PLAIN = re.compile(r"[^A-Za-z0-9_.-]")
 FILE_NAME = "cimstack.file_name"     # node metadata: the node's name in the model file
@@ -99,33 +104,76 @@ def load_qonnx(path: str | Path, batch: int | None = None):
     return model
 
 
+FLOAT = "float"          # the state of the graph's input before its input Quant
+
+
+@dataclass
+class _Coded:
+    """An ONNX tensor that holds integer codes: the output of bundle node ``node``
+    (``"input"`` for the input quantizer) in format ``fmt`` (with its scale)."""
+
+    node: str
+    fmt: TensorFormat
+
+
 @dataclass
 class _Pending:
-    """A macro layer whose requantizer waits for its activation Quant (or the output):
-    real output ``acc*m + c`` per channel."""
+    """An ONNX tensor of real values ``acc*m[n] + c[n]`` (per channel ``n``) of an
+    integer ``acc`` that bundle node ``layer`` computes, waiting for the activation
+    Quant that makes codes of them (or for the graph's output). ``kind``: ``macro``
+    (acc: the exact dot product of the values of its input codes), ``avgpool`` (window
+    sums of codes) or ``add`` (``acc = a*m + b*m_b``: two operands' codes)."""
 
-    layer: MacroLayer
+    kind: str
+    layer: object
     m: np.ndarray
     c: np.ndarray
     nodes: list
-    input: str
+    inputs: list                         # the ONNX tensors of its input codes
+    in_fmts: list                        # their formats
+    m_b: np.ndarray | None = None
     relu: bool = False
     folded_bn: bool = False
+    flatten_to: tuple | None = None      # ReduceMean without keepdims: (C,) after it
+
+    def affine(self, scale: np.ndarray, shift: np.ndarray) -> None:
+        """Apply ``y -> y*scale + shift`` per channel (BN, Mul, Div, Add, Sub)."""
+        self.m, self.c = self.m * scale, self.c * scale + shift
+        if self.m_b is not None:
+            self.m_b = self.m_b * scale
 
 
-@dataclass
-class _Chain:
-    """The walk along the chain: what the current tensor holds and what was built."""
+def _value_bound(fmt: TensorFormat) -> int:
+    """Largest |value| of a code of ``fmt`` (bipolar values are -1 and +1)."""
+    lo, hi = fmt.codes
+    return 1 if fmt.bipolar else max(abs(lo), abs(hi))
 
-    model: object
-    tensor: str
-    codes: tuple | None = None              # (scale, bits) once the input is quantized
-    input: InputSpec | None = None
-    pending: _Pending | None = None
-    layers: list = field(default_factory=list)
-    sources: dict = field(default_factory=dict)      # meta["qonnx"]["layers"]
-    visited: set = field(default_factory=set)
-    output_scale: float | None = None
+
+def _value_map(fmt: TensorFormat) -> tuple[int, int]:
+    """(a, o): a macro input code's value is ``a*u - o`` with ``u`` the unsigned bits
+    the macro reads (``u = code + fmt.offset``)."""
+    if fmt.bipolar:
+        return 2, 1
+    return 1, fmt.offset
+
+
+class _Graph:
+    """The walk over the graph's nodes in their (topological) order: what each ONNX
+    tensor holds (:class:`_Coded`, :class:`_Pending`, :data:`FLOAT`) and the bundle
+    nodes built so far."""
+
+    def __init__(self, model):
+        self.model = model
+        self.states: dict = {model.graph.input[0].name: FLOAT}
+        self.input: InputSpec | None = None
+        self.input_codes: str | None = None         # the ONNX tensor of the input codes
+        self.flatten_input = None                 # a Reshape/Flatten on the float input
+        self.input_affine_ab = (1.0, 0.0)         # x -> a*x + b before the input Quant
+        self.layers: list = []
+        self.tensors: dict = {}
+        self.sources: dict = {}                   # meta["qonnx"]["layers"]
+        self.visited: set = set()
+        self.output_scale: float | None = None
 
     # ------------------------------------------------------------------ helpers
     def shape(self, tensor: str) -> tuple:
@@ -136,10 +184,31 @@ class _Chain:
                               f"inference ({shape}); export the model with a fixed input size")
         return tuple(shape[1:])
 
+    def is_constant(self, tensor: str) -> bool:
+        """An initializer, or a Quant node's output on initializers (quantized weights
+        and biases)."""
+        if self.model.get_initializer(tensor) is not None:
+            return True
+        producer = self.model.find_producer(tensor)
+        return producer is not None and producer.op_type in ("Quant", "BipolarQuant") \
+            and all(self.model.get_initializer(t) is not None for t in producer.input)
+
     def constant(self, node, index: int, what: str) -> np.ndarray:
+        """Input ``index`` of ``node``: a constant, or a Quant of constants (a quantized
+        bias), evaluated with qonnx's own ``quant``."""
         if index >= len(node.input) or not node.input[index]:
             raise _error(node, f"its {what} is missing")
         value = self.model.get_initializer(node.input[index])
+        producer = self.model.find_producer(node.input[index])
+        if value is None and producer is not None and producer.op_type == "Quant" \
+                and all(self.is_constant(t) for t in producer.input):
+            from qonnx.custom_op.general.quant import quant
+            x, scale, zero, bits = (np.asarray(self.model.get_initializer(t), np.float32)
+                                    for t in producer.input)
+            self.visited.add(producer.name)
+            return quant(x, scale, zero, bits, bool(self.attr(producer, "signed", 1)),
+                         bool(self.attr(producer, "narrow", 0)),
+                         self.attr(producer, "rounding_mode", "ROUND"))
         if value is None:
             raise _error(node, f"its {what} ({node.input[index]}) is not a constant")
         return np.asarray(value)
@@ -152,9 +221,14 @@ class _Chain:
                 return value.decode() if isinstance(value, bytes) else value
         return default
 
-    def quant_attrs(self, node) -> tuple[np.ndarray, int, bool, bool, str]:
-        """(scale, bits, signed, narrow, rounding mode) of a Quant node, zero point 0."""
+    def quant_format(self, node) -> tuple[TensorFormat, bool, str]:
+        """(format with scale, narrow, rounding mode) of a Quant / BipolarQuant node
+        with zero point 0 and one or more scales (the caller checks how many)."""
         scale = self.constant(node, 1, "scale").astype(np.float32)
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise _error(node, "its scale must be positive and finite")
+        if node.op_type == "BipolarQuant":
+            return TensorFormat(1, False, True, float(scale.reshape(-1)[0])), False, "ROUND"
         zero = self.constant(node, 2, "zero point")
         bits = self.constant(node, 3, "bit width")
         if np.any(zero != 0):
@@ -162,35 +236,83 @@ class _Chain:
         if bits.size != 1 or not float(bits.reshape(-1)[0]).is_integer() \
                 or not 1 <= float(bits.reshape(-1)[0]) <= 8:
             raise _error(node, f"bit width {bits.tolist()} is not an integer in 1..8")
-        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            raise _error(node, "its scale must be positive and finite")
-        return (scale, int(bits.reshape(-1)[0]), bool(self.attr(node, "signed", 1)),
+        signed, b = bool(self.attr(node, "signed", 1)), int(bits.reshape(-1)[0])
+        if signed and b == 1:                 # qonnx's quant: the sign, -s or +s
+            return TensorFormat(1, False, True, float(scale.reshape(-1)[0])), False, "ROUND"
+        return (TensorFormat(b, signed, False, float(scale.reshape(-1)[0])),
                 bool(self.attr(node, "narrow", 0)), self.attr(node, "rounding_mode", "ROUND"))
 
-    def mark(self, node) -> None:
-        self.visited.add(node.name)
+    def state(self, node, index: int = 0):
+        name = node.input[index]
+        if name not in self.states:
+            what = "a constant" if self.is_constant(name) else "not produced by a node the " \
+                "import has read"
+            raise _error(node, f"its input {index} ({name!r}) is {what}")
+        return self.states[name]
+
+    def coded(self, node, index: int = 0) -> _Coded:
+        """The codes at input ``index`` of ``node`` (an error for anything else)."""
+        st = self.state(node, index)
+        if st is FLOAT:
+            raise _error(node, "it reads the float input: quantize the input first "
+                         "(an input Quant, Brevitas QuantIdentity)")
+        if isinstance(st, _Pending):
+            raise _error(node, f"it reads the real output of {label_of(self.model, st.nodes[0])} "
+                         "before any activation Quant: put one in between (QuantReLU / "
+                         "QuantIdentity)")
+        return st
+
+    def pending(self, node) -> _Pending | None:
+        st = self.state(node)
+        if isinstance(st, _Pending):
+            consumers = self.model.find_consumers(node.input[0]) or []
+            if len(consumers) > 1:
+                raise _error(node, f"the real output of {label_of(self.model, st.nodes[0])} "
+                             f"feeds {len(consumers)} nodes; quantize it once (an activation "
+                             "Quant) and branch from the codes")
+            st.nodes.append(node.name)
+            return st
+        return None
+
+    def put(self, node, state) -> None:
+        self.states[node.output[0]] = state
+
+    def add_layer(self, layer, fmt: TensorFormat, source: dict) -> _Coded:
+        self.layers.append(layer)
+        self.tensors[layer.name] = fmt
+        self.sources[layer.name] = source
+        return _Coded(layer.name, fmt)
 
     # ------------------------------------------------------------------ weights
     def weight(self, node, index: int, transposed: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        """(int8 weight [N, ...], per-channel scale [N], bits) from the Quant node that
-        feeds input ``index``; ``transposed``: the constant is [K, N]."""
+        """(int8 weight [N, ...], per-channel scale [N], bits) from the Quant or
+        BipolarQuant node that feeds input ``index``; ``transposed``: the constant is
+        [K, N]."""
+        from qonnx.custom_op.general.bipolar_quant import binary_quant
         from qonnx.custom_op.general.quant import quant
         producer = self.model.find_producer(node.input[index])
         if producer is None:
             raise _error(node, "its weights are float constants without a Quant node; "
                          "quantize them (e.g. Brevitas QuantConv2d / QuantLinear)")
-        if producer.op_type != "Quant":
-            raise _error(producer, "weights must come from a Quant node "
-                         "(binary BipolarQuant weights come in a later step)")
+        if producer.op_type not in ("Quant", "BipolarQuant"):
+            raise _error(producer, "weights must come from a Quant or BipolarQuant node")
         w = self.constant(producer, 0, "weight").astype(np.float32)
-        scale, bits, signed, narrow, mode = self.quant_attrs(producer)
-        if not signed or bits < 2:
-            raise _error(producer, f"weights must be signed with 2..8 bits, got "
-                         f"{'signed' if signed else 'unsigned'} {bits} bit(s)")
-        try:
-            real = quant(w, scale, np.float32(0), np.float32(bits), signed, narrow, mode)
-        except Exception as exc:            # an unknown rounding mode
-            raise _error(producer, f"qonnx cannot evaluate it: {exc}") from None
+        scale = self.constant(producer, 1, "scale").astype(np.float32)
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise _error(producer, "its scale must be positive and finite")
+        if producer.op_type == "BipolarQuant":
+            real, bits = binary_quant(w, scale), 1
+        else:
+            fmt, narrow, mode = self.quant_format(producer)
+            bits = fmt.bits
+            if not (fmt.signed or fmt.bipolar):
+                raise _error(producer, f"weights must be signed with 2..8 bits (or "
+                             f"bipolar), got unsigned {bits} bit(s)")
+            try:
+                real = quant(w, scale, np.float32(0), np.float32(bits), True, narrow, mode) \
+                    if not fmt.bipolar else binary_quant(w, scale)
+            except Exception as exc:            # an unknown rounding mode
+                raise _error(producer, f"qonnx cannot evaluate it: {exc}") from None
         w_int = np.round(real / scale)
         try:
             full = np.broadcast_to(scale, w.shape).astype(np.float64)
@@ -202,7 +324,7 @@ class _Chain:
         rows = full.reshape(full.shape[0], -1)
         if not np.all(rows == rows[:, :1]):
             raise _error(producer, "weight scales must be per tensor or per output channel")
-        self.mark(producer)
+        self.visited.add(producer.name)
         return np.ascontiguousarray(w_int).astype(np.int8), rows[:, 0], bits
 
     def bias(self, node, index: int, channels: int) -> np.ndarray:
@@ -233,42 +355,41 @@ class _Chain:
             raise _error(node, f"its {what} must be one value per output channel")
         return rows[:, 0]
 
-    # ------------------------------------------------------------------ ops
+    # ------------------------------------------------------------------ macro layers
     def start_macro(self, node, op: str, weight: np.ndarray, s_w: np.ndarray, w_bits: int,
-                    bias: np.ndarray, stride: int = 1, padding: int = 0) -> None:
-        if self.codes is None or self.pending is not None:
-            raise _error(node, "a macro layer needs quantized unsigned inputs: put an "
-                         "activation Quant (QuantReLU / QuantIdentity) before it")
-        s_x, x_bits = self.codes
+                    bias: np.ndarray, **conv) -> None:
+        x = self.coded(node)
         in_shape, out_shape = self.shape(node.input[0]), self.shape(node.output[0])
         if op == "linear" and len(in_shape) != 1:
             raise _error(node, f"its input has shape {in_shape}: flatten it to one "
                          "dimension first")
         layer = MacroLayer(name=_plain(node.name), op=op, weight=weight, w_bits=w_bits,
-                           x_bits=x_bits, requant=None, in_shape=in_shape,
-                           out_shape=out_shape, stride=stride, padding=padding, macro="dcim")
+                           x_bits=x.fmt.bits, requant=None, in_shape=in_shape,
+                           out_shape=out_shape, macro="dcim", inputs=(x.node,), **conv)
+        if op == "conv2d" and weight.shape[1] * layer.groups != in_shape[0]:
+            raise _error(node, f"weights {weight.shape} with group = {layer.groups} do not "
+                         f"fit the input {in_shape}")
         if tuple(out_shape) != layer.expected_out_shape():
             raise _error(node, f"output shape {out_shape} is not the computed "
                          f"{layer.expected_out_shape()}")
-        self.pending = _Pending(layer, s_x * s_w, bias, [node.name], node.input[0])
+        self.put(node, _Pending("macro", layer, x.fmt.scale * s_w, bias, [node.name],
+                                [node.input[0]], [x.fmt]))
 
     def op_Conv(self, node) -> None:
         strides = list(self.attr(node, "strides", [1, 1]))
         pads = list(self.attr(node, "pads", [0, 0, 0, 0]))
-        if self.attr(node, "group", 1) != 1:
-            raise _error(node, f"groups = {self.attr(node, 'group')}: grouped and depthwise "
-                         "convolutions come in a later step")
-        if any(d != 1 for d in self.attr(node, "dilations", [1, 1])):
-            raise _error(node, "dilated convolutions are not supported")
+        dilations = list(self.attr(node, "dilations", [1, 1]))
         if self.attr(node, "auto_pad", "NOTSET") != "NOTSET" or len(set(pads)) != 1 \
-                or len(strides) != 2 or strides[0] != strides[1]:
-            raise _error(node, f"strides {strides} and pads {pads} must be equal in both "
-                         "directions (explicit, symmetric padding)")
+                or len(strides) != 2 or strides[0] != strides[1] \
+                or len(set(dilations)) != 1:
+            raise _error(node, f"strides {strides}, dilations {dilations} and pads {pads} "
+                         "must be equal in both directions (explicit, symmetric padding)")
         weight, s_w, bits = self.weight(node, 1, transposed=False)
         if weight.ndim != 4:
             raise _error(node, "only 2-D convolutions are supported")
         self.start_macro(node, "conv2d", weight, s_w, bits, self.bias(node, 2, len(s_w)),
-                         stride=int(strides[0]), padding=int(pads[0]))
+                         stride=int(strides[0]), padding=int(pads[0]),
+                         dilation=int(dilations[0]), groups=int(self.attr(node, "group", 1)))
 
     def op_Gemm(self, node) -> None:
         if self.attr(node, "transA", 0) or self.attr(node, "alpha", 1.0) != 1.0 \
@@ -281,60 +402,269 @@ class _Chain:
         weight, s_w, bits = self.weight(node, 1, transposed=True)
         self.start_macro(node, "linear", weight, s_w, bits, np.zeros(len(s_w)))
 
+    # ------------------------------------------------------------------ elementwise
+    def _constant_operand(self, node) -> tuple[_Pending, np.ndarray] | None:
+        """(pending, per-channel constant) of ``pending OP constant``, or None."""
+        if len(node.input) != 2 or not self.is_constant(node.input[1]) \
+                or self.is_constant(node.input[0]):
+            return None
+        p = self.pending(node)
+        if p is None:
+            raise _error(node, "an elementwise op with a constant acts only on the real "
+                         "output of a Conv/Gemm/MatMul, pooling or add, before its Quant")
+        if p.relu:
+            raise _error(node, "an elementwise op after the Relu cannot be folded into the "
+                         "requantizer; move it before the Relu")
+        return p, self.per_channel(node, self.constant(node, 1, "constant"), len(p.c),
+                                   "constant")
+
+    def _affine(self, node, how: str) -> None:
+        if self.states.get(node.input[0]) is FLOAT and len(node.input) == 2 \
+                and self.is_constant(node.input[1]):
+            return self.input_affine(node, how)
+        found = self._constant_operand(node)
+        if found is None:
+            raise _error(node, f"only {node.op_type} of a constant (one value per channel) "
+                         "is supported")
+        p, k = found
+        if how in ("div",) and np.any(k == 0):
+            raise _error(node, "division by 0")
+        scale = {"mul": k, "div": 1 / k}.get(how, np.ones_like(k))
+        shift = {"add": k, "sub": -k}.get(how, np.zeros_like(k))
+        p.affine(scale, shift)
+        self.put(node, p)
+
+    def input_affine(self, node, how: str) -> None:
+        """A model's own preprocessing of the float input by scalars (FINN's ``2x - 1``):
+        kept as ``a*x + b`` and folded into the input quantizer's scale and offset."""
+        k = self.constant(node, 1, "constant").astype(np.float64)
+        if k.size != 1 or (how in ("mul", "div") and float(k.reshape(-1)[0]) <= 0):
+            raise _error(node, "preprocessing of the float input must be by one positive "
+                         "number (Mul/Div) or one number (Add/Sub)")
+        k = float(k.reshape(-1)[0])
+        a, b = self.input_affine_ab
+        self.input_affine_ab = {"mul": (a * k, b * k), "div": (a / k, b / k),
+                                "add": (a, b + k), "sub": (a, b - k)}[how]
+        self.put(node, FLOAT)
+
     def op_Add(self, node) -> None:
-        p = self.pending
-        if p is None or p.relu or self.model.get_initializer(node.input[1]) is None:
-            raise _error(node, "only a constant bias added right after Conv/Gemm/MatMul "
-                         "is supported (residual Add comes in a later step)")
-        p.c = p.c + self.per_channel(node, self.constant(node, 1, "bias"), len(p.c), "bias")
-        p.nodes.append(node.name)
+        if len(node.input) == 2 and not self.is_constant(node.input[0]) \
+                and not self.is_constant(node.input[1]):
+            return self.residual_add(node)
+        self._affine(node, "add")
+
+    def op_Sub(self, node) -> None:
+        self._affine(node, "sub")
+
+    def op_Mul(self, node) -> None:
+        self._affine(node, "mul")
+
+    def op_Div(self, node) -> None:
+        self._affine(node, "div")
+
+    def residual_add(self, node) -> None:
+        a, b = self.coded(node, 0), self.coded(node, 1)
+        if a.fmt.bipolar or b.fmt.bipolar:
+            raise _error(node, "a residual add of bipolar codes is not supported")
+        shape = self.shape(node.output[0])
+        if self.shape(node.input[0]) != shape or self.shape(node.input[1]) != shape:
+            raise _error(node, "a residual add takes two tensors of one shape (no "
+                         "broadcasting)")
+        layer = AddLayer(_plain(node.name), shape, shape, requant=None, multiplier_b=None,
+                         inputs=(a.node, b.node))
+        c = shape[0]
+        self.put(node, _Pending("add", layer, np.full(c, a.fmt.scale), np.zeros(c),
+                                [node.name], list(node.input[:2]), [a.fmt, b.fmt],
+                                m_b=np.full(c, b.fmt.scale)))
 
     def op_BatchNormalization(self, node) -> None:
-        p = self.pending
+        p = self.pending(node)
         if p is None or p.relu or p.folded_bn:
-            raise _error(node, "batch norm is folded only right after Conv/Gemm/MatMul")
+            raise _error(node, "batch norm is folded only into the real output of a "
+                         "Conv/Gemm/MatMul, pooling or add (before its Relu and Quant)")
         n = len(p.c)
         gamma, beta, mean, var = (self.channel_vector(node, i, n, what) for i, what in
                                   enumerate(("scale", "bias", "mean", "variance"), start=1))
         g = gamma / np.sqrt(var + float(self.attr(node, "epsilon", 1e-5)))
-        p.m, p.c = p.m * g, beta + (p.c - mean) * g
+        p.affine(g, beta - mean * g)
         p.folded_bn = True
-        p.nodes.append(node.name)
+        self.put(node, p)
 
     def op_Relu(self, node) -> None:
-        if self.pending is not None:
-            self.pending.relu = True
-            self.pending.nodes.append(node.name)
-        elif self.codes is None:
-            raise _error(node, "a Relu on the float input (before the input Quant)")
-        # on unsigned codes a Relu changes nothing
+        p = self.pending(node)
+        if p is not None:
+            p.relu = True
+            return self.put(node, p)
+        x = self.coded(node)
+        if x.fmt.signed or x.fmt.bipolar:
+            raise _error(node, "a Relu on signed or bipolar codes: put it before the "
+                         "activation Quant (or use an unsigned QuantReLU)")
+        self.put(node, x)                           # a no-op on unsigned codes
 
+    def op_Identity(self, node) -> None:
+        self.put(node, self.state(node))
+
+    # ------------------------------------------------------------------ quantizers
     def op_Quant(self, node) -> None:
-        if self.model.get_initializer(node.input[0]) is not None:
-            raise _error(node, "a Quant on constants that feeds no Conv/Gemm/MatMul weight")
-        scale, bits, signed, narrow, mode = self.quant_attrs(node)
-        if signed or narrow or mode != "ROUND" or scale.size != 1:
-            raise _error(node, f"activations must be unsigned, not narrow, one scale per "
-                         f"tensor, rounding ROUND (got signed={int(signed)}, narrow="
-                         f"{int(narrow)}, {scale.size} scale(s), {mode}); signed and "
-                         "bipolar activations come in a later step")
-        s = float(scale.reshape(-1)[0])
-        if self.pending is not None:
-            self.finish(node.input[0], node, s, 0, (1 << bits) - 1)
-        elif self.codes is None:
-            # a Reshape before it became a FlattenLayer: the input is the graph's
-            self.input = InputSpec(shape=self.shape(self.model.graph.input[0].name),
-                                   bits=bits, scale=s)
-        else:
-            raise _error(node, "quantizing codes again without a macro layer in between "
-                         "is not supported")
-        self.codes = (s, bits)
+        if self.is_constant(node.input[0]):
+            return                                   # weights: read with their layer
+        fmt, narrow, mode = self.quant_format(node)
+        if mode != "ROUND" or self.constant(node, 1, "scale").size != 1:
+            raise _error(node, f"activations need one scale per tensor and rounding ROUND "
+                         f"(got {self.constant(node, 1, 'scale').size} scale(s), {mode})")
+        st = self.state(node)
+        if st is FLOAT:
+            return self.input_quant(node, fmt, narrow)
+        p = self.pending(node)
+        if p is not None:
+            return self.put(node, self.finish(p, node, fmt, narrow))
+        x = self.coded(node)
+        if x.fmt == fmt and not narrow:
+            return self.put(node, x)           # the same quantizer again: nothing to do
+        raise _error(node, f"quantizing codes again with another format ({x.fmt.to_dict()} "
+                     f"-> {fmt.to_dict()}) without a layer in between is not supported")
 
+    op_BipolarQuant = op_Quant
+
+    def op_Trunc(self, node) -> None:
+        """Brevitas's truncating average pool: AveragePool then Trunc, in qonnx's
+        semantics (``trunc_v1`` with 5 inputs, ``trunc_v2`` with 6): the window sum
+        ``S``'s codes ``floor(round(S*m / scale) / t)`` with ``t`` a power of two; exact
+        integers when ``m / scale`` is an integer (as Brevitas exports it)."""
+        p = self.pending(node)
+        if p is None or p.kind != "avgpool" or p.relu:
+            raise _error(node, "Trunc is supported only right after an AveragePool "
+                         "(Brevitas TruncAvgPool2d)")
+        scale = float(self.constant(node, 1, "scale").reshape(-1)[0])
+        if np.any(self.constant(node, 2, "zero point") != 0):
+            raise _error(node, "zero points other than 0 are not supported")
+        if len(node.input) == 6:                       # v2: output scale, output bits
+            out_scale = float(self.constant(node, 4, "output scale").reshape(-1)[0])
+            out_bits = int(self.constant(node, 5, "output bit width").reshape(-1)[0])
+            t = 2.0 ** round(math.log2(out_scale / scale))
+            signed = bool(self.attr(node, "signed", 1))
+        else:
+            in_bits = int(self.constant(node, 3, "input bit width").reshape(-1)[0])
+            out_bits = int(self.constant(node, 4, "output bit width").reshape(-1)[0])
+            t, out_scale, signed = 2.0 ** (in_bits - out_bits), scale, p.in_fmts[0].signed
+        mode = str(self.attr(node, "rounding_mode", "FLOOR")).upper()   # Brevitas: 'floor'
+        if mode not in ("FLOOR", "ROUND") or (mode == "ROUND" and t > 1) \
+                or self.attr(node, "narrow", 0):
+            raise _error(node, f"only Trunc with rounding FLOOR (or ROUND where nothing is "
+                         f"truncated), not narrow; got {mode}, a truncation by {t:g}")
+        ratio = p.m / scale
+        if not np.allclose(ratio, np.round(ratio), rtol=0, atol=1e-6) or not 1 <= out_bits <= 8:
+            raise _error(node, f"its scale {scale:.6g} does not divide the pool's step "
+                         f"exactly (ratio {float(ratio[0]):.6g}) or its output has "
+                         f"{out_bits} bits (1..8)")
+        e = int(round(math.log2(t)))
+        shift, up = max(e, 0), max(-e, 0)
+        mult = np.round(ratio).astype(np.int64) << up
+        fmt = TensorFormat(out_bits, signed, False, out_scale)
+        lo, hi = fmt.codes
+        rounding = (1 << (shift - 1)) if shift else 0      # cancelled: floor, not round
+        p.layer.requant = Requant(mult, np.full(len(mult), -rounding, np.int64), shift,
+                                  lo, hi)
+        p.nodes.append(node.name)
+        source = {"nodes": p.nodes, "inputs": p.inputs, "value": node.output[0],
+                  "output_scale": out_scale}
+        self.put(node, self.add_layer(p.layer, fmt, source))
+
+    def input_quant(self, node, fmt: TensorFormat, narrow: bool) -> None:
+        if fmt.bits > 8 or self.input is not None:
+            raise _error(node, "the input quantizer must be unsigned, signed or bipolar, "
+                         "1..8 bits")
+        a, b = self.input_affine_ab            # Quant(a*x + b) = Quant'((x + b/a) / (s/a))
+        self.input = InputSpec(shape=self.shape(self.model.graph.input[0].name),
+                               bits=fmt.bits, scale=fmt.scale / a, signed=fmt.signed,
+                               offset=-b / a, bipolar=fmt.bipolar, narrow=narrow)
+        self.input_codes = node.output[0]
+        x = _Coded(INPUT, fmt)                   # in the model's domain: scale s
+        if self.flatten_input is not None:
+            shape = self.input.shape
+            flat = FlattenLayer(_plain(self.flatten_input.name), shape,
+                                (int(np.prod(shape)),), inputs=(INPUT,))
+            x = self.add_layer(flat, x.fmt, {"nodes": [self.flatten_input.name]})
+        self.put(node, x)
+
+    def finish(self, p: _Pending, node, fmt: TensorFormat | None,
+               narrow: bool = False) -> _Coded:
+        """Close the pending node ``p`` at ``node`` (its activation Quant with format
+        ``fmt``; None: the graph's output, a wide requantizer)."""
+        layer = p.layer
+        if fmt is None:
+            lo, hi = (0 if p.relu else INT32[0]), INT32[1]
+        else:
+            lo, hi = fmt.codes                   # narrow: qonnx drops the lowest signed /
+            if narrow:                           # the highest unsigned code
+                lo, hi = (lo + 1, hi) if fmt.signed else (lo, hi - 1)
+            lo = max(lo, 0) if p.relu else lo
+        try:
+            if p.kind == "add":
+                if fmt is not None and fmt.bipolar:
+                    raise _error(node, "a bipolar Quant after a residual add is not supported")
+                acc_max = sum(_value_bound(f) for f in p.in_fmts)
+                s_o = fmt.scale if fmt else logit_scale(acc_max * np.maximum(
+                    np.abs(p.m), np.abs(p.m_b)), p.c)
+                shift = choose_shift(np.concatenate([p.m, p.m_b]) / s_o, p.c / s_o, acc_max)
+                layer.requant = Requant(_ints(p.m / s_o, shift), _ints(p.c / s_o, shift),
+                                        shift, lo, hi)
+                layer.multiplier_b = _ints(p.m_b / s_o, shift)
+            else:
+                acc_max = self.acc_bound(p)
+                s_o = fmt.scale if fmt else logit_scale(acc_max * np.abs(p.m), p.c)
+                if fmt is not None and fmt.bipolar:
+                    layer.requant = _sign_requant(p.m, p.c, p.relu)
+                else:
+                    layer.requant = make_requant(p.m / s_o, p.c / s_o, int(acc_max.max()),
+                                                 lo, hi, self.folded_shift(p, s_o))
+                if p.kind == "macro":
+                    _fold_offset(layer, p.in_fmts[0])
+        except ValueError as exc:
+            raise ConfigError(f"layer {layer.name}: no integer requantizer fits: {exc}") \
+                from None
+        out_fmt = fmt if fmt is not None else TensorFormat(32, True, False, s_o)
+        if fmt is None:
+            self.output_scale = s_o
+        source = {"nodes": p.nodes + ([node.name] if node is not None else []),
+                  "inputs": p.inputs, "value": node.input[0] if node is not None else None,
+                  "output_scale": s_o}
+        x = self.add_layer(layer, replace(out_fmt, scale=s_o), source)
+        if p.flatten_to is not None:
+            flat = FlattenLayer(layer.name + ".flat", layer.out_shape, p.flatten_to,
+                                inputs=(layer.name,))
+            x = self.add_layer(flat, x.fmt, {"nodes": [p.nodes[0]]})
+        return x
+
+    def folded_shift(self, p: _Pending, s_o: float) -> int | None:
+        """The shift of a macro layer's requantizer that stays safe once the input's
+        offset is folded in (M' = a*M, B' = B - M*o*colsum: :func:`_fold_offset`);
+        None: no offset, :func:`make_requant` picks it."""
+        if p.kind != "macro":
+            return None
+        a, o = _value_map(p.in_fmts[0])
+        if (a, o) == (1, 0):
+            return None
+        colsum = np.abs(p.layer.matrix().astype(np.int64).sum(axis=0))
+        u_max = (1 << p.layer.x_bits) - 1
+        acc_u = np.abs(p.layer.matrix().astype(np.int64)).sum(axis=0) * u_max
+        return choose_shift(a * p.m / s_o, np.abs(p.c / s_o) + np.abs(p.m / s_o) * o * colsum
+                            + 1, int(acc_u.max()))
+
+    def acc_bound(self, p: _Pending) -> np.ndarray:
+        """Per channel, the largest |acc| whose real value is ``acc*m + c``."""
+        layer, fmt = p.layer, p.in_fmts[0]
+        if p.kind == "avgpool":
+            window = layer.kernel[0] * layer.kernel[1]
+            return np.full(len(p.c), window * _value_bound(fmt), np.int64)
+        w_abs = np.abs(layer.matrix().astype(np.int64)).sum(axis=0)
+        return w_abs * _value_bound(fmt)
+
+    # ------------------------------------------------------------------ host ops
     def op_MaxPool(self, node) -> None:
         kernel = list(self.attr(node, "kernel_shape", []))
         strides = list(self.attr(node, "strides", [1, 1]))
-        if self.codes is None or self.pending is not None:
-            raise _error(node, "max pooling must follow an activation Quant")
+        x = self.coded(node)
         if len(kernel) != 2 or kernel[0] != kernel[1] or len(strides) != 2 \
                 or strides[0] != strides[1] \
                 or any(self.attr(node, "pads", [0, 0, 0, 0])) \
@@ -343,45 +673,130 @@ class _Chain:
                 or self.attr(node, "auto_pad", "NOTSET") != "NOTSET":
             raise _error(node, f"only square max pooling without padding, dilation or "
                          f"ceil mode (kernel {kernel}, strides {strides})")
-        self.layers.append(PoolLayer(_plain(node.name), self.shape(node.input[0]),
-                                     self.shape(node.output[0]), kernel=int(kernel[0]),
-                                     stride=int(strides[0])))
-        self.sources[_plain(node.name)] = {"nodes": [node.name], "output": node.output[0]}
+        layer = PoolLayer(_plain(node.name), self.shape(node.input[0]),
+                          self.shape(node.output[0]), kernel=int(kernel[0]),
+                          stride=int(strides[0]), inputs=(x.node,))
+        self.put(node, self.add_layer(layer, x.fmt, {"nodes": [node.name]}))
+
+    def _avgpool(self, node, kernel: tuple, stride: tuple, flatten_to=None) -> None:
+        x = self.coded(node)
+        if x.fmt.bipolar:
+            raise _error(node, "average pooling of bipolar codes is not supported")
+        in_shape = self.shape(node.input[0])
+        out_shape = (in_shape[0], (in_shape[1] - kernel[0]) // stride[0] + 1,
+                     (in_shape[2] - kernel[1]) // stride[1] + 1)
+        layer = AvgPoolLayer(_plain(node.name), in_shape, out_shape, kernel=kernel,
+                             stride=stride, requant=None, inputs=(x.node,))
+        c = in_shape[0]
+        self.put(node, _Pending("avgpool", layer, np.full(c, x.fmt.scale / (kernel[0] * kernel[1])),
+                                np.zeros(c), [node.name], [node.input[0]], [x.fmt],
+                                flatten_to=flatten_to))
+
+    def op_AveragePool(self, node) -> None:
+        kernel = tuple(self.attr(node, "kernel_shape", []))
+        strides = tuple(self.attr(node, "strides", [1, 1]))
+        if len(kernel) != 2 or len(strides) != 2 or any(self.attr(node, "pads", [0] * 4)) \
+                or self.attr(node, "ceil_mode", 0) \
+                or self.attr(node, "auto_pad", "NOTSET") != "NOTSET" \
+                or any(d != 1 for d in self.attr(node, "dilations", [1, 1])):
+            raise _error(node, f"only 2-D average pooling without padding, dilation or ceil "
+                         f"mode (kernel {list(kernel)}, strides {list(strides)})")
+        self._avgpool(node, kernel, strides)
+
+    def op_GlobalAveragePool(self, node) -> None:
+        shape = self.shape(node.input[0])
+        if len(shape) != 3:
+            raise _error(node, f"global average pooling needs a (C, H, W) input, got {shape}")
+        self._avgpool(node, shape[1:], shape[1:])
+
+    def op_ReduceMean(self, node) -> None:
+        shape = self.shape(node.input[0])
+        axes = self.attr(node, "axes")
+        if axes is None and len(node.input) > 1:
+            axes = self.constant(node, 1, "axes").tolist()
+        if len(shape) != 3 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
+            raise _error(node, f"only the mean over the spatial axes [2, 3] of a (C, H, W) "
+                         f"tensor (global average pooling), got axes {axes}")
+        keep = self.attr(node, "keepdims", 1)
+        self._avgpool(node, shape[1:], shape[1:], None if keep else (shape[0],))
+
+    def op_Concat(self, node) -> None:
+        xs = [self.coded(node, i) for i in range(len(node.input))]
+        shape = self.shape(node.output[0])
+        if self.attr(node, "axis") % (len(shape) + 1) != 1:
+            raise _error(node, "only concatenation along the channels (axis 1)")
+        if any(x.fmt != xs[0].fmt for x in xs):
+            raise _error(node, "the concatenated tensors must share one quantizer (one "
+                         f"format and scale), got {[x.fmt.to_dict() for x in xs]}")
+        layer = ConcatLayer(_plain(node.name), tuple(self.shape(t) for t in node.input),
+                            shape, inputs=tuple(x.node for x in xs))
+        self.put(node, self.add_layer(layer, xs[0].fmt, {"nodes": [node.name]}))
 
     def op_Reshape(self, node) -> None:
         in_shape, out_shape = self.shape(node.input[0]), self.shape(node.output[0])
-        if self.pending is not None:
-            raise _error(node, "reshaping between a Conv/Gemm/MatMul and its activation "
-                         "Quant is not supported")
+        st = self.state(node)
+        if st is FLOAT:
+            if out_shape != in_shape:
+                if self.flatten_input is not None or \
+                        out_shape != (int(np.prod(in_shape)),):
+                    raise _error(node, "only one flattening of the float input is supported")
+                self.flatten_input = node
+            return self.put(node, FLOAT)
+        x = self.coded(node)
         if in_shape == out_shape:
-            return
+            return self.put(node, x)
         if out_shape != (int(np.prod(in_shape)),):
             raise _error(node, f"only flattening to (C*H*W,) is supported, not {in_shape} "
                          f"-> {out_shape}")
-        self.layers.append(FlattenLayer(_plain(node.name), in_shape, out_shape))
-        self.sources[_plain(node.name)] = {"nodes": [node.name], "output": node.output[0]}
+        layer = FlattenLayer(_plain(node.name), in_shape, out_shape, inputs=(x.node,))
+        self.put(node, self.add_layer(layer, x.fmt, {"nodes": [node.name]}))
 
     op_Flatten = op_Reshape
 
-    def finish(self, value: str, node, s_o: float | None, lo: int, hi: int) -> None:
-        """Close the pending macro layer at ``node`` (its activation Quant; None at the
-        graph's output): its requantizer from ``acc*m + c`` with output scale ``s_o``
-        (``None``: the logits' scale) and clamp ``[lo, hi]``."""
-        p, self.pending = self.pending, None
-        layer = p.layer
-        w_abs = np.abs(layer.matrix().astype(np.int64)).sum(axis=0)
-        acc_bound = w_abs * ((1 << layer.x_bits) - 1)
-        if s_o is None:
-            s_o = logit_scale(acc_bound * np.abs(p.m), p.c)
-            self.output_scale = s_o
-        try:
-            layer.requant = make_requant(p.m / s_o, p.c / s_o, int(acc_bound.max()), lo, hi)
-        except ValueError as exc:
-            raise ConfigError(f"layer {layer.name}: no integer requantizer fits: {exc}") \
-                from None
-        self.layers.append(layer)
-        self.sources[layer.name] = {"nodes": p.nodes + ([node.name] if node else []),
-                                    "input": p.input, "value": value, "output_scale": s_o}
+
+def label_of(model, name: str) -> str:
+    """:func:`label` of the node called ``name``."""
+    for node in model.graph.node:
+        if node.name == name:
+            return label(node)
+    return repr(name)
+
+
+def _ints(real: np.ndarray, shift: int) -> np.ndarray:
+    return np.array([round(v * 2.0**shift) for v in np.asarray(real, np.float64)], np.int64)
+
+
+def _sign_requant(m: np.ndarray, c: np.ndarray, relu: bool) -> Requant:
+    """The bipolar quantizer ``code = 1 if acc*m + c >= 0 else 0`` per channel as exact
+    integer thresholds: ``clamp((acc*M + B + 1) >> 0, 0, 1)`` with ``M = sign(m)`` and
+    ``B`` the threshold (``acc >= ceil(-c/m)`` for ``m > 0``, ``acc <= floor(-c/m)`` for
+    ``m < 0``); after a Relu every value is >= 0 (code 1)."""
+    mult, bias = np.zeros(len(m), np.int64), np.zeros(len(m), np.int64)
+    for n, (mn, cn) in enumerate(zip(np.asarray(m, np.float64), np.asarray(c, np.float64))):
+        if relu:
+            continue
+        if mn > 0:
+            mult[n], bias[n] = 1, -math.ceil(-cn / mn)
+        elif mn < 0:
+            mult[n], bias[n] = -1, math.floor(-cn / mn)
+        else:
+            bias[n] = 0 if cn >= 0 else -1
+    return Requant(mult, bias + 1, 0, 0, 1)
+
+
+def _fold_offset(layer: MacroLayer, fmt: TensorFormat) -> None:
+    """The macro reads unsigned ``u`` whose value is ``a*u - o`` (:func:`_value_map`):
+    ``acc = a*acc_u - o*colsum`` folds exactly into the requantizer, ``M' = a*M`` and
+    ``B' = B - M*o*colsum`` (docs/macros.md, "Graph nodes and tensor formats")."""
+    a, o = _value_map(fmt)
+    if (a, o) == (1, 0):
+        return
+    rq = layer.requant
+    colsum = layer.matrix().astype(np.int64).sum(axis=0)
+    rq.bias = rq.bias - rq.multiplier * o * colsum
+    rq.multiplier = rq.multiplier * a
+    if np.abs(rq.multiplier).max() >= 2**31 or np.abs(rq.bias).max() >= 2**62:
+        raise ValueError("folding the input's offset makes M or B too large")
 
 
 def _plain(name: str) -> str:
@@ -404,48 +819,43 @@ def import_qonnx(path: str | Path, macro: str = "dcim", dcim: DcimSpec | None = 
     check_macro(macro)
     model = load_qonnx(path)
     graph = model.graph
-    chain = _Chain(model, graph.input[0].name)
-    output = graph.output[0].name
-    while chain.tensor != output:
-        consumers = model.find_consumers(chain.tensor) or []
-        if len(consumers) != 1:
-            nodes = ", ".join(f"{label(c)} ({c.op_type})" for c in consumers) or "none"
-            raise ConfigError(f"tensor {chain.tensor!r} feeds {len(consumers)} nodes "
-                              f"({nodes}); the import takes a chain of nodes for now "
-                              f"(branches such as residual Adds come later); supported: "
-                              f"{SUPPORTED}")
-        node = consumers[0]
-        handler = getattr(chain, f"op_{node.op_type}") if node.op_type in SUPPORTED_OPS \
-            else None
+    walk = _Graph(model)
+    for node in graph.node:
+        handler = getattr(walk, f"op_{node.op_type}", None) \
+            if node.op_type in SUPPORTED_OPS else None
         if handler is None:
             raise ConfigError(f"node {label(node)}: op type {node.op_type} is not supported; "
                               f"supported: {SUPPORTED}")
-        if node.input[0] != chain.tensor:
-            raise _error(node, f"the chain enters it at input {chain.tensor!r}, not its "
-                         "first input")
         handler(node)
-        chain.mark(node)
-        chain.tensor = node.output[0]
-    if chain.input is None:
+        walk.visited.add(node.name)
+    if walk.input is None:
         raise ConfigError(f"{path}: the model has no input Quant node; quantize the input "
-                          "with an unsigned Quant (Brevitas QuantIdentity)")
-    if chain.pending is not None:
-        chain.finish(output, None, None, 0 if chain.pending.relu else INT32[0], INT32[1])
-    else:
-        chain.output_scale = chain.codes[0]
-    left = [n for n in graph.node if n.name not in chain.visited]
-    if left:
-        raise ConfigError(f"node {label(left[0])} ({left[0].op_type}) is not on the chain "
-                          f"from the input to the output; supported: {SUPPORTED}")
-    if not any(isinstance(layer, MacroLayer) for layer in chain.layers):
+                          "with a Quant (Brevitas QuantIdentity)")
+    output = graph.output[0].name
+    final = walk.states.get(output)
+    if isinstance(final, _Pending):
+        final = walk.finish(final, None, None)
+        walk.sources[final.node]["value"] = output
+    if not isinstance(final, _Coded) or final.node == INPUT:
+        raise ConfigError(f"{path}: the graph's output {output!r} is not computed by a "
+                          f"layer the import supports; supported: {SUPPORTED}")
+    if walk.output_scale is None:
+        walk.output_scale = final.fmt.scale
+    if not any(isinstance(layer, MacroLayer) for layer in walk.layers):
         raise ConfigError(f"{path}: the model has no Conv, Gemm or MatMul layer")
-    bundle = Bundle(name=_plain(name or Path(path).stem), input=chain.input,
-                    layers=chain.layers, dcim=dcim or DcimSpec(),
+    if walk.layers[-1].name != final.node:
+        raise ConfigError(f"{path}: layer {walk.layers[-1].name} comes after the output's "
+                          f"layer {final.node} but does not feed it; supported: {SUPPORTED}")
+    bundle = Bundle(name=_plain(name or Path(path).stem), input=walk.input,
+                    layers=walk.layers, dcim=dcim or DcimSpec(), tensors=walk.tensors,
                     meta={"source": "qonnx", "model": Path(path).name,
-                          "output_scale": chain.output_scale,
-                          "input_scale": chain.input.scale,
-                          "qonnx": {"input": graph.input[0].name, "output": output,
-                                    "layers": chain.sources}})
+                          "output_scale": walk.output_scale,
+                          "input_scale": walk.input.scale,
+                          "qonnx": {"input": graph.input[0].name,
+                                    "input_codes": walk.input_codes,
+                                    "input_codes_scale": walk.states[walk.input_codes].fmt.scale,
+                                    "output": output,
+                                    "layers": walk.sources}})
     try:
         bundle.validate()
     except (BundleError, ConfigError) as exc:

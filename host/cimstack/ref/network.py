@@ -1,23 +1,30 @@
 """Network executor: runs a bundle layer by layer on a pluggable macro engine.
 
-Convolutions are lowered to matrix products (im2col, row order c*kh*kw + ky*kw + kx),
-each macro layer's K x N matrix product goes to the *engine*, and pooling and
-flattening happen on the host, as the board's ARM core does. The default engine is the
+The bundle is a DAG of nodes in an order where each comes after what it reads; the
+executor keeps each tensor until its last reader has run. Convolutions are lowered to
+matrix products (im2col, row order c*kh*kw + ky*kw + kx, dilated windows for a dilated
+conv), each macro layer's K x N matrix product goes to the *engine*, and pooling,
+residual adds, concatenation and flattening happen on the host, as the board's ARM core
+does. A macro takes unsigned bits: signed codes get their offset added first (and the
+padding of a conv is the offset, the code of 0), the requantizer's bias holds the
+correction (docs/macros.md, "Graph nodes and tensor formats"). The default engine is the
 NumPy reference; the overlay drivers supply their own (same lowering, same pooling), so
 reference, emulation and board differ only in where the macro layers run.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..bundle import Bundle, MacroLayer, PoolLayer
+from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroLayer,
+                      PoolLayer)
 from ..errors import ConfigError
 from ..families import get_family
+from .requant import requantize
 
 Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
 
@@ -73,14 +80,20 @@ class NetworkResult:
 
 
 def quantize_input(bundle: Bundle, images: np.ndarray) -> np.ndarray:
-    """Float images -> unsigned input integers, round half to even (as torch.round)."""
+    """Float images -> input codes (uint8, or int8 for a signed input), round half to
+    even (as torch.round), in float32 (:class:`~cimstack.bundle.InputSpec`)."""
     images = np.asarray(images, np.float32)
-    shape = tuple(bundle.input.shape)
-    if images.shape[1:] != shape:
+    spec = bundle.input
+    if images.shape[1:] != tuple(spec.shape):
         raise ConfigError(f"images have shape {images.shape[1:]} per sample; the bundle "
-                          f"expects {shape}")
-    top = (1 << bundle.input.bits) - 1
-    return np.clip(np.round(images / np.float32(bundle.input.scale)), 0, top).astype(np.uint8)
+                          f"expects {tuple(spec.shape)}")
+    if spec.offset:
+        images = images - np.float32(spec.offset)
+    if spec.bipolar:
+        return (images >= 0).astype(np.uint8)
+    lo, hi = spec.format.codes
+    codes = np.clip(np.round(images / np.float32(spec.scale)), lo + spec.narrow, hi)
+    return codes.astype(np.int8 if lo < 0 else np.uint8)
 
 
 def integer_predictions(bundle: Bundle, images: np.ndarray) -> np.ndarray:
@@ -93,12 +106,14 @@ def integer_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray) -> 
     return float(np.mean(integer_predictions(bundle, images) == labels))
 
 
-def lower_conv(x: np.ndarray, layer: MacroLayer) -> np.ndarray:
-    """NCHW activations -> [B*Ho*Wo, C*kh*kw] input vectors (zero padding)."""
+def lower_conv(x: np.ndarray, layer: MacroLayer, pad_value: int = 0) -> np.ndarray:
+    """NCHW activations -> [B*Ho*Wo, C*kh*kw] input vectors (padding with ``pad_value``;
+    a dilated kernel reads every ``dilation``-th pixel of a wider window)."""
     kh, kw = layer.weight.shape[2:]
-    p = layer.padding
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::layer.stride, ::layer.stride]
+    d, p = layer.dilation, layer.padding
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=pad_value)
+    win = sliding_window_view(xp, ((kh - 1) * d + 1, (kw - 1) * d + 1), axis=(2, 3))
+    win = win[:, :, ::layer.stride, ::layer.stride, ::d, ::d]
     b, c, ho, wo = win.shape[:4]
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
 
@@ -108,21 +123,69 @@ def maxpool(x: np.ndarray, layer: PoolLayer) -> np.ndarray:
     return win[:, :, ::layer.stride, ::layer.stride].max(axis=(-2, -1))
 
 
-def run_layer(layer, x: np.ndarray, bundle: Bundle, engine: Engine) -> np.ndarray:
-    """One layer on a batch of activations (NCHW or [B, K])."""
-    if isinstance(layer, PoolLayer):
-        return maxpool(x, layer)
-    if not isinstance(layer, MacroLayer):            # flatten
-        return x.reshape(x.shape[0], -1)
+def channel_requant(acc: np.ndarray, rq) -> np.ndarray:
+    """:func:`requantize` of [B, C, ...] accumulators, one requantizer per channel C."""
+    moved = np.moveaxis(acc, 1, -1)
+    out = requantize(moved, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
+    return np.moveaxis(out, -1, 1)
+
+
+def avgpool(x: np.ndarray, layer: AvgPoolLayer) -> np.ndarray:
+    """Integer window sums, then the layer's requantizer (the division is in M)."""
+    win = sliding_window_view(x.astype(np.int64), layer.kernel, axis=(2, 3))
+    sums = win[:, :, ::layer.stride[0], ::layer.stride[1]].sum(axis=(-2, -1))
+    return channel_requant(sums, layer.requant)
+
+
+def residual_add(a: np.ndarray, b: np.ndarray, layer: AddLayer) -> np.ndarray:
+    """``clamp((a*M + b*M_b + B + r) >> shift)`` per channel: b's multiplier is folded
+    in before the shared requantizer (exact int64, headroom checked at import)."""
+    shape = (1, -1) + (1,) * (a.ndim - 2)
+    acc = a.astype(np.int64) + 0
+    acc *= layer.requant.multiplier.reshape(shape)
+    acc += b.astype(np.int64) * layer.multiplier_b.reshape(shape)
+    ones = replace(layer.requant, multiplier=np.ones_like(layer.requant.multiplier))
+    return channel_requant(acc, ones)
+
+
+def _smallest(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Codes in the narrowest of uint8 / int8 that holds [lo, hi] (8x less traffic)."""
+    if 0 <= lo and hi <= 255:
+        return y.astype(np.uint8)
+    if -128 <= lo and hi <= 127:
+        return y.astype(np.int8)
+    return y
+
+
+def run_macro(layer: MacroLayer, x: np.ndarray, bundle: Bundle, engine: Engine,
+              offset: int = 0) -> np.ndarray:
+    """A macro layer on codes ``x`` whose format adds ``offset`` (signed codes) to make
+    the macro's unsigned inputs."""
     batch = x.shape[0]
-    x_mat = lower_conv(x, layer) if layer.op == "conv2d" else x.reshape(batch, -1)
-    y = engine(layer, x_mat, bundle)
-    if 0 <= layer.requant.lo and layer.requant.hi <= 255:
-        y = y.astype(np.uint8)           # activations of the next layer: 8x less traffic
+    u = x.astype(np.int16) + offset if offset else x
+    x_mat = lower_conv(u, layer, offset) if layer.op == "conv2d" else u.reshape(batch, -1)
+    y = _smallest(engine(layer, x_mat, bundle), layer.requant.lo, layer.requant.hi)
     if layer.op == "conv2d":
         _, ho, wo = layer.out_shape
         return y.reshape(batch, ho, wo, -1).transpose(0, 3, 1, 2)
     return y
+
+
+def run_layer(layer, xs: list[np.ndarray], bundle: Bundle, engine: Engine,
+              offset: int = 0) -> np.ndarray:
+    """One node on a batch of its input tensors ``xs`` (NCHW or [B, K])."""
+    if isinstance(layer, MacroLayer):
+        return run_macro(layer, xs[0], bundle, engine, offset)
+    if isinstance(layer, PoolLayer):
+        return maxpool(xs[0], layer)
+    if isinstance(layer, AvgPoolLayer):
+        return _smallest(avgpool(xs[0], layer), layer.requant.lo, layer.requant.hi)
+    if isinstance(layer, AddLayer):
+        return _smallest(residual_add(xs[0], xs[1], layer), layer.requant.lo,
+                         layer.requant.hi)
+    if isinstance(layer, ConcatLayer):
+        return np.concatenate(xs, axis=1)
+    return xs[0].reshape(xs[0].shape[0], -1)          # flatten
 
 
 def layer_stats(bundle: Bundle) -> list[LayerStats]:
@@ -151,9 +214,16 @@ def run_network(bundle: Bundle, x_int: np.ndarray, engine: Engine = reference_en
     if not np.issubdtype(x.dtype, np.integer):
         raise ConfigError(f"inputs must be integers (dtype {x.dtype}); quantize float images "
                           "with cimstack.ref.network.quantize_input first")
-    acts = {}
-    for layer in bundle.layers:
-        x = run_layer(layer, x, bundle, engine)
+    formats = bundle.formats()
+    last_read = {src: i for i, layer in enumerate(bundle.layers) for src in layer.inputs}
+    values, acts = {INPUT: x}, {}
+    for i, layer in enumerate(bundle.layers):
+        offset = formats[layer.inputs[0]].offset
+        x = run_layer(layer, [values[src] for src in layer.inputs], bundle, engine, offset)
+        values[layer.name] = x
+        for src in layer.inputs:
+            if last_read[src] == i:
+                values.pop(src, None)     # no later node reads it (None: read twice)
         if keep_activations:
             acts[layer.name] = x
     return NetworkResult(logits=x.reshape(x.shape[0], -1), stats=layer_stats(bundle),

@@ -44,12 +44,13 @@ def choose_shift(real_m: np.ndarray, real_b: np.ndarray, acc_max: int) -> int:
 
 
 def make_requant(real_m: np.ndarray, real_b: np.ndarray, acc_max: int, lo: int,
-                 hi: int) -> Requant:
+                 hi: int, shift: int | None = None) -> Requant:
     """Integer requantizer approximating ``acc*real_m + real_b``: ``M = round(real_m *
-    2^s)``, ``B = round(real_b * 2^s)`` with ``s`` from :func:`choose_shift`."""
+    2^s)``, ``B = round(real_b * 2^s)`` with ``s`` from :func:`choose_shift` (or
+    ``shift`` when given)."""
     real_m = np.asarray(real_m, np.float64)
     real_b = np.asarray(real_b, np.float64)
-    s = choose_shift(real_m, real_b, acc_max)
+    s = choose_shift(real_m, real_b, acc_max) if shift is None else shift
     mult = np.array([round(v * 2.0**s) for v in real_m], dtype=np.int64)
     bias = np.array([round(v * 2.0**s) for v in real_b], dtype=np.int64)
     return Requant(multiplier=mult, bias=bias, shift=int(s), lo=int(lo), hi=int(hi))

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..flags import EPOCHS_MAX, FORCE_WRITE_HELP, seconds
 from ..report.console import console, long_step, rich_table
-from .points import POINT_TYPES
+from .points import point_type
 from .runner import POINT_TIMEOUT, SweepProgress, SweepResult, run_sweep
 
 TABLE_ROWS = 40
@@ -22,28 +22,26 @@ def _fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-# per family: the metrics shown, as (column, header, scale, format)
+# the metrics shown, as (column, header, scale, format): of a macro family's points
 _MACRO_METRICS = [("accuracy", "accuracy", 1, ".4f"), ("energy_pj", "nJ/image", 1e-3, ",.2f"),
                   ("latency_s", "latency us", 1e6, ",.2f"), ("tops_per_w", "TOPS/W", 1, ".1f"),
                   ("fpga_images_per_s", "FPGA images/s", 1, ",.0f"),
                   ("dma_bound_images_per_s", "DMA bound", 1, ",.0f")]
-_METRICS = {
-    "dcim": _MACRO_METRICS, "acim": _MACRO_METRICS,
-    "snn": [("accuracy", "accuracy", 1, ".4f"), ("energy_pj", "nJ/sample", 1e-3, ",.1f"),
-            ("latency_s", "latency us", 1e6, ",.1f"),
-            ("traffic_bits", "traffic kbit", 1e-3, ",.1f"),
-            ("traffic_saving", "saving vs ws %", 100, ".1f")],
-}
+# ... and of the spiking network's
+_SNN_METRICS = [("accuracy", "accuracy", 1, ".4f"), ("energy_pj", "nJ/sample", 1e-3, ",.1f"),
+                ("latency_s", "latency us", 1e6, ",.1f"),
+                ("traffic_bits", "traffic kbit", 1e-3, ",.1f"),
+                ("traffic_saving", "saving vs ws %", 100, ".1f")]
 
 
 def results_tables(result: SweepResult) -> list[Table]:
-    """One table per macro family: the knobs that vary, the key metrics (first rows)."""
+    """One table per macro: the knobs that vary, the key metrics (first rows)."""
     tables = []
-    for macro, metrics in _METRICS.items():
+    for macro in dict.fromkeys(r["macro"] for r in result.rows):
         rows = [r for r in result.rows if r["macro"] == macro]
-        if not rows:
-            continue
-        knobs = [k for k in POINT_TYPES[macro].knob_names() if len({r[k] for r in rows}) > 1]
+        metrics = _SNN_METRICS if macro == "snn" else _MACRO_METRICS
+        knobs = [k for k in point_type(macro).knob_names()
+                 if len({r.get(k) for r in rows}) > 1]
         tables.append(rich_table(
             f"{macro}: {len(rows)} points", ["point", *knobs, *(m[1] for m in metrics)],
             [[r["point"], *(str(r[k]) for k in knobs),
@@ -61,9 +59,11 @@ def sweep_command(
         out: Path = typer.Option(Path("cimstack-out/sweep"),
                                  help="output folder; points already in it are skipped"),
         sets: List[str] = typer.Option([], "--set", help="KNOB=V1,V2,... (a list sweeps); "
-                                       "macro=dcim|acim|snn selects or makes the tables"),
+                                       "macro=M (dcim, acim, snn, a registered macro family) "
+                                       "selects or makes the tables"),
         workers: Optional[int] = typer.Option(None, help="local pool processes (default: "
-                                              "one per core)", min=1),
+                                              "one per core; 0: run in this process)",
+                                              min=0),
         cluster: Optional[str] = typer.Option(None, help="a running Dask scheduler, "
                                               "tcp://HOST:PORT: run the tasks on its workers"),
         quick: bool = typer.Option(False, help="short training (seconds per model)"),

@@ -1,6 +1,7 @@
-"""Where a sweep's tasks run: a local process pool, or an existing Dask cluster.
+"""Where a sweep's tasks run: a local process pool, an existing Dask cluster, or this
+process.
 
-Both engines have one small interface: :meth:`submit` a top-level function with
+Every engine has one small interface: :meth:`submit` a top-level function with
 picklable arguments and get a future; :meth:`completed` waits (with a time limit) until
 at least one of some futures has finished; :meth:`share` turns an object many tasks
 take (a trained model) into an argument that travels once; :meth:`close`.
@@ -38,7 +39,8 @@ class PoolEngine:
     def __init__(self, workers: int | None = None):
         self.workers = (os.cpu_count() or 1) if workers is None else int(workers)
         if self.workers < 1:
-            raise ConfigError(f"--workers {workers}: give at least 1 process")
+            raise ConfigError(f"--workers {workers}: give at least 1 process (0: run the "
+                              "tasks in this process)")
         self.name = f"local pool of {self.workers} processes"
         self._pool = cf.ProcessPoolExecutor(self.workers,
                                             mp_context=multiprocessing.get_context("spawn"))
@@ -67,6 +69,35 @@ class PoolEngine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:          # a stuck task must not keep the interpreter alive
             proc.terminate()
+
+
+class InlineEngine:
+    """The tasks run in this process, one after another, when submitted: for debugging,
+    and for macro families registered at run time (a pool's or a cluster's workers
+    start fresh interpreters that know only the families ``import cimstack``
+    registers)."""
+
+    workers = 0
+    name = "this process"
+
+    def submit(self, fn: Callable, *args: Any, tag: str = "") -> cf.Future:
+        """Run ``fn(*args)`` now; the future holds its result or its exception."""
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:                # the task's own error, as a pool reports it
+            future.set_exception(exc)
+        return future
+
+    def share(self, obj: Any) -> Any:
+        return obj
+
+    def completed(self, futures: Collection, timeout: float) -> set:
+        """Every future of ``futures`` (all finished when submitted)."""
+        return set(futures)
+
+    def close(self, cancel: bool = False) -> None:
+        """Nothing to shut down."""
 
 
 # the loggers Dask's client and its event loop report a failed connection through
@@ -187,8 +218,9 @@ class DaskEngine:
 
 
 def open_engine(workers: int | None = None, cluster: str | None = None,
-                connect_timeout: float = 10.0) -> PoolEngine | DaskEngine:
-    """The Dask cluster at ``cluster`` when given, else a local pool of ``workers``."""
+                connect_timeout: float = 10.0) -> PoolEngine | DaskEngine | InlineEngine:
+    """The Dask cluster at ``cluster`` when given, else a local pool of ``workers``
+    (``workers`` 0: this process)."""
     if cluster is not None:
         return DaskEngine(cluster, connect_timeout)
-    return PoolEngine(workers)
+    return InlineEngine() if workers == 0 else PoolEngine(workers)

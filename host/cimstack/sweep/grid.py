@@ -1,7 +1,8 @@
 """The sweep grid: a TOML file and/or ``--set`` options -> validated design points.
 
-A grid has one table per macro family (``[dcim]``, ``[acim]``, ``[snn]``; an array of
-tables ``[[acim]]`` gives several grids of one family). In a table, a list sweeps a
+A grid has one table per macro (``[dcim]``, ``[acim]``, any registered macro family
+with sweep knobs, and ``[snn]``; an array of tables ``[[acim]]`` gives several grids of
+one macro). In a table, a list sweeps a
 knob and a scalar fixes it; the points are the cartesian product per table. Top-level
 keys set a knob every macro has (``seed``, ``w_bits``) in every table that does not set
 it itself::
@@ -24,11 +25,7 @@ from typing import Any, Iterable
 
 from ..config import tomllib
 from ..errors import ConfigError
-from .points import POINT_TYPES, Point
-
-MACROS = tuple(POINT_TYPES)
-COMMON = tuple(k for k in POINT_TYPES["dcim"].knob_names()
-               if all(k in t.knob_names() for t in POINT_TYPES.values()))
+from .points import Point, point_type, point_types
 
 # the built-in grid: 12 points, 7 trained models
 DEFAULT_GRID: dict[str, Any] = {
@@ -63,18 +60,25 @@ def _values(where: str, value: Any) -> list:
     return values
 
 
+def common_knobs() -> list[str]:
+    """The knobs every sweepable macro has (a grid may set them at the top)."""
+    types = list(point_types().values())
+    return [k for k in types[0].knob_names() if all(k in t.knob_names() for t in types)]
+
+
 def normalize(grid: dict[str, Any]) -> Grid:
     """Every macro as a list of tables of value lists; top-level common knobs copied in."""
     if not isinstance(grid, dict):
         raise ConfigError(f"a grid is a table of macro tables, got {type(grid).__name__}")
-    unknown = sorted(set(grid) - set(MACROS) - set(COMMON))
+    macros, common_names = list(point_types()), common_knobs()
+    unknown = sorted(set(grid) - set(macros) - set(common_names))
     if unknown:
-        raise ConfigError(f"grid: unknown key(s) {unknown}; use the macro tables "
-                          f"{list(MACROS)} and, at the top, knobs every macro has "
-                          f"{list(COMMON)}")
-    common = {k: _values(f"grid {k}", grid[k]) for k in COMMON if k in grid}
+        raise ConfigError(f"grid: unknown key(s) {unknown}; use the macro tables {macros} "
+                          f"(the registered macro families with sweep knobs, and snn) and, "
+                          f"at the top, knobs every macro has {common_names}")
+    common = {k: _values(f"grid {k}", grid[k]) for k in common_names if k in grid}
     out: Grid = {}
-    for macro in MACROS:
+    for macro in macros:
         if macro not in grid:
             continue
         tables = grid[macro] if isinstance(grid[macro], list) else [grid[macro]]
@@ -82,15 +86,14 @@ def normalize(grid: dict[str, Any]) -> Grid:
         for table in tables:
             if not isinstance(table, dict):
                 raise ConfigError(f"grid [{macro}] must be a table of knobs, got {table!r}")
-            names = POINT_TYPES[macro].knob_names()
-            bad = sorted(set(table) - set(names))
+            bad = sorted(set(table) - set(point_type(macro).knob_names()))
             if bad:
                 raise ConfigError(f"grid [{macro}]: unknown knob(s) {bad}; valid knobs: "
-                                  f"{POINT_TYPES[macro].knob_help()}")
+                                  f"{point_type(macro).knob_help()}")
             out[macro].append({**common, **{k: _values(f"grid [{macro}] {k}", v)
                                             for k, v in table.items()}})
     if not out:
-        raise ConfigError(f"the grid has no macro table; add one of {list(MACROS)}")
+        raise ConfigError(f"the grid has no macro table; add one of {macros}")
     return out
 
 
@@ -122,26 +125,27 @@ def merge_sets(grid: dict[str, Any] | None, sets: dict[str, list]) -> Grid:
     macro has it."""
     sets = dict(sets)
     macros = [str(m) for m in sets.pop("macro", [])]
-    bad = sorted(set(macros) - set(MACROS))
+    bad = sorted(set(macros) - set(point_types()))
     if bad:
         raise ConfigError(f"--set macro={','.join(macros)}: unknown macro(s) {bad}; choose "
-                          f"from {list(MACROS)}")
+                          f"from {list(point_types())}")
     if grid is None:
         if not macros:
-            raise ConfigError("--set without a grid file needs macro=dcim, acim or snn "
-                              "(e.g. --set macro=acim --set adc_bits=2,4,8)")
+            *others, last = point_types()
+            raise ConfigError(f"--set without a grid file needs macro={', '.join(others)} "
+                              f"or {last} (e.g. --set macro=acim --set adc_bits=2,4,8)")
         base: Grid = {m: [{}] for m in macros}
     else:
         base = normalize(grid)
         if macros:
             base = {m: base.get(m, [{}]) for m in macros}
     for key in sets:
-        if not any(key in POINT_TYPES[m].knob_names() for m in base):
+        if not any(key in point_type(m).knob_names() for m in base):
             raise ConfigError(f"--set {key}: no selected macro ({', '.join(base)}) has this "
                               "knob; valid knobs: " + "; ".join(
-                                  f"{m}: {POINT_TYPES[m].knob_help()}" for m in base))
+                                  f"{m}: {point_type(m).knob_help()}" for m in base))
     return normalize({m: [{**t, **{k: v for k, v in sets.items()
-                                   if k in POINT_TYPES[m].knob_names()}} for t in tables]
+                                   if k in point_type(m).knob_names()}} for t in tables]
                       for m, tables in base.items()})
 
 
@@ -149,7 +153,7 @@ def expand(grid: dict[str, Any]) -> list[Point]:
     """The design points of ``grid`` (validated; duplicates dropped, order kept)."""
     points: dict[tuple, Point] = {}
     for macro, tables in normalize(grid).items():
-        cls = POINT_TYPES[macro]
+        cls = point_type(macro)
         for table in tables:
             keys = list(table)
             for combo in itertools.product(*(table[k] for k in keys)):

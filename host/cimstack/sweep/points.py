@@ -1,4 +1,5 @@
-"""Design points of a sweep: one typed, validated dataclass per macro family.
+"""Design points of a sweep: one typed, validated dataclass per macro family (the
+family's :attr:`~cimstack.families.MacroFamily.point`) and one for the spiking network.
 
 Every knob is a :func:`~cimstack.config.knob` field. Knobs that are also fields of a
 macro spec (``rows_on``, ``adc_bits``, ``sigma``, ``v_bits``, ``dataflow``...) take
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..config import AcimSpec, DcimSpec, SnnSpec, Spec, check_range, knob
+from ..errors import ConfigError
+from ..families import family_names, get_family
 
 MODEL, EVAL = "model", "eval"
 
@@ -69,6 +72,11 @@ class Point(Spec):
     def params(self) -> dict[str, Any]:
         """Every knob of the point, with its macro: the canonical parameters."""
         return {"macro": self.macro, **self.to_dict()}
+
+    def columns(self) -> dict[str, Any]:
+        """The point's row in results.csv: its :meth:`params` (a family may add derived
+        columns)."""
+        return self.params()
 
     def model_params(self) -> dict[str, Any]:
         """The knobs that decide the trained model (points sharing them share it)."""
@@ -152,6 +160,10 @@ class AcimPoint(Point):
         """The trained bundle under the point's evaluation noise (``sigma``, ``seed``)."""
         return bundle.with_acim(sigma=self.sigma, seed=self.seed)
 
+    def columns(self) -> dict[str, Any]:
+        """With ``x_bits`` = ``adc_bits``: the ADC codes are the layers' inputs."""
+        return {**self.params(), "x_bits": self.adc_bits}
+
 
 @dataclass(frozen=True)
 class SnnPoint(Point):
@@ -171,7 +183,24 @@ class SnnPoint(Point):
         SnnSpec(w_bits=self.w_bits, v_bits=self.v_bits, dataflow=self.dataflow)
 
 
-POINT_TYPES: dict[str, type[Point]] = {c.macro: c for c in (DcimPoint, AcimPoint, SnnPoint)}
+def point_types() -> dict[str, type[Point]]:
+    """The design point class of every sweepable macro: each registered macro family's
+    (:attr:`~cimstack.families.MacroFamily.point`, families without one are left out),
+    then the spiking network's, which is no family of bundle layers."""
+    types = {name: get_family(name).point for name in family_names()}
+    return {**{name: cls for name, cls in types.items() if cls is not None}, "snn": SnnPoint}
+
+
+def point_type(macro: str) -> type[Point]:
+    """The design point class of ``macro``; a :class:`ConfigError` naming the sweepable
+    macros when it has none."""
+    types = point_types()
+    if macro not in types:
+        why = ("has no sweep knobs (give its MacroFamily a point class)"
+               if macro in family_names() else "is neither a registered macro family nor snn")
+        raise ConfigError(f"macro {macro!r} {why}; the sweepable macros are "
+                          f"{', '.join(types)}")
+    return types[macro]
 
 
 @dataclass(frozen=True)

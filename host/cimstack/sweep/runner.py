@@ -26,7 +26,7 @@ from ..fileio import claim_folder, write_csv_atomic, write_json_atomic
 from .engines import SweepError, cluster_address, open_engine
 from .grid import expand, normalize
 from .points import Point, Schedule, model_id, point_id
-from .tasks import evaluate_point, train_model
+from .tasks import evaluate_point, train_model, trainer_of
 
 PARAM_COLUMNS = ("macro", "w_bits", "x_bits", "v_bits", "adc_bits", "train_sigma", "sigma",
                  "sparsity", "rows_on", "dataflow", "seed")
@@ -198,10 +198,13 @@ def _execute(engine, todo: list[_Plan], out: Path, scheds: dict, tally: _Tally,
         tally.failed.append({"point": pl.pid, "params": pl.point.params(), "error": error})
         report(f"FAILED {_label(pl.point)}: {error}")
 
-    for mid, plans in by_model.items():
-        first = plans[0]
-        meta = _model_meta(first, scheds[first.point.macro])
-        model = _load_model(out / "models" / mid, meta)
+    found = {mid: _load_model(out / "models" / mid,
+                              _model_meta(plans[0], scheds[plans[0].point.macro]))
+             for mid, plans in by_model.items()}          # models of earlier runs, or None
+    for macro in {by_model[mid][0].point.macro for mid, m in found.items() if m is None}:
+        trainer_of(macro)                   # a family without trainer: before any task
+    for mid, model in found.items():
+        first = by_model[mid][0]
         if model is not None:
             tally.models += 1
             submit_points(mid, model)
@@ -249,13 +252,10 @@ def _label(point: Point) -> str:
     return point.macro + " " + " ".join(f"{k}={v}" for k, v in point.to_dict().items())
 
 
-def _row(doc: dict) -> dict[str, Any]:
-    params = doc["params"]
-    row = {"point": doc["point"], **{c: params.get(c) for c in PARAM_COLUMNS},
-           **{c: doc["metrics"].get(c) for c in METRIC_COLUMNS}, "seconds": doc["seconds"]}
-    if params["macro"] == "acim":
-        row["x_bits"] = params["adc_bits"]      # the ADC codes are the layers' inputs
-    return row
+def _row(point: Point, doc: dict) -> dict[str, Any]:
+    params = point.columns()
+    return {"point": doc["point"], **{c: params.get(c) for c in PARAM_COLUMNS},
+            **{c: doc["metrics"].get(c) for c in METRIC_COLUMNS}, "seconds": doc["seconds"]}
 
 
 def _collect(out: Path, plans: list[_Plan], scheds: dict):
@@ -265,7 +265,7 @@ def _collect(out: Path, plans: list[_Plan], scheds: dict):
         doc = _finished(out, pl, scheds[pl.point.macro])
         if doc is None:
             continue
-        row = _row(doc)
+        row = _row(pl.point, doc)
         rows.append(row)
         layers += [{"point": pl.pid, **lr} for lr in doc["layers"]]
         results.append({**row, "model": doc["model"], "layers": doc["layers"]})

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..families import get_family
-from .points import POINT_TYPES
+from .points import DcimPoint, point_type
 
 _TRAIN_LOCK = threading.Lock()
 
@@ -35,14 +35,14 @@ def train_model(model: dict[str, Any], schedule: dict[str, Any]) -> dict[str, An
     from ..quant.train import _torch_env
     t0 = time.perf_counter()
     with _TRAIN_LOCK, _torch_env(1):
-        exported = _trainer(model["macro"])(model, schedule)
+        exported = trainer_of(model["macro"])(model, schedule)
     return {"model": exported, "seconds": time.perf_counter() - t0}
 
 
 def train_dcim(m: dict, s: dict):
     """The dcim family's trainer hook: QAT digits CNN, optional block pruning."""
     from ..quant.train import train_digits
-    rows_on = m.get("rows_on", POINT_TYPES["dcim"]().rows_on)
+    rows_on = m.get("rows_on", DcimPoint().rows_on)
     res = train_digits(w_bits=m["w_bits"], a_bits=m["x_bits"], block_sparsity=m["sparsity"],
                        rows_on=rows_on, epochs=s["epochs"], seed=m["seed"], threads=1)
     return res.export()
@@ -66,14 +66,16 @@ def _train_snn(m: dict, s: dict):
     return res.net
 
 
-def _trainer(macro: str):
-    """The trainer of ``macro``: the spiking network's, or a macro family's hook."""
+def trainer_of(macro: str):
+    """The trainer of ``macro``: the spiking network's, or its macro family's hook; a
+    :class:`ConfigError` for a family without one."""
     if macro == "snn":                  # a spiking network, not a family of bundle layers
         return _train_snn
     family = get_family(macro)
     if family.trainer is None:
-        raise ConfigError(f"macro family {macro} has no trainer hook; give its MacroFamily "
-                          "a trainer to sweep it")
+        raise ConfigError(f"macro family {macro} has no trainer hook, so the sweep cannot "
+                          "train its models; give its MacroFamily a trainer, or keep its "
+                          "points to the models already in the sweep's models/ folder")
     return family.trainer
 
 
@@ -96,11 +98,8 @@ def _event_test(steps: int, limit: int | None, seed: int) -> tuple[np.ndarray, n
 def point_bundle(bundle, params: dict[str, Any]):
     """The trained bundle under a point's evaluation knobs (the point class of the
     point's macro family sets them, :meth:`~cimstack.sweep.points.Point.apply`)."""
-    point_type = get_family(params["macro"]).point
-    if point_type is None:
-        raise ConfigError(f"macro family {params['macro']} has no sweep knobs (point class); "
-                          "give its MacroFamily a point to sweep it")
-    return point_type(**{k: v for k, v in params.items() if k != "macro"}).apply(bundle)
+    cls = point_type(params["macro"])
+    return cls(**{k: v for k, v in params.items() if k != "macro"}).apply(bundle)
 
 
 def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> dict[str, Any]:
@@ -116,11 +115,11 @@ def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> d
 
 def _evaluate_bundle(bundle) -> tuple[dict, list]:
     from ..cost import fpga_cost, network_cost
+    from ..cost.fpga import without_kernel
     from ..ref.network import integer_accuracy
     x, y = _digits_test()
     cost = network_cost(bundle)
-    has_kernels = all(get_family(m.macro).fpga_slice for m in bundle.macro_layers)
-    fpga = (fpga_cost(bundle) if has_kernels       # a family without an FPGA kernel: no estimate
+    fpga = (fpga_cost(bundle) if not without_kernel(bundle)   # else no FPGA estimate
             else {"images_per_s": None, "dma_bound_images_per_s": None})
     t = cost.totals
     metrics = {"accuracy": integer_accuracy(bundle, x, y), "energy_pj": t["energy_pj"],

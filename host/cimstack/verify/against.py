@@ -21,18 +21,20 @@ the logits) agree on fewer than ``min_agreement`` of the images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from ..bundle import Bundle
+from ..bundle import INPUT, Bundle, MacroLayer, TensorFormat
 from ..errors import ConfigError
 from ..fileio import write_json_atomic
 from ..importer.qonnx_import import load_qonnx
 from ..ref.codes import LayerCheck, check_codes, float32_bound
-from ..ref.network import lower_conv, quantize_input, reference_engine, run_network
+from ..ref.network import (lower_conv, quantize_input, reference_engine, run_layer,
+                           run_network)
 from ..report.console import rich_table
 
 MIN_IDENTICAL = 0.999       # default: matching fraction of every layer's codes
@@ -118,15 +120,17 @@ def qonnx_sources(bundle: Bundle) -> dict:
     return sources
 
 
-def _codes(ctx: dict, tensor: str, scale: float, path: str | Path) -> np.ndarray:
-    """Integer codes of qonnx's dequantized ``tensor`` (multiples of ``scale``)."""
-    value = ctx[tensor].astype(np.float64)
-    codes = np.round(value / scale)
-    if codes.size and np.abs(value / scale - codes).max() > 1e-3:
+def _codes(ctx: dict, tensor: str, fmt: TensorFormat, path: str | Path) -> np.ndarray:
+    """Integer codes of qonnx's dequantized ``tensor`` in format ``fmt`` (multiples of
+    its scale; a bipolar tensor's -1/+1 become codes 0/1)."""
+    value = ctx[tensor].astype(np.float64) / fmt.scale
+    codes = np.round(value)
+    if codes.size and np.abs(value - codes).max() > 1e-3:
         raise ConfigError(f"{Path(path).name}: tensor {tensor!r} holds values that are not "
-                          f"multiples of the bundle's scale {scale:.6g}: the model is not "
-                          "the one the bundle was imported from")
-    return codes.astype(np.int64)
+                          f"multiples of the bundle's scale {fmt.scale:.6g}: the model is "
+                          "not the one the bundle was imported from")
+    codes = codes.astype(np.int64)
+    return (codes + 1) // 2 if fmt.bipolar else codes
 
 
 def _as_vectors(t: np.ndarray) -> np.ndarray:
@@ -143,8 +147,10 @@ def run_qonnx(bundle: Bundle, path: str | Path, images: np.ndarray) -> dict:
     model = load_qonnx(path, batch=len(images))
     graph = model.graph
     names = {t.name for t in (*graph.value_info, *graph.input, *graph.output)}
-    wanted = [sources["output"], *(src[key] for src in sources["layers"].values()
-                                   for key in ("input", "value") if key in src)]
+    wanted = [sources["output"], sources.get("input_codes")]
+    for src in sources["layers"].values():
+        wanted += [t for t in src.get("inputs", []) if isinstance(t, str)]
+        wanted += [src["value"]] if isinstance(src.get("value"), str) else []
     missing = [t for t in wanted if t not in names]
     shape = tuple(model.get_tensor_shape(graph.input[0].name)[1:])
     if missing or shape != tuple(bundle.input.shape):
@@ -156,37 +162,71 @@ def run_qonnx(bundle: Bundle, path: str | Path, images: np.ndarray) -> dict:
                         return_full_exec_context=True)
 
 
+def _macro_check(layer: MacroLayer, bundle: Bundle, codes: np.ndarray, offset: int,
+                 value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reference codes, qonnx's value in steps, error bound) of a macro layer fed
+    qonnx's input ``codes``, as [vectors, N]."""
+    u = codes + offset
+    x_mat = lower_conv(u, layer, offset) if layer.op == "conv2d" else u.reshape(len(u), -1)
+    ref = reference_engine(layer, x_mat, bundle)
+    rq = layer.requant
+    abs_acc = np.abs(x_mat) @ np.abs(layer.matrix().astype(np.int64))
+    magnitude = (abs_acc * np.abs(rq.multiplier) + np.abs(rq.bias)) / 2.0**rq.shift
+    bound = (float32_bound(4 * (layer.k + 16)) * magnitude
+             + (abs_acc + 1) / 2.0 ** (rq.shift + 1))
+    return ref, _as_vectors(value), bound
+
+
 def compare_with_qonnx(bundle: Bundle, path: str | Path,
                        images: np.ndarray) -> tuple[list[LayerAgainst], np.ndarray]:
-    """Per macro layer (after an ``input`` entry: the input codes, exact) the
-    :class:`LayerAgainst` of the bundle against qonnx's executor on ``images``, and
-    qonnx's logits ``[B, classes]``."""
+    """Per layer that makes new codes (macro layers, average pools, residual adds; after
+    an ``input`` entry: the input codes, exact) the :class:`LayerAgainst` of the bundle
+    fed qonnx's own input codes against qonnx's values, and qonnx's logits
+    ``[B, classes]``."""
     ctx = run_qonnx(bundle, path, images)
-    sources = qonnx_sources(bundle)["layers"]
-    x_scale = bundle.input.scale
-    first = sources[bundle.macro_layers[0].name]
+    meta = qonnx_sources(bundle)
+    sources, formats = meta["layers"], bundle.formats()
+    # the input codes in the model's domain (after its own preprocessing, InputSpec.offset)
+    formats[INPUT] = replace(formats[INPUT], scale=meta.get("input_codes_scale",
+                                                            bundle.input.scale))
     x_ref = quantize_input(bundle, images).reshape(len(images), -1).astype(np.int64)
-    x_qonnx = _codes(ctx, first["input"], x_scale, path)
-    out = [LayerAgainst("input", first["input"], check_codes(
+    x_qonnx = _codes(ctx, meta["input_codes"], formats[INPUT], path)
+    lo, hi = formats[INPUT].codes
+    out = [LayerAgainst("input", meta["input_codes"], check_codes(
         "input", x_ref, x_qonnx.reshape(len(images), -1).astype(np.float64),
-        np.zeros(x_ref.shape), 0, (1 << bundle.input.bits) - 1, source="qonnx"))]
-    for layer in bundle.macro_layers:
+        np.zeros(x_ref.shape), lo, hi, source="qonnx"))]
+    for layer in bundle.layers:
+        rq = getattr(layer, "requant", None)
+        if rq is None:
+            continue
         src = sources[layer.name]
-        codes = _codes(ctx, src["input"], x_scale, path)
-        x_mat = lower_conv(codes, layer) if layer.op == "conv2d" else codes
-        ref = reference_engine(layer, x_mat, bundle)
-        value = _as_vectors(ctx[src["value"]].astype(np.float64)) / src["output_scale"]
-        rq = layer.requant
-        abs_acc = x_mat @ np.abs(layer.matrix().astype(np.int64))
-        magnitude = (abs_acc * np.abs(rq.multiplier) + np.abs(rq.bias)) / 2.0**rq.shift
-        bound = (float32_bound(4 * (layer.k + 16)) * magnitude
-                 + (abs_acc + 1) / 2.0 ** (rq.shift + 1))
+        xs = [_codes(ctx, t, formats[name], path).reshape(len(images), *bundle_shape)
+              for t, name, bundle_shape in zip(src["inputs"], layer.inputs,
+                                               _in_shapes(layer))]
+        value = ctx[src["value"]].astype(np.float64) / src["output_scale"]
+        value = value.reshape(len(images), *layer.out_shape)
+        if isinstance(layer, MacroLayer):
+            ref, value, bound = _macro_check(layer, bundle, xs[0], formats[layer.inputs[0]].offset,
+                                             value)
+        else:
+            ref = run_layer(layer, xs, bundle, reference_engine).astype(np.int64)
+            window = math.prod(getattr(layer, "kernel", (1, 1)))
+            acc_max = window * sum(int(np.abs(x).max(initial=0)) for x in xs)
+            bound = (float32_bound(4 * (window + 16)) * np.abs(value)
+                     + (acc_max + 1) / 2.0 ** (rq.shift + 1))
+        if formats[layer.name].bipolar:          # qonnx's sign: y >= 0 is +1 (code 1)
+            near = np.abs(value) <= bound
+            value, bound = (value >= 0).astype(np.float64), np.where(near, 1.0, 0.0)
         out.append(LayerAgainst(layer.name, src["nodes"][0],
                                 check_codes(layer.name, ref, value, bound, rq.lo, rq.hi,
                                             source="qonnx")))
-        x_scale = src["output_scale"]
-    logits = np.asarray(ctx[qonnx_sources(bundle)["output"]]).reshape(len(images), -1)
+    logits = np.asarray(ctx[meta["output"]]).reshape(len(images), -1)
     return out, logits
+
+
+def _in_shapes(layer) -> list[tuple]:
+    return [tuple(s) for s in layer.in_shapes] if hasattr(layer, "in_shapes") \
+        else [tuple(layer.in_shape)] * len(layer.inputs)
 
 
 def check_against(bundle: Bundle, path: str | Path, images: np.ndarray,
