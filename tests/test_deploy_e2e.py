@@ -5,6 +5,7 @@ and verify them against the host reference."""
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 
@@ -16,7 +17,7 @@ from cimstack.deploy.console import ConsoleError
 from cimstack.deploy.fakeboard import FakeBoard
 from cimstack.deploy.remote import BoardEnv, SerialRemote, deploy, run_on_board
 
-from conftest import digits_like_bundle
+from conftest import digits_like_bundle, graph_bundle
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,21 @@ def test_deploy_run_verify_on_the_pty_board(deployed):
     assert len(runs) == 1 and (runs[0] / "out" / "run.json").is_file()
     with tarfile.open(runs[0] / "out.tar.gz") as tar:
         assert "out/fc.npy" in tar.getnames()
+
+
+def test_a_graph_bundle_runs_on_the_pty_board(deployed):
+    """A schema-2 graph (signed input, depthwise and dilated conv, residual add, pools,
+    concat, bipolar codes) deployed and run by the board runtime, every node's codes
+    equal to the reference here."""
+    tmp, home, _, remote, env, _ = deployed
+    bundle = save_bundle(graph_bundle(seed=1), tmp / "graph")
+    x = np.random.default_rng(1).integers(-8, 8, (6, 2, 9, 7)).astype(np.int8)
+    res = run_on_board(bundle, remote, x, backend="emu", env=env)
+    assert res.report.ok, res.report.summary()
+    assert res.report.images == 6 and res.report.prediction_agreement == 1.0
+    name = json.loads((bundle / "bundle.json").read_text())["name"]
+    deployed_doc = home / "cimstack" / "bundles" / name / "bundle.json"
+    assert json.loads(deployed_doc.read_text())["schema_version"] == 2
 
 
 def test_a_failing_run_reports_the_board_side_error(deployed):
