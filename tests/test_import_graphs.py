@@ -17,14 +17,16 @@ pytest.importorskip("brevitas_examples")
 pytest.importorskip("qonnx")
 
 from badcase import run_cli  # noqa: E402
-from qonnx_models import BUILDERS, FINN_NETS, export, train_digits, user_cnn  # noqa: E402
+from qonnx_models import BUILDERS, FINN_NETS, export, mlp, train_digits, user_cnn  # noqa: E402
 
 from cimstack.backends import open_backend  # noqa: E402
 from cimstack.bundle import AddLayer, AvgPoolLayer, ConcatLayer, load_bundle  # noqa: E402
+from cimstack.config import AcimSpec  # noqa: E402
+from cimstack.errors import ConfigError  # noqa: E402
 from cimstack.data import random_images  # noqa: E402
 from cimstack.importer.qonnx_import import import_qonnx  # noqa: E402
 from cimstack.quant.data import load_digits_split  # noqa: E402
-from cimstack.ref.network import quantize_input, run_network  # noqa: E402
+from cimstack.ref.network import integer_accuracy, quantize_input, run_network  # noqa: E402
 from cimstack.verify.against import MIN_IDENTICAL, check_against  # noqa: E402
 from cimstack.verify.compare import verify  # noqa: E402
 
@@ -161,3 +163,26 @@ def test_the_whole_flow_through_the_cli(trained_user_cnn, tmp_path):
     code, out = run_cli(["cost", "b"], tmp_path)
     assert code == 0, out
     assert "Conv_1" in out                                     # the depthwise conv
+
+
+def test_a_trained_mlp_on_the_analog_macro(tmp_path):
+    """--macro acim: the layers on the analog macro (ABN gains and offsets from the
+    model's scales); ideal ADC keeps the accuracy, ADC noise costs a little, and the
+    emulated overlay agrees with the reference bit for bit, noise included."""
+    torch.manual_seed(0)
+    model = mlp()
+    accuracy = train_digits(model, epochs=6)
+    path = export(model, torch.zeros(1, 64), tmp_path / "mlp.onnx")
+    data = load_digits_split()
+    x, y = data.x_test.reshape(-1, 64), data.y_test
+    ideal = import_qonnx(path, macro="acim", acim=AcimSpec(adc_bits=8))
+    assert {layer.macro for layer in ideal.macro_layers} == {"acim"}
+    assert abs(integer_accuracy(ideal, x, y) - accuracy) <= 0.01
+    noisy = import_qonnx(path, macro="acim", acim=AcimSpec(adc_bits=6, sigma=1.0, seed=3))
+    assert 0.85 <= integer_accuracy(noisy, x, y) < integer_accuracy(ideal, x, y) + 0.005
+    rep = verify(noisy, quantize_input(noisy, x[:24]), open_backend("emu").engine, "emu")
+    assert rep.ok, rep.summary()
+    with pytest.raises(ConfigError, match="ABN gain would be .* outside the acim format"):
+        import_qonnx(path, macro="acim", acim=AcimSpec(adc_bits=4))   # too fine a step
+    with pytest.raises(ConfigError, match="activation has 4 bits but the ADC gives 3-bit"):
+        import_qonnx(path, macro="acim", acim=AcimSpec(adc_bits=3))

@@ -215,7 +215,8 @@ def test_cli_import_then_verify(models, tmp_path):
     ("folder", ["import", "model.onnx", "--out", "b"], "model.onnx is not a file"),
     ("text", ["import", "model.onnx", "--out", "b"], "model.onnx is not an ONNX model"),
     ("empty", ["import", "model.onnx", "--out", "b"], "model.onnx is not an ONNX model"),
-    (None, ["import", "m.onnx", "--out", "b", "--macro", "acim"], "--macro acim: the QONNX"),
+    (None, ["import", "m.onnx", "--out", "b", "--macro", "snn"], "--macro snn: the QONNX "
+     "import maps layers onto dcim or acim"),
     (None, ["import", "m.onnx", "--out", "b", "--set", "rows_on"], "write KNOB=VALUE"),
     (None, ["import", "m.onnx", "--out", "b", "--set", "rows_on=8,16"], "give one value"),
     (None, ["import", "m.onnx", "--out", "b", "--set", "adc_bits=4"], "adc_bits"),

@@ -39,9 +39,10 @@ import numpy as np
 
 from ..bundle import (INPUT, INT32, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, FlattenLayer,
                       InputSpec, MacroLayer, PoolLayer, Requant, TensorFormat)
-from ..config import DcimSpec
+from ..config import AcimSpec, DcimSpec
 from ..errors import BundleError, ConfigError
 from ..ref.requant import choose_shift, logit_scale, make_requant
+from .analog_map import map_analog
 
 SUPPORTED_OPS = ("Quant", "BipolarQuant", "Trunc", "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul",
                  "Div", "BatchNormalization", "Relu", "MaxPool", "AveragePool",
@@ -53,7 +54,7 @@ SUPPORTED = ("Quant (activations unsigned or signed 1..8 bits, one scale; weight
              "BatchNormalization, folded; residual Add of two quantized tensors; Relu; "
              "MaxPool; AveragePool, GlobalAveragePool, ReduceMean over H and W; Concat of "
              "channels; Reshape/Flatten to (C*H*W,) (docs/models.md)")
-IMPORT_MACROS = ("dcim",)
+IMPORT_MACROS = ("dcim", "acim")
 PLAIN = re.compile(r"[^A-Za-z0-9_.-]")
 FILE_NAME = "cimstack.file_name"     # node metadata: the node's name in the model file
 
@@ -162,8 +163,9 @@ class _Graph:
     tensor holds (:class:`_Coded`, :class:`_Pending`, :data:`FLOAT`) and the bundle
     nodes built so far."""
 
-    def __init__(self, model):
+    def __init__(self, model, acim: AcimSpec | None = None):
         self.model = model
+        self.acim = acim                          # macro layers on the analog macro
         self.states: dict = {model.graph.input[0].name: FLOAT}
         self.input: InputSpec | None = None
         self.input_codes: str | None = None         # the ONNX tensor of the input codes
@@ -610,6 +612,13 @@ class _Graph:
                 layer.requant = Requant(_ints(p.m / s_o, shift), _ints(p.c / s_o, shift),
                                         shift, lo, hi)
                 layer.multiplier_b = _ints(p.m_b / s_o, shift)
+            elif p.kind == "macro" and self.acim is not None:
+                if fmt is not None and (fmt.signed or fmt.bipolar or lo != 0):
+                    raise _error(node, "the analog macro's ADC gives unsigned codes: its "
+                                 "activation must be an unsigned Quant (QuantReLU)")
+                m, c = _folded_affine(layer, p.in_fmts[0], p.m, p.c)
+                s_o = map_analog(layer, m, c, fmt.scale if fmt else None,
+                                 hi if fmt else None, self.acim, len(self.sources))
             else:
                 acc_max = self.acc_bound(p)
                 s_o = fmt.scale if fmt else logit_scale(acc_max * np.abs(p.m), p.c)
@@ -620,6 +629,8 @@ class _Graph:
                                                  lo, hi, self.folded_shift(p, s_o))
                 if p.kind == "macro":
                     _fold_offset(layer, p.in_fmts[0])
+        except ConfigError:
+            raise
         except ValueError as exc:
             raise ConfigError(f"layer {layer.name}: no integer requantizer fits: {exc}") \
                 from None
@@ -784,6 +795,16 @@ def _sign_requant(m: np.ndarray, c: np.ndarray, relu: bool) -> Requant:
     return Requant(mult, bias + 1, 0, 0, 1)
 
 
+def _folded_affine(layer: MacroLayer, fmt: TensorFormat, m: np.ndarray,
+                   c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(m', c')`` with ``acc_u*m' + c' = acc*m + c`` for the macro's unsigned-input
+    accumulator ``acc_u`` (:func:`_value_map`; the real-valued form of
+    :func:`_fold_offset`, for the analog macro, which has no integer requantizer)."""
+    a, o = _value_map(fmt)
+    colsum = layer.matrix().astype(np.int64).sum(axis=0)
+    return a * m, c - o * colsum * m
+
+
 def _fold_offset(layer: MacroLayer, fmt: TensorFormat) -> None:
     """The macro reads unsigned ``u`` whose value is ``a*u - o`` (:func:`_value_map`):
     ``acc = a*acc_u - o*colsum`` folds exactly into the requantizer, ``M' = a*M`` and
@@ -808,18 +829,19 @@ def check_macro(macro: str) -> None:
     """The macro family the import can map layers onto."""
     if macro not in IMPORT_MACROS:
         raise ConfigError(f"--macro {macro}: the QONNX import maps layers onto "
-                          f"{', '.join(IMPORT_MACROS)} for now (acim needs the analog "
-                          "batch-norm gains and offsets, which the import does not derive yet)")
+                          f"{' or '.join(IMPORT_MACROS)}")
 
 
 def import_qonnx(path: str | Path, macro: str = "dcim", dcim: DcimSpec | None = None,
-                 name: str | None = None) -> Bundle:
+                 name: str | None = None, acim: AcimSpec | None = None) -> Bundle:
     """Build (and validate) the bundle of the QONNX model at ``path`` (see the module
-    doc); ``name`` defaults to the file's stem."""
+    doc); ``name`` defaults to the file's stem. ``macro="acim"`` puts the macro layers
+    on the analog macro ``acim`` (default ``AcimSpec()``; :mod:`.analog_map`)."""
     check_macro(macro)
     model = load_qonnx(path)
     graph = model.graph
-    walk = _Graph(model)
+    acim = (acim or AcimSpec()) if macro == "acim" else None
+    walk = _Graph(model, acim)
     for node in graph.node:
         handler = getattr(walk, f"op_{node.op_type}", None) \
             if node.op_type in SUPPORTED_OPS else None
@@ -848,6 +870,7 @@ def import_qonnx(path: str | Path, macro: str = "dcim", dcim: DcimSpec | None = 
                           f"layer {final.node} but does not feed it; supported: {SUPPORTED}")
     bundle = Bundle(name=_plain(name or Path(path).stem), input=walk.input,
                     layers=walk.layers, dcim=dcim or DcimSpec(), tensors=walk.tensors,
+                    acim=acim,
                     meta={"source": "qonnx", "model": Path(path).name,
                           "output_scale": walk.output_scale,
                           "input_scale": walk.input.scale,
