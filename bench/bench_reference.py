@@ -35,7 +35,7 @@ def main() -> None:
         if hasattr(layer, "requant"):
             xm = lower_conv(acts, layer) if layer.op == "conv2d" else acts.reshape(n, -1)
             mats.append((xm, layer))
-        acts = run_layer(layer, acts, bundle, reference_engine)
+        acts = run_layer(layer, [acts], bundle, reference_engine)
     macs = sum(xm.shape[0] * layer.k * layer.channels for xm, layer in mats)
     t_bound = best_of(lambda: [macro_matmul(xm, l.matrix(), l.w_bits, l.x_bits, bundle.dcim)
                                for xm, l in mats])

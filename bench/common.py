@@ -25,6 +25,21 @@ def best_of(fn, repeat: int = 5) -> float:
     return min(times)
 
 
+def interleaved_medians(fns: dict, repeat: int = 5) -> dict:
+    """Median wall time in seconds of each function of ``fns`` (name -> function):
+    one warm-up call each, then ``repeat`` rounds calling each once, so that every
+    function sees the same machine load (the cores are shared)."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "numpy": np.__version__,
             "cpu_count": os.cpu_count(), "machine": platform.machine(),

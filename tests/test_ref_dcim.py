@@ -100,6 +100,18 @@ def test_adc_exact_when_range_covers_rows_on():
     np.testing.assert_array_equal(macro_matmul_bitserial(x, w, 8, 8, spec), x @ w)
 
 
+@pytest.mark.parametrize("k", [1, 514, 515, 1152])
+def test_exact_product_on_both_sides_of_the_float32_bound(k):
+    """8-bit operands: K = 514 is the largest K whose bound K * 255 * 128 fits float32's
+    2^24 (float32 product), 515 and up take float64. Extreme operands (every input 255,
+    every weight -128 or 127) reach the bound; random ones make sums above 2^24 odd, which
+    float32 would round."""
+    rng = np.random.default_rng(k)
+    x = np.vstack([np.full(k, 255), rng.integers(0, 256, (3, k))])
+    w = np.hstack([np.full((k, 1), -128), np.full((k, 1), 127), rng.integers(-128, 128, (k, 5))])
+    np.testing.assert_array_equal(macro_matmul(x, w, 8, 8, DcimSpec(rows=1152)), x @ w)
+
+
 def test_requantize_rounds_half_up_and_clamps():
     acc = np.array([[5, -5, 7, 1000]])
     y = requantize(acc, np.array([1, 1, 1, 1]), np.array([0, 0, 0, 0]), 1, -2, 100)

@@ -104,5 +104,11 @@ def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
         return macro_matmul_bitserial(x, w, w_bits, x_bits, spec)
     x, w = np.asarray(x), np.asarray(w)
     check_operands(x, w, w_bits, x_bits, spec.rows_on)
-    # float64 products are exact here: |acc| < 2^26 (docs/macros.md)
-    return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    # every product and partial sum is an integer of at most K * x_max * w_max, so a
+    # float product is exact in any summation order when that bound fits the mantissa:
+    # float32 (twice BLAS's float64 speed) below 2^24, else float64 (|acc| < 2^26,
+    # docs/macros.md)
+    lo, hi = weight_range(w_bits)
+    bound = x.shape[1] * ((1 << x_bits) - 1) * max(-lo, hi)
+    dtype = np.float32 if bound < 1 << 24 else np.float64
+    return (x.astype(dtype) @ w.astype(dtype)).astype(np.int64)

@@ -108,14 +108,23 @@ def integer_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray) -> 
 
 def lower_conv(x: np.ndarray, layer: MacroLayer, pad_value: int = 0) -> np.ndarray:
     """NCHW activations -> [B*Ho*Wo, C*kh*kw] input vectors (padding with ``pad_value``;
-    a dilated kernel reads every ``dilation``-th pixel of a wider window)."""
+    a dilated kernel reads every ``dilation``-th pixel of a wider window).
+
+    One strided copy per kernel position from the padded input in NHWC order (a
+    macro layer's output already is NHWC underneath): the copies run over C contiguous
+    values, not over kw (2-3x faster than copying a window view)."""
     kh, kw = layer.weight.shape[2:]
-    d, p = layer.dilation, layer.padding
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=pad_value)
-    win = sliding_window_view(xp, ((kh - 1) * d + 1, (kw - 1) * d + 1), axis=(2, 3))
-    win = win[:, :, ::layer.stride, ::layer.stride, ::d, ::d]
-    b, c, ho, wo = win.shape[:4]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
+    d, p, s = layer.dilation, layer.padding, layer.stride
+    nhwc = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (p, p), (p, p), (0, 0)),
+                  constant_values=pad_value)
+    b, hp, wp, c = nhwc.shape
+    ho, wo = (hp - (kh - 1) * d - 1) // s + 1, (wp - (kw - 1) * d - 1) // s + 1
+    out = np.empty((b, ho, wo, c, kh, kw), x.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            out[..., ky, kx] = nhwc[:, ky * d:ky * d + (ho - 1) * s + 1:s,
+                                    kx * d:kx * d + (wo - 1) * s + 1:s]
+    return out.reshape(b * ho * wo, c * kh * kw)
 
 
 def maxpool(x: np.ndarray, layer: PoolLayer) -> np.ndarray:
