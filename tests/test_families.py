@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from badcase import run_cli
 from cimstack.bundle import load_bundle, save_bundle
+from cimstack.config import Spec, knob
 from cimstack.cost import network_cost
 from cimstack.errors import BundleError, ConfigError
 from cimstack.families import (
@@ -37,6 +38,13 @@ from hypothesis import strategies as st
 
 
 @dataclass(frozen=True)
+class IdealSpec(Spec):
+    """The toy family's one knob, kept in bundle.json's ``macros.ideal``."""
+
+    cycles_per_vector: int = knob(1, "cycles per matrix-vector product", 1, 64)
+
+
+@dataclass(frozen=True)
 class IdealConstants:
     pj_per_op: float = 0.5
     macro_area_mm2: float = 2.0
@@ -52,6 +60,10 @@ class IdealPoint(Point):
 
     def apply(self, bundle):
         return bundle
+
+
+def _cycles(bundle) -> int:
+    return (bundle.spec("ideal") or IdealSpec()).cycles_per_vector
 
 
 def _check(bundle, layer):
@@ -89,9 +101,9 @@ def _train(model, schedule):
 
 
 IDEAL = MacroFamily(
-    name="ideal", summary="exact integer dot product, one cycle per vector", spec=None,
+    name="ideal", summary="exact integer dot product, one cycle per vector", spec=IdealSpec,
     check_layer=_check, acc_bound=_acc_bound, reference=_reference,
-    cycles=lambda layer, bundle: LayerCost(1, 1, 1, 1, 0, 0),
+    cycles=lambda layer, bundle: LayerCost(1, _cycles(bundle), _cycles(bundle), 1, 0, 0),
     cost_constants=IdealConstants, layer_cost=_layer_cost,
     resident_tiles=lambda bundle: 1 << 30, area_mm2=lambda bundle, c: c.macro_area_mm2,
     trainer=_train, point=IdealPoint)
@@ -118,6 +130,26 @@ def test_ideal_family_matches_exact_dcim_on_the_reference(seed, w_bits):
         assert got.cycles_per_image == sum(layer.vectors for layer in dcim.macro_layers)
     finally:
         unregister_family("ideal")
+
+
+def test_a_plugin_family_keeps_its_configuration_in_the_bundle(ideal, tmp_path):
+    """macros.ideal round-trips through bundle.json and drives the family's cycle model;
+    a bad value or a family without a spec class is one clear error."""
+    bundle = replace(on_family(digits_like_bundle(), "ideal"),
+                     specs={"ideal": IdealSpec(cycles_per_vector=3)})
+    path = save_bundle(bundle, tmp_path / "b")
+    doc = json.loads((path / "bundle.json").read_text())
+    assert doc["macros"]["ideal"] == {"cycles_per_vector": 3}
+    loaded = load_bundle(path)
+    assert loaded.spec("ideal") == IdealSpec(3) and loaded.spec("dcim") == loaded.dcim
+    vectors = sum(layer.vectors for layer in loaded.macro_layers)
+    assert run_network(loaded, np.zeros((1, 1, 8, 8), np.uint8)).cycles_per_image == 3 * vectors
+    doc["macros"]["ideal"]["cycles_per_vector"] = 0
+    (path / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="IdealSpec.cycles_per_vector = 0 is out of range"):
+        load_bundle(path)
+    with pytest.raises(BundleError, match="macros.dcim: the family keeps no configuration"):
+        replace(bundle, specs={"dcim": bundle.dcim}).validate()
 
 
 def test_ideal_bundle_saves_loads_and_costs(ideal, tmp_path):

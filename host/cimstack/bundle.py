@@ -39,12 +39,12 @@ import numpy as np
 
 from .config import AcimLayerParams, AcimSpec, DcimSpec, check_keys, check_range
 from .errors import BundleError, ConfigError
-from .families import get_family
+from .families import family_names, get_family
 from .fileio import atomic_folder, jsonable
 
 SCHEMA = "cimstack-bundle"
 SCHEMA_VERSION = 2               # 1: a chain of layers (still read)
-MACRO_SPECS = ("dcim", "acim")     # the macro configurations a bundle holds (``macros``)
+MACRO_SPECS = ("dcim", "acim")     # built-in configurations (fields); plug-ins: Bundle.specs
 INT32 = (-(2**31), 2**31 - 1)
 INT64_MAX = 2**63 - 1
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -484,6 +484,9 @@ class Bundle:
     meta: dict = field(default_factory=dict)
     acim: AcimSpec | None = None              # the analog macro, when a layer uses it
     tensors: dict = field(default_factory=dict)
+    # the configurations of plug-in families (cimstack.families), by family name; the
+    # built-in dcim and acim keep theirs in the fields above (:meth:`spec`)
+    specs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         previous = INPUT
@@ -492,6 +495,12 @@ class Bundle:
                 layer.inputs = (previous,)
             layer.inputs = tuple(layer.inputs)
             previous = getattr(layer, "name", previous)
+
+    def spec(self, family: str):
+        """The configuration of macro ``family`` this bundle holds (None when none)."""
+        if family in MACRO_SPECS:
+            return getattr(self, family)
+        return self.specs.get(family)
 
     @property
     def macro_layers(self) -> list[MacroLayer]:
@@ -526,6 +535,11 @@ class Bundle:
             raise BundleError(f"bundle meta must be a JSON object, got {type(self.meta).__name__}")
         if not self.layers:
             raise BundleError("bundle has no layers")
+        for name, spec in self.specs.items():
+            family = get_family(name, BundleError, "macros")
+            if name in MACRO_SPECS or family.spec is None or not isinstance(spec, family.spec):
+                raise BundleError(f"macros.{name}: the family keeps no configuration here "
+                                  f"(expected {'its own field' if name in MACRO_SPECS else family.spec})")
         check_graph(self.layers, self.input.shape)
         for layer in self.macro_layers:
             if layer.w_bits == 1:
@@ -741,7 +755,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) ->
                      "offset": bundle.input.offset, "bipolar": bundle.input.bipolar,
                      "narrow": bundle.input.narrow},
            "macros": {"dcim": bundle.dcim.to_dict(),
-                      **({"acim": bundle.acim.to_dict()} if bundle.acim else {})},
+                      **({"acim": bundle.acim.to_dict()} if bundle.acim else {}),
+                      **{name: spec.to_dict() for name, spec in bundle.specs.items()}},
            "layers": [_layer_to_json(layer) for layer in bundle.layers],
            "tensors": {layer.name: formats[layer.name].to_dict() for layer in bundle.layers},
            "meta": bundle.meta}
@@ -997,6 +1012,11 @@ def _formats_from_json(doc: dict) -> dict[str, TensorFormat]:
     return out
 
 
+def _plugin_spec(name: str, value: Any):
+    """``macros.<name>`` of a registered plug-in family with a spec class."""
+    return get_family(name, BundleError, "macros").spec.from_dict(value, where=f"macros.{name}")
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Read and validate a bundle folder (or its bundle.json)."""
     folder = Path(path)
@@ -1010,11 +1030,15 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     check_object(doc, tuple(k for k in TOP_KEYS if k not in old), "bundle.json")
     inp = check_object(get_field(doc, "input", "bundle.json"),
                        tuple(k for k in INPUT_KEYS if k not in old), "input")
-    macros = check_object(get_field(doc, "macros", "bundle.json"), MACRO_SPECS, "macros")
+    plugins = tuple(n for n in family_names() if n not in MACRO_SPECS and get_family(n).spec)
+    macros = check_object(get_field(doc, "macros", "bundle.json"), MACRO_SPECS + plugins,
+                          "macros")
     try:
         dcim = DcimSpec.from_dict(get_field(macros, "dcim", "macros", dict), where="macros.dcim")
         acim = (AcimSpec.from_dict(get_field(macros, "acim", "macros", dict), where="macros.acim")
                 if "acim" in macros else None)
+        specs = {name: _plugin_spec(name, value) for name, value in macros.items()
+                 if name not in MACRO_SPECS}
     except ConfigError as exc:
         raise BundleError(f"{meta_file}: {exc}") from None
     layers_doc = get_field(doc, "layers", "bundle.json", list)
@@ -1026,7 +1050,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                             ("signed", "offset", "bipolar", "narrow")} if version > 1
                            else {})),
         layers=[_layer_from_json(d, folder, i, version) for i, d in enumerate(layers_doc)],
-        dcim=dcim, meta=doc.get("meta", {}), acim=acim,
+        dcim=dcim, meta=doc.get("meta", {}), acim=acim, specs=specs,
         tensors=_formats_from_json(doc) if version > 1 else {})
     bundle.validate()
     return bundle
