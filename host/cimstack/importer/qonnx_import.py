@@ -102,7 +102,6 @@ def import_qonnx(path: str | Path, macro: str = "dcim", dcim: DcimSpec | None = 
             raise ConfigError(f"node {label(node)}: op type {node.op_type} is not supported; "
                               f"supported: {SUPPORTED}")
         handler(node)
-        walk.visited.add(node.name)
     if walk.input is None:
         raise ConfigError(f"{path}: the model has no input Quant node; quantize the input "
                           "with a Quant (Brevitas QuantIdentity)")

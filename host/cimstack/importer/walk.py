@@ -75,7 +75,6 @@ class GraphWalk:
         self.layers: list = []
         self.tensors: dict = {}
         self.sources: dict = {}                   # meta["qonnx"]["layers"]
-        self.visited: set = set()
         self.output_scale: float | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -108,7 +107,6 @@ class GraphWalk:
             from qonnx.custom_op.general.quant import quant
             x, scale, zero, bits = (np.asarray(self.model.get_initializer(t), np.float32)
                                     for t in producer.input)
-            self.visited.add(producer.name)
             return quant(x, scale, zero, bits, bool(self.attr(producer, "signed", 1)),
                          bool(self.attr(producer, "narrow", 0)),
                          self.attr(producer, "rounding_mode", "ROUND"))
@@ -227,7 +225,6 @@ class GraphWalk:
         rows = full.reshape(full.shape[0], -1)
         if not np.all(rows == rows[:, :1]):
             raise node_error(producer, "weight scales must be per tensor or per output channel")
-        self.visited.add(producer.name)
         return np.ascontiguousarray(w_int).astype(np.int8), rows[:, 0], bits
 
     def bias(self, node, index: int, channels: int) -> np.ndarray:
