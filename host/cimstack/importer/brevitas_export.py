@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..bundle import Bundle, save_bundle
-from ..config import DcimSpec
+from ..config import AcimSpec, DcimSpec
 from .qonnx_import import import_qonnx
 
 
@@ -29,13 +29,15 @@ def export_qonnx_file(module, example_input, path: str | Path) -> Path:
 
 
 def compile(module, example_input, macro: str = "dcim", out: str | Path | None = None,
-            name: str = "model", dcim: DcimSpec | None = None, force: bool = False) -> Bundle:
+            name: str = "model", dcim: DcimSpec | None = None, force: bool = False,
+            acim: AcimSpec | None = None) -> Bundle:
     """The bundle of a Brevitas ``module``: exported to QONNX in a temporary folder and
-    imported (docs/models.md lists what it may hold); written to ``out`` when given
-    (a folder cimstack did not write is replaced only with ``force``)."""
+    imported (docs/models.md lists what it may hold) onto ``macro`` (dcim, or acim with
+    the analog macro ``acim``); written to ``out`` when given (a folder cimstack did not
+    write is replaced only with ``force``)."""
     with tempfile.TemporaryDirectory(prefix="cimstack-qonnx-") as tmp:
         bundle = import_qonnx(export_qonnx_file(module, example_input, Path(tmp) / "model.onnx"),
-                              macro=macro, dcim=dcim, name=name)
+                              macro=macro, dcim=dcim, name=name, acim=acim)
     if out is not None:
         save_bundle(bundle, out, force)
     return bundle
