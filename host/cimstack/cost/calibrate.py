@@ -17,6 +17,7 @@ import numpy as np
 
 from ..bundle import Bundle, InputSpec, MacroLayer, Requant
 from ..config import AcimSpec, DcimSpec, SnnSpec, Spec, knob
+from ..mapping.tiling import blocks_pruned_per_tile, row_tile_spans
 from .acim import acim_macro_curve, full_array
 from .dcim import psum_read_bits
 from .constants import PAPER_POINTS, AcimConstants, DcimConstants, SnnConstants, paper_value
@@ -137,15 +138,14 @@ def _resnet18_convs() -> list[tuple]:
 CIFAR_NETWORKS = {"VGG16": _vgg16_convs, "ResNet18": _resnet18_convs}
 
 
-def _balanced_blocks(rng, n: int, groups: int, per_tile: int, sparsity: float) -> np.ndarray:
-    """Kept-block mask [n, groups]: in every row tile of ``per_tile`` groups each channel
-    keeps the same number of blocks (at least one), at random positions, so the tiling
-    model's cycle saving equals the sparsity."""
-    mask = np.zeros((n, groups), bool)
-    for g0 in range(0, groups, per_tile):
-        width = min(per_tile, groups - g0)
-        keep = max(1, round((1 - sparsity) * width))
-        order = rng.random((n, width)).argsort(axis=1)[:, :keep]
+def _balanced_blocks(rng, n: int, k: int, spec: DcimSpec, sparsity: float) -> np.ndarray:
+    """Kept-block mask [n, groups]: in every row tile each channel keeps the same number
+    of blocks, as many as ``quant/prune.py`` keeps (``blocks_pruned_per_tile``), at
+    random positions, so the tiling model's cycle saving equals the sparsity."""
+    mask = np.zeros((n, -(-k // spec.rows_on)), bool)
+    drops = blocks_pruned_per_tile(k, spec.rows_on, sparsity, spec.rows)
+    for (g0, width), drop in zip(row_tile_spans(k, spec.rows_on, spec.rows), drops):
+        order = rng.random((n, width)).argsort(axis=1)[:, :width - drop]
         np.put_along_axis(mask[:, g0:g0 + width], order, True, axis=1)
     return mask
 
@@ -161,8 +161,7 @@ def cifar_network(name: str, assume: MarsAssumptions | None = None,
     layers = []
     for lname, c, n, k, stride, pad, size in CIFAR_NETWORKS[name]():
         kk = c * k * k
-        mask = _balanced_blocks(rng, n, -(-kk // spec.rows_on), spec.rows // spec.rows_on,
-                                assume.sparsity)
+        mask = _balanced_blocks(rng, n, kk, spec, assume.sparsity)
         w = np.repeat(mask, spec.rows_on, axis=1)[:, :kk].astype(np.int8)
         out = (size + 2 * pad - k) // stride + 1
         last = lname == "fc"

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import AcimSpec, DcimSpec
+from ..errors import ConfigError
+
+DEFAULT_ROWS = DcimSpec().rows
 
 
 def group_starts(k: int, rows_on: int) -> np.ndarray:
@@ -24,6 +27,25 @@ def kept_blocks(w_mat: np.ndarray, rows_on: int) -> np.ndarray:
     """Boolean [G, N]: True where block (g, n) has a non-zero weight (is stored)."""
     nz = (np.asarray(w_mat) != 0).astype(np.int64)
     return np.add.reduceat(nz, group_starts(nz.shape[0], rows_on), axis=0) > 0
+
+
+def row_tile_spans(k: int, rows_on: int, rows: int = DEFAULT_ROWS) -> list[tuple[int, int]]:
+    """(first group, number of groups) of every row tile of a K-row layer on macros of
+    ``rows`` rows (the macro's tiles, not the FPGA kernel's of hw/tiles.py)."""
+    per_tile = DcimSpec(rows=rows, rows_on=rows_on).rows // rows_on    # checks the pair
+    groups = -(-k // rows_on)
+    return [(g0, min(per_tile, groups - g0)) for g0 in range(0, groups, per_tile)]
+
+
+def blocks_pruned_per_tile(k: int, rows_on: int, sparsity: float,
+                           rows: int = DEFAULT_ROWS) -> list[int]:
+    """Blocks every channel loses in each row tile of T groups when pruning balanced
+    per channel and row tile (quant/prune.py): ``min(T - 1, floor(sparsity * T + 1/2))``,
+    so at least one block per channel and tile survives."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"block sparsity {sparsity} is out of range: allowed [0, 1)")
+    return [min(t - 1, int(np.floor(sparsity * t + 0.5)))
+            for _, t in row_tile_spans(k, rows_on, rows)]
 
 
 @dataclass(frozen=True)
