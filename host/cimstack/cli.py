@@ -428,6 +428,7 @@ def _mount_subcommands() -> None:
     from .cost.cli import cost_command
     from .deploy.cli import board_app, deploy_command, overlay_app
     from .importer.cli import import_command
+    from .models.cli import models_app
     from .report.cli import report_command
     from .snn_cli import snn_app
     from .study import study_app
@@ -443,6 +444,8 @@ def _mount_subcommands() -> None:
     app.command("report")(report_command)
     app.command("cost")(cost_command)
     app.command("import")(import_command)
+    app.add_typer(models_app, name="models", help="the model zoo: VGG16, ResNet18, an "
+                  "IMAGINE CNN, FINN's CNV as QONNX files")
 
 
 _mount_subcommands()

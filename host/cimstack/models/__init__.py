@@ -1,0 +1,10 @@
+"""The model zoo: Brevitas builds of the seed papers' networks, written as QONNX files.
+
+- :mod:`.zoo` – the registry (:data:`~.zoo.MODELS`), the builders (VGG16, ResNet18,
+  an IMAGINE-style CNN, FINN's CNV), seeded random weights with calibrated batch-norm
+  and activation statistics, digits training at 3x32x32, QONNX export (imports torch);
+- :mod:`.cli` – ``cimstack models list`` / ``cimstack models export`` (torch only
+  when a command runs).
+
+This package file imports nothing, so ``import cimstack.models`` stays torch-free.
+"""
