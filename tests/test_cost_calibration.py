@@ -53,7 +53,10 @@ def test_stored_constants_are_the_fit(fit, stored):
 
 
 def test_mars_efficiency_and_frame_rate_within_1_percent():
-    """52.3 TOPS/W (VGG16), 88.2 TOPS/W (ResNet18), 700 frames/s (VGG16, CIFAR-10)."""
+    """52.3 TOPS/W (VGG16), 88.2 TOPS/W (ResNet18), 700 frames/s (VGG16, CIFAR-10).
+    Met by construction (all three points are fitted): this checks the fit's arithmetic
+    and the stored constants, not the model; the model is checked held out (fit on one
+    network, predict the other) in test_cost_held_out.py."""
     for name in ("VGG16", "ResNet18"):
         t = network_cost(cifar_network(name)).totals
         want = published("dcim", "efficiency", network=name)[0]["value"]

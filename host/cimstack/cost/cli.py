@@ -77,6 +77,36 @@ def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
     ]
 
 
+HOST_NOTE = ("host nodes ({}): no macro energy or time; their tensors' movement is in "
+             "the macro layers' move column. Not modelled: DRAM (move = buffers <-> macros).")
+
+
+def published_table(net: dict) -> Table:
+    """This bundle's modelled frames/s and TOPS/W beside the papers' published figures
+    for the bundle's macro families (the papers' chips and networks, not this bundle)."""
+    from .constants import PAPER_POINTS
+    t = net["totals"]
+    macro = t["energy_array_pj"] + t["energy_readout_pj"]
+    mine = {"efficiency": f"{t['tops_per_w']:.1f} TOPS/W",
+            "throughput": f"{t['images_per_s']:,.0f} frames/s",
+            "macro efficiency": f"{t['ops'] / macro * 1e-3:.3g} POPS/W" if macro else "-"}
+    rows = []
+    for family in t["resident"]:
+        for p in PAPER_POINTS.get(family, []):
+            figure = {("acim", "efficiency"): "macro efficiency",
+                      ("acim", "system_efficiency"): "efficiency"}.get((family, p["figure"]),
+                                                                       p["figure"])
+            if figure not in mine:
+                continue
+            at = p.get("network") or p.get("dataset") or f"{p['bits']} b"
+            rows.append([family, figure, mine[figure], f"{p['value']:g} {p['unit']}"
+                         + (" (over)" if "lower bound" in p.get("note", "") else ""),
+                         at, p["source"].split(" (")[0]])
+    return rich_table(f"{net['name']} (model) beside published figures",
+                      ["family", "figure", "this bundle (model)", "published", "at",
+                       "paper"], rows)
+
+
 def snn_tables(cost: dict, name: str, samples: int) -> list[Table]:
     """Rich tables of :func:`cimstack.cost.snn_cost`."""
     layers = [[r["layer"], f"{r['dataflow']} ({r['policy']})", f"{r['traffic_bits']:,}",
@@ -127,9 +157,9 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
     note = ""
     if bundle is None:
         from .acim import acim_macro_curve
-        from .calibrate import calibration_table
+        from .calibrate import calibration_table, held_out_table
         from .constants import PAPER_POINTS
-        rows, curve = calibration_table(), acim_macro_curve()
+        rows, curve = calibration_table() + held_out_table(), acim_macro_curve()
         tables = calibration_tables(rows, curve)
         figs = {"calibration": rows, "acim_curve": curve, "paper_points": PAPER_POINTS}
     elif is_snn_bundle(bundle):
@@ -153,7 +183,9 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
         if missing:
             note = (f"FPGA overlay: not available (macro family {', '.join(missing)} has no "
                     "FPGA kernel)")
-        tables = macro_tables(net, fpga)
+        tables = [*macro_tables(net, fpga), published_table(net)]
+        hosted = ", ".join(f"{n} {op}" for op, n in net["totals"]["host_nodes"].items())
+        note = "\n".join(filter(None, [note, HOST_NOTE.format(hosted) if hosted else ""]))
         figs = {"bundle": str(bundle), "network": net, "fpga": fpga}
     for t in tables:
         console.print(t)

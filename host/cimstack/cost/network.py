@@ -6,12 +6,18 @@ otherwise every layer's weights are written into the macros once per ``batch`` i
 Operations are dense-equivalent: ``2 * K * N`` per input vector (a multiply and an add
 per weight), also for pruned blocks, which cost nothing; ``ops_performed`` counts only
 the kept weights.
+
+A graph bundle's other nodes (maxpool2d, avgpool2d, add, concat, flatten) run on the
+host: no macro energy, no macro time, and no extra operand movement (the macro layers'
+input and output bits already count every activation tensor between macros once each
+way). ``totals["host_nodes"]`` counts them by op.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..bundle import MacroLayer
 from ..errors import ConfigError
 from ..families import get_family
 from ..ref.network import layer_stats
@@ -24,6 +30,15 @@ SUMMED = ("ops", "ops_performed", "cycles", "latency_s", "energy_pj", "energy_ar
 def per_pj(ops: float, energy_pj: float) -> float:
     """Operations per pJ = TOPS/W (0 for zero energy, e.g. all constants set to 0)."""
     return ops / energy_pj if energy_pj else 0.0
+
+
+def host_nodes(bundle) -> dict[str, int]:
+    """How many of ``bundle``'s nodes of each op run on the host (not on a macro)."""
+    counts: dict[str, int] = {}
+    for layer in bundle.layers:
+        if not isinstance(layer, MacroLayer):
+            counts[layer.op] = counts.get(layer.op, 0) + 1
+    return counts
 
 
 @dataclass
@@ -77,5 +92,6 @@ def network_cost(bundle, *, batch: int = 1, dcim: DcimConstants | None = None,
     images_per_s = 1.0 / totals["latency_s"]
     totals.update(tops_per_w=per_pj(totals["ops"], totals["energy_pj"]), images_per_s=images_per_s,
                   area_mm2=area, tops_per_mm2=totals["ops"] * images_per_s / area * 1e-12,
-                  resident={m: not reload[m] for m in tiles if tiles[m]})
+                  resident={m: not reload[m] for m in tiles if tiles[m]},
+                  host_nodes=host_nodes(bundle))
     return NetworkCost(bundle.name, batch, rows, totals)
