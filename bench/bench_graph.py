@@ -64,10 +64,11 @@ def _conv(qconv) -> nn.Conv2d:
     return conv
 
 
-class FloatResNet8(nn.Module):
-    """The ResNet-8 of ``tests/qonnx_models.py`` without quantizers: the same convs
-    (dequantized weights), batch norms, ReLUs, residual adds, 8x8 average pool and
-    linear layer, in float32."""
+class FloatResNet(nn.Module):
+    """A zoo :class:`~cimstack.models.zoo.ResNet` (the ResNet-8 of
+    ``tests/qonnx_models.py``, ResNet18) without quantizers: the same convs (dequantized
+    weights), batch norms, ReLUs, residual adds, global average pool and linear layer,
+    in float32."""
 
     def __init__(self, q):
         super().__init__()
@@ -91,7 +92,7 @@ class FloatResNet8(nn.Module):
             out = torch.relu(b.bn2(b.conv2(out)))
             short = x if b.short is None else torch.relu(b.short(x))
             x = torch.relu(out + short)
-        x = nn.functional.avg_pool2d(x, 8)
+        x = nn.functional.adaptive_avg_pool2d(x, 1)
         return self.fc(torch.flatten(x, 1))
 
 
@@ -103,7 +104,7 @@ def main() -> None:
     images = random_images(bundle, BATCH)
     x_int = quantize_input(bundle, images)
     xt = torch.from_numpy(np.asarray(images, np.float32))
-    float_model = FloatResNet8(model).eval()
+    float_model = FloatResNet(model).eval()
     macs = sum(layer.vectors * layer.k * layer.channels for layer in bundle.macro_layers)
 
     mats = lowered_products(bundle, x_int)
