@@ -437,3 +437,29 @@ def test_add_requantizer_overflow_is_refused():
                    big, inputs=("fc", "fc"))
     with pytest.raises(BundleError, match="overflows"):
         Bundle("ovf", InputSpec((1,), 8, 1.0), [fc, add]).validate()
+
+
+# ------------------------------------------------------------- host rounding modes
+
+@settings(max_examples=200, deadline=None)
+@given(acc=st.lists(st.integers(-2**20, 2**20), min_size=1, max_size=8),
+       m=st.integers(-2**12, 2**12), b=st.integers(-2**20, 2**20), shift=st.integers(0, 12),
+       rounding=st.sampled_from(["half_up", "half_even", "floor"]))
+@example(acc=[1, 3, 5, -1, -3], m=1, b=0, shift=1, rounding="half_even")    # exact ties
+@example(acc=[1, 3, -1, -3], m=1, b=0, shift=1, rounding="half_up")
+@example(acc=[7, -7], m=1, b=0, shift=2, rounding="floor")
+@example(acc=[5], m=3, b=-1, shift=0, rounding="half_even")                 # no shift
+def test_host_requantizer_rounds_as_python_fractions(acc, m, b, shift, rounding):
+    """``requantize_rounded`` against exact rational rounding (Python's round() is half
+    to even; half up is floor(x + 1/2); floor is floor)."""
+    import math
+    from fractions import Fraction
+
+    from cimstack.ref.requant import requantize_rounded
+    got = requantize_rounded(np.array([acc]).T, np.array([m]), np.array([b]), shift,
+                             -2**40, 2**40, rounding)
+    for a, g in zip(acc, got[:, 0].tolist()):
+        x = Fraction(a * m + b, 2**shift)
+        want = {"half_even": round(x), "half_up": math.floor(x + Fraction(1, 2)),
+                "floor": math.floor(x)}[rounding]
+        assert g == want, (a, x, rounding)

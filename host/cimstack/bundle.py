@@ -257,11 +257,23 @@ class PoolLayer:
                               f"match the computed {expect}")
 
 
+# How a host node's requantizer rounds ``y / 2^shift`` (the macros' is half up, fixed in
+# the kernels): half up, half to even (as qonnx's and torch's round), or down (floor).
+ROUNDINGS = ("half_up", "half_even", "floor")
+
+
+def _check_rounding(where: str, rounding) -> None:
+    if rounding not in ROUNDINGS:
+        raise BundleError(f"{where}.rounding = {rounding!r} is not one of "
+                          f"{', '.join(ROUNDINGS)}")
+
+
 @dataclass
 class AvgPoolLayer:
     """Average pooling as an integer window sum and a per-channel requantizer
-    ``clamp((sum*M + B + r) >> shift, lo, hi)`` (docs/macros.md); a global average pool
-    is the window of the whole (H, W) input."""
+    ``clamp(round((sum*M + B) / 2^shift), lo, hi)`` with the node's ``rounding``
+    (:data:`ROUNDINGS`, docs/macros.md); a global average pool is the window of the whole
+    (H, W) input."""
 
     name: str
     in_shape: tuple
@@ -271,6 +283,7 @@ class AvgPoolLayer:
     requant: Requant
     op: str = "avgpool2d"
     inputs: tuple = ()
+    rounding: str = "half_up"
 
     def validate(self) -> None:
         where = f"layer {self.name}"
@@ -285,13 +298,15 @@ class AvgPoolLayer:
             raise BundleError(f"{where}: out_shape {tuple(self.out_shape)} does not match "
                               f"the computed {expect}")
         self.requant.validate(where, self.in_shape[0])
+        _check_rounding(where, self.rounding)
 
 
 @dataclass
 class AddLayer:
     """Residual add of two tensors of one shape with their scales aligned by integer
-    multipliers: ``clamp((a*M + b*M_b + B + r) >> shift, lo, hi)`` per channel, with
-    ``M, B, shift, lo, hi`` in ``requant`` (docs/macros.md)."""
+    multipliers: ``clamp(round((a*M + b*M_b + B) / 2^shift), lo, hi)`` per channel with
+    the node's ``rounding`` (:data:`ROUNDINGS`), ``M, B, shift, lo, hi`` in ``requant``
+    (docs/macros.md)."""
 
     name: str
     in_shape: tuple
@@ -300,6 +315,7 @@ class AddLayer:
     multiplier_b: np.ndarray
     op: str = "add"
     inputs: tuple = ()
+    rounding: str = "half_up"
 
     def validate(self) -> None:
         where = f"layer {self.name}"
@@ -308,6 +324,7 @@ class AddLayer:
                               f"not {tuple(self.out_shape)}")
         channels = self.in_shape[0]
         self.requant.validate(where, channels)
+        _check_rounding(where, self.rounding)
         b = self.multiplier_b
         if not isinstance(b, np.ndarray) or b.dtype != np.int64 or b.shape != (channels,):
             raise BundleError(f"{where}.multiplier_b must be int64 of shape ({channels},)")
@@ -723,9 +740,10 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
         d.update(kernel=layer.kernel, stride=layer.stride)
     elif isinstance(layer, AvgPoolLayer):
         d.update(kernel=list(layer.kernel), stride=list(layer.stride),
-                 requant=_requant_json(layer))
+                 requant=_requant_json(layer), rounding=layer.rounding)
     elif isinstance(layer, AddLayer):
-        d.update(requant=_requant_json(layer), multiplier_b=f"{layer.name}.multiplier_b.npy")
+        d.update(requant=_requant_json(layer), multiplier_b=f"{layer.name}.multiplier_b.npy",
+                 rounding=layer.rounding)
     return d
 
 
@@ -777,8 +795,8 @@ MACRO_LAYER_KEYS = LAYER_KEYS + ("macro", "w_bits", "x_bits", "stride", "padding
                                  "groups", "weight", "weight_shape", "requant", "analog")
 LAYER_KEYS_BY_OP = {
     "conv2d": MACRO_LAYER_KEYS, "linear": MACRO_LAYER_KEYS, "maxpool2d": POOL_KEYS,
-    "flatten": LAYER_KEYS, "avgpool2d": POOL_KEYS + ("requant",),
-    "add": LAYER_KEYS + ("requant", "multiplier_b"),
+    "flatten": LAYER_KEYS, "avgpool2d": POOL_KEYS + ("requant", "rounding"),
+    "add": LAYER_KEYS + ("requant", "multiplier_b", "rounding"),
     "concat": ("name", "op", "inputs", "in_shapes", "out_shape")}
 SCHEMA_2_ONLY = ("tensors", "signed", "offset", "bipolar", "narrow", "inputs", "dilation",
                  "groups")
@@ -967,13 +985,13 @@ def _layer_from_json(d: Any, folder: Path, i: int, version: int) -> Layer:
         return AvgPoolLayer(name, in_shape, out_shape, kernel=_pair(d, "kernel", where),
                             stride=_pair(d, "stride", where),
                             requant=_requant_from_json(d, folder, where, channels),
-                            inputs=inputs)
+                            inputs=inputs, rounding=get_field(d, "rounding", where, str))
     if op == "add":
         return AddLayer(name, in_shape, out_shape,
                         requant=_requant_from_json(d, folder, where, channels),
                         multiplier_b=load_array(folder, get_field(d, "multiplier_b", where),
                                                 where, "int64", (channels,)),
-                        inputs=inputs)
+                        inputs=inputs, rounding=get_field(d, "rounding", where, str))
     wshape = get_shape(d, "weight_shape", where)
     channels = wshape[0]
     requant = _requant_from_json(d, folder, where, channels)

@@ -371,6 +371,7 @@ class GraphWalk:
             raise node_error(node, "a residual add takes two tensors of one shape (no "
                          "broadcasting)")
         layer = AddLayer(plain_name(node.name), shape, shape, requant=None, multiplier_b=None,
+                         rounding="half_even",           # as qonnx's Quant (ROUND)
                          inputs=(a.node, b.node))
         c = shape[0]
         self.put(node, Pending("add", layer, np.full(c, a.fmt.scale), np.zeros(c),
@@ -462,8 +463,8 @@ class GraphWalk:
         mult = np.round(ratio).astype(np.int64) << up
         fmt = TensorFormat(out_bits, signed, False, out_scale)
         lo, hi = fmt.codes
-        rounding = (1 << (shift - 1)) if shift else 0      # cancelled: floor, not round
-        p.layer.requant = Requant(mult, np.full(len(mult), -rounding, np.int64), shift,
+        p.layer.rounding = "floor" if mode == "FLOOR" else "half_even"
+        p.layer.requant = Requant(mult, np.zeros(len(mult), np.int64), shift,
                                   lo, hi)
         p.nodes.append(node.name)
         source = {"nodes": p.nodes, "inputs": p.inputs, "value": node.output[0],
@@ -595,6 +596,7 @@ class GraphWalk:
         out_shape = (in_shape[0], (in_shape[1] - kernel[0]) // stride[0] + 1,
                      (in_shape[2] - kernel[1]) // stride[1] + 1)
         layer = AvgPoolLayer(plain_name(node.name), in_shape, out_shape, kernel=kernel,
+                             rounding="half_even",       # as qonnx's Quant (ROUND)
                              stride=stride, requant=None, inputs=(x.node,))
         c = in_shape[0]
         self.put(node, Pending("avgpool", layer, np.full(c, x.fmt.scale / (kernel[0] * kernel[1])),

@@ -24,7 +24,7 @@ from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroL
                       PoolLayer)
 from ..errors import ConfigError
 from ..families import get_family
-from .requant import requantize
+from .requant import requantize_rounded
 
 Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
 
@@ -132,10 +132,11 @@ def maxpool(x: np.ndarray, layer: PoolLayer) -> np.ndarray:
     return win[:, :, ::layer.stride, ::layer.stride].max(axis=(-2, -1))
 
 
-def channel_requant(acc: np.ndarray, rq) -> np.ndarray:
-    """:func:`requantize` of [B, C, ...] accumulators, one requantizer per channel C."""
+def channel_requant(acc: np.ndarray, rq, rounding: str) -> np.ndarray:
+    """:func:`requantize_rounded` of [B, C, ...] accumulators, one requantizer per
+    channel C."""
     moved = np.moveaxis(acc, 1, -1)
-    out = requantize(moved, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
+    out = requantize_rounded(moved, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi, rounding)
     return np.moveaxis(out, -1, 1)
 
 
@@ -143,18 +144,19 @@ def avgpool(x: np.ndarray, layer: AvgPoolLayer) -> np.ndarray:
     """Integer window sums, then the layer's requantizer (the division is in M)."""
     win = sliding_window_view(x.astype(np.int64), layer.kernel, axis=(2, 3))
     sums = win[:, :, ::layer.stride[0], ::layer.stride[1]].sum(axis=(-2, -1))
-    return channel_requant(sums, layer.requant)
+    return channel_requant(sums, layer.requant, layer.rounding)
 
 
 def residual_add(a: np.ndarray, b: np.ndarray, layer: AddLayer) -> np.ndarray:
-    """``clamp((a*M + b*M_b + B + r) >> shift)`` per channel: b's multiplier is folded
-    in before the shared requantizer (exact int64, headroom checked at import)."""
+    """``clamp(round((a*M + b*M_b + B) / 2^shift))`` per channel with the node's
+    rounding: b's multiplier is folded in before the shared requantizer (exact int64,
+    headroom checked on load)."""
     shape = (1, -1) + (1,) * (a.ndim - 2)
     acc = a.astype(np.int64) + 0
     acc *= layer.requant.multiplier.reshape(shape)
     acc += b.astype(np.int64) * layer.multiplier_b.reshape(shape)
     ones = replace(layer.requant, multiplier=np.ones_like(layer.requant.multiplier))
-    return channel_requant(acc, ones)
+    return channel_requant(acc, ones, layer.rounding)
 
 
 def _smallest(y: np.ndarray, lo: int, hi: int) -> np.ndarray:

@@ -20,6 +20,24 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift:
     return np.clip(y, lo, hi, out=y)
 
 
+def requantize_rounded(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray,
+                       shift: int, lo: int, hi: int, rounding: str) -> np.ndarray:
+    """``clamp(round((acc*M + B) / 2^shift), lo, hi)`` per channel (last axis), int64,
+    with ``rounding`` half up (:func:`requantize`), half to even (as ``numpy.round``
+    and ``torch.round``) or floor: the host nodes' requantizer (average pools, residual
+    adds; docs/macros.md)."""
+    if rounding == "half_up" or shift == 0:
+        return requantize(acc, multiplier, bias, shift, lo, hi)
+    y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
+    y += np.asarray(bias, np.int64)
+    q = np.right_shift(y, shift)
+    if rounding == "half_even":
+        rest = y - np.left_shift(q, shift)            # 0 <= rest < 2^shift
+        half = 1 << (shift - 1)
+        q += (rest > half) | ((rest == half) & (q & 1 == 1))
+    return np.clip(q, lo, hi, out=q)
+
+
 # ----------------------------------------------------------------- building one
 # The exporters (Brevitas: cimstack.quant.export, QONNX: cimstack.importer) turn a real
 # per-channel affine map ``acc*real_m + real_b`` into a requantizer with these.
