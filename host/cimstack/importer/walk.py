@@ -156,11 +156,12 @@ class GraphWalk:
         st = self.state(node, index)
         if st is FLOAT:
             raise node_error(node, "it reads the float input: quantize the input first "
-                         "(an input Quant, Brevitas QuantIdentity)")
+                             "(an input Quant, Brevitas QuantIdentity)")
         if isinstance(st, Pending):
-            raise node_error(node, f"it reads the real output of {label_of(self.model, st.nodes[0])} "
-                         "before any activation Quant: put one in between (QuantReLU / "
-                         "QuantIdentity)")
+            source = label_of(self.model, st.nodes[0])
+            raise node_error(node, f"it reads the real output of {source} before any "
+                             "activation Quant: put one in between (QuantReLU / "
+                             "QuantIdentity)")
         return st
 
     def pending(self, node) -> Pending | None:
@@ -169,8 +170,8 @@ class GraphWalk:
             consumers = self.model.find_consumers(node.input[0]) or []
             if len(consumers) > 1:
                 raise node_error(node, f"the real output of {label_of(self.model, st.nodes[0])} "
-                             f"feeds {len(consumers)} nodes; quantize it once (an activation "
-                             "Quant) and branch from the codes")
+                                 f"feeds {len(consumers)} nodes; quantize it once (an activation "
+                                 "Quant) and branch from the codes")
             st.nodes.append(node.name)
             return st
         return None
@@ -194,7 +195,7 @@ class GraphWalk:
         producer = self.model.find_producer(node.input[index])
         if producer is None:
             raise node_error(node, "its weights are float constants without a Quant node; "
-                         "quantize them (e.g. Brevitas QuantConv2d / QuantLinear)")
+                             "quantize them (e.g. Brevitas QuantConv2d / QuantLinear)")
         if producer.op_type not in ("Quant", "BipolarQuant"):
             raise node_error(producer, "weights must come from a Quant or BipolarQuant node")
         w = self.constant(producer, 0, "weight").astype(np.float32)
@@ -208,7 +209,7 @@ class GraphWalk:
             bits = fmt.bits
             if not (fmt.signed or fmt.bipolar):
                 raise node_error(producer, f"weights must be signed with 2..8 bits (or "
-                             f"bipolar), got unsigned {bits} bit(s)")
+                                 f"bipolar), got unsigned {bits} bit(s)")
             try:
                 real = quant(w, scale, np.float32(0), np.float32(bits), True, narrow, mode) \
                     if not fmt.bipolar else binary_quant(w, scale)
@@ -219,7 +220,7 @@ class GraphWalk:
             full = np.broadcast_to(scale, w.shape).astype(np.float64)
         except ValueError:
             raise node_error(producer, f"its scale of shape {scale.shape} does not broadcast to "
-                         f"the weights {w.shape}") from None
+                             f"the weights {w.shape}") from None
         if transposed:
             w_int, full = w_int.T, full.T
         rows = full.reshape(full.shape[0], -1)
@@ -249,7 +250,7 @@ class GraphWalk:
             full = np.broadcast_to(value.astype(np.float64), (1, *out))[0]
         except ValueError:
             raise node_error(node, f"its {what} of shape {value.shape} does not broadcast to "
-                         f"the output {out}") from None
+                             f"the output {out}") from None
         rows = full.reshape(channels, -1)
         if not np.all(rows == rows[:, :1]):
             raise node_error(node, f"its {what} must be one value per output channel")
@@ -262,16 +263,16 @@ class GraphWalk:
         in_shape, out_shape = self.shape(node.input[0]), self.shape(node.output[0])
         if op == "linear" and len(in_shape) != 1:
             raise node_error(node, f"its input has shape {in_shape}: flatten it to one "
-                         "dimension first")
+                             "dimension first")
         layer = MacroLayer(name=plain_name(node.name), op=op, weight=weight, w_bits=w_bits,
                            x_bits=x.fmt.bits, requant=None, in_shape=in_shape,
                            out_shape=out_shape, macro="dcim", inputs=(x.node,), **conv)
         if op == "conv2d" and weight.shape[1] * layer.groups != in_shape[0]:
             raise node_error(node, f"weights {weight.shape} with group = {layer.groups} do not "
-                         f"fit the input {in_shape}")
+                             f"fit the input {in_shape}")
         if tuple(out_shape) != layer.expected_out_shape():
             raise node_error(node, f"output shape {out_shape} is not the computed "
-                         f"{layer.expected_out_shape()}")
+                             f"{layer.expected_out_shape()}")
         self.put(node, Pending("macro", layer, x.fmt.scale * s_w, bias, [node.name],
                                 [node.input[0]], [x.fmt]))
 
@@ -283,7 +284,7 @@ class GraphWalk:
                 or len(strides) != 2 or strides[0] != strides[1] \
                 or len(set(dilations)) != 1:
             raise node_error(node, f"strides {strides}, dilations {dilations} and pads {pads} "
-                         "must be equal in both directions (explicit, symmetric padding)")
+                             "must be equal in both directions (explicit, symmetric padding)")
         weight, s_w, bits = self.weight(node, 1, transposed=False)
         if weight.ndim != 4:
             raise node_error(node, "only 2-D convolutions are supported")
@@ -311,10 +312,10 @@ class GraphWalk:
         p = self.pending(node)
         if p is None:
             raise node_error(node, "an elementwise op with a constant acts only on the real "
-                         "output of a Conv/Gemm/MatMul, pooling or add, before its Quant")
+                             "output of a Conv/Gemm/MatMul, pooling or add, before its Quant")
         if p.relu:
             raise node_error(node, "an elementwise op after the Relu cannot be folded into the "
-                         "requantizer; move it before the Relu")
+                             "requantizer; move it before the Relu")
         return p, self.per_channel(node, self.constant(node, 1, "constant"), len(p.c),
                                    "constant")
 
@@ -325,7 +326,7 @@ class GraphWalk:
         found = self._constant_operand(node)
         if found is None:
             raise node_error(node, f"only {node.op_type} of a constant (one value per channel) "
-                         "is supported")
+                             "is supported")
         p, k = found
         if how in ("div",) and np.any(k == 0):
             raise node_error(node, "division by 0")
@@ -340,7 +341,7 @@ class GraphWalk:
         k = self.constant(node, 1, "constant").astype(np.float64)
         if k.size != 1 or (how in ("mul", "div") and float(k.reshape(-1)[0]) <= 0):
             raise node_error(node, "preprocessing of the float input must be by one positive "
-                         "number (Mul/Div) or one number (Add/Sub)")
+                             "number (Mul/Div) or one number (Add/Sub)")
         k = float(k.reshape(-1)[0])
         a, b = self.input_affine_ab
         self.input_affine_ab = {"mul": (a * k, b * k), "div": (a / k, b / k),
@@ -369,7 +370,7 @@ class GraphWalk:
         shape = self.shape(node.output[0])
         if self.shape(node.input[0]) != shape or self.shape(node.input[1]) != shape:
             raise node_error(node, "a residual add takes two tensors of one shape (no "
-                         "broadcasting)")
+                             "broadcasting)")
         layer = AddLayer(plain_name(node.name), shape, shape, requant=None, multiplier_b=None,
                          rounding="half_even",           # as qonnx's Quant (ROUND)
                          inputs=(a.node, b.node))
@@ -382,7 +383,7 @@ class GraphWalk:
         p = self.pending(node)
         if p is None or p.relu or p.folded_bn:
             raise node_error(node, "batch norm is folded only into the real output of a "
-                         "Conv/Gemm/MatMul, pooling or add (before its Relu and Quant)")
+                             "Conv/Gemm/MatMul, pooling or add (before its Relu and Quant)")
         n = len(p.c)
         gamma, beta, mean, var = (self.channel_vector(node, i, n, what) for i, what in
                                   enumerate(("scale", "bias", "mean", "variance"), start=1))
@@ -399,7 +400,7 @@ class GraphWalk:
         x = self.coded(node)
         if x.fmt.signed or x.fmt.bipolar:
             raise node_error(node, "a Relu on signed or bipolar codes: put it before the "
-                         "activation Quant (or use an unsigned QuantReLU)")
+                             "activation Quant (or use an unsigned QuantReLU)")
         self.put(node, x)                           # a no-op on unsigned codes
 
     def op_Identity(self, node) -> None:
@@ -412,7 +413,7 @@ class GraphWalk:
         fmt, narrow, mode = self.quant_format(node)
         if mode != "ROUND" or self.constant(node, 1, "scale").size != 1:
             raise node_error(node, f"activations need one scale per tensor and rounding ROUND "
-                         f"(got {self.constant(node, 1, 'scale').size} scale(s), {mode})")
+                             f"(got {self.constant(node, 1, 'scale').size} scale(s), {mode})")
         st = self.state(node)
         if st is FLOAT:
             return self.input_quant(node, fmt, narrow)
@@ -423,7 +424,7 @@ class GraphWalk:
         if x.fmt == fmt and not narrow:
             return self.put(node, x)           # the same quantizer again: nothing to do
         raise node_error(node, f"quantizing codes again with another format ({x.fmt.to_dict()} "
-                     f"-> {fmt.to_dict()}) without a layer in between is not supported")
+                         f"-> {fmt.to_dict()}) without a layer in between is not supported")
 
     op_BipolarQuant = op_Quant
 
@@ -435,7 +436,7 @@ class GraphWalk:
         p = self.pending(node)
         if p is None or p.kind != "avgpool" or p.relu:
             raise node_error(node, "Trunc is supported only right after an AveragePool "
-                         "(Brevitas TruncAvgPool2d)")
+                             "(Brevitas TruncAvgPool2d)")
         scale = float(self.constant(node, 1, "scale").reshape(-1)[0])
         if np.any(self.constant(node, 2, "zero point") != 0):
             raise node_error(node, "zero points other than 0 are not supported")
@@ -452,12 +453,12 @@ class GraphWalk:
         if mode not in ("FLOOR", "ROUND") or (mode == "ROUND" and t > 1) \
                 or self.attr(node, "narrow", 0):
             raise node_error(node, f"only Trunc with rounding FLOOR (or ROUND where nothing is "
-                         f"truncated), not narrow; got {mode}, a truncation by {t:g}")
+                             f"truncated), not narrow; got {mode}, a truncation by {t:g}")
         ratio = p.m / scale
         if not np.allclose(ratio, np.round(ratio), rtol=0, atol=1e-6) or not 1 <= out_bits <= 8:
             raise node_error(node, f"its scale {scale:.6g} does not divide the pool's step "
-                         f"exactly (ratio {float(ratio[0]):.6g}) or its output has "
-                         f"{out_bits} bits (1..8)")
+                             f"exactly (ratio {float(ratio[0]):.6g}) or its output has "
+                             f"{out_bits} bits (1..8)")
         e = int(round(math.log2(t)))
         shift, up = max(e, 0), max(-e, 0)
         mult = np.round(ratio).astype(np.int64) << up
@@ -474,7 +475,7 @@ class GraphWalk:
     def input_quant(self, node, fmt: TensorFormat, narrow: bool) -> None:
         if fmt.bits > 8 or self.input is not None:
             raise node_error(node, "the input quantizer must be unsigned, signed or bipolar, "
-                         "1..8 bits")
+                             "1..8 bits")
         a, b = self.input_affine_ab            # Quant(a*x + b) = Quant'((x + b/a) / (s/a))
         self.input = InputSpec(shape=self.shape(self.model.graph.input[0].name),
                                bits=fmt.bits, scale=fmt.scale / a, signed=fmt.signed,
@@ -514,7 +515,7 @@ class GraphWalk:
             elif p.kind == "macro" and self.acim is not None:
                 if fmt is not None and (fmt.signed or fmt.bipolar or lo != 0):
                     raise node_error(node, "the analog macro's ADC gives unsigned codes: its "
-                                 "activation must be an unsigned Quant (QuantReLU)")
+                                     "activation must be an unsigned Quant (QuantReLU)")
                 m, c = folded_affine(layer, p.in_fmts[0], p.m, p.c)
                 s_o = map_analog(layer, m, c, fmt.scale if fmt else None,
                                  hi if fmt else None, self.acim, len(self.sources))
@@ -582,7 +583,7 @@ class GraphWalk:
                 or self.attr(node, "ceil_mode", 0) \
                 or self.attr(node, "auto_pad", "NOTSET") != "NOTSET":
             raise node_error(node, f"only square max pooling without padding, dilation or "
-                         f"ceil mode (kernel {kernel}, strides {strides})")
+                             f"ceil mode (kernel {kernel}, strides {strides})")
         layer = PoolLayer(plain_name(node.name), self.shape(node.input[0]),
                           self.shape(node.output[0]), kernel=int(kernel[0]),
                           stride=int(strides[0]), inputs=(x.node,))
@@ -611,7 +612,7 @@ class GraphWalk:
                 or self.attr(node, "auto_pad", "NOTSET") != "NOTSET" \
                 or any(d != 1 for d in self.attr(node, "dilations", [1, 1])):
             raise node_error(node, f"only 2-D average pooling without padding, dilation or ceil "
-                         f"mode (kernel {list(kernel)}, strides {list(strides)})")
+                             f"mode (kernel {list(kernel)}, strides {list(strides)})")
         self._avgpool(node, kernel, strides)
 
     def op_GlobalAveragePool(self, node) -> None:
@@ -627,7 +628,7 @@ class GraphWalk:
             axes = self.constant(node, 1, "axes").tolist()
         if len(shape) != 3 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
             raise node_error(node, f"only the mean over the spatial axes [2, 3] of a (C, H, W) "
-                         f"tensor (global average pooling), got axes {axes}")
+                             f"tensor (global average pooling), got axes {axes}")
         keep = self.attr(node, "keepdims", 1)
         self._avgpool(node, shape[1:], shape[1:], None if keep else (shape[0],))
 
@@ -638,7 +639,7 @@ class GraphWalk:
             raise node_error(node, "only concatenation along the channels (axis 1)")
         if any(x.fmt != xs[0].fmt for x in xs):
             raise node_error(node, "the concatenated tensors must share one quantizer (one "
-                         f"format and scale), got {[x.fmt.to_dict() for x in xs]}")
+                             f"format and scale), got {[x.fmt.to_dict() for x in xs]}")
         layer = ConcatLayer(plain_name(node.name), tuple(self.shape(t) for t in node.input),
                             shape, inputs=tuple(x.node for x in xs))
         self.put(node, self.add_layer(layer, xs[0].fmt, {"nodes": [node.name]}))
@@ -658,7 +659,7 @@ class GraphWalk:
             return self.put(node, x)
         if out_shape != (int(np.prod(in_shape)),):
             raise node_error(node, f"only flattening to (C*H*W,) is supported, not {in_shape} "
-                         f"-> {out_shape}")
+                             f"-> {out_shape}")
         layer = FlattenLayer(plain_name(node.name), in_shape, out_shape, inputs=(x.node,))
         self.put(node, self.add_layer(layer, x.fmt, {"nodes": [node.name]}))
 
