@@ -29,11 +29,10 @@ from cimstack.backends import open_backend
 from cimstack.data import random_images
 from cimstack.importer.qonnx_import import import_qonnx
 from cimstack.models.zoo import MODELS, build, export
-from cimstack.ref.dcim import macro_matmul
 from cimstack.ref.network import quantize_input, run_network
 from cimstack.verify.compare import verify
 
-from bench_graph import FloatResNet, lowered_products
+from bench_graph import FloatResNet, bundle_runs, lowered_products, macs_per_image
 from common import interleaved_medians, record
 
 BATCH = 16
@@ -57,11 +56,6 @@ def emu_check(bundle, x_int) -> dict:
             "stage_times": report.stages}
 
 
-def macs_per_image(bundle) -> int:
-    """Multiply-accumulates of the macro layers per image."""
-    return sum(layer.vectors * layer.k * layer.channels for layer in bundle.macro_layers)
-
-
 def resnet18(folder: Path) -> dict:
     model, bundle = imported("resnet18", folder)
     images = random_images(bundle, BATCH, seed=SEED)
@@ -72,12 +66,8 @@ def resnet18(folder: Path) -> dict:
     check = emu_check(bundle, x_int)
     emu = open_backend("emu")
     with torch.no_grad():
-        t = interleaved_medians({
-            "reference": lambda: run_network(bundle, x_int),
-            "bound": lambda: [macro_matmul(xm, layer.matrix(), layer.w_bits, layer.x_bits,
-                                           bundle.dcim) for xm, layer in mats],
-            "float": lambda: float_model(xt),
-            "emu": lambda: run_network(bundle, x_int, engine=emu.engine)}, repeat=REPEAT)
+        t = interleaved_medians({**bundle_runs(bundle, x_int, emu, mats),
+                                 "float": lambda: float_model(xt)}, repeat=REPEAT)
         float_pred = float_model(xt).argmax(1).numpy()
     ref_pred = run_network(bundle, x_int).predictions
     return {
@@ -101,9 +91,7 @@ def vgg16(folder: Path) -> dict:
     x_int = quantize_input(bundle, random_images(bundle, BATCH, seed=SEED))
     check = emu_check(bundle, x_int)
     emu = open_backend("emu")
-    t = interleaved_medians({
-        "reference": lambda: run_network(bundle, x_int),
-        "emu": lambda: run_network(bundle, x_int, engine=emu.engine)}, repeat=REPEAT)
+    t = interleaved_medians(bundle_runs(bundle, x_int, emu), repeat=REPEAT)
     return {
         "macro_layers": len(bundle.macro_layers),
         "macs_per_image": macs_per_image(bundle),

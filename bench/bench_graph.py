@@ -56,6 +56,23 @@ def lowered_products(bundle, x_int: np.ndarray) -> list:
     return mats
 
 
+def macs_per_image(bundle) -> int:
+    """Multiply-accumulates of the macro layers per image."""
+    return sum(layer.vectors * layer.k * layer.channels for layer in bundle.macro_layers)
+
+
+def bundle_runs(bundle, x_int: np.ndarray, emu, mats: list | None = None) -> dict:
+    """The timed runs of a bundle on ``x_int``: the reference, the emulated overlay
+    (``emu``, an open backend) and, given the lowered products ``mats``
+    (:func:`lowered_products`), their matrix products alone (the bound)."""
+    runs = {"reference": lambda: run_network(bundle, x_int),
+            "emu": lambda: run_network(bundle, x_int, engine=emu.engine)}
+    if mats is not None:
+        runs["bound"] = lambda: [macro_matmul(xm, layer.matrix(), layer.w_bits, layer.x_bits,
+                                              bundle.dcim) for xm, layer in mats]
+    return runs
+
+
 def _conv(qconv) -> nn.Conv2d:
     """A plain Conv2d with the shape and the dequantized weights of a QuantConv2d."""
     conv = nn.Conv2d(qconv.in_channels, qconv.out_channels, qconv.kernel_size,
@@ -105,20 +122,16 @@ def main() -> None:
     x_int = quantize_input(bundle, images)
     xt = torch.from_numpy(np.asarray(images, np.float32))
     float_model = FloatResNet(model).eval()
-    macs = sum(layer.vectors * layer.k * layer.channels for layer in bundle.macro_layers)
+    macs = macs_per_image(bundle)
 
     mats = lowered_products(bundle, x_int)
 
     emu = open_backend("emu")
     load = os.getloadavg()[0]
     with torch.no_grad():
-        t = interleaved_medians({
-            "reference": lambda: run_network(bundle, x_int),
-            "bound": lambda: [macro_matmul(xm, layer.matrix(), layer.w_bits, layer.x_bits,
-                                           bundle.dcim) for xm, layer in mats],
-            "float": lambda: float_model(xt),
-            "brevitas": lambda: model(xt),
-            "emu": lambda: run_network(bundle, x_int, engine=emu.engine)}, repeat=REPEAT)
+        t = interleaved_medians({**bundle_runs(bundle, x_int, emu, mats),
+                                 "float": lambda: float_model(xt),
+                                 "brevitas": lambda: model(xt)}, repeat=REPEAT)
     t_ref, t_bound, t_float, t_brevitas, t_emu = (
         t[k] for k in ("reference", "bound", "float", "brevitas", "emu"))
 

@@ -450,13 +450,13 @@ def test_add_requantizer_overflow_is_refused():
 @example(acc=[7, -7], m=1, b=0, shift=2, rounding="floor")
 @example(acc=[5], m=3, b=-1, shift=0, rounding="half_even")                 # no shift
 def test_host_requantizer_rounds_as_python_fractions(acc, m, b, shift, rounding):
-    """``requantize_rounded`` against exact rational rounding (Python's round() is half
+    """``requantize`` with each rounding against exact rational rounding (Python's round() is half
     to even; half up is floor(x + 1/2); floor is floor)."""
     import math
     from fractions import Fraction
 
-    from cimstack.ref.requant import requantize_rounded
-    got = requantize_rounded(np.array([acc]).T, np.array([m]), np.array([b]), shift,
+    from cimstack.ref.requant import requantize
+    got = requantize(np.array([acc]).T, np.array([m]), np.array([b]), shift,
                              -2**40, 2**40, rounding)
     for a, g in zip(acc, got[:, 0].tolist()):
         x = Fraction(a * m + b, 2**shift)

@@ -17,10 +17,10 @@ pytest.importorskip("brevitas_examples")
 pytest.importorskip("qonnx")
 
 from badcase import run_cli  # noqa: E402
-from qonnx_models import BUILDERS, FINN_NETS, export, mlp, train_digits, user_cnn  # noqa: E402
+from qonnx_models import BUILDERS, export, mlp, train_digits, user_cnn  # noqa: E402
 
 from cimstack.backends import open_backend  # noqa: E402
-from cimstack.bundle import AddLayer, AvgPoolLayer, ConcatLayer, load_bundle  # noqa: E402
+from cimstack.bundle import load_bundle  # noqa: E402
 from cimstack.config import AcimSpec  # noqa: E402
 from cimstack.errors import ConfigError  # noqa: E402
 from cimstack.data import random_images  # noqa: E402
@@ -117,9 +117,6 @@ def test_the_networks_hold_what_the_issue_names(exported):
     assert tfc.input.bipolar and all(layer.w_bits == 1 for layer in tfc.macro_layers)
     formats = tfc.formats()
     assert all(formats[layer.name].bipolar for layer in tfc.macro_layers[:-1])
-    assert set(FINN_NETS) <= set(NETWORKS)
-    assert isinstance(user.layers[-1], type(user.macro_layers[-1]))
-    assert any(isinstance(layer, (AddLayer, AvgPoolLayer, ConcatLayer)) for layer in user.layers)
 
 
 @pytest.fixture(scope="module")

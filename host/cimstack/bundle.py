@@ -258,7 +258,8 @@ class PoolLayer:
 
 
 # How a host node's requantizer rounds ``y / 2^shift`` (the macros' is half up, fixed in
-# the kernels): half up, half to even (as qonnx's and torch's round), or down (floor).
+# the kernels): half up, half to even (as qonnx's and torch's round), or down (floor);
+# cimstack.ref.requant.shift_round.
 ROUNDINGS = ("half_up", "half_even", "floor")
 
 
@@ -511,7 +512,7 @@ class Bundle:
             if not layer.inputs:
                 layer.inputs = (previous,)
             layer.inputs = tuple(layer.inputs)
-            previous = getattr(layer, "name", previous)
+            previous = layer.name
 
     def spec(self, family: str):
         """The configuration of macro ``family`` this bundle holds (None when none)."""
@@ -570,8 +571,9 @@ class Bundle:
     def _check_formats(self) -> None:
         """Declared formats hold what their producers make; every macro layer's inputs
         fit its unsigned x_bits after the offset; concatenated tensors share a format."""
+        names = {layer.name for layer in self.layers}
         for name in self.tensors:
-            if name == INPUT or name not in {layer.name for layer in self.layers}:
+            if name not in names:
                 raise BundleError(f"tensors: {name!r} is not the output of a layer (the "
                                   "input's format is in 'input')")
         fmts = self.formats()

@@ -556,9 +556,9 @@ class GraphWalk:
         a, o = value_map(p.in_fmts[0])
         if (a, o) == (1, 0):
             return None
-        colsum = np.abs(p.layer.matrix().astype(np.int64).sum(axis=0))
-        u_max = (1 << p.layer.x_bits) - 1
-        acc_u = np.abs(p.layer.matrix().astype(np.int64)).sum(axis=0) * u_max
+        w = p.layer.matrix().astype(np.int64)
+        colsum = np.abs(w.sum(axis=0))
+        acc_u = np.abs(w).sum(axis=0) * ((1 << p.layer.x_bits) - 1)
         return choose_shift(a * p.m / s_o, np.abs(p.c / s_o) + np.abs(p.m / s_o) * o * colsum
                             + 1, int(acc_u.max()))
 

@@ -14,7 +14,7 @@ reference, emulation and board differ only in where the macro layers run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -24,7 +24,7 @@ from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroL
                       PoolLayer)
 from ..errors import ConfigError
 from ..families import get_family
-from .requant import requantize_rounded
+from .requant import shift_round
 
 Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
 
@@ -132,31 +132,36 @@ def maxpool(x: np.ndarray, layer: PoolLayer) -> np.ndarray:
     return win[:, :, ::layer.stride, ::layer.stride].max(axis=(-2, -1))
 
 
-def channel_requant(acc: np.ndarray, rq, rounding: str) -> np.ndarray:
-    """:func:`requantize_rounded` of [B, C, ...] accumulators, one requantizer per
-    channel C."""
-    moved = np.moveaxis(acc, 1, -1)
-    out = requantize_rounded(moved, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi, rounding)
-    return np.moveaxis(out, -1, 1)
+def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-channel vector shaped to broadcast over [B, C, ...] of ``ndim`` axes."""
+    return values.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def host_requant(acc: np.ndarray, layer, multiplier_b: np.ndarray | None = None,
+                 b: np.ndarray | None = None) -> np.ndarray:
+    """A host node's requantizer on [B, C, ...] accumulators:
+    ``clamp(round((acc*M + b*M_b + B) / 2^shift), lo, hi)`` per channel C, int64, with
+    the node's rounding (``b*M_b``: a residual add's second operand)."""
+    rq, nd = layer.requant, acc.ndim
+    y = acc.astype(np.int64) * _per_channel(rq.multiplier, nd)
+    if b is not None:
+        y += b.astype(np.int64) * _per_channel(multiplier_b, nd)
+    y += _per_channel(rq.bias, nd)
+    y = shift_round(y, rq.shift, layer.rounding)
+    return np.clip(y, rq.lo, rq.hi, out=y)
 
 
 def avgpool(x: np.ndarray, layer: AvgPoolLayer) -> np.ndarray:
     """Integer window sums, then the layer's requantizer (the division is in M)."""
     win = sliding_window_view(x.astype(np.int64), layer.kernel, axis=(2, 3))
-    sums = win[:, :, ::layer.stride[0], ::layer.stride[1]].sum(axis=(-2, -1))
-    return channel_requant(sums, layer.requant, layer.rounding)
+    return host_requant(win[:, :, ::layer.stride[0], ::layer.stride[1]].sum(axis=(-2, -1)),
+                        layer)
 
 
 def residual_add(a: np.ndarray, b: np.ndarray, layer: AddLayer) -> np.ndarray:
     """``clamp(round((a*M + b*M_b + B) / 2^shift))`` per channel with the node's
-    rounding: b's multiplier is folded in before the shared requantizer (exact int64,
-    headroom checked on load)."""
-    shape = (1, -1) + (1,) * (a.ndim - 2)
-    acc = a.astype(np.int64) + 0
-    acc *= layer.requant.multiplier.reshape(shape)
-    acc += b.astype(np.int64) * layer.multiplier_b.reshape(shape)
-    ones = replace(layer.requant, multiplier=np.ones_like(layer.requant.multiplier))
-    return channel_requant(acc, ones, layer.rounding)
+    rounding (exact int64, headroom checked on load)."""
+    return host_requant(a, layer, layer.multiplier_b, b)
 
 
 def _smallest(y: np.ndarray, lo: int, hi: int) -> np.ndarray:

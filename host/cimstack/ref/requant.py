@@ -7,35 +7,35 @@ import numpy as np
 from ..bundle import INT64_MAX, Requant, requant_peak
 
 
-def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift: int,
-               lo: int, hi: int) -> np.ndarray:
-    """``clamp((acc*M + B + r) >> shift, lo, hi)`` per channel (last axis), int64.
-
-    ``r = 2^(shift-1)`` (round half up) when ``shift > 0``; ``>>`` floors.
-    """
-    rounding = (1 << (shift - 1)) if shift > 0 else 0
-    y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
-    y += np.asarray(bias, np.int64) + rounding
-    np.right_shift(y, shift, out=y)
-    return np.clip(y, lo, hi, out=y)
-
-
-def requantize_rounded(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray,
-                       shift: int, lo: int, hi: int, rounding: str) -> np.ndarray:
-    """``clamp(round((acc*M + B) / 2^shift), lo, hi)`` per channel (last axis), int64,
-    with ``rounding`` half up (:func:`requantize`), half to even (as ``numpy.round``
-    and ``torch.round``) or floor: the host nodes' requantizer (average pools, residual
-    adds; docs/macros.md)."""
-    if rounding == "half_up" or shift == 0:
-        return requantize(acc, multiplier, bias, shift, lo, hi)
-    y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
-    y += np.asarray(bias, np.int64)
+def shift_round(y: np.ndarray, shift: int, rounding: str) -> np.ndarray:
+    """``round(y / 2^shift)`` of int64 ``y`` (in place where it can), exact: ``half_up``
+    (``(y + 2^(shift-1)) >> shift``, the macros' requantizer), ``half_even`` (as
+    ``numpy.round`` and ``torch.round``) or ``floor`` (``y >> shift``)."""
+    if shift == 0:
+        return y
+    if rounding == "half_up":
+        y += 1 << (shift - 1)
+        return np.right_shift(y, shift, out=y)
     q = np.right_shift(y, shift)
     if rounding == "half_even":
         rest = y - np.left_shift(q, shift)            # 0 <= rest < 2^shift
         half = 1 << (shift - 1)
         q += (rest > half) | ((rest == half) & (q & 1 == 1))
-    return np.clip(q, lo, hi, out=q)
+    return q
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift: int,
+               lo: int, hi: int, rounding: str = "half_up") -> np.ndarray:
+    """``clamp(round((acc*M + B) / 2^shift), lo, hi)`` per channel (last axis), int64.
+
+    The macros round half up (``+2^(shift-1)``, then ``>>``, which floors); the host
+    nodes (average pools, residual adds) round as their ``rounding`` says
+    (:func:`shift_round`; docs/macros.md).
+    """
+    y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
+    y += np.asarray(bias, np.int64)
+    y = shift_round(y, shift, rounding)
+    return np.clip(y, lo, hi, out=y)
 
 
 # ----------------------------------------------------------------- building one

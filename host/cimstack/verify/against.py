@@ -200,9 +200,8 @@ def compare_with_qonnx(bundle: Bundle, path: str | Path,
         if rq is None:
             continue
         src = sources[layer.name]
-        xs = [_codes(ctx, t, formats[name], path).reshape(len(images), *bundle_shape)
-              for t, name, bundle_shape in zip(src["inputs"], layer.inputs,
-                                               _in_shapes(layer))]
+        xs = [_codes(ctx, t, formats[name], path).reshape(len(images), *layer.in_shape)
+              for t, name in zip(src["inputs"], layer.inputs)]
         value = ctx[src["value"]].astype(np.float64) / src["output_scale"]
         value = value.reshape(len(images), *layer.out_shape)
         if isinstance(layer, MacroLayer):
@@ -222,11 +221,6 @@ def compare_with_qonnx(bundle: Bundle, path: str | Path,
                                             source="qonnx")))
     logits = np.asarray(ctx[meta["output"]]).reshape(len(images), -1)
     return out, logits
-
-
-def _in_shapes(layer) -> list[tuple]:
-    return [tuple(s) for s in layer.in_shapes] if hasattr(layer, "in_shapes") \
-        else [tuple(layer.in_shape)] * len(layer.inputs)
 
 
 def check_against(bundle: Bundle, path: str | Path, images: np.ndarray,
