@@ -125,7 +125,7 @@ def test_acim_curve_is_linear_in_its_constants():
     (lambda: AcimConstants(e_cell_fj=-1.0), "e_cell_fj"),
     (lambda: SnnConstants(idle_fraction=1.5), "idle_fraction"),
     (lambda: SnnConstants(clock_low_mhz=200.0), "clock_high_mhz"),
-    (lambda: FpgaTiming(divider_cycles=0), "divider_cycles"),
+    (lambda: FpgaTiming(loop_entry_cycles=-1), "loop_entry_cycles"),
     (lambda: acim_macro_curve([9]), "bits"),
     (lambda: fpga_cost(linear_bundle(k=2400, n=4, spec=DcimSpec(rows=2048, rows_on=2048,
                                                                psum_bits=3))), "MAX_K"),
@@ -173,8 +173,22 @@ def test_fpga_skips_pruned_blocks_only_behind_a_column_adc():
            for s in (exact, adc) for sp in (0.0, 0.6)}
     assert cyc[exact, 0.0] == cyc[exact, 0.6]
     assert cyc[adc, 0.6] < 0.7 * cyc[adc, 0.0]
-    slow = fpga_cost(analog_bundle(), timing=FpgaTiming(divider_cycles=128))
-    assert slow["cycles_per_image"] > fpga_cost(analog_bundle())["cycles_per_image"]
+
+
+def test_fpga_acim_counts_its_loops():
+    """The acim kernel per vector: read ceil(K/8) words, one row of every channel per
+    cycle and one conversion per cycle per pass (x_bits passes per input bit), write."""
+    bundle = analog_bundle()
+    (layer, *_), e = bundle.macro_layers, 2
+    k, n = layer.k, min(128, layer.channels)
+    charge = fpga_cost(bundle, batch=1000)["layers"][0]
+    assert charge["compute_cycles"] == layer.vectors * (
+        -(-k // 8) + e + (k + e + n + e) + -(-n // 2) + e)
+    row = fpga_cost(analog_bundle(per_bit=True), batch=1000)["layers"][0]
+    assert row["compute_cycles"] == layer.vectors * (
+        -(-k // 8) + e + layer.x_bits * (k + e + n + e) + n + e + -(-n // 2) + e)
+    slow = fpga_cost(bundle, timing=FpgaTiming(loop_entry_cycles=20))
+    assert slow["cycles_per_image"] > fpga_cost(bundle)["cycles_per_image"]
 
 
 # -------------------------------------------------------------------------- SNN

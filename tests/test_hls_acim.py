@@ -103,6 +103,14 @@ def test_csim_full_array(kernel, per_bit):
     check(kernel, np.random.default_rng(5), spec, 1152, 128, 2, 8, 8, 3, 128, 10)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 121, 127])
+def test_weight_rows_of_any_width(kernel, n):
+    """The load realigns the k-major stream into rows of ceil(n/8) words: rows that start
+    inside a stream word (n % 8 != 0), several rows per word (n < 8), 16 words (n > 120)."""
+    spec = AcimSpec(sigma=1.0, seed=3, adc_bits=7)
+    check(kernel, np.random.default_rng(n), spec, 37, n, 3, 8, 8, 2, 5, 0, requant=True)
+
+
 def test_split_batches_same_noise(kernel):
     """Two calls with sample_base give the same outputs as one call."""
     spec = AcimSpec(sigma=2.0, seed=11, adc_bits=5)

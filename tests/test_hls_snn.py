@@ -3,13 +3,14 @@ its register interface against the overlay declaration; the C++ testbench."""
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cimstack.emu.csim import CsimKernel
@@ -20,6 +21,7 @@ from cimstack.hw.snn import (ARRAY_BITS, CsimTransactor, SnnKernelRunner, layer_
 from cimstack.mapping.snn import SnnMappingError
 from cimstack.overlay_shape import KERNELS, SNN
 from cimstack.paths import project_root
+from cimstack.config import SnnSpec
 from cimstack.ref.snn import SnnLayer, SnnNet, run_snn, v_range
 
 from test_ref_snn import random_net
@@ -46,6 +48,50 @@ def test_csim_matches_reference(runner, seed, w_bits, v_bits, leak, reset, mode,
     lo, hi = v_range(v_bits)
     if mode == "saturate":
         assert got.v_final.min() >= lo and got.v_final.max() <= hi
+
+
+@settings(max_examples=500, deadline=None)
+@given(n=st.integers(0, 2**31 - 1), d=st.integers(1, 2**32 - 1))
+@example(n=0, d=1)
+@example(n=2**31 - 1, d=1)
+@example(n=2**31 - 1, d=2**32 - 1)                 # largest divisor: shift 63
+@example(n=2**31 - 1, d=65535 * 65535)             # the largest plane src_h * src_w
+@example(n=2**31 - 1, d=65535)
+@example(n=2**31 - 1, d=3)
+@example(n=23, d=3)                                # 7.67: floor
+@example(n=2**31 - 2, d=2**31 - 1)                 # one below the divisor
+@example(n=2**31 - 1, d=2**31 + 1)
+def test_event_decode_divide_is_floor_division(n, d):
+    """The multiply-and-shift division of the event decode (snn_top.h, divide) is exact
+    for every 31-bit address and 32-bit divisor."""
+    lib = CsimKernel("snn")._lib
+    lib.cimstack_snn_divide.restype = ctypes.c_uint32
+    lib.cimstack_snn_divide.argtypes = [ctypes.c_uint32, ctypes.c_uint32]
+    assert lib.cimstack_snn_divide(n, d) == n // d
+
+
+@pytest.mark.parametrize("pool, size", [(3, 10), (3, 11), (5, 12)])
+def test_pool_not_a_power_of_two_crops(runner, pool, size):
+    """Pools of 3 and 5 after a conv whose output is not a multiple of the pool: the
+    kernel's address decode (by pool and by source width) and its crop."""
+    rng = np.random.default_rng(pool * size)
+    o = size - 2
+    p = o // pool
+    kw = dict(w_bits=6, v_bits=12, leak_shift=1, reset="subtract", overflow="wrap")
+    net = SnnNet("pooled", (2, size, size), [
+        SnnLayer("conv1", "conv", (2, size, size), (3, o, o),
+                 rng.integers(-31, 32, (3, 2, 3, 3)).astype(np.int32), theta=20, **kw),
+        SnnLayer("pool1", "pool", (3, o, o), (3, p, p), kernel=pool),
+        SnnLayer("fc", "fc", (3, p, p), (4,),
+                 rng.integers(-31, 32, (4, 3 * p * p)).astype(np.int32), theta=15, **kw),
+    ], SnnSpec())
+    net.validate()
+    frames = rng.random((2, 4, 2, size, size)) < 0.4
+    ref = run_snn(net, frames, keep_spikes=True)
+    got = runner.run(net, frames)
+    for name in got.spikes:
+        np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
+    np.testing.assert_array_equal(got.v_final, ref.v_final)
 
 
 def test_membranes_saturate_in_the_kernel(runner):

@@ -30,15 +30,15 @@ def test_overlay_fits_the_xc7z020():
 
 
 def test_weight_memory_by_the_rule():
-    """w_plane[8][MAX_N][MAX_K/64] of u64, partitioned completely on dim 1: 8 banks of
-    MAX_N*MAX_K/64 words of 64 bits; a RAMB18 holds 512x36, so each bank takes
-    2 * ceil(depth/512) RAMB18."""
+    """w_col[LANES][MAX_N * MAX_W_BITS / LANES * MAX_K / 64] of u64, partitioned
+    completely on dim 1: 16 banks (one per lane) of 1152 words of 64 bits; a RAMB18
+    holds 512x36, so each bank takes 2 * ceil(depth/512) RAMB18."""
     dcim = SHAPE.slot("dcim").kernel
     arrays = {a.name: a for a in kernel_arrays(dcim)}
-    w = arrays["w_plane"]
-    depth = dcim.capacity["MAX_N"] * dcim.capacity["MAX_K"] // 64
-    assert (w.banks, w.depth, w.bits) == (8, depth, 64)
-    assert w.bram36 == 8 * 2 * math.ceil(depth / 512) / 2
+    w = arrays["w_col"]
+    depth = dcim.capacity["MAX_N"] * 8 // 16 * dcim.capacity["MAX_K"] // 64
+    assert (w.banks, w.depth, w.bits) == (16, depth, 64)
+    assert w.bram36 == 16 * 2 * math.ceil(depth / 512) / 2
 
 
 def test_small_arrays_go_to_lutram():

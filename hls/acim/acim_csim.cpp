@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "acim_top.h"
+#include "cimstack/acim_adc.h"
 #include "cimstack/csim_bridge.h"
 
 namespace {
@@ -79,6 +80,39 @@ int cimstack_acim_run(const uint32_t* args, const uint64_t* in_data, const uint8
                                cimstack_acim_words_out(args), cimstack::csim::EXACTLY,
                                in_data, in_last, n_in, n_consumed, out_data, out_last,
                                out_cap, n_out);
+}
+
+// The ADC arithmetic alone, composed as compute() in acim_top.cpp composes it, for the
+// property tests against the NumPy reference (tests/test_acim_adc.py).
+long long cimstack_acim_sar_code(long long num, long long den, unsigned bits) {
+    return cimstack::sar_code(num, den, bits);
+}
+
+// One charge-mode code: dot, FS, gain g, offset o, noise integer m.
+long long cimstack_acim_charge_code(long long dot, long long fs, long long g, long long o,
+                                    int32_t m, unsigned sigma_q, unsigned adc_bits,
+                                    unsigned gain_frac, unsigned offset_frac) {
+    using namespace cimstack;
+    const AdcScale scale = adc_scale(fs, sigma_q, adc_bits);
+    return adc_convert(dot, adc_gain_term(g, gain_frac, adc_bits),
+                       fs * adc_offset_term(o, offset_frac), m, scale);
+}
+
+// One per-bit-mode code: the x_bits bit-plane dots and their noise integers, FS_1.
+long long cimstack_acim_per_bit_code(const int32_t* dots, const int32_t* ms, unsigned x_bits,
+                                     long long fs1, long long g, long long o, unsigned sigma_q,
+                                     unsigned adc_bits, unsigned gain_frac,
+                                     unsigned offset_frac) {
+    using namespace cimstack;
+    const AdcScale scale = adc_scale(fs1, sigma_q, adc_bits);
+    const int64_t h = int64_t(1) << (adc_bits - 1);
+    int32_t s = 0;
+    for (unsigned b = 0; b < x_bits; ++b) {
+        const int64_t cb = adc_convert(dots[b], adc_gain_term(g, gain_frac, adc_bits), 0,
+                                       ms[b], scale);
+        s += int32_t((cb - h) * (int64_t(1) << b));
+    }
+    return perbit_combine(s, x_bits, adc_offset_term(o, offset_frac), adc_bits);
 }
 
 }  // extern "C"

@@ -10,6 +10,7 @@ namespace acim {
 
 const unsigned MAX_K = 1152;              // active rows (inputs per output)
 const unsigned MAX_N = 128;               // output channels of one slice
+const unsigned ROW_WORDS = MAX_N / 8;     // words of one weight row (8 channels each)
 const unsigned MAX_ROWS = 1152;           // array rows (AcimSpec.rows)
 const unsigned MAX_W_BITS = 8;
 const unsigned MAX_X_BITS = 8;

@@ -20,7 +20,7 @@ bool args_valid(const uint32_t* a) {
     switch (a[MODE]) {
         case LOAD_WEIGHTS:
             return in_range(a[K_ROWS], 1, MAX_K) && in_range(a[N_OUT], 1, MAX_N) &&
-                   in_range(a[ROWS_ON], 0, MAX_ROWS_ON);
+                   in_range(a[W_BITS], 1, MAX_W_BITS) && in_range(a[ROWS_ON], 0, MAX_ROWS_ON);
         case LOAD_REQUANT:
             return in_range(a[N_OUT], 1, MAX_N);
         case COMPUTE:

@@ -15,6 +15,12 @@ const unsigned MAX_ROWS_ON = 4096;        // DcimSpec limit; groups are capped a
 const unsigned MAX_PSUM_BITS = 16;
 const unsigned MAX_SHIFT = 62;
 const unsigned PLANE_WORDS = MAX_K / 64;  // 64-bit words of one bit plane
+// Weight bit columns: w_bits per channel (two for binary weights: w > 0 and w != 0),
+// LANES of them read in parallel over one 64-row word per cycle.
+const unsigned MAX_COLS = MAX_N * MAX_W_BITS;
+const unsigned LANES = 16;
+const unsigned LANE_GROUPS = MAX_COLS / LANES;      // at most 64: one bit each in a word
+const unsigned BANK_DEPTH = LANE_GROUPS * PLANE_WORDS;
 
 // Stream formats and word counts: cimstack/streams.h.
 enum Mode { LOAD_WEIGHTS = 0, LOAD_REQUANT = 1, COMPUTE = 2 };

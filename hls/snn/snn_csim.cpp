@@ -22,7 +22,8 @@ bool args_valid(const uint32_t* a) {
         uint64_t(a[IN_C]) * a[IN_H] * a[IN_W] > MAX_IN) return false;
     if (!in_range(a[POOL], 1, MAX_POOL)) return false;
     if (uint64_t(a[SRC_H]) < uint64_t(a[IN_H]) * a[POOL] ||
-        uint64_t(a[SRC_W]) < uint64_t(a[IN_W]) * a[POOL] || a[SRC_H] > 65535 || a[SRC_W] > 65535)
+        uint64_t(a[SRC_W]) < uint64_t(a[IN_W]) * a[POOL] || a[SRC_H] > MAX_SRC ||
+        a[SRC_W] > MAX_SRC)
         return false;
     if (!in_range(a[OUT_C], 1, MAX_OUT_C) || !in_range(a[N_COUNT], 1, MAX_COUNT)) return false;
     uint64_t n_out;
@@ -83,5 +84,8 @@ int cimstack_snn_run(const uint32_t* a, const uint64_t* in_data, const uint8_t* 
                                cimstack_snn_words_out(a), cimstack::csim::AT_MOST, in_data,
                                in_last, n_in, n_consumed, out_data, out_last, out_cap, n_out);
 }
+
+// The event decode's division alone, for its property test (tests/test_hls_snn.py).
+uint32_t cimstack_snn_divide(uint32_t n, uint32_t d) { return snn::divide(n, snn::divisor(d)); }
 
 }  // extern "C"

@@ -67,6 +67,8 @@ struct Layer {
     uint32_t n_lo, n_count, w_count, v_base;
     unsigned wb, vb, leak, reset_zero, wrap;
     int32_t theta;
+    uint32_t plane;                          // src_h * src_w
+    Divisor by_plane, by_src_w, by_pool;     // division by plane, src_w, pool
 };
 
 // Add the weights of input neuron (c, y, x) into the accumulators of the slice.
@@ -106,9 +108,8 @@ static bool update(const Layer& L, uint32_t j) {
     const int64_t lo = -(int64_t(1) << (L.vb - 1)), hi = (int64_t(1) << (L.vb - 1)) - 1;
     const uint32_t pos = L.v_base + j * L.vb;
     int64_t u = int64_t(sign_extend(get_field(pos, L.vb), L.vb)) + acc[j];
-    if (L.wrap) {
-        const int64_t span = int64_t(1) << L.vb;
-        u = ((u - lo) % span + span) % span + lo;
+    if (L.wrap) {                            // two's complement wrap: the low vb bits
+        u = sign_extend(unsigned(uint64_t(u) & ((u64(1) << L.vb) - 1)), L.vb);
     } else {
         u = u < lo ? lo : (u > hi ? hi : u);
     }
@@ -158,8 +159,10 @@ READ:
                 continue;
             }
             if (w & MARKER) continue;          // pad (a stray marker is ignored too)
-            const unsigned c = w / (L.src_h * L.src_w), rem = w % (L.src_h * L.src_w);
-            const unsigned y = rem / L.src_w / L.pool, x = rem % L.src_w / L.pool;
+            // w = (c * src_h + ys) * src_w + xs; y = ys / pool, x = xs / pool
+            const uint32_t c = divide(w, L.by_plane), rem = w - c * L.plane;
+            const uint32_t ys = divide(rem, L.by_src_w), xs = rem - ys * L.src_w;
+            const unsigned y = divide(ys, L.by_pool), x = divide(xs, L.by_pool);
             if (c >= L.in_c || y >= L.in_h || x >= L.in_w) continue;   // outside / cropped
             const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
             if ((seen[ia >> 6] >> (ia & 63)) & 1) continue;            // OR pooling
@@ -234,11 +237,15 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     Layer L;
     L.op = unsigned(op) == FC ? FC : CONV;
     L.pool = min_u(unsigned(pool) ? unsigned(pool) : 1, MAX_POOL);
+    L.by_pool = divisor(L.pool);
     L.in_c = unsigned(in_c);
     L.in_h = unsigned(in_h);
     L.in_w = unsigned(in_w);
-    L.src_h = unsigned(src_h) ? unsigned(src_h) : 1;
-    L.src_w = unsigned(src_w) ? unsigned(src_w) : 1;
+    L.src_h = min_u(unsigned(src_h) ? unsigned(src_h) : 1, MAX_SRC);
+    L.src_w = min_u(unsigned(src_w) ? unsigned(src_w) : 1, MAX_SRC);
+    L.plane = L.src_h * L.src_w;
+    L.by_plane = divisor(L.plane);
+    L.by_src_w = divisor(L.src_w);
     L.out_c = min_u(unsigned(out_c), MAX_OUT_C);
     L.k = min_u(unsigned(ksize), MAX_KSIZE);
     L.pad = unsigned(padding);

@@ -16,6 +16,7 @@ const unsigned MAX_COUNT = 8192;                 // membranes of one resident sl
 const unsigned MAX_OUT_C = 256;
 const unsigned MAX_KSIZE = 7;
 const unsigned MAX_POOL = 8;
+const unsigned MAX_SRC = 65535;                  // src_h, src_w
 const unsigned MAX_BITS = 16;
 const uint32_t MARKER = 0x80000000u;             // timestep marker flag
 const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a packet
@@ -33,6 +34,28 @@ inline uint64_t weight_count(unsigned op, unsigned in_c, unsigned in_h, unsigned
 inline uint64_t weight_words(uint64_t count) { return (count + 3) / 4; }   // int16, 4 per word
 inline uint64_t step_out_words_max(unsigned n_count) { return (uint64_t(n_count) + 2) / 2; }
 inline uint64_t membrane_words(unsigned n_count) { return (uint64_t(n_count) + 1) / 2; }
+
+// floor(n / d) for n < 2^31 and 1 <= d < 2^32 as a multiply and a shift: with
+// l = ceil(log2 d), m = ceil(2^(31+l) / d) (computed once per call) gives
+// floor(n / d) = floor(n * m / 2^(31+l)) (Granlund and Montgomery 1994, theorem 4.2:
+// 0 <= m*d - 2^(31+l) <= 2^l); m <= 2^32, so n * m is a 31 x 33-bit product below 2^63.
+struct Divisor {
+    ap_uint<33> m;
+    unsigned shift;
+};
+
+inline Divisor divisor(uint32_t d) {
+    unsigned l = 0;
+CEIL_LOG2:
+    for (unsigned i = 0; i < 32; ++i)
+        if ((uint64_t(1) << l) < d) ++l;
+    return Divisor{ap_uint<33>(((uint64_t(1) << (31 + l)) + d - 1) / d), 31 + l};
+}
+
+inline uint32_t divide(uint32_t n, const Divisor& d) {
+    const ap_uint<64> p = ap_uint<31>(n) * d.m;
+    return uint32_t(p >> d.shift);
+}
 
 }  // namespace snn
 

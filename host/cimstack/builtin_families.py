@@ -18,6 +18,7 @@ from .cost.dcim import dcim_layer as dcim_layer_cost
 from .cost.fpga import acim_slice_cycles, dcim_slice_cycles
 from .errors import BundleError, ConfigError
 from .families import MacroFamily, register_family
+from .mapping.mars import network_map
 from .mapping.tiling import LayerCost, acim_cost, layer_cost
 from .ref.dcim import macro_matmul
 from .ref.requant import requantize
@@ -54,11 +55,12 @@ DCIM = MacroFamily(
     name="dcim", summary="digital bit-serial SRAM CIM (MARS)", spec=DcimSpec,
     check_layer=_dcim_check, acc_bound=_dcim_acc_bound, reference=_dcim_reference,
     cycles=_dcim_cycles, cost_constants=DcimConstants,
-    layer_cost=lambda layer, st, bundle, c, reload, batch: dcim_layer_cost(
-        layer, st, bundle.dcim, c, reload, batch),
-    resident_tiles=lambda bundle: bundle.dcim.macros,
-    area_mm2=lambda bundle, c: bundle.dcim.macros * c.macro_area_mm2,
-    kernel="dcim", fpga_slice=dcim_slice_cycles, trainer=train_dcim, point=DcimPoint)
+    layer_cost=lambda layer, st, bundle, c, reload, batch, lmap: dcim_layer_cost(
+        layer, st, bundle.dcim, c, reload, batch, lmap),
+    resident_tiles=lambda bundle: bundle.dcim.total_macros,
+    area_mm2=lambda bundle, c: bundle.dcim.total_macros * c.macro_area_mm2,
+    kernel="dcim", fpga_slice=dcim_slice_cycles, trainer=train_dcim, point=DcimPoint,
+    network_map=network_map)
 
 
 # --------------------------------------------------------------------------- acim

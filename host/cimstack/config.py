@@ -139,7 +139,15 @@ class DcimSpec(Spec):
     rows: int = knob(256, "word lines (input rows) per macro", 1, 4096)
     cols: int = knob(256, "bit lines per macro; a weight takes w_bits adjacent columns", 8, 4096)
     rows_on: int = knob(16, "word lines active in one cycle (MARS limit); divides rows", 1, 4096)
-    macros: int = knob(4, "macros working in parallel on the tiles of one layer", 1, 64)
+    cores: int = knob(1, "CIM cores (MARS: four); a layer's column tiles are dealt over "
+                      "them round-robin, each core fetches the layer's input once and "
+                      "broadcasts it to its macros (docs/macros.md, MARS multi-macro mapping)",
+                      1, 64)
+    macros: int = knob(4, "macros per core, working in parallel on the core's tiles", 1, 64)
+    weight_sram_kib: int | None = knob(
+        None, "on-chip weight SRAM per core (KiB) for the kept weights of the layers that "
+        "do not stream from DRAM; None = room for every layer (the MARS calibration's "
+        "assumption)", 1, 1 << 20, optional=True)
     psum_bits: int | None = knob(
         None, "column ADC resolution for the partial sums; None = exact read-out", 1, 16,
         optional=True)
@@ -156,6 +164,11 @@ class DcimSpec(Spec):
                 "row groups never straddle two macros")
 
     @property
+    def total_macros(self) -> int:
+        """Macros of all cores: ``cores * macros``."""
+        return self.cores * self.macros
+
+    @property
     def psum_exact(self) -> bool:
         """True when the column ADC can represent every partial sum 0..rows_on."""
         return self.psum_bits is None or (1 << self.psum_bits) - 1 >= self.rows_on
@@ -170,7 +183,8 @@ class AcimSpec(Spec):
 
     rows: int = knob(1152, "word lines (input rows) of the array; a layer's K must fit", 1, 1152)
     cols: int = knob(256, "bit lines; a weight takes w_bits adjacent columns", 8, 4096)
-    segments: int = knob(9, "row segments of the channel-wise array split; divides rows", 1, 1152)
+    segments: int = knob(8, "row segments of the channel-wise array split; divides rows "
+                         "(8: 144 rows = 16 channels of 3x3 kernels)", 1, 1152)
     adc_bits: int = knob(8, "ADC resolution in bits", 1, 8)
     swing: str = knob("adaptive", "normalize by the whole array (fixed) or by the active "
                       "segments (adaptive)", choices=("fixed", "adaptive"))
@@ -224,7 +238,8 @@ class AcimSpec(Spec):
         return -(1 << (self.offset_bits - 1)), (1 << (self.offset_bits - 1)) - 1
 
     def norm_rows(self, active_rows: int) -> int:
-        """N_norm: the array (fixed swing) or the active rows rounded up to segments."""
+        """N_norm: the array (fixed swing) or the active rows rounded up to segments (the
+        channel-aligned value for every layer cimstack.mapping.imagine lets map)."""
         check_range("active_rows", active_rows, 1, self.rows)
         if self.swing == "fixed":
             return self.rows

@@ -58,6 +58,9 @@ class MacroFamily:
     # point class (cimstack.sweep.points.Point) whose ``apply`` sets the evaluation knobs
     trainer: Callable[[dict, dict], Any] | None = None
     point: type | None = None
+    # cost: the family's network-level mapping (bundle, resident) -> {layer name: map},
+    # each layer's map handed to layer_cost as a seventh argument; None: six arguments
+    network_map: Callable[[Any, bool], dict] | None = None
 
 
 _FAMILIES: dict[str, MacroFamily] = {}

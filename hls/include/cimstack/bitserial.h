@@ -22,6 +22,22 @@ inline unsigned popcount64(uint64_t v) {
 #endif
 }
 
+// Index of the lowest set bit of v != 0 (the count of trailing zeros).
+inline unsigned ctz64(uint64_t v) { return popcount64((v & (0 - v)) - 1); }
+
+// Transpose of an 8x8 bit matrix held in a word, row r in byte r (bit c of byte r is
+// entry (r, c)): bit c of byte r moves to bit r of byte c. Three swap rounds; in
+// hardware only wiring.
+inline uint64_t transpose8(uint64_t x) {
+    uint64_t t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAULL;
+    x ^= t ^ (t << 7);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCULL;
+    x ^= t ^ (t << 14);
+    t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ULL;
+    x ^= t ^ (t << 28);
+    return x;
+}
+
 // Mask of the low n bits, 0 <= n <= 64.
 inline uint64_t low_mask(unsigned n) {
     return n >= 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1);

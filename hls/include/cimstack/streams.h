@@ -38,6 +38,23 @@ READ_WORDS:
     }
 }
 
+// Read the words of rows x cols bytes (the layout of read_bytes) one word per cycle,
+// calling store(i, data) for word i with the padding bytes past rows x cols cleared;
+// store unpacks all 8 bytes of the word in that one pipelined iteration.
+template <unsigned MAX_WORDS, typename Store>
+void read_words(axis_stream& in, unsigned rows, unsigned cols, Store store) {
+    const u64 bytes = u64(rows) * cols;
+    const u64 words = (bytes + 7) / 8;
+    const u64 last_mask = (bytes & 7) ? (u64(1) << (8 * (bytes & 7))) - 1 : ~u64(0);
+READ_WORD:
+    for (u64 i = 0; i < words; ++i) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_WORDS
+#pragma HLS PIPELINE II = 1
+        const u64 data = in.read().data;
+        store(i, i + 1 == words ? data & last_mask : data);
+    }
+}
+
 // The requantizer of channels 0 .. n-1.
 template <unsigned N>
 void load_requant(axis_stream& in, unsigned n, int64_t (&bias)[N], int64_t (&mult)[N]) {
@@ -48,6 +65,21 @@ LOAD_RQ:
         bias[c] = int64_t(u64(in.read().data));
         mult[c] = int64_t(u64(in.read().data));
     }
+}
+
+// Output word i of one vector: channels 2i and 2i+1 (those below n) requantized.
+template <unsigned N>
+u64 requantized_word(const int32_t (&acc)[N], unsigned i, unsigned n,
+                     const int64_t (&mult)[N], const int64_t (&bias)[N], unsigned shift,
+                     int32_t lo, int32_t hi) {
+    u64 data = 0;
+    for (unsigned h = 0; h < 2; ++h) {
+        const unsigned c = 2 * i + h;
+        if (c < n)
+            data |= u64(uint32_t(requantize(acc[c], mult[c], bias[c], shift, lo, hi)))
+                    << (32 * h);
+    }
+    return data;
 }
 
 // Requantize the n values of one output vector and write them, TLAST on its last word
@@ -61,14 +93,8 @@ WRITE:
     for (unsigned i = 0; i < words; ++i) {
 #pragma HLS LOOP_TRIPCOUNT max = MAX_WORDS
 #pragma HLS PIPELINE II = 1
-        u64 data = 0;
-        for (unsigned h = 0; h < 2; ++h) {
-            const unsigned c = 2 * i + h;
-            if (c < n)
-                data |= u64(uint32_t(requantize(acc[c], mult[c], bias[c], shift, lo, hi)))
-                        << (32 * h);
-        }
-        out.write(make_word(data, last && i + 1 == words));
+        out.write(make_word(requantized_word(acc, i, n, mult, bias, shift, lo, hi),
+                            last && i + 1 == words));
     }
 }
 

@@ -10,7 +10,8 @@ w_bits``); the ADCs then convert each channel once (or after every input bit in 
     t = t_eval + x_bits * t_input
 
 Operations: one multiply and one add per weight and evaluation, ``2 * active_rows *
-channels``.
+channels``. A layer's utilization is the fraction of the array's peak MAC rate (all
+``rows`` x ``cols // w_bits`` weights, one input bit per cycle) its compute cycles use.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def acim_layer(layer, stats, spec: AcimSpec, c: AcimConstants, reload: bool,
     moved = operand_bits(layer, stats.vectors,
                          layer.k * layer.channels * layer.w_bits if reload else 0, batch)
     load_rows = -(-moved["weight_bits"] // spec.cols)
+    peak = stats.cycles * spec.rows * ch_per_tile          # MAC-input-bits the array could do
     row.update(moved, cycles=stats.cycles + load_rows, compute_cycles=stats.cycles,
+               utilization=layer.k * layer.channels * stats.vectors * layer.x_bits / peak,
                load_cycles=load_rows, ops_performed=2 * layer.k * layer.channels * stats.vectors,
                area_mm2=c.macro_area_mm2, energy_move_pj=moved["moved_bits"]
                * c.e_move_fj_per_bit * 1e-3)

@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from ..report.console import console, rich_table
+from .published import published_overlay
 
 
 def _si(value: float, unit: str) -> str:
@@ -33,19 +34,37 @@ def _energy(pj: float) -> str:
     return _si(pj * 1e-12, "J")
 
 
+def _split(r: dict) -> str:
+    """Where a row's energy goes: array / read-out / move on chip / DRAM, in % of the
+    chip energy plus the DRAM energy."""
+    parts = [r["energy_array_pj"], r["energy_readout_pj"], r["energy_move_pj"],
+             r.get("energy_dram_pj", 0)]
+    return " / ".join(f"{e / sum(parts):.0%}" for e in parts) if sum(parts) else "-"
+
+
+def _mapping(r: dict) -> str:
+    """Cores and macros a layer uses at once, and where its weights come from."""
+    if "cores_used" not in r:
+        return "-"
+    return f"{r['cores_used']} / {r['macros_used']}, {r['weights_from']}"
+
+
 def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
     """Rich tables of ``network_cost(...).to_dict()`` and ``fpga_cost(...)`` (none for
     ``fpga`` None)."""
-    layers = [[r["layer"], r["macro"], f"{r['ops']:,}", f"{r['cycles']:,}",
-               _si(r["latency_s"], "s"), _energy(r["energy_pj"]),
-               f"{r['energy_array_pj'] / r['energy_pj']:.0%} / "
-               f"{r['energy_readout_pj'] / r['energy_pj']:.0%} / "
-               f"{r['energy_move_pj'] / r['energy_pj']:.0%}" if r["energy_pj"] else "-",
+    layers = [[r["layer"], r["macro"], _mapping(r), f"{r['cycles']:,}",
+               _si(r["latency_s"], "s"), _energy(r["energy_pj"]), _split(r),
                f"{r['tops_per_w']:.1f}"] for r in net["layers"]]
     t = net["totals"]
+    dram_layers = [r["layer"] for r in net["layers"] if r.get("weights_from") == "dram"]
     totals = [["operations (2 per MAC, dense)", f"{t['ops']:,}"],
               ["cycles", f"{t['cycles']:,}"], ["latency", _si(t["latency_s"], "s")],
-              ["energy", _energy(t["energy_pj"])], ["efficiency", f"{t['tops_per_w']:.1f} TOPS/W"],
+              ["energy on chip", _energy(t["energy_pj"])],
+              ["efficiency (on chip)", f"{t['tops_per_w']:.1f} TOPS/W"],
+              ["DRAM weights per image", f"{t['dram_bits'] // 8:,} bytes "
+               f"({len(dram_layers)} layers streamed)"],
+              ["DRAM energy (beside, not in, the chip energy)", _energy(t["energy_dram_pj"])],
+              ["efficiency with DRAM", f"{t['tops_per_w_with_dram']:.1f} TOPS/W"],
               ["images/s", f"{t['images_per_s']:,.0f}"],
               ["macro area", f"{t['area_mm2']:.3f} mm^2"],
               ["density", f"{t['tops_per_mm2']:.3g} TOPS/mm^2"],
@@ -53,8 +72,8 @@ def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
                                              for m, v in t["resident"].items())]]
     tables = [
         rich_table(f"{net['name']}: per layer and image on the macros (batch {net['batch']})",
-                   ["layer", "macro", "ops", "cycles", "latency", "energy",
-                    "array / read-out / move", "TOPS/W"], layers),
+                   ["layer", "macro", "cores/macros, weights", "cycles", "latency",
+                    "chip energy", "array / read-out / move / DRAM", "TOPS/W"], layers),
         rich_table("network per image", ["figure", "value"], totals)]
     if fpga is None:
         return tables
@@ -67,7 +86,8 @@ def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
                  ["DMA bound (HP port " + _si(fpga["hp_port_bytes_per_s"], "B/s") + ")",
                   f"{fpga['dma_bound_images_per_s']:,.0f} images/s"],
                  ["bound", f"{fpga['bound_images_per_s']:,.0f} images/s "
-                           f"({fpga['bottleneck']})"]]
+                           f"({fpga['bottleneck']})"],
+                 [published_overlay()[0], f"{published_overlay()[1]:,.0f} images/s"]]
     return [
         *tables,
         rich_table(f"FPGA overlay on {fpga['board']} at {fpga['clock_mhz']:g} MHz "
@@ -78,7 +98,8 @@ def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
 
 
 HOST_NOTE = ("host nodes ({}): no macro energy or time; their tensors' movement is in "
-             "the macro layers' move column. Not modelled: DRAM (move = buffers <-> macros).")
+             "the macro layers' move column (move = buffers <-> macros on chip; DRAM = "
+             "weights streamed from DRAM).")
 
 
 def published_table(net: dict) -> Table:
@@ -139,6 +160,13 @@ def calibration_tables(rows: list[dict], curve: list[dict]) -> list[Table]:
                        ["bits", "POPS/W", "TOPS/mm^2"], cur)]
 
 
+def with_dcim(bundle, **knobs):
+    """``bundle`` with the given (not None) ``DcimSpec`` knobs replaced (validated)."""
+    from dataclasses import replace
+    given = {k: v for k, v in knobs.items() if v is not None}
+    return replace(bundle, dcim=replace(bundle.dcim, **given)) if given else bundle
+
+
 def cost_command(bundle: Optional[Path] = typer.Argument(
                      None, help="bundle or SNN bundle folder; none: calibration"),
                  json_out: Optional[Path] = typer.Option(None, "--json",
@@ -147,6 +175,16 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
                  board: str = typer.Option("pynq-z2", help="board folder under boards/, or "
                                            "a board.toml path"),
                  samples: int = typer.Option(8, help="SNN bundle: test samples to run", min=1),
+                 cores: Optional[int] = typer.Option(
+                     None, help="dcim: cost on this many cores instead of the bundle's", min=1),
+                 macros: Optional[int] = typer.Option(
+                     None, help="dcim: macros per core instead of the bundle's", min=1),
+                 weight_sram_kib: Optional[int] = typer.Option(
+                     None, help="dcim: weight SRAM per core (KiB) instead of the bundle's; "
+                                "layers without room stream from DRAM", min=1),
+                 acim_split: bool = typer.Option(
+                     False, "--acim-split", help="IMAGINE's channel-wise split of every "
+                     "macro layer, not only the acim ones (no acim spec: the default)"),
                  data: Optional[Path] = typer.Option(
                      None, help="SNN bundle: extracted N-MNIST / DVS Gesture folder "
                                 "instead of the built-in event digits")):
@@ -176,7 +214,8 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
         from ..bundle import load_bundle
         from .fpga import fpga_cost, without_kernel
         from .network import network_cost
-        b = load_bundle(bundle)
+        b = with_dcim(load_bundle(bundle), cores=cores, macros=macros,
+                      weight_sram_kib=weight_sram_kib)
         missing = without_kernel(b)
         net = network_cost(b, batch=batch).to_dict()
         fpga = None if missing else fpga_cost(b, board, batch=batch)
@@ -187,6 +226,17 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
         hosted = ", ".join(f"{n} {op}" for op, n in net["totals"]["host_nodes"].items())
         note = "\n".join(filter(None, [note, HOST_NOTE.format(hosted) if hosted else ""]))
         figs = {"bundle": str(bundle), "network": net, "fpga": fpga}
+        if b.acim or acim_split:
+            from ..config import AcimSpec
+            from ..mapping.imagine import SPLIT_COLUMNS, split_plan, split_rows
+            spec = b.acim or AcimSpec()
+            on = [x for x in b.layers if acim_split or getattr(x, "macro", "") == "acim"]
+            plan = split_plan(on, spec)
+            tables.append(rich_table(
+                f"{b.name}: IMAGINE channel-wise split, {spec.segments} segments of "
+                f"{spec.seg_rows} rows, swing {spec.swing}", SPLIT_COLUMNS, split_rows(plan),
+                right=[0 < i < len(SPLIT_COLUMNS) - 1 for i in range(len(SPLIT_COLUMNS))]))
+            figs["acim_split"] = [p.to_dict() for p in plan]
     for t in tables:
         console.print(t)
     if note:

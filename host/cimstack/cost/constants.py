@@ -19,6 +19,8 @@ IMAGINE = ("IMAGINE (Kneip et al., IEEE TCAS-AI 2025, arXiv:2412.19750), abstrac
            "22 nm FD-SOI, 1152 x 256 charge-domain macro")
 FLEXSPIM = ("FlexSpIM (Chauvaux et al., ISCAS 2025, arXiv:2410.23082): 40 nm digital "
             "CIM spiking core, 512 x 256 bits")
+BNN_PYNQ = ("BNN-PYNQ (Xilinx/FINN, Umuroglu et al., FPGA 2017 overlays): CNV-W1A1 on the "
+            "PYNQ-Z2, as quoted in the project's issue; not re-measured here")
 MARS = ("MARS (Sie et al., IEEE TCAD 2022, arXiv:2010.12861), abstract: multi-macro "
         "SRAM CIM accelerator with block-sparse compressed CNNs")
 
@@ -52,6 +54,11 @@ PAPER_POINTS: dict[str, list[dict]] = {
         _point("resident_operand_gain", 0.46, "fraction", FLEXSPIM,
                note="resident operands of the per-layer policy vs weight-stationary only, "
                     "on the paper's network"),
+    ],
+    # a published FPGA overlay measurement, shown beside the overlay model's figures
+    "fpga": [
+        _point("throughput", 9150.0, "images/s", BNN_PYNQ, bits=1, network="CNV",
+               board="PYNQ-Z2"),
     ],
     "dcim": [
         _point("efficiency", 52.3, "TOPS/W", MARS, network="VGG16"),
@@ -132,6 +139,17 @@ class DcimConstants(Spec):
     macro_area_mm2: float = knob(
         0.04278, "area of one rows x cols macro (mm^2): 256 x 256 bits = 8 KiB at "
         "IMAGINE's 187 kB/mm^2 (assumed: MARS publishes no area)", *POSITIVE)
+    e_dram_fj_per_bit: float = knob(
+        20310.0, "energy per weight bit streamed from DRAM (fJ): 1.3 nJ per 64-bit DRAM "
+        "access / 64, the low end of Horowitz, ISSCC 2014 (45 nm); not fitted and not part "
+        "of the efficiency compared with MARS (docs/cost.md)", *POSITIVE)
+    dram_gb_per_s: float = knob(
+        12.8, "DRAM bandwidth for streamed weights (GB/s; assumed: one 32-bit LPDDR4-3200 "
+        "channel)", 1e-3, 1e6)
+
+    def dram_bits_per_cycle(self) -> float:
+        """DRAM bits delivered per macro clock cycle."""
+        return self.dram_gb_per_s * 8e3 / self.clock_mhz
 
 
 @dataclass(frozen=True)
@@ -181,6 +199,3 @@ class FpgaTiming(Spec):
     loop_entry_cycles: int = knob(
         2, "cycles added each time a pipelined loop is entered (fill and exit; assumed: "
         "replace with the csynth latency report)", 0, 1000)
-    divider_cycles: int = knob(
-        64, "cycles of one acim ADC conversion: the 64-bit floor division, iterative, "
-        "one quotient bit per cycle (assumed)", 1, 10000)

@@ -1,8 +1,13 @@
 """Per-image energy, latency and area of a dcim / acim (or mixed) bundle.
 
 Layers run one after another. A family's weights stay resident when all its layers'
-tiles fit its macros at once (dcim: ``DcimSpec.macros`` tiles, acim: one array);
-otherwise every layer's weights are written into the macros once per ``batch`` images.
+tiles fit its macros at once (dcim: ``cores * macros`` tiles, acim: one array);
+otherwise every layer's weights are written into the macros once per ``batch`` images
+(dcim: from the cores' weight SRAM or, for the layers it has no room for, from DRAM:
+:mod:`cimstack.mapping.mars`). ``energy_pj`` is the chip's energy (array, read-out,
+operand movement on chip), the figure compared with the papers' TOPS/W;
+``energy_dram_pj`` (weights streamed from DRAM) is reported beside it, not in it
+(docs/cost.md, "DRAM").
 Operations are dense-equivalent: ``2 * K * N`` per input vector (a multiply and an add
 per weight), also for pruned blocks, which cost nothing; ``ops_performed`` counts only
 the kept weights.
@@ -25,6 +30,8 @@ from .constants import AcimConstants, DcimConstants, check_count
 
 SUMMED = ("ops", "ops_performed", "cycles", "latency_s", "energy_pj", "energy_array_pj",
           "energy_readout_pj", "energy_move_pj", "in_bits", "out_bits", "weight_bits")
+# summed too; a family without a DRAM tier (no such keys in its layer_cost) gives 0
+DRAM_SUMMED = ("dram_bits", "energy_dram_pj")
 
 
 def per_pj(ops: float, energy_pj: float) -> float:
@@ -76,21 +83,27 @@ def network_cost(bundle, *, batch: int = 1, dcim: DcimConstants | None = None,
     for st in stats:
         tiles[st.macro] += st.tiles
     reload = {name: tiles[name] > fam.resident_tiles(bundle) for name, fam in families.items()}
+    maps = {name: fam.network_map(bundle, not reload[name])
+            for name, fam in families.items() if fam.network_map}
     rows = []
     for layer, st in zip(bundle.macro_layers, stats):
+        lmap = (maps[layer.macro][layer.name],) if layer.macro in maps else ()
         part = families[layer.macro].layer_cost(layer, st, bundle, consts[layer.macro],
-                                                reload[layer.macro], batch)
+                                                reload[layer.macro], batch, *lmap)
         ops = 2 * layer.k * layer.channels * st.vectors
         energy = part["energy_array_pj"] + part["energy_readout_pj"] + part["energy_move_pj"]
         rows.append({"layer": layer.name, "macro": layer.macro, "op": layer.op, "k": layer.k,
                      "n": layer.channels, "w_bits": layer.w_bits, "x_bits": layer.x_bits,
-                     "vectors": st.vectors, "tiles": st.tiles, "ops": ops, **part,
+                     "vectors": st.vectors, "tiles": st.tiles, "ops": ops,
+                     **dict.fromkeys(DRAM_SUMMED, 0), **part,
                      "energy_pj": energy, "tops_per_w": per_pj(ops, energy),
                      "resident": not reload[layer.macro]})
-    totals = {key: sum(r[key] for r in rows) for key in SUMMED}
+    totals = {key: sum(r[key] for r in rows) for key in SUMMED + DRAM_SUMMED}
     area = sum(fam.area_mm2(bundle, consts[name]) for name, fam in families.items())
     images_per_s = 1.0 / totals["latency_s"]
-    totals.update(tops_per_w=per_pj(totals["ops"], totals["energy_pj"]), images_per_s=images_per_s,
+    with_dram = totals["energy_pj"] + totals["energy_dram_pj"]
+    totals.update(tops_per_w=per_pj(totals["ops"], totals["energy_pj"]),
+                  tops_per_w_with_dram=per_pj(totals["ops"], with_dram), images_per_s=images_per_s,
                   area_mm2=area, tops_per_mm2=totals["ops"] * images_per_s / area * 1e-12,
                   resident={m: not reload[m] for m in tiles if tiles[m]},
                   host_nodes=host_nodes(bundle))

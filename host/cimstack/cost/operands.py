@@ -19,12 +19,17 @@ def output_bits(layer) -> int:
     return max(1, int(layer.requant.hi - layer.requant.lo).bit_length())
 
 
+def per_batch(bits: int, batch: int) -> int:
+    """Per-image share of ``bits`` moved once per ``batch`` images (rounded up)."""
+    return -(-bits // batch)
+
+
 def operand_bits(layer, vectors: int, reload_bits: int, batch: int) -> dict:
     """Input, output and weight bits moved per image (``vectors`` input vectors per
     image); ``reload_bits`` are the layer's stored weight bits when it is reloaded every
     ``batch`` images (else 0)."""
     in_bits = int(np.prod(layer.in_shape)) * layer.x_bits
     out_bits = vectors * layer.channels * output_bits(layer)
-    weight_bits = -(-reload_bits // batch)
+    weight_bits = per_batch(reload_bits, batch)
     return {"in_bits": in_bits, "out_bits": out_bits, "weight_bits": weight_bits,
             "moved_bits": in_bits + out_bits + weight_bits}

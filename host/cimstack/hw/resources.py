@@ -68,27 +68,57 @@ class Datapath:
     rule: str
 
 
-# dcim: bit-serial MAC over MAX_W_BITS weight planes per cycle: an AND and a 64-bit
-# popcount per plane (~64 LUT6 each) and a 48-bit shift-add accumulator per plane
-# (48 LUT), plus the requantizer (48-bit acc x 32-bit multiplier in DSP, 64-bit
-# rounding shift and clamp ~300 LUT) and the stream packing (~400 LUT).
+# dcim (hls/dcim/dcim_top.cpp): one shared lane_reads instance, 16 lanes x 8 input bits
+# of AND + 64-bit popcount (~64 LUT6 each); the exact path's per-lane shift-add of its
+# 8 counts (~105 LUT); the ADC path's per-lane 11-bit count adder, ADC saturate/mask,
+# reference-or-count select and shift by the input bit (~75 LUT) and the binary
+# reference column's 8 popcounts; one shared add_lanes instance: per lane the column
+# coefficient as shift and negate plus a 32-bit add (~130 LUT) and the rotation of 16
+# lanes onto the 16 accumulator banks with the per-channel lane sums (~1,500 LUT); the
+# weight load's byte-to-column scatter and band-buffer write routing (~1,600 LUT); the
+# input word's transpose (wiring) and plane byte selects (~500 LUT); the lane-group
+# scheduler (count/find-first of the kept mask, row masks, ~300 LUT) and loop counters
+# (~500 LUT); the requantizer (48x32 multiply in DSP, rounding shift and clamp ~300 LUT)
+# and the stream packing (~400 LUT). Registers and buffers declared as arrays (band
+# buffers, ping-pong planes and accumulators, lane counts) are counted by the array rule.
+DCIM_LANES, DCIM_X_BITS = 16, 8
 DATAPATH = {
-    "dcim": Datapath(dsp=dsp_tiles(48, 32), lut=8 * (64 + 48) + 300 + 400,
-                     rule="8 planes x (64-bit popcount 64 LUT + 48-bit accumulator 48 LUT)"
-                          " + requantizer 300 LUT + stream packing 400 LUT; requantizer "
-                          "48x32 multiply = 4 DSP48"),
-    "acim": Datapath(dsp=dsp_tiles(8, 8) + dsp_tiles(48, 32) + 2 * dsp_tiles(64, 64)
+    "dcim": Datapath(dsp=dsp_tiles(48, 32),
+                     lut=DCIM_LANES * DCIM_X_BITS * 64 + DCIM_LANES * (105 + 75 + 130)
+                     + DCIM_X_BITS * 64 + 1500 + 1600 + 500 + 300 + 500 + 300 + 400,
+                     rule="16 lanes x 8 input bits x 64-bit popcount 64 LUT (shared by both "
+                          "read-outs); per lane exact shift-add 105 + ADC count/saturate/shift "
+                          "75 + column coefficient shift-negate and 32-bit add 130 LUT; binary "
+                          "reference column 8 popcounts; lane-to-accumulator rotation 1500; "
+                          "weight load scatter 1600; input transpose selects 500; lane-group "
+                          "scheduler 300; counters 500; requantizer 300 LUT + 48x32 multiply "
+                          "4 DSP48; stream packing 400 LUT"),
+    "acim": Datapath(dsp=128 * dsp_tiles(8, 8) + dsp_tiles(35, 27) + dsp_tiles(31, 26)
+                     + dsp_tiles(46, 10) + dsp_tiles(31, 8) + 2 * dsp_tiles(64, 64)
                      + dsp_tiles(48, 32),
-                     lut=100 + 600 + 300 + 60 + 300 + 400,
-                     rule="8x8 MAC 1 DSP48 + 100 LUT; ABN gain 48x32 multiply 4 DSP48; "
-                          "splitmix64 noise hash two 64x64 multiplies 24 DSP48 + 300 LUT; "
-                          "Irwin-Hall sum 60 LUT; iterative 64-bit ADC divider 600 LUT; "
-                          "requantizer 48x32 = 4 DSP48 + 300 LUT; stream packing 400 LUT"),
-    "snn": Datapath(dsp=2 * dsp_tiles(16, 16), lut=400 + 200 + 100 + 200 + 400,
-                    rule="event address decode (c*H+y)*W+x two 16x16 multiplies 2 DSP48; "
-                         "conv fan-out loop 400 LUT; weight sign extension 200 LUT; 32-bit "
-                         "synaptic accumulator 100 LUT; saturate/leak/fire/reset 200 LUT; "
-                         "event packing 400 LUT"),
+                     lut=40 + 500 + 300 + 300 + 200 + 8 * 110 + 8 * 75 + 40 + 300 + 60 + 300
+                     + 400,
+                     rule="128 lanes x 8x8 MAC, one DSP48 each accumulating in its P register "
+                          "(one weight row of all channels per cycle) + row operand select "
+                          "40 LUT; weight-row realign (128-bit window, byte shifts) 500 LUT; "
+                          "ABN decode (saturation, gain shift) 300 LUT; per-call 32-bit "
+                          "divider (segments) 300 LUT; conversion: dot x gain 35x27 4 DSP48, "
+                          "FS x offset 31x26 4 DSP48, noise m x unit 46x10 2 DSP48, numerator "
+                          "adds 200 LUT, SAR 8 steps x 54-bit add/compare 880 LUT; per-bit back "
+                          "end (2^x-1) x level 31x8 2 DSP48 + SAR 8 x 36-bit 600 LUT + "
+                          "shift-add 40 LUT; splitmix64 noise hash two 64x64 multiplies 24 "
+                          "DSP48 + 300 LUT; Irwin-Hall sum 60 LUT; requantizer 48x32 = 4 "
+                          "DSP48 + 300 LUT; stream packing 400 LUT"),
+    "snn": Datapath(dsp=3 * dsp_tiles(33, 31) + dsp_tiles(32, 32) + dsp_tiles(32, 16)
+                    + 2 * dsp_tiles(16, 16),
+                    lut=3 * 400 + 400 + 200 + 100 + 200 + 400,
+                    rule="event address decode without a divider: three 31x33 multiply-shift "
+                         "divisions (by src_h*src_w, src_w, pool) 12 DSP48, remainders "
+                         "32x32 and 32x16 multiplies 6 DSP48, (c*H+y)*W+x two 16x16 "
+                         "multiplies 2 DSP48; their magic numbers by three per-call 64/32-bit "
+                         "dividers 1200 LUT; conv fan-out loop 400 LUT; weight sign "
+                         "extension 200 LUT; 32-bit synaptic accumulator 100 LUT; "
+                         "saturate/wrap/leak/fire/reset 200 LUT; event packing 400 LUT"),
 }
 DEFAULT_DATAPATH = Datapath(dsp=4, lut=2000, rule="no datapath rule declared: 2000 LUT, 4 DSP")
 

@@ -15,7 +15,8 @@ subtracts ``h``), with ``s_o`` chosen so that the largest |logit| takes ``h - 1`
 codes. Unlike the digital macro this is not the QONNX model's integer function: the
 gain's rounding and the ADC's clipping (and any noise, ``sigma``) change codes, which
 is what a user studies on this macro; reference and emulated overlay still agree bit
-for bit.
+for bit. A layer that does not map onto the channel-wise array split with every input
+channel inside one segment is refused (:func:`cimstack.mapping.imagine.check_channel_split`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from ..bundle import INT32, MacroLayer, Requant
 from ..config import AcimLayerParams, AcimSpec
 from ..errors import ConfigError
+from ..mapping.imagine import check_channel_split, layer_split
 
 
 def map_analog(layer: MacroLayer, m: np.ndarray, c: np.ndarray, s_o: float | None,
@@ -40,6 +42,7 @@ def map_analog(layer: MacroLayer, m: np.ndarray, c: np.ndarray, s_o: float | Non
         raise ConfigError(f"{where}: K = {layer.k} inputs exceed the acim array's {spec.rows} "
                           "rows (the analog macro is not split over rows); import it with "
                           "--macro dcim or reduce the layer's inputs")
+    check_channel_split(spec, layer_split(spec, layer))
     if codes_hi is not None and codes_hi > (1 << a) - 1:
         raise ConfigError(f"{where}: its activation has {int(codes_hi).bit_length()} bits but "
                           f"the ADC gives {a}-bit codes; set --set adc_bits="

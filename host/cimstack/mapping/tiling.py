@@ -2,8 +2,9 @@
 
 Semantics (docs/macros.md): row group g holds rows g*rows_on .. (g+1)*rows_on-1; a
 block is (group, output channel); a tile is ``rows`` rows by ``cols // w_bits``
-channels; tiles run on ``macros`` macros in rounds; a tile costs
-``x_bits * max over its channels of the kept blocks`` cycles per input vector.
+channels; column tile c runs on core ``c % cores`` (:func:`core_column_tiles`), each
+core runs its tiles on its ``macros`` macros in rounds, the cores in parallel; a tile
+costs ``x_bits * max over its channels of the kept blocks`` cycles per input vector.
 """
 
 from __future__ import annotations
@@ -64,12 +65,21 @@ class LayerCost:
         return self.row_tiles * self.col_tiles
 
 
-def _round_cycles(tile_cycles: np.ndarray, macros: int) -> int:
-    """Tiles (row-major order) run ``macros`` at a time; a round lasts its longest tile."""
-    flat = tile_cycles.reshape(-1)
-    pad = (-flat.size) % macros
-    flat = np.concatenate([flat, np.zeros(pad, dtype=flat.dtype)])
-    return int(flat.reshape(-1, macros).max(axis=1).sum())
+def core_column_tiles(col_tiles: int, cores: int) -> list[np.ndarray]:
+    """Column tiles of every core that gets one: tile c runs on core ``c % cores``."""
+    return [np.arange(j, col_tiles, cores) for j in range(min(cores, col_tiles))]
+
+
+def _round_cycles(tile_cycles: np.ndarray, spec: DcimSpec) -> int:
+    """Each core's tiles ([row tile, column tile] row-major) run ``macros`` at a time, a
+    round lasting its longest tile; the cores run in parallel, the layer lasts as long
+    as its busiest core."""
+    busiest = 0
+    for cols in core_column_tiles(tile_cycles.shape[1], spec.cores):
+        flat = tile_cycles[:, cols].reshape(-1)
+        flat = np.concatenate([flat, np.zeros((-flat.size) % spec.macros, flat.dtype)])
+        busiest = max(busiest, int(flat.reshape(-1, spec.macros).max(axis=1).sum()))
+    return busiest
 
 
 def layer_cost(w_mat: np.ndarray, w_bits: int, x_bits: int, spec: DcimSpec) -> LayerCost:
@@ -86,8 +96,8 @@ def layer_cost(w_mat: np.ndarray, w_bits: int, x_bits: int, spec: DcimSpec) -> L
     dense = np.broadcast_to(groups_in_tile[:, None], tile_kept.shape)
     return LayerCost(
         row_tiles=len(g_starts), col_tiles=len(c_starts),
-        cycles=x_bits * _round_cycles(tile_kept, spec.macros),
-        dense_cycles=x_bits * _round_cycles(dense, spec.macros),
+        cycles=x_bits * _round_cycles(tile_kept, spec),
+        dense_cycles=x_bits * _round_cycles(dense, spec),
         blocks=int(kept.size), pruned_blocks=int(kept.size - kept.sum()))
 
 

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from ..bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, Requant
 from ..config import AcimLayerParams, AcimSpec
+from ..mapping.imagine import channel_split, check_channel_split
 from .data import DigitsSplit, load_digits_split
 from .model import FloatDigitsNet
 
@@ -75,6 +76,10 @@ class AnalogQuantLayer(nn.Module):
         self.x_bits = x_bits
         self.w_bits = w_bits
         self.layer_key = layer_key
+        w = inner.weight
+        area = int(np.prod(w.shape[2:])) if w.ndim == 4 else 1
+        check_channel_split(spec, channel_split(spec, int(w.shape[1]), area,
+                                                f"{type(inner).__name__} {layer_key}"))
         n = inner.out_channels if hasattr(inner, "out_channels") else inner.out_features
         self.log2_gain = nn.Parameter(torch.zeros(n))
         self.offset_h = nn.Parameter(torch.zeros(n))      # beta / h

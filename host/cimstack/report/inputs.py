@@ -69,6 +69,7 @@ class RunInputs:
         """Read every input now, so a damaged one fails before any figure is drawn."""
         for name in self.paths:
             (self.csv if INPUT_KINDS[name].file.endswith(".csv") else self.json)(name)
+        self.network_costs()
 
     def has(self, name: str) -> bool:
         """Whether an input of kind ``name`` was found."""
@@ -86,18 +87,32 @@ class RunInputs:
         """The parsed JSON input ``name`` (None when absent); ConfigError when damaged."""
         if name not in self.paths or name in self._read:
             return self._read.get(name)
-        path = self.paths[name]
-        try:
-            obj = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc}): rewrite it with "
-                              f"`{self.producer(name)}` or remove it") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"{path} holds a {type(obj).__name__}, not a JSON object: "
-                              f"rewrite it with `{self.producer(name)}`")
+        obj = _json_object(self.paths[name], self.producer(name))
         self._check_fields(name, set(obj))
         self._read[name] = obj
         return obj
+
+    def network_costs(self) -> list[tuple[str, dict]]:
+        """(relative path, network cost) of every ``cost.json`` in the folder and its
+        immediate subfolders that holds a macro network's cost (``cimstack cost BUNDLE
+        --json``, ``cimstack demo``), in folder order: one report section each."""
+        if "network_costs" not in self._read:
+            found = []
+            for folder in _candidates(self.root, ""):
+                path = folder / "cost.json"
+                if not path.is_file():
+                    continue
+                producer = f"cimstack cost BUNDLE --json {path}"
+                net = _json_object(path, producer).get("network")
+                if net is None:
+                    continue                 # an SNN bundle's or the calibration's figures
+                missing = [f for f in NETWORK_FIELDS if not isinstance(net, dict) or f not in net]
+                if missing:
+                    raise ConfigError(f"{path}: its network lacks {', '.join(missing)}: "
+                                      f"rewrite it with `{producer}`")
+                found.append((path.relative_to(self.root).as_posix(), net))
+            self._read["network_costs"] = found
+        return self._read["network_costs"]
 
     def csv(self, name: str) -> list[dict] | None:
         """Rows of the CSV input ``name`` with numbers parsed (None when absent)."""
@@ -124,6 +139,22 @@ class RunInputs:
             raise ConfigError(f"{self.paths[name]} lacks {', '.join(missing)}: it is not "
                               f"what `{self.producer(name)}` writes; rewrite it with that "
                               "command")
+
+
+NETWORK_FIELDS = ("name", "batch", "layers", "totals")
+
+
+def _json_object(path: Path, producer: str) -> dict:
+    """The JSON object in ``path``; ConfigError naming ``producer`` when it is not one."""
+    try:
+        obj = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}): rewrite it with "
+                          f"`{producer}` or remove it") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path} holds a {type(obj).__name__}, not a JSON object: "
+                          f"rewrite it with `{producer}`")
+    return obj
 
 
 def _number(text: str | None) -> Any:

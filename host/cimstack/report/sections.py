@@ -10,6 +10,8 @@ whose inputs are missing has no figure and says which command writes them.
 5. per-layer mismatch counts: verify/verify.json, snn_demo.json
 6. the overlay's estimated throughput against the DMA bound: ``fpga_cost`` of bundle/,
    sweep points
+7. and on: one section per network cost found (``cost.json`` in the folder or a
+   subfolder): per-layer cycles, utilization and energy breakdown, published points
 """
 
 from __future__ import annotations
@@ -362,6 +364,7 @@ def mismatch_section(inputs: RunInputs, fig_dir: Path) -> Section:
 def _bundle_throughput(inputs: RunInputs) -> tuple[list, list, str]:
     """Panels, tables and source of the FPGA estimate of the run's bundle: the one the
     run wrote in cost.json (at its batch), else ``fpga_cost`` of the bundle (batch 1)."""
+    from ..cost.published import published_overlay
     cost = inputs.json("cost")
     if cost:
         est, source = cost["fpga"], f"the fpga figures of {inputs.rel('cost')}"
@@ -393,7 +396,8 @@ def _bundle_throughput(inputs: RunInputs) -> tuple[list, list, str]:
             ["DMA bytes per image", fmt(est["dma_bytes_per_image"])],
             ["DMA bound images/s", fmt(est["dma_bound_images_per_s"])],
             ["overlay bound images/s", fmt(est["bound_images_per_s"])],
-            ["bottleneck", str(est["bottleneck"])]]),
+            ["bottleneck", str(est["bottleneck"])],
+            list(map(fmt, published_overlay()))]),
         Table("per layer", ["layer", "cycles", "compute us", "DMA bytes", "DMA us"],
               [[r["layer"], fmt(r["cycles"]), fmt(1e6 * r["seconds"]), fmt(b), fmt(us)]
                for r, b, us in zip(layers, dma_bytes, dma_us)])]
@@ -444,6 +448,91 @@ def _ranges(idx: list[int]) -> str:
         else:
             runs.append([i, i])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+# ---------------------------------------------------------------- 7+. one per network
+
+ENERGY_PARTS = (("array", "energy_array_pj"), ("read-out", "energy_readout_pj"),
+                ("data movement", "energy_move_pj"), ("DRAM", "energy_dram_pj"))
+
+
+def _share(row: dict, key: str) -> str:
+    """``row[key]``'s share of the row's energy on chip plus its DRAM energy (reported
+    beside, not in, ``energy_pj``)."""
+    total = row["energy_pj"] + row.get("energy_dram_pj", 0.0)
+    return pct(row.get(key, 0.0) / total) if total else "-"
+
+
+def network_section(source: str, net: dict, fig_dir: Path) -> Section:
+    """Per-layer cycles, macro utilization and energy breakdown of one network's cost
+    (``net``: the ``network`` of a cost.json), with the papers' published points beside
+    the model's totals."""
+    from ..cost.published import beside_published
+    folder = Path(source).parent.as_posix()
+    key = "network-" + re.sub(r"[^a-z0-9]+", "-", (net["name"] if folder == "."
+                                                   else folder).lower()).strip("-")
+    section = Section(key, f"Network {net['name']}: per-layer cost on the macros")
+    layers, t = net["layers"], net["totals"]
+    idx = [str(i) for i in range(1, len(layers) + 1)]
+    parts = [(label, k) for label, k in ENERGY_PARTS if any(r.get(k) for r in layers)]
+    util = [r.get("utilization") for r in layers]
+    panels = [Bars("energy per layer and image", "pJ", idx,
+                   {label: [r.get(k, 0.0) for r in layers] for label, k in parts}, log_y=True),
+              Bars("cycles per layer and image", "cycles", idx,
+                   {"cycles": [r["cycles"] for r in layers]}, log_y=True)]
+    if all(u is not None for u in util):
+        panels.append(Bars("macro utilization", "% of peak MAC rate", idx,
+                           {"utilization": [100 * u for u in util]}))
+    section.tables = [
+        Table("per layer and image", ["#", "layer", "macro", "K x N", "vectors", "cycles",
+                                      "utilization", "chip energy pJ",
+                                      " / ".join(label for label, _ in parts), "TOPS/W"],
+              [[i, r["layer"], r["macro"], f"{r['k']} x {r['n']}", fmt(r["vectors"]),
+                fmt(r["cycles"]), pct(u), fmt(r["energy_pj"]),
+                " / ".join(_share(r, k) for _, k in parts), fmt(r["tops_per_w"])]
+               for i, r, u in zip(idx, layers, util)]),
+        Table("network per image (model)", ["figure", "value"], [
+            ["operations (2 per MAC, dense)", fmt(t["ops"])],
+            ["cycles", fmt(t["cycles"])], ["images/s", fmt(t["images_per_s"])],
+            ["energy on chip pJ", fmt(t["energy_pj"])], ["TOPS/W (on chip)", fmt(t["tops_per_w"])],
+            *([["DRAM energy pJ", fmt(t["energy_dram_pj"])],
+               ["TOPS/W with DRAM", fmt(t["tops_per_w_with_dram"])]]
+              if t.get("energy_dram_pj") else []),
+            *[[f"energy: {label}", _share(t, k)] for label, k in parts],
+            ["weights resident", ", ".join(f"{m}: {'yes' if v else 'no'}"
+                                           for m, v in t["resident"].items())]])]
+    published = beside_published(net)
+    if published:
+        section.tables.append(Table(
+            "the model beside the published figures", ["family", "figure", "model",
+                                                       "published", "at", "paper"],
+            [[p["family"], p["figure"], p["model"], p["published"],
+              p["at"] + (" (this network)" if p["same_network"] else ""), p["paper"]]
+             for p in published]))
+    if "dcim" in t["resident"]:
+        from ..cost.calibrate import held_out_table
+        section.tables.append(Table(
+            "held-out check: MARS's constants fitted on one network predict the other",
+            ["predicted", "figure", "published", "model", "error"],
+            [[r["at"], r["figure"], f"{r['published']:g} {r['unit']}", fmt(r["model"]),
+              f"{r['error']:+.1%}"] for r in held_out_table()]))
+    section.caption = (
+        f"The cost model's figures for one image of {net['name']} (batch {net['batch']}: "
+        "images per weight reload), per macro layer numbered as in the table: energy by "
+        "where it goes, cycles, and utilization (MACs performed over the macros' peak MAC "
+        "rate during the layer's compute cycles). Log scale for energy and cycles. "
+        "Published figures are the papers' chips on the papers' networks, shown beside "
+        "the model, not fitted to it (except where docs/cost.md says a constant was "
+        "calibrated on them); for the digital macro, the held-out check fits MARS's "
+        "energy constant and clock on one of its networks and predicts the other's "
+        "published figures (docs/cost.md, the paper's own configuration, not this "
+        f"bundle's). From {source} (`cimstack cost BUNDLE --json {source}`).")
+    return _draw(section, panels, fig_dir)
+
+
+def network_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
+    """One :func:`network_section` per network cost found in the folder."""
+    return [network_section(source, net, fig_dir) for source, net in inputs.network_costs()]
 
 
 SECTIONS: tuple[Callable[[RunInputs, Path], Section], ...] = (
