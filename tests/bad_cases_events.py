@@ -13,6 +13,7 @@ from badcase import Case
 from cimstack.errors import ConfigError
 from cimstack.events.core import EventFormatError, make_events
 from cimstack.events.datasets import load_dvs_gesture, load_event_data, load_nmnist
+from cimstack.events.files import write_event_file
 from cimstack.events.formats import (encode_aedat, encode_nmnist, read_aedat,
                                      read_gesture_labels, read_nmnist)
 
@@ -104,7 +105,91 @@ def _empty_nmnist_recording(folder):
     return _snn_verify(folder, folder / "n")
 
 
+def _info(name: str, data: bytes):
+    """``cimstack events info NAME`` of a file holding ``data``."""
+    def setup(folder):
+        (folder / name).write_bytes(data)
+        return ["events", "info", name]
+    return setup
+
+
+def _cut(name: str, keep: float, drop: int = 0):
+    """``events info`` of a cimstack-written file cut to ``keep`` of its bytes, less
+    ``drop`` more bytes."""
+    def setup(folder):
+        path = write_event_file(folder / name, _events(400, 300, 3000), (640, 480))
+        raw = path.read_bytes()
+        path.write_bytes(raw[:int(len(raw) * keep) - drop])
+        return ["events", "info", name]
+    return setup
+
+
+def _convert(*args: str, src: str = "a.es", sensor=(34, 34)):
+    """``cimstack events convert`` of a good file ``src`` with ``args``."""
+    def setup(folder):
+        write_event_file(folder / src, _events(50, min(sensor)), sensor)
+        (folder / "mine.raw").write_bytes(b"my own file")
+        return ["events", "convert", src, *args]
+    return setup
+
+
+EVT3_HEAD = b"% evt 3.0\n% format EVT3;width=64;height=64\n"
+
 CASES = [
+    # ------------------------------------------- event-camera files (events CLI)
+    Case("events-file-missing", lambda f: ["events", "info", "none.raw"],
+         r"none\.raw: no such event file"),
+    Case("events-file-empty", _info("e.es", b""), r"e\.es: the file is empty \(0 bytes\)"),
+    Case("events-file-unknown-extension", _info("e.txt", b"1,2,3\n"),
+         r"e\.txt: unknown event file extension '\.txt'; supported: \.aedat"),
+    Case("events-file-aedat4-wrong-magic", _info("r.aedat4", b"PK\x03\x04 zip"),
+         r"r\.aedat4: no '#!AER-DAT' magic at the start: not an AEDAT file"),
+    Case("events-file-es-wrong-magic", _info("r.es", b"Event Strem\x02"),
+         r"r\.es: no 'Event Stream' magic at the start"),
+    Case("events-file-evt-no-version", _info("r.raw", b"% date 2020\n\x00\x80"),
+         r"r\.raw: no '% evt <version>' or '% format EVT<version>' header line"),
+    Case("events-file-evt21", _info("r.raw", b"% evt 2.1\n\x00\x00\x00\x00"),
+         r"the unsupported version evt2\.1; cimstack reads EVT 2\.0 and EVT 3\.0"),
+    Case("events-file-evt3-no-size", _info("r.raw", b"% evt 3.0\n\x00\x80"),
+         r"r\.raw: the header states no sensor size"),
+    Case("events-file-evt3-truncated", _cut("r.raw", 1.0, 1),
+         r"not a whole number of 16-bit EVT 3\.0 words: the file is truncated"),
+    Case("events-file-evt3-vector-first",
+         _info("r.raw", EVT3_HEAD + np.array([0x8000, 0x0003, 0x4001], "<u2").tobytes()),
+         r"EVT 3\.0 vector word 2 comes before any VECT_BASE_X word: corrupt data"),
+    Case("events-file-evt3-x-first",
+         _info("r.raw", EVT3_HEAD + np.array([0x8000, 0x2003], "<u2").tobytes()),
+         r"EVT 3\.0 event word 1 comes before any ADDR_Y word: corrupt data"),
+    Case("events-file-evt3-outside-sensor",
+         _info("r.raw", EVT3_HEAD + np.array([0x8000, 0x0003, 0x2000 | 70], "<u2").tobytes()),
+         r"event 0 at \(70, 3\) is outside the 64x64 sensor of its header"),
+    Case("events-file-evt3-bad-t0",
+         _info("r.raw", EVT3_HEAD + b"% T0 soon\n" + np.array([0x8000], "<u2").tobytes()),
+         r"the header line 'T0 soon' is not a time in us"),
+    Case("events-file-evt3-header-only", _info("r.raw", EVT3_HEAD),
+         r"the EVT 3\.0 file holds no events"),
+    Case("events-file-evt2-truncated",
+         _info("r.raw", b"% evt 2.0\n% geometry 64x64\n\x00\x00\x00"),
+         r"3 data bytes is not a whole number of 4-byte EVT 2\.0 records"),
+    Case("events-file-dat-truncated", _cut("r.dat", 1.0, 3),
+         r"r\.dat: \d+ data bytes is not a whole number of 8-byte DAT records"),
+    Case("events-file-aedat4-truncated", _cut("r.aedat4", 0.5),
+         r"r\.aedat4: unreadable \(.*\): the file is damaged or truncated.*replace it"),
+    Case("events-convert-exists", _convert("mine.raw"),
+         r"mine\.raw exists; pass --force to replace it"),
+    Case("events-convert-unknown-extension", _convert("out.mp4"),
+         r"out\.mp4: unknown event file extension '\.mp4'"),
+    Case("events-convert-format-unknown", _convert("out.raw", "--format", "evt4"),
+         r"unknown event format 'evt4'; choose one of nmnist, aedat3"),
+    Case("events-convert-crop-too-big", _convert("out.raw", "--crop", "64x64"),
+         r"cannot fit a 34x34 sensor to a 64x64 input: crop and downsample only shrink"),
+    Case("events-convert-crop-and-downsample",
+         _convert("out.raw", "--crop", "8x8", "--downsample", "8x8"),
+         r"--crop and --downsample: choose one"),
+    Case("events-convert-size-malformed", _convert("out.raw", "--crop", "34"),
+         r"--crop '34': give the size as WIDTHxHEIGHT"),
+    Case("events-convert-sensor-too-big", _convert("out.bin", src="big.es", sensor=(640, 480)),
+         r"out\.bin: N-MNIST binary holds sensors up to 34x34, not 640x480; crop"),
     # ------------------------------------------------------------------ N-MNIST
     Case("events-nmnist-stray-bytes",
          lambda f: _reader(f / "a.bin", encode_nmnist(_events())[:-2], read_nmnist),

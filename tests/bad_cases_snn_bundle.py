@@ -119,4 +119,8 @@ CASES = [
          r"snn_bundle.json.layers = .* has the wrong type: expected a list"),
     Case("snnbundle-duplicate-name", api(set_field("layers", 2, "name", "conv1")),
          r"layer name 'conv1' is used twice"),
+    Case("snnbundle-fire-unknown", cli(set_field("layers", 0, "fire", "gte")),
+         r"layer conv1.fire = 'gte': use one of ge, gt"),
+    Case("snnbundle-v-init-out-of-range", api(set_field("layers", 0, "v_init", 1 << 20)),
+         r"layer conv1.v_init = 1048576 is out of range"),
 ]

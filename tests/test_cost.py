@@ -206,15 +206,18 @@ def test_snn_energy_and_traffic(seed, v_bits, density, policy):
     for row, layer in zip(cost["layers"], net.spiking_layers):
         assert row["ws_traffic_bits"] == ws_sim[layer.name].total     # the simulation's count
         if row["ws_traffic_bits"]:
-            assert row["traffic_saving"] == pytest.approx(
-                1 - row["traffic_bits"] / row["ws_traffic_bits"])
+            assert row["traffic_vs_ws"] == pytest.approx(
+                row["traffic_bits"] / row["ws_traffic_bits"])
         if row["dataflow"] == "ws":
-            assert row["traffic_saving"] == 0.0
-        e_sop = e_bit * 8 * v_bits * 1e-3
+            assert row["traffic_vs_ws"] == 1.0
+        e_sop, e_col = e_bit * 8 * v_bits * 1e-3, e_bit * 8 * 1e-3
         assert row["energy_sop_pj"] == pytest.approx(row["sops"] * e_sop)
+        # standby applies to the columns without a SOP in the compute cycles only
+        unused = row["compute_cycles"] * 256 - row["sops"] * v_bits
+        assert row["unused_column_cycles"] == unused >= 256 % v_bits * row["compute_cycles"]
+        assert row["energy_idle_pj"] == pytest.approx(0.13 * unused * e_col)
         assert row["energy_ungated_pj"] - row["energy_pj"] == pytest.approx(
-            0.87 * row["idle_slots"] * e_sop)
-        assert row["idle_slots"] == row["cycles"] * (256 // v_bits) - row["sops"]
+            0.87 * unused * e_col)
     t = cost["totals"]
     assert t["energy_pj"] == pytest.approx(sum(r["energy_pj"] for r in cost["layers"]))
     assert t["energy_pj_per_sample"] == pytest.approx(t["energy_pj"] / 2)

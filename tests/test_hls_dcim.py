@@ -159,7 +159,7 @@ def test_instances_do_not_share_weights(kernel):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_csim(tmp_path):
-    proc = subprocess.run(["make", "-C", str(project_root() / "hls"), "csim",
+    proc = subprocess.run(["make", "-j2", "-C", str(project_root() / "hls"), "csim",
                            f"BUILD={tmp_path}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "all cases passed" in proc.stdout

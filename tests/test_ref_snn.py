@@ -133,7 +133,9 @@ def test_policy_keeps_the_smaller_operand():
 def test_mapping_error_names_the_layer_and_missing_bits():
     conv = SnnLayer("conv1", "conv", (2, 34, 34), (12, 30, 30), np.ones((12, 2, 5, 5), np.int32),
                     w_bits=8, v_bits=16, dataflow="os")
-    with pytest.raises(SnnMappingError, match=r"layer conv1 .*output-stationary.*41984 bits missing"):
+    # 172800 membrane bits + one 12x5x5 8-bit weight slice (2400 bits, 10 rows of 256)
+    with pytest.raises(SnnMappingError, match=r"layer conv1 .*output-stationary.*2560 bits of "
+                                              r"stream buffer.*44288 bits missing"):
         map_layer(conv, SnnSpec())
     big = SnnLayer("fc2", "fc", (4096,), (64,), np.ones((64, 4096), np.int32), dataflow="ws")
     with pytest.raises(SnnMappingError, match=r"layer fc2 .*2097152 bits of resident weights"

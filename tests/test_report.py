@@ -217,8 +217,8 @@ def test_snn_demo_rows(tmp_path):
     snn = [r for r in by["mismatch"].tables[0].rows if r[0].startswith("SNN")]
     assert [r[3] for r in snn] == ["0", "3", "0"]                  # conv1, fc, membranes
     flows = [r[1:] for r in by["dataflow"].tables[0].rows]
-    assert flows == [["conv1", "ws", "2,000", "2,000", "0.0%"],
-                     ["fc", "os", "300", "900", "66.7%"]]
+    assert flows == [["conv1", "ws", "2,000", "2,000", "x1.00"],
+                     ["fc", "os", "300", "900", "x0.33"]]
 
 
 def test_a_sweep_folder_alone(tmp_path):

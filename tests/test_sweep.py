@@ -177,7 +177,7 @@ def test_pool_sweep_writes_every_point(pool_run):
     assert sorted(p.name for p in (res.out / "points").iterdir()) == sorted(
         f"{r['point']}.json" for r in rows)
     by = {r["macro"]: r for r in rows}
-    assert by["snn"]["x_bits"] == "" and by["snn"]["traffic_saving"] != ""
+    assert by["snn"]["x_bits"] == "" and by["snn"]["traffic_vs_ws"] != ""
     assert by["acim"]["x_bits"] == "4" and by["acim"]["sparsity"] == ""
     assert by["dcim"]["fpga_images_per_s"] != "" and by["dcim"]["traffic_bits"] == ""
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 and float(r["energy_pj"]) > 0 for r in rows)

@@ -1,5 +1,5 @@
 // C ABI around snn_top for the Python emulator (host/cimstack/emu/csim.py).
-// args: the 20 registers as uint32 in SNN.registers order. Not part of the kernel.
+// args: the 23 registers as uint32 in SNN.registers order. Not part of the kernel.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,7 +11,8 @@ namespace {
 using cimstack::csim::in_range;
 
 enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, N_LO,
-           N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, N_WORDS, N_REGS };
+           N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, FIRE_MODE,
+           LEAK_ORDER, V_INIT, N_WORDS, N_REGS };
 
 bool args_valid(const uint32_t* a) {
     using namespace snn;
@@ -40,7 +41,10 @@ bool args_valid(const uint32_t* a) {
                                      a[N_COUNT]);
     if (wc * a[W_BITS] + uint64_t(a[N_COUNT]) * a[V_BITS] > ARRAY_BITS) return false;
     if (!in_range(a[THETA], 1, (uint64_t(1) << (a[V_BITS] - 1)) - 1)) return false;
-    if (a[LEAK_SHIFT] > 15 || a[RESET_MODE] > 1 || a[OVERFLOW] > 1) return false;
+    if (a[LEAK_SHIFT] > 15 || a[RESET_MODE] > RESET_STEP || a[OVERFLOW] > 1) return false;
+    if (a[FIRE_MODE] > 1 || a[LEAK_ORDER] > 1) return false;
+    const int64_t v_init = int32_t(a[V_INIT]), v_half = int64_t(1) << (a[V_BITS] - 1);
+    if (v_init < -v_half || v_init >= v_half) return false;
     if (a[MODE] == STEP && a[N_WORDS] < 1) return false;
     return true;
 }
@@ -48,7 +52,8 @@ bool args_valid(const uint32_t* a) {
 void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_stream& out) {
     snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
             a[OUT_C], a[KSIZE], a[PADDING], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
-            a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[N_WORDS]);
+            a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[FIRE_MODE], a[LEAK_ORDER],
+            a[V_INIT], a[N_WORDS]);
 }
 
 }  // namespace

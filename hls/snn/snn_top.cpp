@@ -2,7 +2,7 @@
 //
 // One on-chip array of ROWS x COLS bits holds the slice's weights (w_bits each, from
 // bit 0) and, right after them, its membranes (v_bits each). mode 0 streams the
-// weights in (int16, 4 per word); mode 1 zeroes the membranes; mode 2 runs one
+// weights in (int16, 4 per word); mode 1 sets the membranes to v_init; mode 2 runs one
 // timestep: it reads one event packet (32-bit words: marker, addresses, pad; n_words
 // beats) and writes one packet of output spikes, TLAST on its last beat; mode 3 streams
 // the membranes out (int32, 2 per word). Semantics: docs/macros.md.
@@ -65,8 +65,8 @@ LOAD_W:
 struct Layer {
     unsigned op, src_h, src_w, pool, in_c, in_h, in_w, out_c, k, pad, oh, ow;
     uint32_t n_lo, n_count, w_count, v_base;
-    unsigned wb, vb, leak, reset_zero, wrap;
-    int32_t theta;
+    unsigned wb, vb, leak, reset, wrap, fire_gt, leak_before;
+    int32_t theta, v_init;
     uint32_t plane;                          // src_h * src_w
     Divisor by_plane, by_src_w, by_pool;     // division by plane, src_w, pool
 };
@@ -107,15 +107,18 @@ CONV_N:
 static bool update(const Layer& L, uint32_t j) {
     const int64_t lo = -(int64_t(1) << (L.vb - 1)), hi = (int64_t(1) << (L.vb - 1)) - 1;
     const uint32_t pos = L.v_base + j * L.vb;
-    int64_t u = int64_t(sign_extend(get_field(pos, L.vb), L.vb)) + acc[j];
+    int64_t u = sign_extend(get_field(pos, L.vb), L.vb);
+    if (L.leak && L.leak_before) u -= u >> L.leak;   // leak the old membrane, then integrate
+    u += acc[j];
     if (L.wrap) {                            // two's complement wrap: the low vb bits
         u = sign_extend(unsigned(uint64_t(u) & ((u64(1) << L.vb) - 1)), L.vb);
     } else {
         u = u < lo ? lo : (u > hi ? hi : u);
     }
-    if (L.leak) u -= u >> L.leak;            // arithmetic shift (floor)
-    const bool fire = u >= L.theta;
-    if (fire) u = L.reset_zero ? 0 : u - L.theta;
+    if (L.leak && !L.leak_before) u -= u >> L.leak;   // arithmetic shift (floor)
+    const bool fire = L.fire_gt ? u > L.theta : u >= L.theta;
+    if (L.reset == RESET_STEP || (fire && L.reset == RESET_ZERO)) u = 0;
+    else if (fire) u -= L.theta;
     put_field(pos, L.vb, unsigned(uint64_t(u)));
     return fire;
 }
@@ -207,6 +210,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> n_lo,
              ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits, ap_uint<32> theta,
              ap_uint<32> leak_shift, ap_uint<32> reset_mode, ap_uint<32> overflow,
+             ap_uint<32> fire_mode, ap_uint<32> leak_order, ap_uint<32> v_init,
              ap_uint<32> n_words) {
 #pragma HLS INTERFACE axis port = in
 #pragma HLS INTERFACE axis port = out
@@ -229,6 +233,9 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
 #pragma HLS INTERFACE s_axilite port = leak_shift bundle = control
 #pragma HLS INTERFACE s_axilite port = reset_mode bundle = control
 #pragma HLS INTERFACE s_axilite port = overflow bundle = control
+#pragma HLS INTERFACE s_axilite port = fire_mode bundle = control
+#pragma HLS INTERFACE s_axilite port = leak_order bundle = control
+#pragma HLS INTERFACE s_axilite port = v_init bundle = control
 #pragma HLS INTERFACE s_axilite port = n_words bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
 #pragma HLS INTERFACE ap_ctrl_hs port = return
@@ -257,8 +264,11 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     L.vb = min_u(unsigned(v_bits) ? unsigned(v_bits) : 1, MAX_BITS);
     L.theta = int32_t(uint32_t(theta));
     L.leak = min_u(unsigned(leak_shift), 15);
-    L.reset_zero = unsigned(reset_mode) != 0;
+    L.reset = min_u(unsigned(reset_mode), RESET_STEP);
     L.wrap = unsigned(overflow) != 0;
+    L.fire_gt = unsigned(fire_mode) != 0;
+    L.leak_before = unsigned(leak_order) != 0;
+    L.v_init = int32_t(uint32_t(v_init));
     L.w_count = uint32_t(weight_count(L.op, L.in_c, L.in_h, L.in_w, L.out_c, L.k, L.n_count));
     L.v_base = L.w_count * L.wb;
     if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vb > ARRAY_BITS) return;   // does not fit
@@ -268,7 +278,8 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
             break;
         case CLEAR:
         CLR_V:
-            for (uint32_t j = 0; j < L.n_count; ++j) put_field(L.v_base + j * L.vb, L.vb, 0);
+            for (uint32_t j = 0; j < L.n_count; ++j)
+                put_field(L.v_base + j * L.vb, L.vb, unsigned(uint32_t(L.v_init)));
             break;
         case STEP:
             if (L.in_c * L.in_h * L.in_w <= MAX_IN && n_words > 0) step(in, out, L, n_words);

@@ -23,6 +23,7 @@ const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a pac
 
 enum Mode { LOAD_WEIGHTS = 0, CLEAR = 1, STEP = 2, READ_MEMBRANES = 3 };
 enum Op { CONV = 0, FC = 1 };
+enum Reset { RESET_SUBTRACT = 0, RESET_ZERO = 1, RESET_STEP = 2 };   // STEP: every timestep
 
 inline uint64_t out_h(unsigned in_h, unsigned k, unsigned pad) { return in_h + 2 * pad - k + 1; }
 
@@ -66,6 +67,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> n_lo,
              ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits, ap_uint<32> theta,
              ap_uint<32> leak_shift, ap_uint<32> reset_mode, ap_uint<32> overflow,
+             ap_uint<32> fire_mode, ap_uint<32> leak_order, ap_uint<32> v_init,
              ap_uint<32> n_words);
 
 #endif

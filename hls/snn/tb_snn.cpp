@@ -69,7 +69,7 @@ void call(cimstack::axis_stream& in, cimstack::axis_stream& out, const Case& cs,
           unsigned mode, unsigned n_lo, unsigned n_count, unsigned n_words) {
     snn_top(in, out, mode, cs.op, cs.src, cs.src, cs.pool, cs.c, m.in_h, m.in_h, cs.n, cs.k,
             cs.pad, n_lo, n_count, cs.wb, cs.vb, m.theta, cs.leak, cs.reset_zero, cs.wrap,
-            n_words);
+            0, 0, 0, n_words);   // fire at v >= theta, leak after the input, membranes from 0
 }
 
 int run_case(const Case& cs) {

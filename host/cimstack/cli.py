@@ -427,6 +427,7 @@ def _mount_subcommands() -> None:
     """Board, overlay and deploy commands (serial console, ssh, Vivado build); studies."""
     from .cost.cli import cost_command
     from .deploy.cli import board_app, deploy_command, overlay_app
+    from .events.cli import events_app
     from .importer.cli import import_command
     from .models.cli import models_app
     from .report.cli import report_command
@@ -446,6 +447,8 @@ def _mount_subcommands() -> None:
     app.command("import")(import_command)
     app.add_typer(models_app, name="models", help="the model zoo: VGG16, ResNet18, an "
                   "IMAGINE CNN, FINN's CNV as QONNX files")
+    app.add_typer(events_app, name="events", help="event-camera files: info, convert "
+                  "(AEDAT 3.1/4, EVT 2/3, DAT, ES, N-MNIST)")
 
 
 _mount_subcommands()

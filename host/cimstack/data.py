@@ -190,10 +190,13 @@ def load_images(bundle: Bundle, path: Optional[Path] = None, random: Optional[in
 
 
 def load_events(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
-                limit: Optional[int] = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                limit: Optional[int] = None, seed: int = 0,
+                fit: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     """Checked spike frames ``bool [N, T, *input shape]`` and labels for the SNN ``net``:
     the event data set in the folder ``path``, or the built-in event digits test split;
-    ``n_steps`` timesteps per sample (default: the bundle's)."""
+    ``n_steps`` timesteps per sample (default: the bundle's). ``fit`` (``crop`` or
+    ``downsample``, :func:`cimstack.events.fit_sensor`) moves a larger sensor's events
+    onto the bundle's input."""
     from .events.datasets import load_event_data
     source = "the built-in event digits" if path is None else f"--data {path}"
     if path is not None and not Path(path).is_dir():
@@ -205,7 +208,32 @@ def load_events(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
     if len(ds) == 0:
         raise ConfigError(f"{source}: no samples")
     w, h, p = ds.sensor_size
+    if fit is not None and (p, h, w) != tuple(net.input_shape):
+        ds = ds.fit((net.input_shape[2], net.input_shape[1]), fit)
+        w, h, p = ds.sensor_size
     if (p, h, w) != tuple(net.input_shape):
         raise ConfigError(f"{source}: events of a {w}x{h} sensor with {p} polarities; the "
                           f"bundle {net.name} takes {tuple(net.input_shape)} (P, H, W) frames")
     return ds.frames(n_steps), check_labels(ds.labels, len(ds), net.n_classes, source)
+
+
+RANDOM_EVENT_RATE = 0.05     # spike probability per input and timestep of random events
+
+
+def snn_inputs(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
+               limit: Optional[int] = None, seed: int = 0):
+    """``(frames, labels, source)`` to run the SNN ``net`` on: ``--data`` when given,
+    else the built-in event digits when the bundle takes their (2, 34, 34) maps, else
+    seeded random events (labels None; ``limit`` or 64 samples). ``source`` says which."""
+    from .events.camera import SENSOR
+    w, h, p = SENSOR
+    if path is not None or tuple(net.input_shape) == (p, h, w):
+        frames, labels = load_events(net, path, n_steps, limit, seed)
+        return frames, labels, "the built-in event digits" if path is None else f"--data {path}"
+    n_steps = n_steps or int(net.meta.get("n_steps", 16))
+    n = limit or 64
+    frames = np.random.default_rng(seed).random((n, n_steps, *net.input_shape)) < RANDOM_EVENT_RATE
+    return frames, None, (f"{n} seeded random event samples (seed {seed}, "
+                          f"{RANDOM_EVENT_RATE:.0%} of the inputs spike per timestep): the "
+                          f"input {tuple(net.input_shape)} is not the built-in event digits' "
+                          f"{(p, h, w)}")

@@ -30,10 +30,14 @@ SCHEMA = "cimstack-snn-bundle"
 SCHEMA_VERSION = 1
 META_FILE = "snn_bundle.json"
 _NEURON = ("theta", "w_bits", "v_bits", "leak_shift", "reset", "overflow", "dataflow")
+# neuron options added later: optional on load (absent = SnnLayer's default, the old
+# behaviour), so older bundles load and run unchanged
+_NEURON_OPTIONS = ("fire", "leak_order", "v_init")
+_STR_FIELDS = ("reset", "overflow", "dataflow", "fire", "leak_order")
 TOP_KEYS = ("schema", "schema_version", "name", "input_shape", "spec", "layers", "meta")
 POOL_KEYS = ("name", "op", "in_shape", "out_shape", "kernel")
-SPIKING_KEYS = ("name", "op", "in_shape", "out_shape", *_NEURON, "padding", "weight",
-                "weight_shape")
+SPIKING_KEYS = ("name", "op", "in_shape", "out_shape", *_NEURON, *_NEURON_OPTIONS, "padding",
+                "weight", "weight_shape")
 
 
 def _layer_json(layer: SnnLayer) -> dict:
@@ -42,7 +46,7 @@ def _layer_json(layer: SnnLayer) -> dict:
     if layer.op == "pool":
         d["kernel"] = layer.kernel
     else:
-        d.update({k: getattr(layer, k) for k in _NEURON})
+        d.update({k: getattr(layer, k) for k in (*_NEURON, *_NEURON_OPTIONS)})
         d.update(padding=layer.padding, weight=f"{layer.name}.weight.npy",
                  weight_shape=list(layer.weight.shape))
     return d
@@ -104,8 +108,8 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
         if op == "pool":
             layers.append(SnnLayer(name, op, ins, outs, kernel=get_field(d, "kernel", where, int)))
             continue
-        kw = {k: get_field(d, k, where, str if k in ("reset", "overflow", "dataflow") else int)
-              for k in _NEURON}
+        kw = {k: get_field(d, k, where, str if k in _STR_FIELDS else int)
+              for k in (*_NEURON, *(o for o in _NEURON_OPTIONS if o in d))}
         w = load_array(folder, get_field(d, "weight", where), where, "int32",
                        get_shape(d, "weight_shape", where))
         layers.append(SnnLayer(name, op, ins, outs, w, padding=get_field(d, "padding", where, int),

@@ -4,6 +4,7 @@
     cimstack snn train    train the spiking CNN and write an SNN bundle
     cimstack snn verify   a bundle on a backend (csim / emu / board) vs the reference
     cimstack snn sweep    membrane width 16..6 bits: accuracy and operand traffic
+    cimstack snn import   a NIR graph (snnTorch, Norse, ...) as an SNN bundle
 
 Data: the built-in event digits (generated once and cached), or ``--data PATH`` with
 an extracted N-MNIST (or DVS Gesture) folder. Nothing is downloaded.
@@ -18,10 +19,12 @@ from typing import Optional
 import typer
 
 from .flags import EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, overlay_file
+from .importer.nir_cli import snn_import_command
 from .report.console import console, rich_table
 
 snn_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Spiking event core (FlexSpIM family): train, run, verify, sweep.")
+snn_app.command("import")(snn_import_command)      # NIR graph -> SNN bundle
 
 
 VERIFY_BACKENDS = ("csim", "emu", "board", "auto")
@@ -112,7 +115,7 @@ def run_bundle(bundle: Path, backend: str, data: Optional[Path], bitfile: Option
                json_out: Optional[Path]) -> None:
     """``cimstack run`` of an SNN bundle: accuracy, events, synaptic ops and samples/s
     on ``backend`` (reference, emu, board, auto), on ``data`` or the event digits."""
-    from .data import load_events
+    from .data import snn_inputs
     from .fileio import write_json_atomic
     from .ref.snn import run_snn
     from .snn_bundle import load_snn_bundle
@@ -120,17 +123,19 @@ def run_bundle(bundle: Path, backend: str, data: Optional[Path], bitfile: Option
     from .backends import open_snn_runner
     runner, name = ((None, "reference") if backend == "reference"
                     else open_snn_runner(backend, bitfile, console=console))
-    frames, labels = load_events(net, data)
+    frames, labels, source = snn_inputs(net, data)
+    console.print(f"inputs: {source}")
     t0 = time.perf_counter()
     res = run_snn(net, frames) if runner is None else runner.run(net, frames, keep_spikes=False)
     dt = time.perf_counter() - t0
     figs = {"bundle": str(bundle), "backend": name, "samples": int(len(frames)),
-            "accuracy": float((res.predictions == labels).mean()),
+            "accuracy": None if labels is None else float((res.predictions == labels).mean()),
             "input_events": int(res.input_events), "sops": int(res.sops), "seconds": dt,
             "samples_per_s": len(frames) / max(dt, 1e-9),
             "stages": runner.times.to_dict() if runner is not None else {}}
     console.print(rich_table(f"cimstack run {net.name}", ["figure", "value"], [
-        ("backend", name), ("accuracy", f"{figs['accuracy']:.4f}"),
+        ("backend", name), ("accuracy", "n/a (random events)" if labels is None
+                            else f"{figs['accuracy']:.4f}"),
         ("samples", str(figs["samples"])), ("samples/s", f"{figs['samples_per_s']:.1f}"),
         ("input events", f"{figs['input_events']:,}"),
         ("synaptic ops", f"{figs['sops']:,}")]))
@@ -226,13 +231,14 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="SNN bundle folder"),
                force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
     """A bundle on the kernel vs the integer reference, spike for spike; writes
     verify.json and verify.txt into --report."""
-    from .data import load_events
+    from .data import snn_inputs
     from .report.console import long_step
     from .snn_bundle import load_snn_bundle
     from .verify.compare import check_report_folder
     check_report_folder(report, force)
     net = load_snn_bundle(bundle)
-    frames, _ = load_events(net, data, limit=samples)
+    frames, _, source = snn_inputs(net, data, limit=samples)
+    console.print(f"inputs: {source}")
     with long_step(f"verifying {len(frames)} samples on {backend}"):
         rep = verify_snn(net, frames, backend, bitfile=bitfile)
     write_verify(rep, net.name, report, force)

@@ -128,24 +128,100 @@ def published_table(net: dict) -> Table:
                        "paper"], rows)
 
 
+def _times(ratio: float) -> str:
+    """A traffic ratio against weight-stationary only: 'x0.83 (17% less)'."""
+    if ratio == float("inf"):
+        return "ws-only moves none"
+    change = "same" if abs(ratio - 1) < 5e-3 else \
+        f"{abs(1 - ratio):.0%} {'less' if ratio < 1 else 'more'}"
+    return f"x{ratio:.2f} ({change})"
+
+
 def snn_tables(cost: dict, name: str, samples: int) -> list[Table]:
-    """Rich tables of :func:`cimstack.cost.snn_cost`."""
+    """Rich tables of :func:`cimstack.cost.snn_cost` (every figure is the model's)."""
     layers = [[r["layer"], f"{r['dataflow']} ({r['policy']})", f"{r['traffic_bits']:,}",
                f"{r['ws_traffic_bits']:,}" + ("" if r["ws_fits"] else " (does not fit)"),
-               f"{r['traffic_saving']:.0%}", f"{r['sops']:,}", f"{r['cycles']:,}",
+               _times(r["traffic_vs_ws"]), f"{r['sops']:,}", f"{r['cycles']:,}",
                _energy(r["energy_pj"])] for r in cost["layers"]]
     t = cost["totals"]
     totals = [["samples", str(samples)], ["SOPs", f"{t['sops']:,}"],
               ["energy per sample", _energy(t["energy_pj_per_sample"])],
               ["energy per SOP (all in)", f"{t['pj_per_sop']:.2f} pJ"],
               ["throughput", f"{t['gsop_per_s']:.3f} GSOP/s (peak {t['peak_gsop_per_s']:.2f})"],
-              ["traffic vs weight-stationary only", f"{t['traffic_bits']:,} vs "
-               f"{t['ws_traffic_bits']:,} bits ({t['traffic_saving']:.0%} saved)"],
-              ["saved by idle-column standby", f"{t['idle_saving']:.0%}"]]
-    return [rich_table(f"{name}: per layer over {samples} samples",
-                       ["layer", "dataflow", "traffic bits", "ws-only bits", "saving", "SOPs",
-                        "cycles", "energy"], layers),
-            rich_table("spiking core totals", ["figure", "value"], totals)]
+              ["operand traffic / weight-stationary only", f"{t['traffic_bits']:,} / "
+               f"{t['ws_traffic_bits']:,} bits = {_times(t['traffic_vs_ws'])}"],
+              ["energy saved by unused columns in standby", f"{t['idle_saving']:.0%} "
+               "(FlexSpIM: 87% per unused column)"]]
+    return [rich_table(f"{name}: per layer over {samples} samples (model, one array per "
+                       "layer)", ["layer", "dataflow (policy)", "traffic bits", "ws-only bits",
+                                  "traffic / ws-only", "SOPs", "cycles", "energy"], layers),
+            rich_table("spiking core totals (model)", ["figure", "value"], totals)]
+
+
+def snn_plan_table(net, stats, reached: list, macros: int) -> tuple[Table, list[dict]]:
+    """The policies of :mod:`cimstack.mapping.flexspim` on ``macros`` shared macros with
+    a DRAM tier, for one run (table and rows)."""
+    from ..mapping.flexspim import POLICIES, plan_network
+    from .snn import plan_energy
+    plans = {p: plan_network(net, stats, macros, p, reached) for p in POLICIES}
+    ws = plans["ws"]
+    rows, figs = [], []
+    for p, plan in plans.items():
+        e = plan_energy(plan, net, stats)
+        flows = " ".join(f"{l.dataflow}{'' if l.resident else '*'}" for l in plan.layers)
+        gain = plan.resident_bits / ws.resident_bits - 1 if ws.resident_bits else 0.0
+        rows.append([p, flows, f"{plan.resident_bits:,} ({gain:+.0%})",
+                     f"{plan.dram_bits:,}", _times(plan.dram_bits / ws.dram_bits
+                                                   if ws.dram_bits else 1.0),
+                     _energy(e["energy_pj"])])
+        figs.append({**plan.to_dict(), **e})
+    return rich_table(
+        f"{net.name} on {macros} macros of {net.spec.rows} x {net.spec.cols} bits sharing one "
+        "budget, DRAM for the rest (model; * = stationary operand in DRAM)",
+        ["policy", "dataflow per layer", "resident bits (vs ws-only)", "DRAM bits",
+         "DRAM / ws-only", "energy (SOPs + DRAM)"], rows), figs
+
+
+def snn_figures(bundle: Path, data: Optional[Path], samples: int,
+                macros: Optional[int]) -> tuple[list[Table], dict, str]:
+    """Tables, JSON figures and a note for ``cimstack cost SNN_BUNDLE``: a short run on
+    ``data`` (else the built-in event digits when the input fits them, else seeded
+    random events), the one-array-per-layer cost, and with ``macros`` the dataflow
+    policies on that many shared macros with DRAM."""
+    from ..data import snn_inputs
+    from ..errors import ConfigError
+    from ..events.datasets import load_event_data
+    from ..mapping.flexspim import reach_counts
+    from ..mapping.snn import SnnMappingError
+    from ..ref.snn import check_input, run_snn
+    from ..snn_bundle import load_snn_bundle
+    from .snn import snn_cost
+    net = load_snn_bundle(bundle)
+    try:                        # the cost needs no labels: any event data set fits
+        frames = load_event_data(data, "test", samples).frames(int(net.meta.get("n_steps", 16)))
+        check_input(net, frames)
+        source = "the built-in event digits" if data is None else f"--data {data}"
+    except ConfigError:
+        if data is not None:
+            raise
+        frames, _, source = snn_inputs(net, None, limit=samples)
+    note = f"input: {source}"
+    result = run_snn(net, frames, keep_spikes=macros is not None)
+    try:
+        cost = snn_cost(net, result, len(frames))
+        tables = snn_tables(cost, net.name, len(frames))
+    except SnnMappingError as e:
+        if macros is None:
+            raise SnnMappingError(f"{e}; give --macros M for the layers on M macros "
+                                  "sharing one budget, with DRAM for the rest") from None
+        cost, tables = None, []
+        note += f"\none array per layer: not possible ({e})"
+    figs = {"bundle": str(bundle), "samples": len(frames), "snn": cost}
+    if macros is not None:
+        table, figs["snn_plans"] = snn_plan_table(
+            net, result.stats, reach_counts(net, frames, result), macros)
+        tables.append(table)
+    return tables, figs, note
 
 
 def calibration_tables(rows: list[dict], curve: list[dict]) -> list[Table]:
@@ -178,7 +254,9 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
                  cores: Optional[int] = typer.Option(
                      None, help="dcim: cost on this many cores instead of the bundle's", min=1),
                  macros: Optional[int] = typer.Option(
-                     None, help="dcim: macros per core instead of the bundle's", min=1),
+                     None, help="dcim: macros per core instead of the bundle's; SNN bundle: "
+                                "the dataflow policies on this many macros sharing one "
+                                "budget, with DRAM for the rest", min=1),
                  weight_sram_kib: Optional[int] = typer.Option(
                      None, help="dcim: weight SRAM per core (KiB) instead of the bundle's; "
                                 "layers without room stream from DRAM", min=1),
@@ -201,15 +279,7 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
         tables = calibration_tables(rows, curve)
         figs = {"calibration": rows, "acim_curve": curve, "paper_points": PAPER_POINTS}
     elif is_snn_bundle(bundle):
-        from ..events.datasets import load_event_data
-        from ..ref.snn import run_snn
-        from ..snn_bundle import load_snn_bundle
-        from .snn import snn_cost
-        net = load_snn_bundle(bundle)
-        frames = load_event_data(data, "test", samples).frames(int(net.meta.get("n_steps", 16)))
-        cost = snn_cost(net, run_snn(net, frames), len(frames))
-        tables = snn_tables(cost, net.name, len(frames))
-        figs = {"bundle": str(bundle), "samples": len(frames), "snn": cost}
+        tables, figs, note = snn_figures(bundle, data, samples, macros)
     else:
         from ..bundle import load_bundle
         from .fpga import fpga_cost, without_kernel

@@ -25,6 +25,12 @@ MARS = ("MARS (Sie et al., IEEE TCAD 2022, arXiv:2010.12861), abstract: multi-ma
         "SRAM CIM accelerator with block-sparse compressed CNNs")
 
 
+# one DRAM figure for every family (dcim streamed weights, the spiking core's DRAM tier)
+DRAM_FJ_PER_BIT = 20310.0
+DRAM_SOURCE = ("1.3 nJ per 64-bit DRAM access / 64, the low end of Horowitz, "
+               "'Computing's energy problem', ISSCC 2014 (45 nm)")
+
+
 def _point(figure: str, value: float, unit: str, source: str, bits: int | None = None,
            **extra) -> dict:
     return {"figure": figure, "bits": bits, "value": value, "unit": unit, "source": source,
@@ -140,9 +146,9 @@ class DcimConstants(Spec):
         0.04278, "area of one rows x cols macro (mm^2): 256 x 256 bits = 8 KiB at "
         "IMAGINE's 187 kB/mm^2 (assumed: MARS publishes no area)", *POSITIVE)
     e_dram_fj_per_bit: float = knob(
-        20310.0, "energy per weight bit streamed from DRAM (fJ): 1.3 nJ per 64-bit DRAM "
-        "access / 64, the low end of Horowitz, ISSCC 2014 (45 nm); not fitted and not part "
-        "of the efficiency compared with MARS (docs/cost.md)", *POSITIVE)
+        DRAM_FJ_PER_BIT, f"energy per weight bit streamed from DRAM (fJ): {DRAM_SOURCE}; "
+        "not fitted and not part of the efficiency compared with MARS (docs/cost.md)",
+        *POSITIVE)
     dram_gb_per_s: float = knob(
         12.8, "DRAM bandwidth for streamed weights (GB/s; assumed: one 32-bit LPDDR4-3200 "
         "channel)", 1e-3, 1e6)
@@ -176,6 +182,10 @@ class SnnConstants(Spec):
     move_ops_per_bit: float = knob(
         1.0, "energy of moving one operand bit on or off the array, in bit-normalized "
         "SOPs (assumed: one SRAM access per bit; FlexSpIM publishes no transfer energy)",
+        *POSITIVE)
+    e_dram_fj_per_bit: float = knob(
+        DRAM_FJ_PER_BIT, f"energy per bit moved between DRAM and the macros (fJ): "
+        f"{DRAM_SOURCE}; the same figure as DcimConstants (FlexSpIM publishes none)",
         *POSITIVE)
 
     def _rules(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CimstackError
+from ..errors import CimstackError, ConfigError
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 
@@ -39,16 +39,18 @@ def empty_events() -> np.ndarray:
 
 
 def as_events(events) -> np.ndarray:
-    """Accept any structured array with x, y, t, p fields (tonic's included)."""
+    """Accept any structured array with x, y, t fields and the polarity as ``p`` or
+    ``on`` (tonic names it either way, faery's ``p`` carries the title ``on``)."""
     ev = np.asarray(events)
     names = ev.dtype.names or ()
-    missing = [f for f in ("x", "y", "t", "p") if f not in names]
+    pol = "p" if "p" in names else "on"
+    missing = [f for f in ("x", "y", "t", pol) if f not in names]
     if missing:
-        raise EventFormatError(f"an event array needs the fields x, y, t, p; missing "
-                               f"{missing} (got dtype {ev.dtype})")
+        raise EventFormatError(f"an event array needs the fields x, y, t and p (or on); "
+                               f"missing {missing} (got dtype {ev.dtype})")
     if ev.dtype == EVENT_DTYPE:
         return ev
-    return make_events(ev["x"], ev["y"], ev["t"], ev["p"])
+    return make_events(ev["x"], ev["y"], ev["t"], ev[pol])
 
 
 def bin_events(events, sensor_size: tuple[int, int, int], n_time_bins: int,
@@ -89,3 +91,34 @@ def frames_to_events(frames: np.ndarray, dt_us: int = 1) -> np.ndarray:
         raise ValueError(f"frames must be [T, P, H, W], got shape {frames.shape}")
     t, p, y, x = np.nonzero(frames)
     return make_events(x, y, t.astype(np.int64) * int(dt_us), p > 0)
+
+
+FIT_MODES = ("crop", "downsample")
+
+
+def fit_sensor(events, sensor: tuple[int, int], target: tuple[int, int],
+               mode: str = "crop") -> np.ndarray:
+    """Events of a ``sensor = (width, height)`` moved onto a smaller ``target`` input.
+
+    ``crop``: the target-size window at the centre of the sensor (offset
+    ``(W - w) // 2``, ``(H - h) // 2``); events outside it are dropped. ``downsample``:
+    x and y divided (rounding down) by the largest integer factor ``k`` with
+    ``W // k >= w`` and ``H // k >= h`` (one factor for both axes, so shapes keep their
+    aspect), then the centre crop of what exceeds the target. Times and polarities are
+    kept; events that land on one pixel stay separate events. The order is kept, so the
+    result is sorted when the input is. A target larger than the sensor is an error.
+    """
+    if mode not in FIT_MODES:
+        raise ConfigError(f"fit mode {mode!r}: choose one of {', '.join(FIT_MODES)}")
+    sw, sh = (int(v) for v in sensor)
+    w, h = (int(v) for v in target)
+    if w < 1 or h < 1 or w > sw or h > sh:
+        raise ConfigError(f"cannot fit a {sw}x{sh} sensor to a {w}x{h} input: crop and "
+                          "downsample only shrink; give a target no larger than the sensor")
+    ev = as_events(events).copy()
+    k = min(sw // w, sh // h) if mode == "downsample" else 1
+    x, y = ev["x"] // k, ev["y"] // k
+    x0, y0 = (sw // k - w) // 2, (sh // k - h) // 2
+    ev["x"], ev["y"] = x - x0, y - y0
+    keep = (ev["x"] >= 0) & (ev["x"] < w) & (ev["y"] >= 0) & (ev["y"] < h)
+    return ev[keep]

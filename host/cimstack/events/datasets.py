@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .camera import SENSOR, CameraConfig, simulate
-from .core import EventFormatError, bin_events
+from .core import EventFormatError, bin_events, fit_sensor
 from .formats import (DVS128_SENSOR, NMNIST_SENSOR, read_aedat, read_gesture_labels,
                       read_nmnist, write_nmnist)
 
@@ -51,6 +51,14 @@ class EventSet:
             out[i] = bin_events(ev, self.sensor_size, n_steps, t_start=t0,
                                 duration=self.duration_us)
         return out
+
+    def fit(self, size: tuple[int, int], mode: str = "crop") -> "EventSet":
+        """Every sample moved onto a ``(width, height)`` input by ``crop`` or
+        ``downsample`` (:func:`.core.fit_sensor`)."""
+        w, h, p = self.sensor_size
+        events = [fit_sensor(ev, (w, h), size, mode) for ev in self.events]
+        return EventSet(events, self.labels, (int(size[0]), int(size[1]), p),
+                        self.duration_us, self.name)
 
     def subset(self, idx) -> "EventSet":
         idx = np.asarray(idx)

@@ -203,12 +203,17 @@ def read_aedat(path: str | os.PathLike, sensor_size: tuple = DVS128_SENSOR) -> n
 
 
 def encode_aedat(events, packet_events: int = 4096, source: str = "DVS128") -> bytes:
-    """An AEDAT 3.1 file holding ``events`` as polarity packets (for tests and tools)."""
+    """An AEDAT 3.1 file holding ``events`` (sorted by time) as polarity packets of up
+    to ``packet_events`` events; a packet never spans two values of the timestamp
+    overflow ``t >> 31``, which its header holds once for all its events."""
     ev = as_events(events)
     out = [b"#!AER-DAT3.1\r\n", b"#Format: RAW\r\n", f"#Source 1: {source}\r\n".encode(),
            b"#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n", b"#!END-HEADER\r\n"]
-    for i in range(0, ev.size, packet_events):
-        chunk = ev[i:i + packet_events]
+    over = ev["t"].astype(np.int64) >> 31
+    cuts = np.flatnonzero(np.diff(over)) + 1
+    starts = sorted(set(range(0, ev.size, packet_events)) | set(cuts.tolist()))
+    for i, j in zip(starts, starts[1:] + [ev.size]):
+        chunk = ev[i:j]
         t = chunk["t"].astype(np.int64)
         d = ((chunk["x"].astype(np.uint32) << 17) | (chunk["y"].astype(np.uint32) << 2)
              | (chunk["p"].astype(np.uint32) << 1) | 1)

@@ -6,7 +6,7 @@ Per spiking layer and sample the driver makes a slice of output neurons resident
 (weights + membranes must fit the kernel's 512 x 256-bit array), then:
 
 1. load weights (mode 0): the slice's weights, int16, 4 per word;
-2. clear (mode 1): membranes to zero;
+2. clear (mode 1): membranes to ``v_init`` (0 unless the layer says otherwise);
 3. one call per timestep (mode 2): the timestep's input event packet in (marker,
    addresses, TLAST), the output spike packet out (TLAST per timestep, so one S2MM
    transfer per timestep with simple-mode DMA);
@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import HardwareError
 from ..events.wire import pack_stream, unpack_stream
 from ..overlay_shape import SNN, STREAM_BYTES
-from ..ref.snn import LayerStats, SnnNet, SnnResult, check_input, fanout_map
+from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map,
+                       weight_slices)
 from .kernel import DmaTransactor, KernelIP, StageTimes
 
 ARRAY_BITS = SNN.capacity["ROWS"] * SNN.capacity["COLS"]
@@ -66,8 +67,10 @@ def layer_args(layer, src_shape: tuple, pool: int, n_lo: int, n_count: int) -> d
                 pool=pool, in_c=c, in_h=h, in_w=w, out_c=layer.weight.shape[0], ksize=k,
                 padding=layer.padding if layer.op == "conv" else 0, n_lo=n_lo,
                 n_count=n_count, w_bits=layer.w_bits, v_bits=layer.v_bits, theta=layer.theta,
-                leak_shift=layer.leak_shift, reset_mode=0 if layer.reset == "subtract" else 1,
-                overflow=0 if layer.overflow == "saturate" else 1)
+                leak_shift=layer.leak_shift, reset_mode=layer.reset_code,
+                overflow=0 if layer.overflow == "saturate" else 1,
+                fire_mode=int(layer.fire == "gt"), leak_order=int(layer.leak_order == "before"),
+                v_init=layer.v_init)
 
 
 def _fc_in(layer) -> tuple:
@@ -197,6 +200,7 @@ class SnnKernelRunner:
             st.events_in = int(flat.sum())
             st.active_steps = int((flat.sum(2) > 0).sum())
             st.sops = int((flat.reshape(b * t, -1).sum(0) * fanout_map(layer).reshape(-1)).sum())
+            st.slices_in = weight_slices(layer, flat.reshape(b * t, -1))
             st.events_out = int(out.sum())
             stats.append(st)
             if keep_spikes:

@@ -7,7 +7,10 @@
   (:mod:`.analog_map`);
 - :mod:`cimstack.importer.brevitas_export` exports a Brevitas module to QONNX and
   imports it (:func:`cimstack.compile`);
-- :mod:`cimstack.importer.cli` is the ``cimstack import`` command.
+- :mod:`cimstack.importer.cli` is the ``cimstack import`` command;
+- :mod:`cimstack.importer.nir_import` reads a NIR graph (snnTorch, Norse, Sinabs, ...)
+  into an integer spiking network for the event core; :mod:`.nir_cli` is
+  ``cimstack snn import`` (docs/nir.md).
 
 The supported graphs, the integer semantics and a worked example: docs/models.md.
 """

@@ -4,6 +4,7 @@ model file (qonnx's cleanup renames nodes) and the one-line error about a node."
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -45,3 +46,13 @@ def label_of(model, name: str) -> str:
 def plain_name(name: str) -> str:
     """An ONNX node name as a bundle layer name (letters, digits, ``_ . -``)."""
     return (PLAIN.sub("_", name).lstrip(".-") or "layer")[:64]
+
+
+def model_file(path, what: str) -> Path:
+    """``path`` as a Path; a :class:`ConfigError` naming ``what`` to give (a sentence
+    tail, e.g. "a QONNX model (.onnx), ...") when it is not an existing file."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "is not a file" if path.exists() else "does not exist"
+        raise ConfigError(f"{path} {problem}; give {what}")
+    return path

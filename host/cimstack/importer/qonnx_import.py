@@ -36,7 +36,7 @@ from pathlib import Path
 from ..bundle import INPUT, Bundle, MacroLayer
 from ..config import AcimSpec, DcimSpec
 from ..errors import BundleError, ConfigError
-from .nodes import FILE_NAME, SUPPORTED, SUPPORTED_OPS, label, plain_name
+from .nodes import FILE_NAME, SUPPORTED, SUPPORTED_OPS, label, model_file, plain_name
 from .walk import Coded, GraphWalk, Pending
 
 IMPORT_MACROS = ("dcim", "acim")
@@ -49,11 +49,8 @@ def load_qonnx(path: str | Path, batch: int | None = None):
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    path = Path(path)
-    if not path.is_file():
-        problem = "is not a file" if path.exists() else "does not exist"
-        raise ConfigError(f"{path} {problem}; give a QONNX model (.onnx), e.g. written by "
-                          "brevitas.export.export_qonnx")
+    path = model_file(path, "a QONNX model (.onnx), e.g. written by "
+                            "brevitas.export.export_qonnx")
     try:
         proto = onnx.load(str(path))
     except Exception as exc:               # protobuf's DecodeError and friends

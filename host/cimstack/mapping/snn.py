@@ -6,19 +6,22 @@ holds its resident operand:
 - weight-stationary (``ws``): all ``n_weights * w_bits`` weight bits stay in the
   array; the membranes (``n_neurons * v_bits``) pass through it;
 - output-stationary (``os``): all membrane bits stay; the weights are streamed, the
-  ``fanout`` weights of an input event's address per event.
+  slice of ``fanout`` weights of an input event's address, once per timestep and slice
+  (events arrive in address order: a conv layer's events of one input channel share
+  the slice ``w[:, c]``; :func:`~cimstack.ref.snn.weight_slices`).
 
 Policy ``auto`` keeps the smaller operand resident (FlexSpIM); ``ws`` / ``os`` force it.
-A mapping fits when the resident bits plus one row (``cols`` bits) of buffer for the
-streamed operand fit the array; otherwise :class:`SnnMappingError` names the layer and
-the missing bits.
+A mapping fits when the resident bits plus the stream buffer (:func:`buffer_bits`: one
+row for the membranes streamed weight-stationary, one weight slice in whole rows
+output-stationary) fit the array; otherwise :class:`SnnMappingError` names the layer
+and the missing bits.
 
 Cost model (per layer, from the event counts of a run, :class:`~cimstack.ref.snn.LayerStats`):
 
 - traffic, ws: ``n_weights * w_bits`` once per sample, plus ``2 * n_neurons * v_bits``
   (read in and write back) for every timestep with input events (every timestep when
   the layer leaks);
-- traffic, os: ``events_in * fanout * w_bits``;
+- traffic, os: ``slices_in * fanout * w_bits``;
 - cycles: ``ceil(sops / (cols // v_bits))`` compute (cols / v_bits synaptic operations
   per cycle, FlexSpIM) + ``ceil(traffic / cols)`` row transfers + one membrane pass
   ``ceil(n_neurons * v_bits / cols)`` per active timestep (leak, fire, reset).
@@ -55,14 +58,24 @@ class LayerMapping:
         return d
 
 
+def buffer_bits(layer, flow: str, cols: int) -> int:
+    """Array bits that hold the streamed operand: weight-stationary one row of
+    membranes; output-stationary one weight slice (``fanout * w_bits``, reused by the
+    timestep's events of its channel), in whole rows."""
+    if flow == "ws":
+        return cols
+    return max(1, -(-layer.fanout * layer.w_bits // cols)) * cols
+
+
 def _check_fit(layer, flow: str, need: int, array: int, cols: int) -> None:
-    if need + cols > array:
+    buf = buffer_bits(layer, flow, cols)
+    if need + buf > array:
         what = "weights" if flow == "ws" else "membranes"
         kind = "weight-stationary" if flow == "ws" else "output-stationary"
         raise SnnMappingError(
             f"layer {layer.name} does not fit the array {kind}: {need} bits of resident "
-            f"{what} + {cols} bits of stream buffer = {need + cols} bits, the array holds "
-            f"{array} bits: {need + cols - array} bits missing")
+            f"{what} + {buf} bits of stream buffer = {need + buf} bits, the array holds "
+            f"{array} bits: {need + buf - array} bits missing")
 
 
 def map_layer(layer, spec, policy: str | None = None) -> LayerMapping:
@@ -91,7 +104,7 @@ def layer_cost(layer, mapping: LayerMapping, stats, spec, samples: int) -> dict:
         weight_bits = layer.n_weights * layer.w_bits * samples
         membrane_bits = 2 * per_step * active
     else:
-        weight_bits = stats.events_in * layer.fanout * layer.w_bits
+        weight_bits = stats.slices_in * layer.fanout * layer.w_bits
         membrane_bits = 0
     traffic = weight_bits + membrane_bits
     sop_per_cycle = max(1, spec.cols // layer.v_bits)

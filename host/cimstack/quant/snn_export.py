@@ -84,6 +84,7 @@ def narrow_membranes(net: SnnNet, v_bits: int) -> SnnNet:
                 raise ConfigError(f"layer {layer.name}: binary weights cannot be scaled down")
             layer.weight = np.clip(w, lo, hi).astype(np.int32)
             layer.theta = max(1, scaled(layer.theta, shift))
+        layer.v_init = int(np.clip(layer.v_init >> shift, *v_range(v_bits)))   # same scale
         layer.v_bits = v_bits
     out.meta = {**out.meta, "v_bits": v_bits}
     out.validate()

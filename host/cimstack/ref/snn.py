@@ -10,6 +10,13 @@ run layer-first in every timestep. Per spiking layer and timestep:
 3. leak (``leak_shift > 0``): ``u -= u >> leak_shift`` (arithmetic shift);
 4. fire where ``u >= theta``; reset ``u -= theta`` (subtract) or ``u = 0`` (zero).
 
+These are the defaults; the neuron options of :class:`SnnLayer` (the ones NIR
+importers need, :mod:`cimstack.importer.nir_import`) change them per layer: ``fire``
+``"gt"`` fires at ``u > theta``; ``leak_order`` ``"before"`` leaks the old membrane
+before the input is added (``u = v - (v >> leak_shift) + I``, then the range);
+``reset`` ``"step"`` returns every membrane to 0 after every timestep (memoryless,
+NIR's Threshold); ``v_init`` is the membrane value at the first timestep.
+
 The membrane update is order independent, so the weight-stationary and the
 output-stationary dataflow (:func:`run_dataflow`) give the same spikes; they differ in
 operand traffic and cycles (:mod:`cimstack.mapping.snn`). :func:`run_snn` is the fast
@@ -29,6 +36,9 @@ from ..config import SnnSpec, check_range
 from ..errors import ConfigError
 
 OPS = ("conv", "fc", "pool")
+# the neuron's string options and their values; the first is the default
+NEURON_CHOICES = {"reset": ("subtract", "zero", "step"), "fire": ("ge", "gt"),
+                  "leak_order": ("after", "before")}
 
 
 def v_range(v_bits: int) -> tuple[int, int]:
@@ -58,10 +68,19 @@ class SnnLayer:
     reset: str = "subtract"
     overflow: str = "saturate"
     dataflow: str = "auto"
+    fire: str = "ge"             # "ge": spike at u >= theta; "gt": at u > theta (snnTorch, Norse)
+    leak_order: str = "after"    # "after": leak v + I; "before": leak v, then add I (NIR LIF)
+    v_init: int = 0              # membrane value at the first timestep (signed, v_bits)
 
     @property
     def spiking(self) -> bool:
         return self.op != "pool"
+
+    @property
+    def reset_code(self) -> int:
+        """``reset`` as a number (the kernel's reset_mode register): 0 subtract, 1 zero,
+        2 every timestep."""
+        return NEURON_CHOICES["reset"].index(self.reset)
 
     @property
     def n_neurons(self) -> int:
@@ -107,8 +126,11 @@ class SnnLayer:
         if not 1 <= self.theta <= vhi:
             raise ConfigError(f"{where}.theta = {self.theta} must be in [1, {vhi}] (the "
                               f"positive range of v_bits = {self.v_bits})")
-        if self.reset not in ("subtract", "zero"):
-            raise ConfigError(f"{where}.reset = {self.reset!r}: use 'subtract' or 'zero'")
+        for name, allowed in NEURON_CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{where}.{name} = {getattr(self, name)!r}: use one of "
+                                  f"{', '.join(allowed)}")
+        check_range(f"{where}.v_init", self.v_init, vlo, vhi)
         if self.overflow not in ("saturate", "wrap"):
             raise ConfigError(f"{where}.overflow = {self.overflow!r}: use 'saturate' or 'wrap'")
         if self.dataflow not in ("auto", "ws", "os"):
@@ -180,15 +202,25 @@ def overflow(u: np.ndarray, v_bits: int, mode: str) -> np.ndarray:
 
 def neuron_update(v: np.ndarray, current: np.ndarray, layer: SnnLayer):
     """One timestep of integrate-and-fire: returns (new membranes, spikes)."""
-    u = overflow(v.astype(np.int64) + current, layer.v_bits, layer.overflow)
-    if layer.leak_shift:
+    u = v.astype(np.int64)
+    if layer.leak_shift and layer.leak_order == "before":
         u = u - (u >> layer.leak_shift)
-    s = u >= layer.theta
+    u = overflow(u + current, layer.v_bits, layer.overflow)
+    if layer.leak_shift and layer.leak_order == "after":
+        u = u - (u >> layer.leak_shift)
+    s = u > layer.theta if layer.fire == "gt" else u >= layer.theta
     if layer.reset == "subtract":
         u = np.where(s, u - layer.theta, u)
-    else:
+    elif layer.reset == "zero":
         u = np.where(s, 0, u)
+    else:
+        u = np.zeros_like(u)
     return u.astype(np.int32), s
+
+
+def initial_membranes(shape, layer: SnnLayer) -> np.ndarray:
+    """Membranes at the first timestep: ``v_init`` everywhere."""
+    return np.full(shape, layer.v_init, np.int32)
 
 
 def pool_or(spikes: np.ndarray, k: int) -> np.ndarray:
@@ -249,6 +281,22 @@ def fanout_map(layer: SnnLayer) -> np.ndarray:
     return np.broadcast_to(m, (c, h, w)).astype(np.int64)
 
 
+def weight_slices(layer: SnnLayer, spikes: np.ndarray) -> int:
+    """Weight slices an output-stationary layer fetches for binary maps ``[F, ...]``
+    (F frames = sample x timestep, each flattening to the layer's inputs).
+
+    Events arrive in ascending address order, channel-major (docs/macros.md, "Events
+    on the wire"), so a frame's events of one input channel are consecutive and all
+    use the same slice ``w[:, c]`` (N*k*k weights): conv fetches it once per frame and
+    channel with events. fc: every address has its own column ``w[:, a]``, one fetch
+    per event.
+    """
+    flat = np.asarray(spikes).reshape(len(spikes), -1)
+    if layer.op == "conv":
+        return int(flat.reshape(len(flat), layer.in_shape[0], -1).any(axis=2).sum())
+    return int(np.count_nonzero(flat))
+
+
 # ----------------------------------------------------------------------- networks
 
 @dataclass
@@ -262,6 +310,7 @@ class LayerStats:
     sops: int = 0               # synaptic operations (weight additions)
     active_steps: int = 0       # (sample, timestep) pairs with at least one input event
     steps: int = 0              # (sample, timestep) pairs
+    slices_in: int = 0          # weight slices fetched output-stationary (weight_slices)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -343,10 +392,11 @@ def run_snn(net: SnnNet, frames: np.ndarray, keep_spikes: bool = False,
         st.events_in = int(per_step.sum())
         st.active_steps = int((per_step > 0).sum())
         st.sops = int((x.reshape(b * t, -1).sum(0) * fanout_map(layer).reshape(-1)).sum())
+        st.slices_in = weight_slices(layer, x.reshape(b * t, -1))
         cur = integrate(layer, x.reshape(b * t, *layer.in_shape))
         cur = cur.reshape(b, t, -1)
         if integrate is synaptic_input:
-            v = np.zeros((b, layer.n_neurons), np.int32)
+            v = initial_membranes((b, layer.n_neurons), layer)
             out = np.empty((b, t, layer.n_neurons), bool)
             for step in range(t):
                 v, out[:, step] = neuron_update(v, cur[:, step], layer)
@@ -404,8 +454,10 @@ def run_dataflow(net: SnnNet, frames: np.ndarray, dataflows: dict | None = None,
     in every timestep with input events (or leak) the membranes pass through the
     array tile by tile (``tile_neurons`` at a time: read in, integrate that
     timestep's events, update, write back). Output-stationary: the membranes stay in
-    the array; every input event streams the weight slice of its address (``fanout``
-    weights) into the array. Returns ``(SnnResult, {layer: Traffic})``.
+    the array; the weight slice of an input event's address (``fanout`` weights) is
+    streamed into the array when the event's slice differs from the one held (events
+    in address order: conv events of one channel share a slice, fc events each have
+    their own; :func:`weight_slices`). Returns ``(SnnResult, {layer: Traffic})``.
     """
     from ..mapping.snn import map_network
     x = check_input(net, frames)
@@ -420,6 +472,7 @@ def run_dataflow(net: SnnNet, frames: np.ndarray, dataflows: dict | None = None,
             continue
         flow = flows[layer.name]
         tr = traffic[layer.name] = Traffic()
+        plane = int(np.prod(layer.in_shape[1:]))           # addresses per input channel
         st = LayerStats(layer.name, layer.op, steps=b * t)
         nn = layer.n_neurons
         tile = tile_neurons or nn
@@ -428,7 +481,7 @@ def run_dataflow(net: SnnNet, frames: np.ndarray, dataflows: dict | None = None,
         if flow == "ws":
             tr.weight_bits += layer.n_weights * layer.w_bits * b     # loaded per sample run
         for s in range(b):
-            v = np.zeros(nn, np.int32)
+            v = initial_membranes(nn, layer)
             for step in range(t):
                 addrs = np.flatnonzero(x[s, step].reshape(-1))
                 st.events_in += addrs.size
@@ -436,8 +489,14 @@ def run_dataflow(net: SnnNet, frames: np.ndarray, dataflows: dict | None = None,
                 st.active_steps += addrs.size > 0
                 contrib = [_event_targets(layer, int(a)) for a in addrs]
                 st.sops += sum(len(c[0]) for c in contrib)
+                st.slices_in += weight_slices(layer, x[s, step][None])
                 if flow == "os":
-                    tr.weight_bits += addrs.size * layer.fanout * layer.w_bits
+                    held = None                        # slice in the stream buffer
+                    for a in addrs:                    # ascending: the wire order
+                        slice_id = a // plane if layer.op == "conv" else a
+                        if slice_id != held:
+                            tr.weight_bits += layer.fanout * layer.w_bits
+                            held = slice_id
                     acc = np.zeros(nn, np.int64)
                     for tg, wt in contrib:                       # membranes resident
                         np.add.at(acc, tg, wt)

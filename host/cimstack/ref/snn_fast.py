@@ -88,27 +88,34 @@ def synaptic_input_events(layer, spikes: np.ndarray) -> np.ndarray:
 
 if AVAILABLE:
     @njit(parallel=True, cache=True, nogil=True)
-    def _if_dynamics(cur, theta, v_bits, leak, reset_zero, wrap, spikes, v_out):  # pragma: no cover
+    def _if_dynamics(cur, theta, v_bits, leak, reset, wrap, fire_gt, leak_before, v_init,
+                     spikes, v_out):  # pragma: no cover
+        # reset: SnnLayer.reset_code (0 subtract, 1 zero, 2 every timestep)
         b, t, n = cur.shape
         lo = -(1 << (v_bits - 1))
         hi = (1 << (v_bits - 1)) - 1
         span = 1 << v_bits
         for s in prange(b):
-            v = np.zeros(n, np.int64)
+            v = np.full(n, v_init, np.int64)
             for step in range(t):
                 for j in range(n):
-                    u = v[j] + np.int64(cur[s, step, j])
+                    u = v[j]
+                    if leak > 0 and leak_before:
+                        u -= u >> leak
+                    u += np.int64(cur[s, step, j])
                     if wrap:
                         u = (u - lo) % span + lo
                     elif u < lo:
                         u = lo
                     elif u > hi:
                         u = hi
-                    if leak > 0:
+                    if leak > 0 and not leak_before:
                         u -= u >> leak
-                    fire = u >= theta
-                    if fire:
-                        u = 0 if reset_zero else u - theta
+                    fire = u > theta if fire_gt else u >= theta
+                    if reset == 2 or (fire and reset == 1):
+                        u = 0
+                    elif fire:
+                        u -= theta
                     spikes[s, step, j] = fire
                     v[j] = u
             for j in range(n):
@@ -123,6 +130,7 @@ def if_dynamics(cur: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray]:
     spikes = np.empty((b, t, n), np.bool_)
     v = np.empty((b, n), np.int64)
     _if_dynamics(np.ascontiguousarray(cur), np.int64(layer.theta), np.int64(layer.v_bits),
-                 np.int64(layer.leak_shift), layer.reset == "zero", layer.overflow == "wrap",
-                 spikes, v)
+                 np.int64(layer.leak_shift), np.int64(layer.reset_code),
+                 layer.overflow == "wrap", layer.fire == "gt", layer.leak_order == "before",
+                 np.int64(layer.v_init), spikes, v)
     return spikes, v.astype(np.int32)

@@ -271,9 +271,9 @@ def _traffic_rows(source: str, layers: list[dict]) -> list[list[str]]:
     rows = []
     for r in layers:
         ws = r.get("ws_traffic_bits")
-        saving = 1 - r["traffic_bits"] / ws if ws else None
+        ratio = f"x{r['traffic_bits'] / ws:.2f}" if ws else "-"
         rows.append([source, r["layer"], r["dataflow"], fmt(r["traffic_bits"]), fmt(ws),
-                     pct(saving)])
+                     ratio])
     return rows
 
 
@@ -314,7 +314,7 @@ def dataflow_section(inputs: RunInputs, fig_dir: Path) -> Section:
                        "scale. From " + "; ".join(sources) + ".")
     section.tables = [Table("per-layer dataflow and traffic",
                             ["source", "layer", "dataflow", "traffic bits",
-                             "weight-stationary only", "saving"], rows)] + tables
+                             "weight-stationary only", "traffic / ws-only"], rows)] + tables
     return _draw(section, panels, fig_dir)
 
 

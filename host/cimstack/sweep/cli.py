@@ -31,7 +31,7 @@ _MACRO_METRICS = [("accuracy", "accuracy", 1, ".4f"), ("energy_pj", "nJ/image", 
 _SNN_METRICS = [("accuracy", "accuracy", 1, ".4f"), ("energy_pj", "nJ/sample", 1e-3, ",.1f"),
                 ("latency_s", "latency us", 1e6, ",.1f"),
                 ("traffic_bits", "traffic kbit", 1e-3, ",.1f"),
-                ("traffic_saving", "saving vs ws %", 100, ".1f")]
+                ("traffic_vs_ws", "traffic / ws-only", 1, ".2f")]
 
 
 def results_tables(result: SweepResult) -> list[Table]:

@@ -32,7 +32,7 @@ PARAM_COLUMNS = ("macro", "w_bits", "x_bits", "v_bits", "adc_bits", "train_sigma
                  "sparsity", "rows_on", "dataflow", "seed")
 METRIC_COLUMNS = ("accuracy", "energy_pj", "latency_s", "tops_per_w", "ops", "cycles",
                   "fpga_images_per_s", "dma_bound_images_per_s", "traffic_bits",
-                  "traffic_saving")
+                  "traffic_vs_ws")
 COLUMNS = ("point", *PARAM_COLUMNS, *METRIC_COLUMNS, "seconds")
 POINT_TIMEOUT = 3600.0
 

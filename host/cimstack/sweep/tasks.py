@@ -144,5 +144,5 @@ def _evaluate_snn(params: dict, net16, schedule: dict) -> tuple[dict, list]:
                "energy_pj": t["energy_pj_per_sample"], "latency_s": t["latency_s"],
                "tops_per_w": per_pj(t["sops"], t["energy_pj"]),
                "ops": t["sops"] / n, "cycles": t["cycles"] / n,
-               "traffic_bits": t["traffic_bits"] / n, "traffic_saving": t["traffic_saving"]}
+               "traffic_bits": t["traffic_bits"] / n, "traffic_vs_ws": t["traffic_vs_ws"]}
     return metrics, [dict(row) for row in cost["layers"]]
