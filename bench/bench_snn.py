@@ -7,7 +7,11 @@ threshold ``theta`` (it fires on ``mem > threshold``, the core on
 ``v >= theta``) and membranes starting at 0.5 (so ``v + 0.5 > theta`` is ``v >= theta``
 and the subtract reset removes ``theta``): with float32-exact integer sums both give
 the same spikes while no membrane leaves the 16-bit range. Records events per second of both, their ratio and
-the output spike agreement, and the cost model's figures for the core.
+the output spike agreement, and the cost model's figures for the core. snnTorch is timed
+with 1 and with 2 torch threads and the faster counts (on a loaded 2-core machine two
+threads can be several times slower than one). The emulated overlay (the spiking path
+through pynq, the DMA driver and the C-simulated kernel) runs ``--overlay-samples``
+samples of the batch; its time per sample is compared with the reference's.
 
     python bench/bench_snn.py            # writes bench/results/snn.json
     python bench/bench_snn.py --bundle cimstack-out/snn_bundle   # a trained network
@@ -16,6 +20,7 @@ the output spike agreement, and the cost model's figures for the core.
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
@@ -87,18 +92,58 @@ def snntorch_model(net: SnnNet):
     return Net().eval()
 
 
+def _threads() -> int:
+    if not _numba():
+        return 1
+    import numba
+    return numba.get_num_threads()
+
+
 def _numba() -> bool:
     from cimstack.ref import snn_fast
     return snn_fast.AVAILABLE
+
+
+def time_snntorch(net: SnnNet, x: np.ndarray, repeat: int) -> tuple[np.ndarray, dict]:
+    """Output counts of the snnTorch model and its best time per torch thread count."""
+    import torch
+    model = snntorch_model(net)
+    xt = torch.from_numpy(x.transpose(1, 0, 2, 3, 4).astype(np.float32))
+    times = {}
+    with torch.no_grad():
+        counts = model(xt).numpy().astype(np.int64)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            times[threads] = best_of(lambda: model(xt), repeat)
+    return counts, times
+
+
+def time_overlay(net: SnnNet, x: np.ndarray, ref_counts: np.ndarray) -> dict:
+    """The emulated overlay on ``x``: seconds, stage split and exactness."""
+    import time
+
+    from cimstack.backends import open_snn_runner
+    runner, _ = open_snn_runner("emu")
+    runner.run(net, x[:1])                       # warm-up: opens the device, builds the kernel
+    before = runner.times.to_dict()
+    t0 = time.perf_counter()
+    res = runner.run(net, x)
+    seconds = time.perf_counter() - t0
+    after = runner.times.to_dict()
+    stages = {k: after["seconds"][k] - before["seconds"][k] for k in after["seconds"]}
+    return {"samples": len(x), "seconds": seconds, "seconds_per_sample": seconds / len(x),
+            "exact": bool((res.counts == ref_counts).all()), "stage_seconds": stages,
+            "kernel_calls": after["calls"] - before["calls"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default=None, help="SNN bundle with this architecture")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--overlay-samples", type=int, default=2,
+                    help="samples run on the emulated overlay (0: skip it)")
     args = ap.parse_args()
-    import torch
-    torch.set_num_threads(2)
+    load = os.getloadavg()[0]
     if args.bundle:
         from cimstack.snn_bundle import load_snn_bundle
         net = load_snn_bundle(args.bundle)
@@ -112,24 +157,31 @@ def main() -> None:
     t_numpy = best_of(lambda: run_snn(net, x, engine="numpy"), max(1, args.repeat // 2))
     exact = bool((run_snn(net, x, engine="numpy").counts == res.counts).all())
 
-    model = snntorch_model(net)
-    xt = torch.from_numpy(x.transpose(1, 0, 2, 3, 4).astype(np.float32))
-    with torch.no_grad():
-        counts = model(xt).numpy().astype(np.int64)
-        t_torch = best_of(lambda: model(xt), args.repeat)
+    counts, torch_times = time_snntorch(net, x, args.repeat)
+    threads = min(torch_times, key=torch_times.get)
+    t_torch = torch_times[threads]
     agree = float((counts == res.counts).mean())
     cost = network_cost(net, res, len(x))
+    overlay = time_overlay(net, x[:args.overlay_samples], res.counts[:args.overlay_samples]) \
+        if args.overlay_samples else None
     figures = {
         "workload": "conv12-pool-conv32-pool-fc10, T=100, batch 16, 2x34x34, 5% input spikes",
+        "load_average_1min_at_start": load,
         "network": net.name, "input_events": events, "synaptic_ops": res.sops,
         "reference_s": t_ref, "reference_events_per_s": events / t_ref,
         "reference_sops_per_s": res.sops / t_ref,
         "reference_engine": "events (numba)" if _numba() else "numpy",
+        "reference_threads": _threads(),
         "reference_numpy_engine_s": t_numpy, "engines_agree": exact,
-        "snntorch_s": t_torch, "snntorch_events_per_s": events / t_torch,
+        "snntorch_s": t_torch, "snntorch_threads": threads,
+        "snntorch_s_by_threads": {str(k): v for k, v in torch_times.items()},
+        "snntorch_events_per_s": events / t_torch,
         "speedup_vs_snntorch": t_torch / t_ref,
         "output_count_agreement": agree,
         "snntorch_anchor_s": ANCHOR_SNNTORCH_S,
+        "overlay": overlay,
+        "overlay_vs_reference": overlay["seconds_per_sample"] / (t_ref / len(x))
+        if overlay else None,
         "layer_events": [s.to_dict() for s in res.stats],
         "core_model": {k: v for k, v in cost.items() if k != "layers"},
         "core_layers": cost["layers"],
@@ -137,8 +189,11 @@ def main() -> None:
     path = record("snn", figures)
     print(f"numpy engine {t_numpy:.3f} s; engines agree: {exact}")
     print(f"reference {t_ref:.3f} s ({events / t_ref:,.0f} events/s), snnTorch {t_torch:.3f} s "
-          f"({events / t_torch:,.0f} events/s): {t_torch / t_ref:.2f}x; output spike "
-          f"agreement {agree:.4f}; written {path}")
+          f"({events / t_torch:,.0f} events/s, {threads} thread(s)): {t_torch / t_ref:.2f}x; "
+          f"output spike agreement {agree:.4f}; written {path}")
+    if overlay:
+        print(f"emulated overlay {overlay['seconds_per_sample']:.3f} s per sample: "
+              f"{figures['overlay_vs_reference']:.0f}x the reference's time per sample")
 
 
 if __name__ == "__main__":

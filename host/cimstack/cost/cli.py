@@ -5,7 +5,8 @@ main CLI).
   FPGA overlay's throughput beside its AXI DMA bound (one line saying it is not
   available when a layer's macro family has no FPGA kernel);
 - an SNN bundle: a short run on the built-in event test frames (or ``--data``), then
-  per-layer dataflow, traffic against weight-stationary only, and energy;
+  per-layer dataflow, traffic against weight-stationary only, energy, and the snn
+  kernel's FPGA throughput beside its AXI DMA bound;
 - no bundle: the calibration, published figures against the models.
 """
 
@@ -49,6 +50,16 @@ def _mapping(r: dict) -> str:
     return f"{r['cores_used']} / {r['macros_used']}, {r['weights_from']}"
 
 
+def fpga_bound_rows(fpga: dict) -> list[list[str]]:
+    """Compute bound beside AXI DMA bound of ``fpga_cost`` or ``snn_fpga_cost``."""
+    return [["cycles per image", f"{fpga['cycles_per_image']:,.0f}"],
+            ["compute bound", f"{fpga['images_per_s']:,.0f} images/s"],
+            ["DMA bytes per image", f"{fpga['dma_bytes_per_image']:,.0f}"],
+            ["DMA bound (HP port " + _si(fpga["hp_port_bytes_per_s"], "B/s") + ")",
+             f"{fpga['dma_bound_images_per_s']:,.0f} images/s"],
+            ["bound", f"{fpga['bound_images_per_s']:,.0f} images/s ({fpga['bottleneck']})"]]
+
+
 def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
     """Rich tables of ``network_cost(...).to_dict()`` and ``fpga_cost(...)`` (none for
     ``fpga`` None)."""
@@ -80,13 +91,7 @@ def macro_tables(net: dict, fpga: dict | None) -> list[Table]:
     fl = [[r["layer"], str(r["slices"]), f"{r['cycles']:,}", _si(r["seconds"], "s"),
            f"{r['bytes_in']:,}", f"{r['bytes_out']:,}", f"{r['bytes_weights']:,}"]
           for r in fpga["layers"]]
-    fpga_rows = [["cycles per image", f"{fpga['cycles_per_image']:,}"],
-                 ["compute bound", f"{fpga['images_per_s']:,.0f} images/s"],
-                 ["DMA bytes per image", f"{fpga['dma_bytes_per_image']:,}"],
-                 ["DMA bound (HP port " + _si(fpga["hp_port_bytes_per_s"], "B/s") + ")",
-                  f"{fpga['dma_bound_images_per_s']:,.0f} images/s"],
-                 ["bound", f"{fpga['bound_images_per_s']:,.0f} images/s "
-                           f"({fpga['bottleneck']})"],
+    fpga_rows = [*fpga_bound_rows(fpga),
                  [published_overlay()[0], f"{published_overlay()[1]:,.0f} images/s"]]
     return [
         *tables,
@@ -158,6 +163,22 @@ def snn_tables(cost: dict, name: str, samples: int) -> list[Table]:
             rich_table("spiking core totals (model)", ["figure", "value"], totals)]
 
 
+def snn_fpga_tables(fpga: dict) -> list[Table]:
+    """Rich tables of :func:`cimstack.cost.fpga.snn_fpga_cost`."""
+    layers = [[r["layer"], str(r["slices"]), f"{r['events_in']:,}", f"{r['cycles']:,}",
+               _si(r["seconds"], "s"), f"{r['bytes_in']:,}", f"{r['bytes_out']:,}",
+               f"{r['bytes_weights']:,}", f"{r['bytes_membranes']:,}"] for r in fpga["layers"]]
+    res = fpga["resources"]
+    used = ", ".join(f"{res[k]:,.0f} / {res['budget'][k]:,.0f} {k.upper()}"
+                     for k in ("lut", "ff", "bram36", "dsp"))
+    rows = [*fpga_bound_rows(fpga), [f"{' + '.join(res['parts'])} (estimate)", used]]
+    return [rich_table(f"snn kernel on {fpga['board']} at {fpga['clock_mhz']:g} MHz over "
+                       f"{fpga['samples']} samples (model)",
+                       ["layer", "slices", "events in", "cycles", "time", "bytes in",
+                        "bytes out", "bytes weights", "bytes membranes"], layers),
+            rich_table("snn kernel throughput: compute vs AXI DMA", ["figure", "value"], rows)]
+
+
 def snn_plan_table(net, stats, reached: list, macros: int) -> tuple[Table, list[dict]]:
     """The policies of :mod:`cimstack.mapping.flexspim` on ``macros`` shared macros with
     a DRAM tier, for one run (table and rows)."""
@@ -182,12 +203,12 @@ def snn_plan_table(net, stats, reached: list, macros: int) -> tuple[Table, list[
          "DRAM / ws-only", "energy (SOPs + DRAM)"], rows), figs
 
 
-def snn_figures(bundle: Path, data: Optional[Path], samples: int,
-                macros: Optional[int]) -> tuple[list[Table], dict, str]:
+def snn_figures(bundle: Path, data: Optional[Path], samples: int, macros: Optional[int],
+                board: str = "pynq-z2") -> tuple[list[Table], dict, str]:
     """Tables, JSON figures and a note for ``cimstack cost SNN_BUNDLE``: a short run on
     ``data`` (else the built-in event digits when the input fits them, else seeded
-    random events), the one-array-per-layer cost, and with ``macros`` the dataflow
-    policies on that many shared macros with DRAM."""
+    random events), the one-array-per-layer cost, the snn kernel on ``board``'s overlay,
+    and with ``macros`` the dataflow policies on that many shared macros with DRAM."""
     from ..data import snn_inputs
     from ..errors import ConfigError
     from ..events.datasets import load_event_data
@@ -195,6 +216,7 @@ def snn_figures(bundle: Path, data: Optional[Path], samples: int,
     from ..mapping.snn import SnnMappingError
     from ..ref.snn import check_input, run_snn
     from ..snn_bundle import load_snn_bundle
+    from .fpga import snn_fpga_cost
     from .snn import snn_cost
     net = load_snn_bundle(bundle)
     try:                        # the cost needs no labels: any event data set fits
@@ -216,7 +238,13 @@ def snn_figures(bundle: Path, data: Optional[Path], samples: int,
                                   "sharing one budget, with DRAM for the rest") from None
         cost, tables = None, []
         note += f"\none array per layer: not possible ({e})"
-    figs = {"bundle": str(bundle), "samples": len(frames), "snn": cost}
+    try:
+        fpga = snn_fpga_cost(net, result, len(frames), board)
+        tables += snn_fpga_tables(fpga)
+    except SnnMappingError as e:
+        fpga = None
+        note += f"\nsnn kernel on the FPGA: not possible ({e})"
+    figs = {"bundle": str(bundle), "samples": len(frames), "snn": cost, "fpga": fpga}
     if macros is not None:
         table, figs["snn_plans"] = snn_plan_table(
             net, result.stats, reach_counts(net, frames, result), macros)
@@ -279,7 +307,7 @@ def cost_command(bundle: Optional[Path] = typer.Argument(
         tables = calibration_tables(rows, curve)
         figs = {"calibration": rows, "acim_curve": curve, "paper_points": PAPER_POINTS}
     elif is_snn_bundle(bundle):
-        tables, figs, note = snn_figures(bundle, data, samples, macros)
+        tables, figs, note = snn_figures(bundle, data, samples, macros, board)
     else:
         from ..bundle import load_bundle
         from .fpga import fpga_cost, without_kernel

@@ -1,6 +1,7 @@
 """The FPGA overlay's throughput for a bundle whose macro families have FPGA kernels
 (dcim, acim): kernel cycles per layer at the board's clock (compute bound) beside the
-bytes the AXI DMA moves through the HP port (DMA bound).
+bytes the AXI DMA moves through the HP port (DMA bound). The same for a spiking
+network on the snn kernel from the event counts of a run: :func:`snn_fpga_cost`.
 
 Cycle model (from the loop structure of hls/dcim/dcim_top.cpp, hls/acim/acim_top.cpp
 and hls/include/cimstack/streams.h): one cycle per iteration of an II = 1 pipelined
@@ -39,6 +40,7 @@ inputs, n channels in the slice, E the loop entry cost):
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
@@ -46,9 +48,10 @@ import numpy as np
 from ..config import BoardSpec
 from ..errors import ConfigError
 from ..families import get_family
+from ..hw.resources import estimate
 from ..hw.streams import input_words, output_words, words_for
 from ..hw.tiles import kernel_row_tiles, tile_layer
-from ..overlay_shape import KERNELS, STREAM_BYTES, overlay_shape
+from ..overlay_shape import KERNELS, STREAM_BYTES, OverlayShape, overlay_shape
 from .constants import FpgaTiming, check_count
 
 LANES = 16                      # weight bit columns per compute step (hls/dcim/dcim_top.h)
@@ -113,6 +116,20 @@ def acim_slice_cycles(layer, bundle, c0: int, n: int, t: FpgaTiming) -> tuple[in
     return vector, loads, n
 
 
+def board_shape(board: BoardSpec | str | None) -> OverlayShape:
+    """The overlay on ``board``: a :class:`~cimstack.config.BoardSpec`, a board name or
+    board.toml path (default pynq-z2)."""
+    if isinstance(board, BoardSpec):
+        return replace(overlay_shape(), board=board)
+    return overlay_shape(board or "pynq-z2")
+
+
+def _clock_and_port(board: BoardSpec) -> tuple[float, float]:
+    """(kernel clock in Hz, HP port bytes per second) of ``board``."""
+    clock = board.clocks.fclk0_mhz * 1e6
+    return clock, board.memory.hp_width_bits // 8 * clock
+
+
 def without_kernel(bundle) -> list[str]:
     """The macro families of ``bundle``'s layers that have no FPGA kernel (for those the
     overlay's throughput cannot be estimated), in layer order."""
@@ -133,9 +150,8 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
         raise ConfigError(f"bundle {bundle.name}: macro family {', '.join(missing)} has no "
                           "FPGA kernel, so the overlay's throughput cannot be estimated")
     t = timing or FpgaTiming()
-    if not isinstance(board, BoardSpec):
-        board = overlay_shape(board or "pynq-z2").board
-    clock = board.clocks.fclk0_mhz * 1e6
+    board = board_shape(board).board
+    clock, port = _clock_and_port(board)
     rows = []
     for layer in bundle.macro_layers:
         family = get_family(layer.macro)
@@ -160,7 +176,6 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
                      "bytes_weights": -(-bytes_w // batch)})
     cycles = sum(r["cycles"] for r in rows)
     dma_bytes = sum(r["bytes_in"] + r["bytes_out"] + r["bytes_weights"] for r in rows)
-    port = board.memory.hp_width_bits // 8 * clock
     compute_ips, dma_ips = clock / cycles, port / dma_bytes
     return {"board": board.name, "clock_mhz": clock * 1e-6, "batch": batch,
             "hp_port_bytes_per_s": port, "layers": rows, "cycles_per_image": cycles,
@@ -168,3 +183,100 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
             "dma_bound_images_per_s": dma_ips,
             "bound_images_per_s": min(compute_ips, dma_ips),
             "bottleneck": "compute" if compute_ips <= dma_ips else "dma"}
+
+
+# ------------------------------------------------------------------ snn kernel
+
+def snn_layer_fpga(layer, stats, samples: int, src_events: int, t: FpgaTiming) -> dict:
+    """Kernel cycles and DMA bytes of one spiking ``layer`` over a run (``stats``: its
+    :class:`~cimstack.ref.snn.LayerStats`; ``src_events``: the spikes streamed to it,
+    before the kernel's OR pooling). Formula: :func:`snn_fpga_cost`."""
+    # here, not at the top: hw.snn imports pynq, and cimstack imports this module
+    from ..hw.snn import plan_slices
+
+    e, steps = t.loop_entry_cycles, stats.steps
+    slices = plan_slices(layer)
+    counts = [cnt for _, cnt in slices]
+    if layer.op == "conv":
+        out_c, _, k, _ = layer.weight.shape
+        w_counts = [layer.n_weights] * len(slices)
+        per_event = len(slices) * out_c * k * (k + e)
+    else:
+        w_counts = [layer.n_inputs * cnt for cnt in counts]
+        per_event = layer.n_neurons + len(slices) * e
+    w_words = sum(-(-w // 4) for w in w_counts)                  # int16, 4 per word
+    v_words = sum(-(-cnt // 2) for cnt in counts)                # int32, 2 per word
+    beats_in = steps + src_events // 2                           # marker + events + pad
+    per_sample = (w_words * (4 + e) + len(slices) * 2 * e        # LOAD_W, CLR_V, READ_V
+                  + layer.n_neurons + v_words)
+    per_step = len(slices) * (-(-layer.n_inputs // 64) + 3 * e) + 2 * layer.n_neurons
+    cycles = (samples * per_sample + steps * per_step + len(slices) * 2 * beats_in
+              + stats.events_in * per_event)
+    return {"layer": layer.name, "op": layer.op, "slices": len(slices),
+            "events_in": stats.events_in, "cycles": cycles,
+            "bytes_in": len(slices) * beats_in * STREAM_BYTES,
+            "bytes_out": (len(slices) * steps + stats.events_out // 2) * STREAM_BYTES,
+            "bytes_weights": samples * w_words * STREAM_BYTES,
+            "bytes_membranes": samples * v_words * STREAM_BYTES}
+
+
+def snn_resources(shape: OverlayShape) -> dict:
+    """Estimated LUT / FF / BRAM36 / DSP of the snn kernel and its DMA on ``shape``
+    (:func:`cimstack.hw.resources.estimate`) and the board's budget."""
+    slot = shape.slot("snn")
+    parts = [p for p in estimate(shape).parts if p.name in (slot.ip_name, slot.dma.name)]
+    used = {key: sum(getattr(p, key) for p in parts) for key in ("lut", "ff", "bram36", "dsp")}
+    budget = shape.board.resources
+    return {"parts": [p.name for p in parts], **used,
+            "budget": {key: getattr(budget, key) for key in used}}
+
+
+def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = None,
+                  timing: FpgaTiming | None = None) -> dict:
+    """Kernel cycles and DMA bytes of the spiking ``net`` on the snn kernel of
+    ``board``'s overlay for the event counts of a run (``result``: the
+    :class:`~cimstack.ref.snn.SnnResult` of ``samples`` samples), driven as
+    :mod:`cimstack.hw.snn` does: per layer, sample and slice of resident neurons, load
+    the slice's weights, clear its membranes, one call per timestep, read the
+    membranes. Per layer over the run (E loop entry, S sample-timesteps, B samples,
+    slices of ``n_s`` neurons, N neurons, n_in inputs after pooling, W_s int16 weight
+    words and V_s = ceil(n_s/2) membrane words of slice s):
+
+    - per sample and slice: ``W_s * (4 + E)`` (each word's 4 weights, one pipelined
+      loop per word), ``n_s + E`` membrane clear, ``V_s + E`` membrane read;
+    - per timestep and slice: ``ceil(n_in/64) + E`` (seen bits) and ``n_s + E`` twice
+      (accumulator clear, neuron update), and one cycle per 32-bit word read (marker,
+      events, pad; ``S + floor(events/2)`` beats over the run);
+    - per integrated event: fc ``n_s + E`` per slice; conv ``C_out * k * (k + E)`` per
+      slice (every output channel and kernel row enters the k-wide pipelined loop; at
+      the borders rows outside the output are skipped, so there it is an upper bound).
+
+    DMA bytes: the event packets once per slice, the output spike packets, the weights
+    and membranes once per sample and slice. Images/s: compute bound (B * clock over
+    the cycles), DMA bound (B * port bytes/s over the bytes) and their min; the
+    driver's per-call set-up is not counted. The events streamed to the first layer
+    are the integrated ones (with an OR pool in front, a lower bound)."""
+    check_count("samples", samples, "samples in the run")
+    t = timing or FpgaTiming()
+    shape = board_shape(board)
+    clock, port = _clock_and_port(shape.board)
+    layers, stats = net.spiking_layers, result.stats
+    if len(stats) != len(layers):
+        raise ConfigError(f"{len(stats)} layer statistics for the {len(layers)} spiking "
+                          f"layers of {net.name}: give the result of a run of this network")
+    rows = []
+    for i, (layer, st) in enumerate(zip(layers, stats)):
+        src = stats[i - 1].events_out if i else st.events_in
+        row = snn_layer_fpga(layer, st, samples, src, t)
+        rows.append({**row, "seconds": row["cycles"] / clock})
+    cycles = sum(r["cycles"] for r in rows)
+    dma_bytes = sum(r["bytes_in"] + r["bytes_out"] + r["bytes_weights"] + r["bytes_membranes"]
+                    for r in rows)
+    compute_ips, dma_ips = samples * clock / cycles, samples * port / dma_bytes
+    return {"board": shape.board.name, "clock_mhz": clock * 1e-6, "samples": samples,
+            "hp_port_bytes_per_s": port, "layers": rows, "cycles": cycles,
+            "cycles_per_image": cycles / samples, "images_per_s": compute_ips,
+            "dma_bytes": dma_bytes, "dma_bytes_per_image": dma_bytes / samples,
+            "dma_bound_images_per_s": dma_ips, "bound_images_per_s": min(compute_ips, dma_ips),
+            "bottleneck": "compute" if compute_ips <= dma_ips else "dma",
+            "resources": snn_resources(shape)}

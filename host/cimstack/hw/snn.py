@@ -56,6 +56,12 @@ def plan_slices(layer) -> list[tuple[int, int]]:
                 f"layer {layer.name}: one neuron needs {need} bits ({layer.n_inputs} weights "
                 f"of {layer.w_bits} bits + its membrane); the kernel's array holds "
                 f"{ARRAY_BITS} bits: {need - ARRAY_BITS} bits missing")
+    inputs = layer.n_inputs
+    if inputs > cap["MAX_IN"]:               # the kernel would skip the layer's timesteps
+        from ..mapping.snn import SnnMappingError
+        raise SnnMappingError(
+            f"layer {layer.name}: {inputs} input neurons exceed the snn kernel's MAX_IN = "
+            f"{cap['MAX_IN']}; downsample or pool the input before this layer")
     per = min(per, cap["MAX_COUNT"])
     return [(lo, min(per, n - lo)) for lo in range(0, n, per)]
 

@@ -354,17 +354,34 @@ def check_input(net: SnnNet, frames: np.ndarray) -> np.ndarray:
 ENGINES = ("auto", "numpy", "events")
 
 
-def _input_engine(engine: str):
+def _engine(engine: str) -> str:
+    """The engine ``run_snn`` uses: ``numpy`` or ``events``."""
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r}: choose one of {ENGINES}")
     if engine == "numpy":
-        return synaptic_input
+        return engine
     from . import snn_fast
     if snn_fast.AVAILABLE:
-        return snn_fast.synaptic_input_events
+        return "events"
     if engine == "events":
         raise ConfigError("engine 'events' needs numba (pip install numba)")
-    return synaptic_input
+    return "numpy"
+
+
+def _run_events(net: SnnNet, x: np.ndarray, keep_spikes: bool) -> SnnResult:
+    """:func:`run_snn` on the event-driven engine (:mod:`cimstack.ref.snn_fast`)."""
+    from .snn_fast import STAT_FIELDS, run_events
+    counts, v_final, totals, kept = run_events(net, x, keep_spikes)
+    b, t = x.shape[:2]
+    stats = [LayerStats(layer.name, layer.op, steps=b * t,
+                        **{k: int(v) for k, v in zip(STAT_FIELDS, row)})
+             for layer, row in zip(net.spiking_layers, totals)]
+    spikes = {}
+    if keep_spikes:                     # pool layers: OR-pooling of what they receive
+        for layer in net.layers:
+            x = kept[layer.name] if layer.spiking else pool_or(x, layer.kernel)
+            spikes[layer.name] = x
+    return SnnResult(counts, v_final, stats, spikes)
 
 
 def run_snn(net: SnnNet, frames: np.ndarray, keep_spikes: bool = False,
@@ -375,8 +392,10 @@ def run_snn(net: SnnNet, frames: np.ndarray, keep_spikes: bool = False,
     ``events`` event by event (numba, work proportional to the synaptic operations);
     ``auto`` takes ``events`` when numba is installed. Both give the same integers.
     """
-    integrate = _input_engine(engine)
+    use = _engine(engine)
     x = check_input(net, frames)
+    if use == "events":
+        return _run_events(net, x, keep_spikes)
     b, t = x.shape[:2]
     stats, spikes = [], {}
     v = None
@@ -393,16 +412,11 @@ def run_snn(net: SnnNet, frames: np.ndarray, keep_spikes: bool = False,
         st.active_steps = int((per_step > 0).sum())
         st.sops = int((x.reshape(b * t, -1).sum(0) * fanout_map(layer).reshape(-1)).sum())
         st.slices_in = weight_slices(layer, x.reshape(b * t, -1))
-        cur = integrate(layer, x.reshape(b * t, *layer.in_shape))
-        cur = cur.reshape(b, t, -1)
-        if integrate is synaptic_input:
-            v = initial_membranes((b, layer.n_neurons), layer)
-            out = np.empty((b, t, layer.n_neurons), bool)
-            for step in range(t):
-                v, out[:, step] = neuron_update(v, cur[:, step], layer)
-        else:
-            from .snn_fast import if_dynamics
-            out, v = if_dynamics(cur, layer)
+        cur = synaptic_input(layer, x.reshape(b * t, *layer.in_shape)).reshape(b, t, -1)
+        v = initial_membranes((b, layer.n_neurons), layer)
+        out = np.empty((b, t, layer.n_neurons), bool)
+        for step in range(t):
+            v, out[:, step] = neuron_update(v, cur[:, step], layer)
         st.events_out = int(out.sum())
         stats.append(st)
         x = out.reshape(b, t, *layer.out_shape)

@@ -1,10 +1,20 @@
-"""Event-driven synaptic input for the SNN reference, compiled with numba.
+"""Event-driven integer engine of the SNN reference, compiled with numba.
 
-The same integers as :func:`cimstack.ref.snn.synaptic_input` (a test), computed the
-way the event core does: every input spike adds the weight slice of its address into
-the currents of the neurons it reaches, so the work is proportional to the events
-(synaptic operations), not to the dense map. Frames are processed in parallel.
-Optional: without numba the reference uses the dense BLAS form.
+The same integers as the dense engine of :func:`cimstack.ref.snn.run_snn` (a test),
+computed the way the event core works: per sample and timestep, every layer takes the
+addresses of its input spikes, adds each one's weight slice into the currents of the
+neurons it reaches, steps all its neurons and hands the addresses of their spikes to
+the next layer. The work is proportional to the synaptic operations, not to the dense
+maps, and one compiled call runs the whole network over all timesteps (samples in
+parallel), with no Python loop per timestep or layer.
+
+Layout inside the kernel: conv currents and membranes are channels-last
+(``[Ho, Wo, N]``), so the weights an event adds along one kernel row are one
+contiguous run; OR-pooling in front of a layer maps and de-duplicates the incoming
+addresses through lookup tables (no divisions per event). Currents are int16 when no
+neuron's sum of ``|w|`` over its inputs can leave int16 (twice the lanes per vector),
+else int32; membranes are int16 (``v_bits <= 16``). Optional: without numba the
+reference uses the dense engine.
 """
 
 from __future__ import annotations
@@ -19,118 +29,306 @@ except ImportError:          # pragma: no cover - numba not installed
 
 AVAILABLE = numba is not None
 
+# columns of the per-layer parameter table handed to the kernel
+(P_OP, P_POOL, P_IN_H, P_IN_W, P_N, P_HO, P_WO, P_K, P_PAD, P_W_OFF, P_V_OFF,
+ P_FLAG_OFF, P_SPK_OFF, P_POOL_OFF, P_DEC_OFF, P_ADDR_OFF, P_THETA_SUB, P_FIRE_AT, P_LO,
+ P_HI, P_LEAK, P_LEAK_BEFORE, P_WRAP, P_KEEP_FIRED, P_KEEP_QUIET, P_V_INIT) = range(26)
+# columns of the per-sample statistics: LayerStats fields
+STAT_FIELDS = ("events_in", "active_steps", "sops", "slices_in", "events_out")
+
 
 if AVAILABLE:
-    @njit(parallel=True, cache=True, nogil=True)
-    def _conv_events(ptr, ev, w_t, out, h, w, pad):   # pragma: no cover - compiled
-        # w_t: [C, k, k, N]; a frame accumulates channels-last (the N weights of one
-        # kernel tap are contiguous), then is written out as [N, Ho, Wo].
-        n_frames = ptr.size - 1
-        k = w_t.shape[1]
-        n = w_t.shape[3]
-        ho = out.shape[2]
-        wo = out.shape[3]
-        for f in prange(n_frames):
-            if ptr[f + 1] == ptr[f]:
+    @njit(cache=True, nogil=True)
+    def _input_addresses(words, ev):              # pragma: no cover - compiled
+        """Addresses of the set bytes of ``words`` (a frame, 8 bytes per word) into
+        ``ev``; returns their count (ascending order)."""
+        n = 0
+        for i in range(words.size):
+            if words[i] != 0:
+                for b in range(8):
+                    if (words[i] >> np.uint64(8 * b)) & np.uint64(0xFF):
+                        ev[n] = i * 8 + b
+                        n += 1
+        return n
+
+    @njit(cache=True, nogil=True)
+    def _pool_addresses(p, tab, src, n_src, dst, mark):  # pragma: no cover - compiled
+        """OR-pooling of event addresses: maps ``src[:n_src]`` (on the source map) to
+        the pooled map (table at P_POOL_OFF, -1 on the cropped border) and drops
+        repeats; returns the count."""
+        off = p[P_POOL_OFF]
+        n = 0
+        for e in range(n_src):
+            q = tab[off + src[e]]
+            if q >= 0 and mark[q] == 0:
+                mark[q] = 1
+                dst[n] = q
+                n += 1
+        for e in range(n):
+            mark[dst[e]] = 0
+        return n
+
+    @njit(cache=True, nogil=True)
+    def _integrate(p, w, tab, ev, n_ev, cur, mark, stats):  # pragma: no cover - compiled
+        """Adds the weight slices of the events ``ev[:n_ev]`` into ``cur`` and counts
+        events, synaptic operations and weight slices into ``stats``."""
+        n = p[P_N]
+        w_off = p[P_W_OFF]
+        stats[0] += n_ev
+        if n_ev > 0:
+            stats[1] += 1
+        if p[P_OP] == 1:                              # fc: w[a] is a row of N weights
+            for e in range(n_ev):
+                row_w = w[w_off + ev[e] * n:w_off + ev[e] * n + n]
+                for j in range(n):
+                    cur[j] += row_w[j]
+            stats[2] += n_ev * n
+            stats[3] += n_ev
+            return
+        dec = p[P_DEC_OFF]                            # (c, y, x) of every input address
+        ho = p[P_HO]
+        wo = p[P_WO]
+        k = p[P_K]
+        pad = p[P_PAD]
+        sops = 0
+        slices = 0
+        for e in range(n_ev):
+            c = tab[dec + 3 * ev[e]]
+            y = tab[dec + 3 * ev[e] + 1]
+            x = tab[dec + 3 * ev[e] + 2]
+            if mark[c] == 0:                          # one weight slice per channel
+                mark[c] = 1
+                slices += 1
+            dy0 = max(0, y + pad - ho + 1)
+            dy1 = min(k, y + pad + 1)
+            dx0 = max(0, x + pad - wo + 1)
+            dx1 = min(k, x + pad + 1)
+            if dy1 <= dy0 or dx1 <= dx0:
                 continue
-            buf = np.zeros((ho, wo, n), np.int32)
-            for e in range(ptr[f], ptr[f + 1]):
-                a = ev[e]
-                c = a // (h * w)
-                r = a - c * h * w
-                y = r // w
-                x = r - y * w
-                dy0 = max(0, y + pad - ho + 1)
-                dy1 = min(k, y + pad + 1)
-                dx0 = max(0, x + pad - wo + 1)
-                dx1 = min(k, x + pad + 1)
-                for dy in range(dy0, dy1):
-                    yo = y + pad - dy
-                    for dx in range(dx0, dx1):
-                        xo = x + pad - dx
-                        for j in range(n):
-                            buf[yo, xo, j] += w_t[c, dy, dx, j]
-            for j in range(n):
-                for yo in range(ho):
-                    for xo in range(wo):
-                        out[f, j, yo, xo] = buf[yo, xo, j]
+            run = (dx1 - dx0) * n                     # weights along one kernel row
+            sops += run * (dy1 - dy0)
+            for dy in range(dy0, dy1):
+                # w is [C, k, k (reversed dx), N]: output columns x+pad-dx1+1 .. x+pad-dx0
+                d = ((y + pad - dy) * wo + x + pad - dx1 + 1) * n
+                s = w_off + ((c * k + dy) * k + k - dx1) * n
+                row_cur = cur[d:d + run]
+                row_w = w[s:s + run]
+                for j in range(run):                  # slices: this loop vectorizes
+                    row_cur[j] += row_w[j]
+        for e in range(n_ev):
+            mark[tab[dec + 3 * ev[e]]] = 0
+        stats[2] += sops
+        stats[3] += slices
+
+    @njit(cache=True, nogil=True)
+    def _step_neurons(p, cur, v, fired):             # pragma: no cover - compiled
+        """One timestep of integrate-and-fire of all neurons (the arithmetic of
+        ``neuron_update``), branch-free apart from loop-invariant tests (which the
+        compiler hoists) so that it vectorizes; clears ``cur``, sets ``fired`` and returns
+        the spike count."""
+        lo = p[P_LO]
+        hi = p[P_HI]
+        span_mask = hi - lo                           # 2^v_bits - 1
+        leak = p[P_LEAK]
+        before = -p[P_LEAK_BEFORE] if leak > 0 else 0  # all ones: leak before the input
+        after = ~before if leak > 0 else 0             # all ones: leak after it
+        wrap = p[P_WRAP] != 0
+        fire_at = p[P_FIRE_AT]
+        theta = p[P_THETA_SUB]
+        keep_fired = p[P_KEEP_FIRED]                  # mask of u kept on a spike
+        keep_quiet = p[P_KEEP_QUIET]                  # mask of u kept without one
+        count = 0
+        for q in range(v.size):
+            u = np.int64(v[q])
+            if leak > 0:      # invariant: the compiler makes a loop without the shifts
+                u -= (u >> leak) & before
+            u += np.int64(cur[q])
+            cur[q] = 0
+            if wrap:
+                u = ((u - lo) & span_mask) + lo
+            else:
+                u = min(max(u, lo), hi)
+            if leak > 0:
+                u -= (u >> leak) & after
+            f = u >= fire_at
+            v[q] = np.int16(((u & keep_fired) - theta) if f else (u & keep_quiet))
+            fired[q] = f
+            count += f
+        return count
+
+    @njit(cache=True, nogil=True)
+    def _emit(p, tab, fired_words, ev, spikes_t, counts):  # pragma: no cover - compiled
+        """Addresses (C, H, W order) of the set bytes of ``fired_words`` into ``ev``;
+        marks them in ``spikes_t`` (when kept) and ``counts`` (last layer only, when
+        given); returns their count."""
+        off = p[P_ADDR_OFF]                           # channels-last index -> address
+        n_ev = 0
+        for i in range(fired_words.size):
+            if fired_words[i] == 0:
+                continue
+            for b in range(8):
+                if (fired_words[i] >> np.uint64(8 * b)) & np.uint64(0xFF):
+                    a = tab[off + i * 8 + b]
+                    ev[n_ev] = a
+                    n_ev += 1
+                    if spikes_t.size:
+                        spikes_t[p[P_SPK_OFF] + a] = True
+                    if counts.size:
+                        counts[a] += 1
+        return n_ev
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _fc_events(ptr, ev, w_t, out):                # pragma: no cover - compiled
-        n_frames = ptr.size - 1
-        n = w_t.shape[1]
-        for f in prange(n_frames):
-            for e in range(ptr[f], ptr[f + 1]):
-                a = ev[e]
-                for j in range(n):
-                    out[f, j] += w_t[a, j]
-
-
-def synaptic_input_events(layer, spikes: np.ndarray) -> np.ndarray:
-    """Input currents int32 ``[F, *out_shape]`` of binary maps ``[F, *in_shape]``."""
-    f = spikes.shape[0]
-    flat = spikes.reshape(f, -1)
-    frame, addr = np.nonzero(flat)
-    ptr = np.zeros(f + 1, np.int64)
-    np.cumsum(np.bincount(frame, minlength=f), out=ptr[1:])
-    addr = addr.astype(np.int64)
-    if layer.op == "fc":
-        w_t = np.ascontiguousarray(layer.weight.T, dtype=np.int32)
-        out = np.zeros((f, w_t.shape[1]), np.int32)
-        _fc_events(ptr, addr, w_t, out)
-        return out
-    _, h, w = layer.in_shape
-    w_t = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0), dtype=np.int32)
-    out = np.zeros((f, *layer.out_shape), np.int32)
-    _conv_events(ptr, addr, w_t, out, h, w, layer.padding)
-    return out
-
-
-if AVAILABLE:
-    @njit(parallel=True, cache=True, nogil=True)
-    def _if_dynamics(cur, theta, v_bits, leak, reset, wrap, fire_gt, leak_before, v_init,
-                     spikes, v_out):  # pragma: no cover
-        # reset: SnnLayer.reset_code (0 subtract, 1 zero, 2 every timestep)
-        b, t, n = cur.shape
-        lo = -(1 << (v_bits - 1))
-        hi = (1 << (v_bits - 1)) - 1
-        span = 1 << v_bits
+    def _run(params, w, tab, x_words, cur_all, v_all, fired_all, ev_all, mark_all, spikes,
+             counts, stats):                          # pragma: no cover - compiled
+        """The network (``params`` rows, weights ``w``, lookup tables ``tab``) on the
+        input frames ``x_words`` ``[B, T, words]``; the other arguments are per-sample
+        work arrays and outputs (see :func:`run_events`)."""
+        b, t, _ = x_words.shape
+        n_layers = params.shape[0]
         for s in prange(b):
-            v = np.full(n, v_init, np.int64)
+            cur = cur_all[s]
+            v = v_all[s]
+            fired = fired_all[s].view(np.uint8)
+            ev = ev_all[s]
+            mark = mark_all[s]
+            for l in range(n_layers):
+                p = params[l]
+                n_neurons = p[P_N] * p[P_HO] * p[P_WO]
+                v[p[P_V_OFF]:p[P_V_OFF] + n_neurons] = p[P_V_INIT]
             for step in range(t):
-                for j in range(n):
-                    u = v[j]
-                    if leak > 0 and leak_before:
-                        u -= u >> leak
-                    u += np.int64(cur[s, step, j])
-                    if wrap:
-                        u = (u - lo) % span + lo
-                    elif u < lo:
-                        u = lo
-                    elif u > hi:
-                        u = hi
-                    if leak > 0 and not leak_before:
-                        u -= u >> leak
-                    fire = u > theta if fire_gt else u >= theta
-                    if reset == 2 or (fire and reset == 1):
-                        u = 0
-                    elif fire:
-                        u -= theta
-                    spikes[s, step, j] = fire
-                    v[j] = u
-            for j in range(n):
-                v_out[s, j] = v[j]
+                n_src = _input_addresses(x_words[s, step], ev[0])
+                src = 0
+                for l in range(n_layers):
+                    p = params[l]
+                    n_neurons = p[P_N] * p[P_HO] * p[P_WO]
+                    lv = p[P_V_OFF]
+                    evi = src
+                    if p[P_POOL] > 1:
+                        n_src = _pool_addresses(p, tab, ev[src], n_src, ev[2], mark)
+                        evi = 2
+                    _integrate(p, w, tab, ev[evi], n_src, cur[lv:lv + n_neurons], mark,
+                               stats[s, l])
+                    f0 = p[P_FLAG_OFF]
+                    n_words = (n_neurons + 7) // 8
+                    n_out = _step_neurons(p, cur[lv:lv + n_neurons], v[lv:lv + n_neurons],
+                                          fired[f0 * 8:f0 * 8 + n_neurons])
+                    out = 1 - src
+                    if n_out:
+                        last = l == n_layers - 1
+                        n_src = _emit(p, tab, fired_all[s, f0:f0 + n_words], ev[out],
+                                      spikes[s, step] if spikes.size else spikes[0, 0, :0],
+                                      counts[s] if last else counts[0, :0])
+                    else:
+                        n_src = 0
+                    stats[s, l, 4] += n_src
+                    src = out
 
 
-def if_dynamics(cur: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray]:
-    """Integrate-and-fire over all timesteps: currents ``[B, T, N]`` -> (spikes bool
-    ``[B, T, N]``, final membranes int32 ``[B, N]``); the arithmetic of
-    :func:`cimstack.ref.snn.neuron_update`."""
-    b, t, n = cur.shape
-    spikes = np.empty((b, t, n), np.bool_)
-    v = np.empty((b, n), np.int64)
-    _if_dynamics(np.ascontiguousarray(cur), np.int64(layer.theta), np.int64(layer.v_bits),
-                 np.int64(layer.leak_shift), np.int64(layer.reset_code),
-                 layer.overflow == "wrap", layer.fire == "gt", layer.leak_order == "before",
-                 np.int64(layer.v_init), spikes, v)
-    return spikes, v.astype(np.int32)
+def _neuron_params(layer) -> list:
+    """P_THETA_SUB .. P_V_INIT of a spiking layer."""
+    lo, hi = -(1 << (layer.v_bits - 1)), (1 << (layer.v_bits - 1)) - 1
+    fire_at = layer.theta + (1 if layer.fire == "gt" else 0)
+    keep_fired = -1 if layer.reset == "subtract" else 0          # u - theta, or 0
+    theta_sub = layer.theta if layer.reset == "subtract" else 0
+    keep_quiet = 0 if layer.reset == "step" else -1
+    return [theta_sub, fire_at, lo, hi, layer.leak_shift, int(layer.leak_order == "before"),
+            int(layer.overflow == "wrap"), keep_fired, keep_quiet, layer.v_init]
+
+
+def _current_bound(layer) -> int:
+    """Largest ``|current|`` a neuron of the layer can receive in one timestep."""
+    w = np.abs(layer.weight.astype(np.int64))
+    return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+
+
+def _kernel_weights(layer) -> np.ndarray:
+    """conv ``[N, C, k, k]`` -> ``[C, k, k reversed, N]``; fc ``[N, K]`` -> ``[K, N]``."""
+    if layer.op == "fc":
+        return layer.weight.T.reshape(-1)
+    return layer.weight.transpose(1, 2, 3, 0)[:, :, ::-1, :].reshape(-1)
+
+
+def _pool_table(src: tuple, k: int) -> np.ndarray:
+    """Pooled address of every address of a ``src`` (C, H, W) map, -1 where the
+    floor crop drops it."""
+    c, h, w = src
+    cc, yy, xx = np.meshgrid(np.arange(c), np.arange(h) // k, np.arange(w) // k,
+                             indexing="ij")
+    ph, pw = h // k, w // k
+    return np.where((yy < ph) & (xx < pw), (cc * ph + yy) * pw + xx, -1).reshape(-1)
+
+
+def _decode_table(shape: tuple) -> np.ndarray:
+    """(c, y, x) of every address of a (C, H, W) map, flattened."""
+    grids = np.meshgrid(*(np.arange(d) for d in shape), indexing="ij")
+    return np.stack([g.reshape(-1) for g in grids], axis=1).reshape(-1)
+
+
+def _address_table(n: int, ho: int, wo: int) -> np.ndarray:
+    """(N, Ho, Wo) address of every channels-last (Ho, Wo, N) neuron index."""
+    return np.arange(n * ho * wo).reshape(n, ho, wo).transpose(1, 2, 0).reshape(-1)
+
+
+def run_events(net, x: np.ndarray, keep_spikes: bool = False):
+    """Run ``net`` (a validated ``SnnNet``) on binary frames ``x`` bool ``[B, T, C, H,
+    W]``. Returns ``(counts int64 [B, n_classes], v_final int32 [B, n_classes], stats
+    int64 [n_spiking, 5] summed over the batch (columns STAT_FIELDS), spikes)`` where
+    ``spikes`` maps each spiking layer's name to bool ``[B, T, *out_shape]`` when
+    ``keep_spikes``, else is empty."""
+    b, t = x.shape[:2]
+    rows, weights, tables, layers = [], [], [], []
+    src = tuple(net.input_shape)                      # the map the events arrive on
+    pool, w_off, v_off, flag_off, tab_off = 1, 0, 0, 0, 0
+    max_ev = int(np.prod(src))
+
+    def table(values) -> int:
+        nonlocal tab_off
+        tables.append(values)
+        tab_off += values.size
+        return tab_off - values.size
+
+    for layer in net.layers:
+        if layer.op == "pool":
+            pool *= layer.kernel
+            continue
+        in_shape = (src[0], src[1] // pool, src[2] // pool)
+        n, ho, wo = layer.out_shape if layer.op == "conv" else (layer.out_shape[0], 1, 1)
+        conv = layer.op == "conv"
+        rows.append([
+            0 if conv else 1, pool, in_shape[1], in_shape[2], n, ho, wo,
+            layer.weight.shape[2] if conv else 1, layer.padding if conv else 0, w_off, v_off,
+            flag_off, v_off, table(_pool_table(src, pool)) if pool > 1 else -1,
+            table(_decode_table(in_shape)) if conv else -1,
+            table(_address_table(n, ho, wo)), *_neuron_params(layer)])
+        weights.append(_kernel_weights(layer))
+        layers.append(layer)
+        w_off += weights[-1].size
+        v_off += layer.n_neurons
+        flag_off += (layer.n_neurons + 7) // 8
+        max_ev = max(max_ev, layer.n_neurons, int(np.prod(in_shape)))
+        src, pool = (n, ho, wo), 1
+    params = np.array(rows, np.int64)
+    small = max(_current_bound(l) for l in layers) <= np.iinfo(np.int16).max
+    cur_type = np.int16 if small else np.int32
+    w = np.concatenate(weights).astype(cur_type)
+    n_in = int(np.prod(net.input_shape))
+    x_bytes = np.zeros((b, t, -(-n_in // 8) * 8), np.uint8)
+    x_bytes[:, :, :n_in] = x.reshape(b, t, n_in)
+    spikes = np.zeros((b, t, v_off) if keep_spikes else (1, 1, 0), np.bool_)
+    counts = np.zeros((b, layers[-1].n_neurons), np.int64)
+    stats = np.zeros((b, len(layers), len(STAT_FIELDS)), np.int64)
+    v_all = np.zeros((b, v_off), np.int16)              # v_bits <= 16
+    _run(params, w, np.concatenate(tables).astype(np.int64), x_bytes.view(np.uint64),
+         np.zeros((b, v_off), cur_type), v_all, np.zeros((b, flag_off), np.uint64),
+         np.zeros((b, 3, max_ev), np.int64), np.zeros((b, max_ev), np.uint8), spikes, counts,
+         stats)
+    last, row = layers[-1], params[-1]
+    v_last = v_all[:, row[P_V_OFF]:row[P_V_OFF] + last.n_neurons]
+    if last.op == "conv":                               # channels-last -> (N, Ho, Wo)
+        v_last = v_last.reshape(b, row[P_HO], row[P_WO], row[P_N]).transpose(0, 3, 1, 2)
+    kept = {}
+    if keep_spikes:
+        for layer, row in zip(layers, params):
+            part = spikes[:, :, row[P_SPK_OFF]:row[P_SPK_OFF] + layer.n_neurons]
+            kept[layer.name] = part.reshape(b, t, *layer.out_shape)
+    return counts, v_last.reshape(b, -1).astype(np.int32), stats.sum(0), kept

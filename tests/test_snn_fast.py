@@ -1,0 +1,117 @@
+"""The event-driven SNN engine (cimstack.ref.snn_fast) against the dense golden model
+(run_snn's numpy engine, neuron_update): spikes of every layer, final membranes and
+event statistics, on random networks with every neuron option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from cimstack.ref import snn_fast
+from cimstack.ref.snn import NEURON_CHOICES, SnnLayer, SnnNet, run_snn, v_range, w_range
+
+pytestmark = pytest.mark.skipif(not snn_fast.AVAILABLE, reason="numba is not installed")
+
+OPTIONS = {"reset": list(NEURON_CHOICES["reset"]), "fire": list(NEURON_CHOICES["fire"]),
+           "leak_order": list(NEURON_CHOICES["leak_order"]),
+           "overflow": ["saturate", "wrap"]}
+
+
+def neuron(rng, w_bits: int, v_bits: int, choice: dict) -> dict:
+    """Neuron settings of one layer: the drawn ones, the rest random from ``rng``."""
+    lo, hi = v_range(v_bits)
+    opts = {k: choice.get(k) or str(rng.choice(v)) for k, v in OPTIONS.items()}
+    return dict(w_bits=w_bits, v_bits=v_bits, theta=int(rng.integers(1, hi + 1)),
+                leak_shift=int(rng.choice([0, 0, 1, 3])), v_init=int(rng.integers(lo, hi + 1)),
+                **opts)
+
+
+def random_net(seed: int, w_bits: int, v_bits: int, choice: dict, pool_first: bool,
+               second: str) -> SnnNet:
+    """[pool2] - conv(2->3, k3, pad 0/1) - pool2 - (conv 3->4 k2 | fc 6) - fc 5."""
+    rng = np.random.default_rng(seed)
+    lo, hi = w_range(w_bits)
+
+    def weights(shape):
+        w = rng.integers(lo, hi + 1, shape)
+        if w_bits == 1:
+            w[w == 0] = 1
+        return w.astype(np.int32)
+
+    size = 12
+    layers = []
+    if pool_first:
+        layers.append(SnnLayer("pool0", "pool", (2, size, size), (2, size // 2, size // 2)))
+        size //= 2
+    pad = int(rng.integers(0, 2))
+    o = size + 2 * pad - 2
+    layers += [
+        SnnLayer("conv1", "conv", (2, size, size), (3, o, o), weights((3, 2, 3, 3)),
+                 padding=pad, **neuron(rng, w_bits, v_bits, choice)),
+        SnnLayer("pool1", "pool", (3, o, o), (3, o // 2, o // 2))]
+    p = o // 2
+    if second == "conv":
+        layers.append(SnnLayer("conv2", "conv", (3, p, p), (4, p - 1, p - 1),
+                               weights((4, 3, 2, 2)), **neuron(rng, w_bits, v_bits, choice)))
+        shape = (4, p - 1, p - 1)
+    else:
+        layers.append(SnnLayer("fc1", "fc", (3, p, p), (6,), weights((6, 3 * p * p)),
+                               **neuron(rng, w_bits, v_bits, choice)))
+        shape = (6,)
+    n_in = int(np.prod(shape))
+    layers.append(SnnLayer("fc", "fc", shape, (5,), weights((5, n_in)),
+                           **neuron(rng, w_bits, v_bits, choice)))
+    net = SnnNet("random", (2, 12, 12), layers)
+    net.validate()
+    return net
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), w_bits=st.integers(1, 16), v_bits=st.integers(2, 16),
+       density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), pool_first=st.booleans(),
+       second=st.sampled_from(["conv", "fc"]),
+       reset=st.sampled_from([None, *OPTIONS["reset"]]),
+       fire=st.sampled_from([None, *OPTIONS["fire"]]),
+       leak_order=st.sampled_from([None, *OPTIONS["leak_order"]]),
+       overflow=st.sampled_from([None, *OPTIONS["overflow"]]))
+@example(seed=1, w_bits=8, v_bits=12, density=0.0, pool_first=False, second="conv",
+         reset=None, fire=None, leak_order=None, overflow=None)            # no events
+@example(seed=2, w_bits=8, v_bits=12, density=1.0, pool_first=True, second="fc",
+         reset="subtract", fire="gt", leak_order="before", overflow="saturate")  # all spiking
+@example(seed=3, w_bits=16, v_bits=4, density=1.0, pool_first=False, second="conv",
+         reset="zero", fire="ge", leak_order="after", overflow="wrap")     # wrap, int32 currents
+@example(seed=4, w_bits=5, v_bits=3, density=0.3, pool_first=False, second="fc",
+         reset="step", fire="gt", leak_order="before", overflow="wrap")    # wrap, int16 currents
+def test_event_engine_equals_golden_model(seed, w_bits, v_bits, density, pool_first, second,
+                                          reset, fire, leak_order, overflow):
+    choice = {"reset": reset, "fire": fire, "leak_order": leak_order, "overflow": overflow}
+    net = random_net(seed, w_bits, v_bits, choice, pool_first, second)
+    frames = np.random.default_rng(seed + 1).random((3, 6, 2, 12, 12)) < density
+    gold = run_snn(net, frames, keep_spikes=True, engine="numpy")
+    fast = run_snn(net, frames, keep_spikes=True, engine="events")
+    assert list(fast.spikes) == list(gold.spikes)
+    for name in gold.spikes:
+        np.testing.assert_array_equal(fast.spikes[name], gold.spikes[name], err_msg=name)
+    np.testing.assert_array_equal(fast.v_final, gold.v_final)
+    np.testing.assert_array_equal(fast.counts, gold.counts)
+    assert [s.to_dict() for s in fast.stats] == [s.to_dict() for s in gold.stats]
+    plain = run_snn(net, frames, engine="events")          # without keeping the spikes
+    np.testing.assert_array_equal(plain.counts, gold.counts)
+    np.testing.assert_array_equal(plain.v_final, gold.v_final)
+
+
+def test_wrap_overflow_corner():
+    """Currents far outside the membrane range wrap exactly (and the int32 path is
+    taken: a neuron's sum of |w| exceeds int16)."""
+    w = np.full((2, 4), 32767, np.int32)
+    net = SnnNet("wrap", (4, 1, 1), [
+        SnnLayer("fc", "fc", (4, 1, 1), (2,), w, w_bits=16, v_bits=5, theta=3,
+                 overflow="wrap", fire="gt", v_init=-16)])
+    net.validate()
+    frames = np.ones((1, 3, 4, 1, 1), bool)
+    gold = run_snn(net, frames, keep_spikes=True, engine="numpy")
+    fast = run_snn(net, frames, keep_spikes=True, engine="events")
+    np.testing.assert_array_equal(fast.spikes["fc"], gold.spikes["fc"])
+    np.testing.assert_array_equal(fast.v_final, gold.v_final)

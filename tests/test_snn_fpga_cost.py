@@ -1,0 +1,164 @@
+"""The snn kernel's cycle and DMA model (cimstack.cost.fpga.snn_fpga_cost) against a
+count made by walking the loops of hls/snn/snn_top.cpp for a tiny one-layer network,
+its monotony in events, and `cimstack cost SNN_BUNDLE` printing it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from cimstack.config import SnnSpec
+from cimstack.cost import FpgaTiming, snn_fpga_cost
+from cimstack.cost.fpga import snn_layer_fpga
+from cimstack.events.wire import packet_words32
+from cimstack.hw.snn import plan_slices
+from cimstack.ref.snn import LayerStats, SnnLayer, SnnNet, run_snn
+from cimstack.snn_bundle import save_snn_bundle
+
+B, T, IN = 2, 3, (2, 3, 3)            # samples, timesteps, input shape
+N_IN = int(np.prod(IN))
+E = FpgaTiming().loop_entry_cycles
+
+
+def one_layer(op: str, pad: int = 0, neurons: int = 600) -> SnnNet:
+    """fc: 18 inputs -> ``neurons`` (600 at 16 bits need two slices); conv: 2 -> 4
+    channels, k = 3, padding ``pad``."""
+    rng = np.random.default_rng(0)
+    if op == "fc":
+        layer = SnnLayer("fc", "fc", IN, (neurons,), rng.integers(-9, 10, (neurons, N_IN)),
+                         theta=20, w_bits=16, v_bits=16)
+    else:
+        o = IN[1] + 2 * pad - 2
+        layer = SnnLayer("conv", "conv", IN, (4, o, o), rng.integers(-9, 10, (4, 2, 3, 3)),
+                         padding=pad, theta=20, w_bits=8, v_bits=16)
+    net = SnnNet("tiny", IN, [layer], SnnSpec())
+    net.validate()
+    return net
+
+
+def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
+    """(cycles, bytes in) of the driver's calls, walking the kernel's loops: II = 1
+    loops cost their trip count + E, READ one cycle per 32-bit word, conv rows outside
+    the output skipped."""
+    cycles = beats = 0
+    for sample in frames:
+        for lo, cnt in plan_slices(layer):
+            w_count = layer.n_weights if layer.op == "conv" else N_IN * cnt
+            cycles += -(-w_count // 4) * (4 + E)                 # LOAD_W (4-weight inner loop)
+            cycles += cnt + E                                    # CLR_V
+            for t, frame in enumerate(sample):
+                addrs = np.flatnonzero(frame)
+                words = packet_words32(t, addrs).size
+                beats += words // 2
+                cycles += -(-N_IN // 64) + E + cnt + E + words   # CLR_SEEN, CLR_ACC, READ
+                for a in addrs:                                  # integrate
+                    if layer.op == "fc":
+                        cycles += cnt + E
+                        continue
+                    out_c, _, k, _ = layer.weight.shape
+                    y, oh = a // IN[2] % IN[1], layer.out_shape[1]
+                    rows = sum(0 <= y + layer.padding - dy < oh for dy in range(k))
+                    cycles += out_c * rows * (k + E)
+                cycles += cnt + E                                # FIRE
+            cycles += -(-cnt // 2) + E                           # READ_V
+    return cycles, beats * 8
+
+
+def extra_beats(x: np.ndarray) -> int:
+    """Beats the model counts beyond the packets' own: it takes floor(events / 2) + 1
+    beats per timestep packet summed over the run, so each timestep with an odd count
+    past the first adds half a beat."""
+    per_step = x.reshape(B * T, -1).sum(1)
+    return (int((per_step % 2).sum()) - int(per_step.sum()) % 2) // 2
+
+
+def frames_of(events) -> np.ndarray:
+    x = np.zeros((B, T, N_IN), bool)
+    for b, t, i in events:
+        x[b, t, i] = True
+    return x.reshape(B, T, *IN)
+
+
+EVENTS = st.sets(st.tuples(st.integers(0, B - 1), st.integers(0, T - 1),
+                           st.integers(0, N_IN - 1)), max_size=40)
+
+
+@settings(max_examples=30, deadline=None)
+@given(events=EVENTS)
+@example(events=set())                                       # no events
+@example(events={(0, 1, 5)})                                 # one event
+@example(events={(1, 2, i) for i in range(N_IN)})            # a full timestep
+def test_fc_cycles_and_bytes_match_the_hand_count(events):
+    net = one_layer("fc")
+    layer, x = net.layers[0], frames_of(events)
+    fig = snn_fpga_cost(net, run_snn(net, x), B)
+    row, = fig["layers"]
+    cycles, bytes_in = hand_count(layer, x)
+    slices = len(plan_slices(layer))
+    assert slices == row["slices"] == 2
+    over = extra_beats(x)
+    assert row["cycles"] == cycles + slices * 2 * over
+    assert row["bytes_in"] == bytes_in + slices * 8 * over
+    weights = B * sum(-(-N_IN * cnt // 4) for _, cnt in plan_slices(layer)) * 8
+    assert row["bytes_weights"] == weights
+    assert row["bytes_membranes"] == B * sum(-(-cnt // 2) for _, cnt in plan_slices(layer)) * 8
+    assert fig["cycles"] == row["cycles"] and fig["samples"] == B
+    assert fig["images_per_s"] == pytest.approx(B * 100e6 / row["cycles"])
+    assert fig["bound_images_per_s"] == min(fig["images_per_s"], fig["dma_bound_images_per_s"])
+
+
+@pytest.mark.parametrize("pad", [0, 2])
+def test_conv_fan_out_exact_when_every_row_is_inside_else_an_upper_bound(pad):
+    net = one_layer("conv", pad)
+    x = frames_of({(0, 0, 4), (0, 1, 0), (0, 1, 8), (1, 2, 13), (1, 2, 17), (1, 0, 9)})
+    row, = snn_fpga_cost(net, run_snn(net, x), B)["layers"]
+    cycles, _ = hand_count(net.layers[0], x)
+    cycles += 2 * extra_beats(x)                 # one slice, 2 words per beat
+    if pad == 2:                                 # padding k - 1: every row in the output
+        assert row["cycles"] == cycles
+    else:
+        assert row["cycles"] > cycles
+
+
+@settings(max_examples=40, deadline=None)
+@given(op=st.sampled_from(["fc", "conv"]), events=st.integers(0, 10_000),
+       more=st.integers(0, 10_000), steps=st.integers(1, 100))
+@example(op="fc", events=0, more=1, steps=1)
+def test_monotone_in_events(op, events, more, steps):
+    layer = one_layer(op).layers[0]
+    t = FpgaTiming()
+    figs = [snn_layer_fpga(layer, LayerStats("l", op, events_in=n, events_out=n, steps=steps),
+                           1, n, t) for n in (events, events + more)]
+    for key in ("cycles", "bytes_in", "bytes_out"):
+        assert figs[0][key] <= figs[1][key]
+    assert (figs[0]["cycles"] < figs[1]["cycles"]) == (more > 0)
+
+
+def test_cli_prints_the_snn_kernel_figures(tmp_path):
+    save_snn_bundle(one_layer("fc", neurons=10), tmp_path / "snn")
+    r = subprocess.run([sys.executable, "-c", "from cimstack.cli import main; main()", "cost",
+                        str(tmp_path / "snn"), "--samples", "2", "--json",
+                        str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "snn kernel on pynq-z2" in r.stdout and "compute vs AXI DMA" in r.stdout
+    fpga = json.loads((tmp_path / "s.json").read_text())["fpga"]
+    assert [row["layer"] for row in fpga["layers"]] == ["fc"]
+    assert fpga["bottleneck"] in ("compute", "dma") and fpga["resources"]["dsp"] > 0
+
+
+def test_a_layer_over_the_kernels_input_limit_is_refused():
+    """The kernel keeps MAX_IN input neurons per layer; the driver refuses more instead
+    of letting the kernel skip the layer's timesteps."""
+    from cimstack.mapping.snn import SnnMappingError
+    from cimstack.overlay_shape import SNN
+    side = 91                                     # 2 x 91 x 91 = 16,562 > 16,384 inputs
+    layer = SnnLayer("big", "conv", (2, side, side), (1, side, side),
+                     weight=np.ones((1, 2, 1, 1), np.int64), theta=4)
+    assert 2 * side * side > SNN.capacity["MAX_IN"]
+    with pytest.raises(SnnMappingError, match="exceed the snn kernel's MAX_IN = 16384"):
+        plan_slices(layer)
