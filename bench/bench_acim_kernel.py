@@ -3,8 +3,8 @@ for a full 1152 x 128 slice and two small ones, charge and per-bit mode (noise o
 best of interleaved rounds (the cores are shared). ``--hls DIR`` times the kernel
 sources of another tree beside this one's, e.g. the last commit's::
 
-    git archive HEAD hls | tar -x -C /tmp/before
-    python bench/bench_acim_kernel.py --hls /tmp/before/hls   # bench/results/acim_kernel.json
+    mkdir OLD && git archive HEAD hls | tar -x -C OLD
+    python bench/bench_acim_kernel.py --hls OLD/hls   # bench/results/acim_kernel.json
 """
 
 from __future__ import annotations
