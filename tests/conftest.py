@@ -76,6 +76,17 @@ def _deterministic_start():
                 pass
 
 
+def snn_weights(rng, shape, w_bits):
+    """Integer weights of a spiking layer, uniform over the ``w_bits`` range (binary:
+    -1 or +1), as int32."""
+    from cimstack.ref.snn import w_range
+    lo, hi = w_range(w_bits)
+    w = rng.integers(lo, hi + 1, shape)
+    if w_bits == 1:
+        w[w == 0] = 1
+    return w.astype(np.int32)
+
+
 def random_weight(rng, shape, w_bits, rows_on=16, sparsity=0.0):
     """Integer weights of ``w_bits`` with whole (row group, channel) blocks pruned."""
     lo, hi = weight_range(w_bits)

@@ -14,21 +14,18 @@ from cimstack.config import SnnSpec
 from cimstack.errors import BundleError, ConfigError
 from cimstack.mapping.snn import SnnMappingError, layer_cost, map_layer, map_network
 from cimstack.ref.snn import (SnnLayer, SnnNet, neuron_update, run_dataflow, run_snn,
-                              v_range, w_range)
+                              v_range)
 from cimstack.snn_bundle import load_snn_bundle, save_snn_bundle
+from conftest import snn_weights
 
 
 def random_net(seed: int, w_bits=8, v_bits=12, leak=0, reset="subtract", mode="saturate",
                pad=0, size=8, spec=None) -> SnnNet:
     """conv(2->3, k3)-pool2-fc(5) on 2 x size x size events."""
     rng = np.random.default_rng(seed)
-    lo, hi = w_range(w_bits)
 
     def weights(shape):
-        w = rng.integers(lo, hi + 1, shape)
-        if w_bits == 1:
-            w[w == 0] = 1
-        return w.astype(np.int32)
+        return snn_weights(rng, shape, w_bits)
 
     vhi = v_range(v_bits)[1]
     o = size + 2 * pad - 2

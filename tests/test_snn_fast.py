@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cimstack.ref import snn_fast
-from cimstack.ref.snn import NEURON_CHOICES, SnnLayer, SnnNet, run_snn, v_range, w_range
+from conftest import snn_weights
+from cimstack.ref.snn import NEURON_CHOICES, SnnLayer, SnnNet, run_snn, v_range
 
 pytestmark = pytest.mark.skipif(not snn_fast.AVAILABLE, reason="numba is not installed")
 
@@ -32,13 +33,9 @@ def random_net(seed: int, w_bits: int, v_bits: int, choice: dict, pool_first: bo
                second: str) -> SnnNet:
     """[pool2] - conv(2->3, k3, pad 0/1) - pool2 - (conv 3->4 k2 | fc 6) - fc 5."""
     rng = np.random.default_rng(seed)
-    lo, hi = w_range(w_bits)
 
     def weights(shape):
-        w = rng.integers(lo, hi + 1, shape)
-        if w_bits == 1:
-            w[w == 0] = 1
-        return w.astype(np.int32)
+        return snn_weights(rng, shape, w_bits)
 
     size = 12
     layers = []
