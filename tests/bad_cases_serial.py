@@ -180,6 +180,19 @@ CASES = [
     Case("serial-exec-no-port",
          lambda f: ["board", "exec", "--port", NO_PORT, "--login-timeout", "1", "true"],
          rf"cannot open serial port {NO_PORT}"),
+    # ------------------------------------------- board address and options (no network)
+    Case("board-address-port", lambda f: ["deploy", "--board", "xilinx@192.0.2.1:99999"],
+         r"board address 'xilinx@192\.0\.2\.1:99999': port '99999' is not a number in "
+         r"1\.\.65535; give host, user@host, user@host:port"),
+    Case("board-address-option-like", lambda f: ["deploy", "--board=-oProxyCommand=x"],
+         r"board address '-oProxyCommand=x': '-oProxyCommand=x' is not a host name"),
+    Case("board-ssh-option", lambda f: ["deploy", "--board", "192.0.2.1",
+                                        "--ssh-option", "IdentityFile"],
+         r"ssh option 'IdentityFile' is not KEY=VALUE"),
+    Case("board-user", lambda f: ["deploy", "--board", "192.0.2.1", "--user", "a b"],
+         r"--user 'a b' is not a login name"),
+    Case("board-via", lambda f: ["deploy", "--board", "192.0.2.1", "--via", "pigeon"],
+         r"--via 'pigeon': choose one of auto, serial, ssh"),
     # ------------------------------------------------------------ Dask cluster
     Case("serial-cluster-dead", lambda f: _sweep(f, "tcp://127.0.0.1:1"),
          r"cannot reach a Dask scheduler at tcp://127\.0\.0\.1:1 .*Connection refused"),

@@ -14,7 +14,10 @@ settings that make the suite deterministic on any x86 machine:
   folder, no replay of earlier runs' failures), ``deadline=None`` and no ``too_slow``
   health check (wall-clock limits fail at random on a loaded machine; the tests bound
   their work with ``max_examples`` instead). ``--hypothesis-profile=explore`` draws new
-  random examples (with the database) to look for bugs.
+  random examples (with the database) to look for bugs;
+- test files holding ``slow`` tests (training, the demo, sweeps) are handed out first,
+  so the two worker processes (pyproject's ``-n 2 --dist loadfile``) finish together
+  instead of one waiting on a long file picked up last.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cimstack.bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, Requant
-from cimstack.bundle import (AddLayer, AvgPoolLayer, ConcatLayer, TensorFormat,
+from cimstack.bundle import (INT32, AddLayer, AvgPoolLayer, ConcatLayer, TensorFormat,
                              weight_range)
 from cimstack.config import DcimSpec
+from cimstack.ref.network import quantize_input
+from cimstack.ref.requant import make_requant
 
 TORCH_THREADS = 1
 SEED = 0
@@ -58,6 +63,12 @@ settings.register_profile("cimstack", derandomize=True, database=None, deadline=
 settings.register_profile("explore", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("cimstack")    # --hypothesis-profile=NAME overrides this
+
+
+def pytest_collection_modifyitems(items):
+    """Files with ``slow`` tests first (stable: the order inside a file is kept)."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(autouse=True)
@@ -222,3 +233,31 @@ def console_output():
         yield buf
     finally:
         console.file = None                   # rich: None = whatever sys.stdout is
+
+
+def _quantize(w: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
+    scale = float(np.abs(w).max()) / ((1 << (bits - 1)) - 1)
+    return np.round(w / scale).astype(np.int8), scale
+
+
+def lstsq_bundle(digits) -> Bundle:
+    """flatten -> fc1 (64 -> 32, W8 X8, ReLU to 6 bits) -> fc2 (32 -> 10, W6 X6): a
+    random projection and a least-squares read-out on the digits train split (no
+    training loop; 0.81 accuracy)."""
+    rng = np.random.default_rng(0)
+    inp = InputSpec((1, 8, 8), 8, 1 / 255)
+    w1, _ = _quantize(rng.normal(size=(32, 64)), 8)
+    x_tr = quantize_input(Bundle("x", inp, [FlattenLayer("f", (1, 8, 8), (64,))]),
+                          digits.x_train).reshape(len(digits.x_train), -1).astype(np.int64)
+    acc1 = x_tr @ w1.T.astype(np.int64)
+    real_m = np.full(32, 63 / np.percentile(np.abs(acc1), 99))
+    rq1 = make_requant(real_m, np.zeros(32), 64 * 255 * 127, 0, 63)
+    h = np.clip(np.floor(acc1 * real_m + 0.5), 0, 63)
+    design = np.hstack([h, np.ones((len(h), 1))])
+    sol = np.linalg.lstsq(design, np.eye(10)[digits.y_train], rcond=None)[0]
+    w2, s2 = _quantize(sol[:-1].T, 6)
+    rq2 = Requant(np.ones(10, np.int64), np.round(sol[-1] / s2).astype(np.int64), 0, *INT32)
+    layers = [FlattenLayer("flat", (1, 8, 8), (64,)),
+              MacroLayer("fc1", "linear", w1, 8, 8, rq1, (64,), (32,)),
+              MacroLayer("fc2", "linear", w2, 6, 6, rq2, (32,), (10,))]
+    return Bundle("lstsq", inp, layers)

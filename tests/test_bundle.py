@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from cimstack.bundle import load_bundle, save_bundle
+from cimstack.bundle import bundle_digest, load_bundle, save_bundle
 from cimstack.errors import BundleError
 from cimstack.ref.network import run_network
 
@@ -184,3 +184,19 @@ def test_headroom_rule_is_the_exporters():
     assert requant_peak(acc_max, round(0.7 * 2**s), round(3.0 * 2**s), s) <= INT64_MAX
     assert requant_peak(acc_max, round(0.7 * 2**(s + 1)), round(3.0 * 2**(s + 1)), s + 1) \
         > INT64_MAX
+
+
+def test_digest_is_the_content_saved_and_changes_with_any_weight(tmp_path):
+    """bundle_digest (the design search's resume key): equal for a bundle and its saved
+    and reloaded copy, different when one weight or the name changes."""
+    from dataclasses import replace
+    b = digits_like_bundle(seed=4)
+    again = load_bundle(save_bundle(b, tmp_path / "b"))
+    assert bundle_digest(again) == bundle_digest(b) == bundle_digest(digits_like_bundle(seed=4))
+    layer = b.macro_layers[0]
+    w = layer.weight.copy()
+    w.flat[0] = w.flat[0] + (1 if w.flat[0] < 0 else -1)
+    changed = replace(b, layers=[replace(layer, weight=w) if l is layer else l
+                                 for l in b.layers])
+    assert bundle_digest(changed) != bundle_digest(b)
+    assert bundle_digest(replace(b, name="other")) != bundle_digest(b)

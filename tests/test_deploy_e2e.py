@@ -15,7 +15,8 @@ import pytest
 from cimstack.bundle import save_bundle
 from cimstack.deploy.console import ConsoleError
 from cimstack.deploy.fakeboard import FakeBoard
-from cimstack.deploy.remote import BoardEnv, SerialRemote, deploy, run_on_board
+from cimstack.deploy.options import BoardOptions
+from cimstack.deploy.remote import SerialRemote, deploy, run_on_board
 
 from conftest import digits_like_bundle, graph_bundle
 
@@ -29,16 +30,16 @@ def deployed(tmp_path_factory):
     home = tmp / "home"
     board = FakeBoard(home, noise_s=0.5, env={"CIMSTACK_CACHE": str(tmp / "cache")}).start()
     bundle = save_bundle(digits_like_bundle(seed=3, sparsity=0.3), tmp / "bundle")
-    env = BoardEnv.local()
+    options = BoardOptions.local()
     remote = SerialRemote(board.port, chunk=8192, login_timeout=10)
-    dep = deploy(remote, bundle, env=env)
-    yield tmp, home, bundle, remote, env, dep
+    dep = deploy(remote, bundle, options=options)
+    yield tmp, home, bundle, remote, options, dep
     remote.close()
     board.stop()
 
 
 def test_deploy_run_verify_on_the_pty_board(deployed):
-    tmp, home, bundle, remote, env, dep = deployed
+    tmp, home, bundle, remote, options, dep = deployed
     root = home / "cimstack"
     assert (root / "runtime" / "host" / "cimstack" / "deploy" / "runner.py").is_file()
     assert not (root / "runtime" / "host" / "cimstack" / "quant").exists()
@@ -50,7 +51,7 @@ def test_deploy_run_verify_on_the_pty_board(deployed):
 
     x = np.random.default_rng(0).integers(0, 256, (12, 1, 8, 8)).astype(np.uint8)
     labels = np.arange(12) % 10
-    res = run_on_board(bundle, remote, x, labels=labels, backend="emu", env=env,
+    res = run_on_board(bundle, remote, x, labels=labels, backend="emu", options=options,
                        report_dir=tmp / "report")
     rep = res.report
     assert rep.ok, rep.summary()
@@ -70,10 +71,10 @@ def test_a_graph_bundle_runs_on_the_pty_board(deployed):
     """A schema-2 graph (signed input, depthwise and dilated conv, residual add, pools,
     concat, bipolar codes) deployed and run by the board runtime, every node's codes
     equal to the reference here."""
-    tmp, home, _, remote, env, _ = deployed
+    tmp, home, _, remote, options, _ = deployed
     bundle = save_bundle(graph_bundle(seed=1), tmp / "graph")
     x = np.random.default_rng(1).integers(-8, 8, (6, 2, 9, 7)).astype(np.int8)
-    res = run_on_board(bundle, remote, x, backend="emu", env=env)
+    res = run_on_board(bundle, remote, x, backend="emu", options=options)
     assert res.report.ok, res.report.summary()
     assert res.report.images == 6 and res.report.prediction_agreement == 1.0
     name = json.loads((bundle / "bundle.json").read_text())["name"]
@@ -82,19 +83,20 @@ def test_a_graph_bundle_runs_on_the_pty_board(deployed):
 
 
 def test_a_failing_run_reports_the_board_side_error(deployed):
-    tmp, home, bundle, remote, env, dep = deployed
+    tmp, home, bundle, remote, options, dep = deployed
     x = np.zeros((2, 1, 4, 4), np.uint8)                    # wrong input shape
     with pytest.raises(ConsoleError, match="CIMSTACK-RUN-FAILED.*shape"):
-        run_on_board(bundle, remote, x, backend="reference", env=env, deploy_first=False)
+        run_on_board(bundle, remote, x, backend="reference", options=options,
+                     deploy_first=False)
 
 
 def test_board_env_commands():
-    env = BoardEnv()
-    cmd = env.python_cmd("-m cimstack.deploy.runner")
+    options = BoardOptions()
+    cmd = options.python_cmd("-m cimstack.deploy.runner")
     assert cmd.startswith("cd cimstack && printf")
     assert "sudo -S" in cmd and "XILINX_XRT=/usr" in cmd and "pynq-venv" in cmd
     assert "PYTHONPATH=\"$PWD/runtime/host\"" in cmd
-    assert "sudo" not in BoardEnv.local().python_cmd("-V")
+    assert "sudo" not in BoardOptions.local().python_cmd("-V")
 
 
 @pytest.mark.board

@@ -23,16 +23,17 @@ from cimstack.mapping.flexspim import (POLICIES, layer_options, plan_network, re
                                        reached_neurons, working_rows)
 from cimstack.mapping.snn import buffer_bits, layer_cost, map_layer
 from cimstack.models.flexspim import flexspim_net, random_events
-from cimstack.ref.snn import SnnLayer, SnnNet, run_dataflow, run_snn, weight_slices
+from cimstack.ref.snn import (SnnLayer, SnnNet, conv_out, run_dataflow, run_snn,
+                              weight_slices)
 from cimstack.snn_bundle import save_snn_bundle
 
 
-def conv(c=2, n=3, size=4, k=3, pad=1, w_bits=8, v_bits=16, leak=0, seed=0):
+def conv(c=2, n=3, size=4, k=3, pad=1, w_bits=8, v_bits=16, leak=0, seed=0, stride=1):
     rng = np.random.default_rng(seed)
-    o = size + 2 * pad - k + 1
+    o = conv_out(size, k, pad, stride)
     return SnnLayer("conv", "conv", (c, size, size), (n, o, o),
                     rng.integers(-8, 8, (n, c, k, k)).astype(np.int32), padding=pad,
-                    theta=20, w_bits=w_bits, v_bits=v_bits, leak_shift=leak)
+                    stride=stride, theta=20, w_bits=w_bits, v_bits=v_bits, leak_shift=leak)
 
 
 def cimstack(*args):
@@ -124,6 +125,29 @@ def test_reached_rows_by_hand():
     hit = np.zeros((3, 8), bool)
     hit[1, 5] = True
     assert reached_neurons(fc, hit, 256) == 40                     # one frame, all 40
+
+
+@pytest.mark.parametrize("size, k, pad, stride", [(7, 3, 1, 2), (9, 3, 0, 3), (8, 2, 0, 3),
+                                                  (11, 5, 2, 2)])
+def test_reached_rows_with_stride(size, k, pad, stride):
+    """A strided conv reaches the outputs whose window (rows yo * stride - pad ..
+    + k - 1, columns alike) holds an event: counted here output by output."""
+    layer = conv(size=size, k=k, pad=pad, stride=stride, seed=size)
+    x = np.random.default_rng(size).random((5, 2, size, size)) < 0.08
+    _, ho, wo = layer.out_shape
+    hit = np.zeros((5, ho, wo), bool)
+    for yo in range(ho):
+        for xo in range(wo):
+            y0, x0 = yo * stride - pad, xo * stride - pad
+            win = x[:, :, max(0, y0):y0 + k, max(0, x0):x0 + k]
+            hit[:, yo, xo] = win.reshape(5, -1).any(axis=1)
+    assert hit.any() and not hit.all()
+    for cols in (32, 256):
+        slots = cols // 16
+        flat = np.broadcast_to(hit[:, None], (5, *layer.out_shape)).reshape(5, -1)
+        want = sum(int(frame[r:r + slots].any()) * len(frame[r:r + slots])
+                   for frame in flat for r in range(0, flat.shape[1], slots))
+        assert reached_neurons(layer, x, cols) == want
 
 
 @settings(max_examples=25, deadline=None)

@@ -22,7 +22,7 @@ from cimstack.mapping.snn import SnnMappingError
 from cimstack.overlay_shape import KERNELS, SNN
 from cimstack.paths import project_root
 from cimstack.config import SnnSpec
-from cimstack.ref.snn import SnnLayer, SnnNet, run_snn, v_range
+from cimstack.ref.snn import SnnLayer, SnnNet, conv_out, run_snn, v_range
 
 from test_ref_snn import random_net
 
@@ -36,9 +36,14 @@ def runner() -> SnnKernelRunner:
 @given(seed=st.integers(0, 10_000), w_bits=st.integers(1, 16), v_bits=st.integers(2, 16),
        leak=st.sampled_from([0, 2]), reset=st.sampled_from(["subtract", "zero"]),
        mode=st.sampled_from(["saturate", "wrap"]), pad=st.integers(0, 1),
-       density=st.sampled_from([0.05, 0.3]))
-def test_csim_matches_reference(runner, seed, w_bits, v_bits, leak, reset, mode, pad, density):
-    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad)
+       density=st.sampled_from([0.05, 0.3]), stride=st.sampled_from([1, 1, 2, 3]))
+@example(seed=1, w_bits=8, v_bits=12, leak=0, reset="subtract", mode="saturate", pad=1,
+         density=0.3, stride=2)                               # padding with stride
+@example(seed=2, w_bits=5, v_bits=9, leak=2, reset="zero", mode="wrap", pad=0, density=0.3,
+         stride=3)                                            # stride = k
+def test_csim_matches_reference(runner, seed, w_bits, v_bits, leak, reset, mode, pad, density,
+                                stride):
+    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad, stride=stride)
     frames = np.random.default_rng(seed).random((2, 5, 2, 8, 8)) < density
     ref = run_snn(net, frames, keep_spikes=True)
     got = runner.run(net, frames)
@@ -92,6 +97,40 @@ def test_pool_not_a_power_of_two_crops(runner, pool, size):
     for name in got.spikes:
         np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
     np.testing.assert_array_equal(got.v_final, ref.v_final)
+
+
+@pytest.mark.parametrize("size, k, pad, stride, pool", [
+    (9, 3, 0, 3, 1),        # stride = k
+    (9, 2, 0, 3, 1),        # stride > k: some inputs reach nothing
+    (11, 3, 2, 2, 1),       # padding with stride, odd size
+    (12, 5, 2, 4, 2),       # pooled input (address decode) then stride
+    (13, 1, 0, 7, 1),       # the largest stride, a 1x1 kernel
+])
+def test_strided_conv_on_the_kernel(runner, size, k, pad, stride, pool):
+    """Strided convs on the kernel, spike for spike and membrane for membrane equal to
+    the reference; the first layer is large enough to be sliced."""
+    rng = np.random.default_rng(size * k + stride)
+    h = size // pool
+    o = conv_out(h, k, pad, stride)
+    n = 16 if stride < 4 else 4
+    kw = dict(w_bits=6, v_bits=10, leak_shift=1, reset="subtract", overflow="saturate")
+    layers = [SnnLayer("pool0", "pool", (2, size, size), (2, h, h), kernel=pool)] * (pool > 1)
+    layers += [
+        SnnLayer("conv1", "conv", (2, h, h), (n, o, o),
+                 rng.integers(-31, 32, (n, 2, k, k)).astype(np.int32), padding=pad,
+                 stride=stride, theta=12, **kw),
+        SnnLayer("fc", "fc", (n, o, o), (4,),
+                 rng.integers(-31, 32, (4, n * o * o)).astype(np.int32), theta=15, **kw)]
+    net = SnnNet("strided", (2, size, size), layers)
+    net.validate()
+    frames = rng.random((2, 4, 2, size, size)) < 0.4
+    ref = run_snn(net, frames, keep_spikes=True)
+    got = runner.run(net, frames)
+    assert ref.spikes["conv1"].any()                       # the test can fail
+    for name in got.spikes:
+        np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
+    np.testing.assert_array_equal(got.v_final, ref.v_final)
+    assert [s.to_dict() for s in got.stats] == [s.to_dict() for s in ref.stats]
 
 
 def test_membranes_saturate_in_the_kernel(runner):
@@ -152,6 +191,13 @@ def test_out_of_range_registers_are_refused():
                 {"pool": 9}, {"n_count": 0}, {"src_h": 0}):
         with pytest.raises(ConfigError, match="out of the kernel's range"):
             kernel.words_needed({**args, **bad})
+    conv = SnnLayer("c", "conv", (1, 8, 8), (1, 3, 3), np.ones((1, 1, 3, 3), np.int32),
+                    stride=2, theta=2)
+    args = {**layer_args(conv, (1, 8, 8), 1, 0, 9), "mode": 2, "n_words": 1}
+    assert kernel.words_needed(args) == 1
+    for bad in ({"stride": 0}, {"stride": SNN.capacity["MAX_STRIDE"] + 1}, {"n_count": 10}):
+        with pytest.raises(ConfigError, match="out of the kernel's range"):
+            kernel.words_needed({**args, **bad})
 
 
 def test_registers_match_the_top_function():
@@ -165,7 +211,7 @@ def test_registers_match_the_top_function():
     top = (project_root() / "hls" / "snn" / "snn_top.cpp").read_text()
     for r in SNN.registers:
         assert f"s_axilite port = {r.name} bundle = control" in top
-    for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE"):
+    for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE", "MAX_STRIDE"):
         assert re.search(rf"const unsigned {key} = {SNN.capacity[key]};", header), key
 
 

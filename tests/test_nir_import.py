@@ -107,11 +107,12 @@ def test_old_bundle_without_options_loads_with_the_old_behaviour(tmp_path):
 
 # ------------------------------------------------------------------------- helpers
 
-def conv_int(x, w, pad):
-    """Integer conv (stride 1): x [C, H, W], w [N, C, k, k] -> [N, Ho, Wo]."""
+def conv_int(x, w, pad, stride=1):
+    """Integer conv: x [C, H, W], w [N, C, k, k] -> [N, Ho, Wo]."""
     x = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad)))
     n, c, k, _ = w.shape
     win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))   # C, Ho, Wo, k, k
+    win = win[:, ::stride, ::stride]
     return np.einsum("chwij,ncij->nhw", win, w.astype(np.int64))
 
 
@@ -129,8 +130,10 @@ def check_emulated_overlay(net, frames):
 
 # ----------------------------------------------------------------------- snnTorch
 
-@pytest.fixture(scope="module")
-def snntorch_graph(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["stride1", "stride2"])
+def snntorch_graph(request, tmp_path_factory):
+    """conv(2->4, k3, padding 1, stride 1 or 2) LIF avgpool2 flatten linear(5) LIF on
+    2x8x8, exported by snnTorch."""
     snn = pytest.importorskip("snntorch")
     from snntorch.export_nir import export_to_nir
     torch.manual_seed(0)
@@ -139,10 +142,13 @@ def snntorch_graph(tmp_path_factory):
         return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.full(shape, 1.0),
                          init_hidden=True)
 
+    stride = request.param
+    side = 8 // stride
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(2, 4, 3, padding=1, bias=False), leaky(0.5, (4, 8, 8)),
+        torch.nn.Conv2d(2, 4, 3, stride=stride, padding=1, bias=False),
+        leaky(0.5, (4, side, side)),
         torch.nn.AvgPool2d((2, 2), stride=(2, 2)), torch.nn.Flatten(start_dim=0),
-        torch.nn.Linear(64, 5, bias=False), leaky(0.75, (5,)))
+        torch.nn.Linear(4 * (side // 2) ** 2, 5, bias=False), leaky(0.75, (5,)))
     with torch.no_grad():
         model[0].weight.mul_(3.0)
         model[4].weight.mul_(12.0)
@@ -157,18 +163,20 @@ def snntorch_integer_sim(model, frames):
     U as U - (U >> k) (beta = 1 - 2^-k), S = U > U_thr, U = 0 where S; weights
     quantized to 8 bits per layer with the threshold in weight steps, floor (exact for
     v > thr); AvgPool2d then Linear = the window sums times W / 4."""
+    stride = model[0].stride[0]
+    side = 8 // stride
     w1, s1 = quantize(model[0].weight.detach().double().numpy())
     w2, s2 = quantize(model[4].weight.detach().double().numpy() / 4)
     th1, th2 = int(np.floor(1.0 / s1)), int(np.floor(1.0 / s2))
     spikes1, spikes2 = [], []
     for x in frames:
-        u1, u2 = np.zeros((4, 8, 8), np.int64), np.zeros(5, np.int64)
+        u1, u2 = np.zeros((4, side, side), np.int64), np.zeros(5, np.int64)
         o1, o2 = [], []
         for t in range(len(x)):
-            u1 = u1 - (u1 >> 1) + conv_int(x[t], w1, 1)
+            u1 = u1 - (u1 >> 1) + conv_int(x[t], w1, 1, stride)
             z1 = u1 > th1
             u1[z1] = 0
-            pooled = z1.reshape(4, 4, 2, 4, 2).sum(axis=(2, 4))
+            pooled = z1.reshape(4, side // 2, 2, side // 2, 2).sum(axis=(2, 4))
             u2 = u2 - (u2 >> 2) + w2 @ pooled.reshape(-1)
             z2 = u2 > th2
             u2[z2] = 0
@@ -186,6 +194,7 @@ def test_snntorch_cnn_spike_for_spike(snntorch_graph, tmp_path, capsys):
     net = load_snn_bundle(tmp_path / "b")
     assert [l.op for l in net.layers] == ["conv", "fc"]
     assert [l.leak_shift for l in net.layers] == [1, 2]
+    assert net.layers[0].stride == model[0].stride[0]
     frames = frames_for((2, 8, 8), seed=1)
     res = run_snn(net, frames, keep_spikes=True)
     z1, z2 = snntorch_integer_sim(model, frames)
@@ -197,12 +206,16 @@ def test_snntorch_cnn_spike_for_spike(snntorch_graph, tmp_path, capsys):
 
 # -------------------------------------------------------------------------- Norse
 
-def norse_model():
+def norse_model(strided=False):
+    """conv(2->3, k3) IAF conv(3->4, k6) IAF on 2x8x8; ``strided``: conv(2->3, k3,
+    stride 2, padding 1) IAF conv(3->4, k2, stride 2) IAF."""
     norse = pytest.importorskip("norse.torch")
     torch.manual_seed(1)
+    convs = ((torch.nn.Conv2d(2, 3, 3, stride=2, padding=1), torch.nn.Conv2d(3, 4, 2, stride=2))
+             if strided else (torch.nn.Conv2d(2, 3, 3), torch.nn.Conv2d(3, 4, 6)))
     model = norse.SequentialState(
-        torch.nn.Conv2d(2, 3, 3), norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(2.0))),
-        torch.nn.Conv2d(3, 4, 6), norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(2.0))))
+        convs[0], norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(2.0))),
+        convs[1], norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(2.0))))
     rng = np.random.default_rng(1)
     with torch.no_grad():                  # multiples of 1/16 with the peak at 127/16: the
         for conv in (model[0], model[2]):  # 8-bit scale is 1/16 exactly, float32 is exact
@@ -213,9 +226,10 @@ def norse_model():
     return model
 
 
-def test_norse_cnn_spike_for_spike_with_norse_itself(tmp_path):
+@pytest.mark.parametrize("strided", [False, True])
+def test_norse_cnn_spike_for_spike_with_norse_itself(tmp_path, strided):
     norse = pytest.importorskip("norse.torch")
-    model = norse_model()
+    model = norse_model(strided)
     from cimstack.importer.nir_import import NirOptions, import_nir
     # Norse 1.1 leaves the Conv2d types of its graph undefined, which nir.write cannot
     # store: the graph object goes to the importer's Python API (as `snn import` does)
@@ -224,6 +238,7 @@ def test_norse_cnn_spike_for_spike_with_norse_itself(tmp_path):
     save_snn_bundle(net, tmp_path / "b")
     net = load_snn_bundle(tmp_path / "b")
     assert [l.theta for l in net.layers] == [32, 32]       # 2.0 / (1/16)
+    assert [l.stride for l in net.layers] == ([2, 2] if strided else [1, 1])
     frames = frames_for((2, 8, 8), seed=2, rate=0.4)
     res = run_snn(net, frames, keep_spikes=True)
     x = torch.from_numpy(frames.astype(np.float32))
@@ -279,7 +294,10 @@ def write(tmp_path, g):
     (lambda: graph(conv(), nir.Delay(delay=np.ones(3))), r"'n1' \(Delay\): not supported; "
                                                         r"supported: Input, Output, Conv2d"),
     (lambda: graph(conv(n=4, groups=2), lif(0.5)), r"'n0' \(Conv2d\): groups = 2"),
-    (lambda: graph(conv(stride=2), lif(0.5)), r"'n0' \(Conv2d\): stride"),
+    (lambda: graph(conv(stride=8), lif(0.5)), r"'n0' \(Conv2d\): stride 8; the core takes "
+                                               r"1\.\.7"),
+    (lambda: graph(conv(stride=np.array([2, 1])), lif(0.5)), r"'n0' \(Conv2d\): stride "
+                                                             r"\(2, 1\): the core takes equal"),
     (lambda: graph(conv(bias=0.5), lif(0.5)), r"'n0' \(Conv2d\): nonzero bias"),
     (lambda: graph(conv(), lif(0.9)), r"'n1' \(LIF\): decay beta = 0.9 is not 1 - 2\^-k; pass "
                                       r"--approx-leak to use beta = 0.875"),

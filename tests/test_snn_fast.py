@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cimstack.ref import snn_fast
 from conftest import snn_weights
-from cimstack.ref.snn import NEURON_CHOICES, SnnLayer, SnnNet, run_snn, v_range
+from cimstack.ref.snn import NEURON_CHOICES, SnnLayer, SnnNet, conv_out, run_snn, v_range
 
 pytestmark = pytest.mark.skipif(not snn_fast.AVAILABLE, reason="numba is not installed")
 
@@ -30,29 +30,31 @@ def neuron(rng, w_bits: int, v_bits: int, choice: dict) -> dict:
 
 
 def random_net(seed: int, w_bits: int, v_bits: int, choice: dict, pool_first: bool,
-               second: str) -> SnnNet:
-    """[pool2] - conv(2->3, k3, pad 0/1) - pool2 - (conv 3->4 k2 | fc 6) - fc 5."""
+               second: str, strides=(1, 1), size: int = 12) -> SnnNet:
+    """[pool2] - conv(2->3, k3, pad 0/1, strides[0]) - [pool2 when its output is 4 or
+    more] - (conv 3->4 k2 strides[1] | fc 6) - fc 5."""
     rng = np.random.default_rng(seed)
 
     def weights(shape):
         return snn_weights(rng, shape, w_bits)
 
-    size = 12
-    layers = []
+    layers, in_size = [], size
     if pool_first:
         layers.append(SnnLayer("pool0", "pool", (2, size, size), (2, size // 2, size // 2)))
         size //= 2
     pad = int(rng.integers(0, 2))
-    o = size + 2 * pad - 2
-    layers += [
-        SnnLayer("conv1", "conv", (2, size, size), (3, o, o), weights((3, 2, 3, 3)),
-                 padding=pad, **neuron(rng, w_bits, v_bits, choice)),
-        SnnLayer("pool1", "pool", (3, o, o), (3, o // 2, o // 2))]
-    p = o // 2
+    o = conv_out(size, 3, pad, strides[0])
+    layers.append(SnnLayer("conv1", "conv", (2, size, size), (3, o, o), weights((3, 2, 3, 3)),
+                           padding=pad, stride=strides[0], **neuron(rng, w_bits, v_bits, choice)))
+    p = o
+    if o >= 4:
+        p = o // 2
+        layers.append(SnnLayer("pool1", "pool", (3, o, o), (3, p, p)))
     if second == "conv":
-        layers.append(SnnLayer("conv2", "conv", (3, p, p), (4, p - 1, p - 1),
-                               weights((4, 3, 2, 2)), **neuron(rng, w_bits, v_bits, choice)))
-        shape = (4, p - 1, p - 1)
+        o2 = conv_out(p, 2, 0, strides[1])
+        shape = (4, o2, o2)
+        layers.append(SnnLayer("conv2", "conv", (3, p, p), shape, weights((4, 3, 2, 2)),
+                               stride=strides[1], **neuron(rng, w_bits, v_bits, choice)))
     else:
         layers.append(SnnLayer("fc1", "fc", (3, p, p), (6,), weights((6, 3 * p * p)),
                                **neuron(rng, w_bits, v_bits, choice)))
@@ -60,7 +62,7 @@ def random_net(seed: int, w_bits: int, v_bits: int, choice: dict, pool_first: bo
     n_in = int(np.prod(shape))
     layers.append(SnnLayer("fc", "fc", shape, (5,), weights((5, n_in)),
                            **neuron(rng, w_bits, v_bits, choice)))
-    net = SnnNet("random", (2, 12, 12), layers)
+    net = SnnNet("random", (2, in_size, in_size), layers)
     net.validate()
     return net
 
@@ -72,20 +74,35 @@ def random_net(seed: int, w_bits: int, v_bits: int, choice: dict, pool_first: bo
        reset=st.sampled_from([None, *OPTIONS["reset"]]),
        fire=st.sampled_from([None, *OPTIONS["fire"]]),
        leak_order=st.sampled_from([None, *OPTIONS["leak_order"]]),
-       overflow=st.sampled_from([None, *OPTIONS["overflow"]]))
+       overflow=st.sampled_from([None, *OPTIONS["overflow"]]),
+       strides=st.tuples(st.sampled_from([1, 1, 2, 3]), st.sampled_from([1, 1, 2, 3])),
+       size=st.sampled_from([11, 12]))
 @example(seed=1, w_bits=8, v_bits=12, density=0.0, pool_first=False, second="conv",
-         reset=None, fire=None, leak_order=None, overflow=None)            # no events
+         reset=None, fire=None, leak_order=None, overflow=None, strides=(1, 1),
+         size=12)                                                          # no events
 @example(seed=2, w_bits=8, v_bits=12, density=1.0, pool_first=True, second="fc",
-         reset="subtract", fire="gt", leak_order="before", overflow="saturate")  # all spiking
+         reset="subtract", fire="gt", leak_order="before", overflow="saturate", strides=(1, 1),
+         size=12)                                                          # all spiking
 @example(seed=3, w_bits=16, v_bits=4, density=1.0, pool_first=False, second="conv",
-         reset="zero", fire="ge", leak_order="after", overflow="wrap")     # wrap, int32 currents
+         reset="zero", fire="ge", leak_order="after", overflow="wrap", strides=(1, 1),
+         size=12)                                                          # wrap, int32 currents
 @example(seed=4, w_bits=5, v_bits=3, density=0.3, pool_first=False, second="fc",
-         reset="step", fire="gt", leak_order="before", overflow="wrap")    # wrap, int16 currents
+         reset="step", fire="gt", leak_order="before", overflow="wrap", strides=(1, 1),
+         size=12)                                                          # wrap, int16 currents
+@example(seed=5, w_bits=8, v_bits=12, density=0.3, pool_first=False, second="conv",
+         reset=None, fire=None, leak_order=None, overflow=None, strides=(3, 2),
+         size=12)                                                          # stride = k, both
+@example(seed=6, w_bits=8, v_bits=12, density=0.3, pool_first=True, second="conv",
+         reset=None, fire=None, leak_order=None, overflow=None, strides=(2, 3),
+         size=11)                                    # odd size, pool then stride, stride > k
+@example(seed=7, w_bits=6, v_bits=10, density=1.0, pool_first=False, second="fc",
+         reset="zero", fire="gt", leak_order="after", overflow="saturate", strides=(2, 1),
+         size=11)                                              # stride 2, pool after it
 def test_event_engine_equals_golden_model(seed, w_bits, v_bits, density, pool_first, second,
-                                          reset, fire, leak_order, overflow):
+                                          reset, fire, leak_order, overflow, strides, size):
     choice = {"reset": reset, "fire": fire, "leak_order": leak_order, "overflow": overflow}
-    net = random_net(seed, w_bits, v_bits, choice, pool_first, second)
-    frames = np.random.default_rng(seed + 1).random((3, 6, 2, 12, 12)) < density
+    net = random_net(seed, w_bits, v_bits, choice, pool_first, second, strides, size)
+    frames = np.random.default_rng(seed + 1).random((3, 6, *net.input_shape)) < density
     gold = run_snn(net, frames, keep_spikes=True, engine="numpy")
     fast = run_snn(net, frames, keep_spikes=True, engine="events")
     assert list(fast.spikes) == list(gold.spikes)

@@ -17,7 +17,7 @@ from cimstack.cost import FpgaTiming, snn_fpga_cost
 from cimstack.cost.fpga import snn_layer_fpga
 from cimstack.events.wire import packet_words32
 from cimstack.hw.snn import plan_slices
-from cimstack.ref.snn import LayerStats, SnnLayer, SnnNet, run_snn
+from cimstack.ref.snn import LayerStats, SnnLayer, SnnNet, conv_out, run_snn
 from cimstack.snn_bundle import save_snn_bundle
 
 B, T, IN = 2, 3, (2, 3, 3)            # samples, timesteps, input shape
@@ -25,17 +25,17 @@ N_IN = int(np.prod(IN))
 E = FpgaTiming().loop_entry_cycles
 
 
-def one_layer(op: str, pad: int = 0, neurons: int = 600) -> SnnNet:
+def one_layer(op: str, pad: int = 0, neurons: int = 600, stride: int = 1) -> SnnNet:
     """fc: 18 inputs -> ``neurons`` (600 at 16 bits need two slices); conv: 2 -> 4
-    channels, k = 3, padding ``pad``."""
+    channels, k = 3, padding ``pad``, stride ``stride``."""
     rng = np.random.default_rng(0)
     if op == "fc":
         layer = SnnLayer("fc", "fc", IN, (neurons,), rng.integers(-9, 10, (neurons, N_IN)),
                          theta=20, w_bits=16, v_bits=16)
     else:
-        o = IN[1] + 2 * pad - 2
+        o = conv_out(IN[1], 3, pad, stride)
         layer = SnnLayer("conv", "conv", IN, (4, o, o), rng.integers(-9, 10, (4, 2, 3, 3)),
-                         padding=pad, theta=20, w_bits=8, v_bits=16)
+                         padding=pad, stride=stride, theta=20, w_bits=8, v_bits=16)
     net = SnnNet("tiny", IN, [layer], SnnSpec())
     net.validate()
     return net
@@ -44,7 +44,8 @@ def one_layer(op: str, pad: int = 0, neurons: int = 600) -> SnnNet:
 def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
     """(cycles, bytes in) of the driver's calls, walking the kernel's loops: II = 1
     loops cost their trip count + E, READ one cycle per 32-bit word, conv rows outside
-    the output skipped."""
+    the output skipped; a conv event's row loops end at the first kernel row (column)
+    past k or output row (column) below 0."""
     cycles = beats = 0
     for sample in frames:
         for lo, cnt in plan_slices(layer):
@@ -61,9 +62,14 @@ def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
                         cycles += cnt + E
                         continue
                     out_c, _, k, _ = layer.weight.shape
-                    y, oh = a // IN[2] % IN[1], layer.out_shape[1]
-                    rows = sum(0 <= y + layer.padding - dy < oh for dy in range(k))
-                    cycles += out_c * rows * (k + E)
+                    st, pad, oh = layer.stride, layer.padding, layer.out_shape[1]
+                    qy, ry = divmod(a // IN[2] % IN[1] + pad, st)
+                    qx, rx = divmod(a % IN[2] + pad, st)
+
+                    def trips(r, q):        # dy = r + i * st < k and yo = q - i >= 0
+                        return min(-(-(k - r) // st), q + 1)
+                    rows = sum(qy - i < oh for i in range(trips(ry, qy)))
+                    cycles += out_c * rows * (trips(rx, qx) + E)
                 cycles += cnt + E                                # FIRE
             cycles += -(-cnt // 2) + E                           # READ_V
     return cycles, beats * 8
@@ -112,14 +118,16 @@ def test_fc_cycles_and_bytes_match_the_hand_count(events):
     assert fig["bound_images_per_s"] == min(fig["images_per_s"], fig["dma_bound_images_per_s"])
 
 
-@pytest.mark.parametrize("pad", [0, 2])
-def test_conv_fan_out_exact_when_every_row_is_inside_else_an_upper_bound(pad):
-    net = one_layer("conv", pad)
+@pytest.mark.parametrize("pad, stride", [(0, 1), (2, 1), (1, 2), (2, 2), (0, 3)])
+def test_conv_fan_out_exact_when_every_row_is_inside_else_an_upper_bound(pad, stride):
+    net = one_layer("conv", pad, stride=stride)
     x = frames_of({(0, 0, 4), (0, 1, 0), (0, 1, 8), (1, 2, 13), (1, 2, 17), (1, 0, 9)})
     row, = snn_fpga_cost(net, run_snn(net, x), B)["layers"]
     cycles, _ = hand_count(net.layers[0], x)
     cycles += 2 * extra_beats(x)                 # one slice, 2 words per beat
-    if pad == 2:                                 # padding k - 1: every row in the output
+    # exact with padding k - 1 (every row in the output) and with stride = k and no
+    # padding (one kernel row and column per event)
+    if (pad, stride) in ((2, 1), (0, 3)):
         assert row["cycles"] == cycles
     else:
         assert row["cycles"] > cycles

@@ -1,5 +1,5 @@
 // C ABI around snn_top for the Python emulator (host/cimstack/emu/csim.py).
-// args: the 23 registers as uint32 in SNN.registers order. Not part of the kernel.
+// args: the 24 registers as uint32 in SNN.registers order. Not part of the kernel.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,8 +10,8 @@ namespace {
 
 using cimstack::csim::in_range;
 
-enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, N_LO,
-           N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, FIRE_MODE,
+enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, STRIDE,
+           N_LO, N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, FIRE_MODE,
            LEAK_ORDER, V_INIT, N_WORDS, N_REGS };
 
 bool args_valid(const uint32_t* a) {
@@ -30,9 +30,11 @@ bool args_valid(const uint32_t* a) {
     uint64_t n_out;
     if (a[OP] == CONV) {
         if (!in_range(a[KSIZE], 1, MAX_KSIZE) || a[PADDING] >= a[KSIZE]) return false;
+        if (!in_range(a[STRIDE], 1, MAX_STRIDE)) return false;
         if (a[IN_H] + 2 * a[PADDING] < a[KSIZE] || a[IN_W] + 2 * a[PADDING] < a[KSIZE]) return false;
-        n_out = uint64_t(a[OUT_C]) * out_h(a[IN_H], a[KSIZE], a[PADDING]) *
-                out_h(a[IN_W], a[KSIZE], a[PADDING]);
+        const Divisor by_stride = divisor(a[STRIDE]);
+        n_out = uint64_t(a[OUT_C]) * out_h(a[IN_H], a[KSIZE], a[PADDING], by_stride) *
+                out_h(a[IN_W], a[KSIZE], a[PADDING], by_stride);
     } else {
         n_out = a[OUT_C];
     }
@@ -51,7 +53,7 @@ bool args_valid(const uint32_t* a) {
 
 void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_stream& out) {
     snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
-            a[OUT_C], a[KSIZE], a[PADDING], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
+            a[OUT_C], a[KSIZE], a[PADDING], a[STRIDE], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
             a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[FIRE_MODE], a[LEAK_ORDER],
             a[V_INIT], a[N_WORDS]);
 }

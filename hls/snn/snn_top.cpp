@@ -63,15 +63,19 @@ LOAD_W:
 }
 
 struct Layer {
-    unsigned op, src_h, src_w, pool, in_c, in_h, in_w, out_c, k, pad, oh, ow;
+    unsigned op, src_h, src_w, pool, in_c, in_h, in_w, out_c, k, pad, stride, oh, ow;
     uint32_t n_lo, n_count, w_count, v_base;
     unsigned wb, vb, leak, reset, wrap, fire_gt, leak_before;
     int32_t theta, v_init;
     uint32_t plane;                          // src_h * src_w
-    Divisor by_plane, by_src_w, by_pool;     // division by plane, src_w, pool
+    Divisor by_plane, by_src_w, by_pool, by_stride;   // division by plane, src_w, pool, stride
 };
 
 // Add the weights of input neuron (c, y, x) into the accumulators of the slice.
+// conv: input row y reaches output row yo through kernel row dy when
+// y + pad - dy = yo * stride; with y + pad = qy * stride + ry (one division per axis
+// and event), those are dy = ry + i * stride < k with yo = qy - i; columns alike. The
+// loops end at the first dy >= k or yo < 0: at most ceil(k / stride) trips each.
 static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
     if (L.op == FC) {
         const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
@@ -83,18 +87,24 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
         }
         return;
     }
+    const unsigned qy = divide(y + L.pad, L.by_stride), ry = y + L.pad - qy * L.stride;
+    const unsigned qx = divide(x + L.pad, L.by_stride), rx = x + L.pad - qx * L.stride;
 CONV_N:
     for (unsigned n = 0; n < L.out_c; ++n) {
 #pragma HLS LOOP_TRIPCOUNT max = 256
     CONV_DY:
-        for (unsigned dy = 0; dy < L.k; ++dy) {
-            const int yo = int(y) + int(L.pad) - int(dy);
-            if (yo < 0 || yo >= int(L.oh)) continue;
+        for (unsigned i = 0; i < MAX_KSIZE; ++i) {
+            const unsigned dy = ry + i * L.stride;
+            const int yo = int(qy) - int(i);
+            if (dy >= L.k || yo < 0) break;
+            if (yo >= int(L.oh)) continue;
         CONV_DX:
-            for (unsigned dx = 0; dx < L.k; ++dx) {
+            for (unsigned j = 0; j < MAX_KSIZE; ++j) {
 #pragma HLS PIPELINE II = 1
-                const int xo = int(x) + int(L.pad) - int(dx);
-                if (xo < 0 || xo >= int(L.ow)) continue;
+                const unsigned dx = rx + j * L.stride;
+                const int xo = int(qx) - int(j);
+                if (dx >= L.k || xo < 0) break;
+                if (xo >= int(L.ow)) continue;
                 const uint32_t o = (n * L.oh + unsigned(yo)) * L.ow + unsigned(xo);
                 if (o < L.n_lo || o >= L.n_lo + L.n_count) continue;
                 acc[o - L.n_lo] += weight_at(((n * L.in_c + c) * L.k + dy) * L.k + dx, L.wb);
@@ -207,11 +217,11 @@ READ_V:
 void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> mode, ap_uint<32> op, ap_uint<32> src_h, ap_uint<32> src_w,
              ap_uint<32> pool, ap_uint<32> in_c, ap_uint<32> in_h, ap_uint<32> in_w,
-             ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> n_lo,
-             ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits, ap_uint<32> theta,
-             ap_uint<32> leak_shift, ap_uint<32> reset_mode, ap_uint<32> overflow,
-             ap_uint<32> fire_mode, ap_uint<32> leak_order, ap_uint<32> v_init,
-             ap_uint<32> n_words) {
+             ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> stride,
+             ap_uint<32> n_lo, ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits,
+             ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
+             ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
+             ap_uint<32> v_init, ap_uint<32> n_words) {
 #pragma HLS INTERFACE axis port = in
 #pragma HLS INTERFACE axis port = out
 #pragma HLS INTERFACE s_axilite port = mode bundle = control
@@ -225,6 +235,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
 #pragma HLS INTERFACE s_axilite port = out_c bundle = control
 #pragma HLS INTERFACE s_axilite port = ksize bundle = control
 #pragma HLS INTERFACE s_axilite port = padding bundle = control
+#pragma HLS INTERFACE s_axilite port = stride bundle = control
 #pragma HLS INTERFACE s_axilite port = n_lo bundle = control
 #pragma HLS INTERFACE s_axilite port = n_count bundle = control
 #pragma HLS INTERFACE s_axilite port = w_bits bundle = control
@@ -256,8 +267,10 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     L.out_c = min_u(unsigned(out_c), MAX_OUT_C);
     L.k = min_u(unsigned(ksize), MAX_KSIZE);
     L.pad = unsigned(padding);
-    L.oh = L.op == CONV ? unsigned(out_h(L.in_h, L.k, L.pad)) : 1;
-    L.ow = L.op == CONV ? unsigned(out_h(L.in_w, L.k, L.pad)) : 1;
+    L.stride = min_u(unsigned(stride) ? unsigned(stride) : 1, MAX_STRIDE);
+    L.by_stride = divisor(L.stride);
+    L.oh = L.op == CONV ? unsigned(out_h(L.in_h, L.k, L.pad, L.by_stride)) : 1;
+    L.ow = L.op == CONV ? unsigned(out_h(L.in_w, L.k, L.pad, L.by_stride)) : 1;
     L.n_lo = uint32_t(n_lo);
     L.n_count = min_u(unsigned(n_count), MAX_COUNT);
     L.wb = min_u(unsigned(w_bits) ? unsigned(w_bits) : 1, MAX_BITS);

@@ -15,6 +15,7 @@ const unsigned MAX_IN = 16384;                   // input neurons of a layer (af
 const unsigned MAX_COUNT = 8192;                 // membranes of one resident slice
 const unsigned MAX_OUT_C = 256;
 const unsigned MAX_KSIZE = 7;
+const unsigned MAX_STRIDE = 7;                   // conv stride (above k it skips inputs)
 const unsigned MAX_POOL = 8;
 const unsigned MAX_SRC = 65535;                  // src_h, src_w
 const unsigned MAX_BITS = 16;
@@ -24,8 +25,6 @@ const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a pac
 enum Mode { LOAD_WEIGHTS = 0, CLEAR = 1, STEP = 2, READ_MEMBRANES = 3 };
 enum Op { CONV = 0, FC = 1 };
 enum Reset { RESET_SUBTRACT = 0, RESET_ZERO = 1, RESET_STEP = 2 };   // STEP: every timestep
-
-inline uint64_t out_h(unsigned in_h, unsigned k, unsigned pad) { return in_h + 2 * pad - k + 1; }
 
 // Weights resident for a slice: conv all N*C*k*k, fc the K x n_count columns.
 inline uint64_t weight_count(unsigned op, unsigned in_c, unsigned in_h, unsigned in_w,
@@ -58,16 +57,21 @@ inline uint32_t divide(uint32_t n, const Divisor& d) {
     return uint32_t(p >> d.shift);
 }
 
+// Conv output height (width): (in_h + 2 pad - k) / stride + 1, for in_h + 2 pad >= k.
+inline uint64_t out_h(unsigned in_h, unsigned k, unsigned pad, const Divisor& stride) {
+    return divide(in_h + 2 * pad - k, stride) + 1;
+}
+
 }  // namespace snn
 
 // Top function; the scalar arguments are the AXI-Lite registers in SNN.registers order.
 void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> mode, ap_uint<32> op, ap_uint<32> src_h, ap_uint<32> src_w,
              ap_uint<32> pool, ap_uint<32> in_c, ap_uint<32> in_h, ap_uint<32> in_w,
-             ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> n_lo,
-             ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits, ap_uint<32> theta,
-             ap_uint<32> leak_shift, ap_uint<32> reset_mode, ap_uint<32> overflow,
-             ap_uint<32> fire_mode, ap_uint<32> leak_order, ap_uint<32> v_init,
-             ap_uint<32> n_words);
+             ap_uint<32> out_c, ap_uint<32> ksize, ap_uint<32> padding, ap_uint<32> stride,
+             ap_uint<32> n_lo, ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits,
+             ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
+             ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
+             ap_uint<32> v_init, ap_uint<32> n_words);
 
 #endif

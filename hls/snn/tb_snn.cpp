@@ -15,7 +15,7 @@ namespace {
 cimstack::Rng rng(0x2545F4914F6CDD1DULL);
 
 struct Case {
-    unsigned op, c, src, pool, n, k, pad, wb, vb, leak, reset_zero, wrap, steps;
+    unsigned op, c, src, pool, n, k, pad, stride, wb, vb, leak, reset_zero, wrap, steps;
 };
 
 struct Model {  // plain integer model of one layer
@@ -45,7 +45,8 @@ struct Model {  // plain integer model of one layer
                 for (unsigned c = 0; c < cs.c; ++c)
                     for (unsigned dy = 0; dy < cs.k; ++dy)
                         for (unsigned dx = 0; dx < cs.k; ++dx) {
-                            const int y = int(yo + dy) - int(cs.pad), x = int(xo + dx) - int(cs.pad);
+                            const int y = int(yo * cs.stride + dy) - int(cs.pad),
+                                      x = int(xo * cs.stride + dx) - int(cs.pad);
                             if (y >= 0 && x >= 0 && y < int(in_h) && x < int(in_h))
                                 acc[o] += in[(c * in_h + y) * in_h + x] * weight(n, c, dy, dx);
                         }
@@ -68,7 +69,7 @@ struct Model {  // plain integer model of one layer
 void call(cimstack::axis_stream& in, cimstack::axis_stream& out, const Case& cs, const Model& m,
           unsigned mode, unsigned n_lo, unsigned n_count, unsigned n_words) {
     snn_top(in, out, mode, cs.op, cs.src, cs.src, cs.pool, cs.c, m.in_h, m.in_h, cs.n, cs.k,
-            cs.pad, n_lo, n_count, cs.wb, cs.vb, m.theta, cs.leak, cs.reset_zero, cs.wrap,
+            cs.pad, cs.stride, n_lo, n_count, cs.wb, cs.vb, m.theta, cs.leak, cs.reset_zero, cs.wrap,
             0, 0, 0, n_words);   // fire at v >= theta, leak after the input, membranes from 0
 }
 
@@ -76,7 +77,7 @@ int run_case(const Case& cs) {
     Model m;
     m.cs = cs;
     m.in_h = cs.src / cs.pool;
-    m.oh = cs.op == snn::CONV ? m.in_h + 2 * cs.pad - cs.k + 1 : 1;
+    m.oh = cs.op == snn::CONV ? (m.in_h + 2 * cs.pad - cs.k) / cs.stride + 1 : 1;
     m.n_out = cs.op == snn::CONV ? cs.n * m.oh * m.oh : cs.n;
     m.n_in = cs.c * m.in_h * m.in_h;
     const int wlo = cs.wb == 1 ? -1 : -(1 << (cs.wb - 1)), whi = cs.wb == 1 ? 1 : (1 << (cs.wb - 1)) - 1;
@@ -150,11 +151,13 @@ int run_case(const Case& cs) {
 
 int main() {
     const Case cases[] = {
-        {snn::CONV, 2, 12, 1, 4, 3, 0, 8, 16, 0, 0, 0, 6},
-        {snn::CONV, 3, 12, 2, 5, 3, 1, 4, 6, 1, 1, 0, 6},
-        {snn::CONV, 2, 10, 1, 3, 5, 2, 1, 5, 0, 0, 1, 5},
-        {snn::FC, 2, 6, 2, 7, 1, 0, 16, 16, 0, 0, 0, 6},
-        {snn::FC, 4, 5, 1, 9, 1, 0, 3, 4, 2, 1, 1, 6},
+        {snn::CONV, 2, 12, 1, 4, 3, 0, 1, 8, 16, 0, 0, 0, 6},
+        {snn::CONV, 3, 12, 2, 5, 3, 1, 1, 4, 6, 1, 1, 0, 6},
+        {snn::CONV, 2, 10, 1, 3, 5, 2, 1, 1, 5, 0, 0, 1, 5},
+        {snn::CONV, 2, 11, 1, 3, 3, 1, 2, 6, 10, 0, 0, 0, 5},   // stride 2, odd size
+        {snn::CONV, 2, 13, 1, 2, 2, 0, 3, 8, 12, 1, 0, 0, 5},   // stride 3 > k
+        {snn::FC, 2, 6, 2, 7, 1, 0, 1, 16, 16, 0, 0, 0, 6},
+        {snn::FC, 4, 5, 1, 9, 1, 0, 1, 3, 4, 2, 1, 1, 6},
     };
     int failed = 0;
     for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {

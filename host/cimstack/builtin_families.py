@@ -28,9 +28,9 @@ from .sweep.tasks import train_acim, train_dcim
 # --------------------------------------------------------------------------- dcim
 
 def _dcim_check(bundle: Bundle, layer: MacroLayer) -> None:
-    if layer.analog is not None:
+    if layer.analog is not None or layer.adc_bits is not None:
         raise BundleError(f"layer {layer.name}: a dcim layer has no analog parameters (gain, "
-                          "offset, noise key belong to acim layers)")
+                          "offset, noise key, adc_bits belong to acim layers)")
 
 
 def _dcim_acc_bound(bundle: Bundle, layer: MacroLayer) -> tuple[np.ndarray, str]:
@@ -65,12 +65,13 @@ DCIM = MacroFamily(
 
 # --------------------------------------------------------------------------- acim
 
-def _acim_spec(bundle: Bundle, error: type = ConfigError) -> AcimSpec:
-    """The bundle's analog macro configuration (an acim layer cannot run without it)."""
+def _acim_spec(bundle: Bundle, layer: MacroLayer, error: type = ConfigError) -> AcimSpec:
+    """The analog macro configuration ``layer`` runs under (:meth:`Bundle.acim_for`: the
+    bundle's, with the layer's own ADC bits); an acim layer cannot run without one."""
     if bundle.acim is None:
         raise error(f"bundle {bundle.name} runs acim layers but has no acim configuration "
                     "(macros.acim); re-export it")
-    return bundle.acim
+    return bundle.acim_for(layer)
 
 
 def _acim_check(bundle: Bundle, layer: MacroLayer) -> None:
@@ -78,7 +79,7 @@ def _acim_check(bundle: Bundle, layer: MacroLayer) -> None:
     if layer.analog is None:
         raise BundleError(f"{where}: an acim layer needs its analog parameters (gain, offset, "
                           "noise key)")
-    spec = _acim_spec(bundle, BundleError)
+    spec = _acim_spec(bundle, layer, BundleError)
     if layer.k > spec.rows:
         raise BundleError(f"{where}: K = {layer.k} inputs exceed the acim array's "
                           f"{spec.rows} rows")
@@ -90,18 +91,19 @@ def _acim_check(bundle: Bundle, layer: MacroLayer) -> None:
 
 def _acim_acc_bound(bundle: Bundle, layer: MacroLayer) -> tuple[np.ndarray, str]:
     """The requantizer sees ADC codes: at most ``2^adc_bits - 1``."""
-    top = (1 << _acim_spec(bundle, BundleError).adc_bits) - 1
+    top = (1 << _acim_spec(bundle, layer, BundleError).adc_bits) - 1
     return np.full(layer.channels, top), f"ADC codes up to {top}"
 
 
 def _acim_reference(layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
     from .ref.acim import acim_layer  # loads numba: only when an acim layer runs
-    return acim_layer(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, _acim_spec(bundle),
-                      layer.analog, layer.requant)
+    return acim_layer(x_mat, layer.matrix(), layer.w_bits, layer.x_bits,
+                      _acim_spec(bundle, layer), layer.analog, layer.requant)
 
 
 def _acim_cycles(layer: MacroLayer, bundle: Bundle) -> LayerCost:
-    return acim_cost(layer.k, layer.channels, layer.w_bits, layer.x_bits, _acim_spec(bundle))
+    return acim_cost(layer.k, layer.channels, layer.w_bits, layer.x_bits,
+                     _acim_spec(bundle, layer))
 
 
 ACIM = MacroFamily(
@@ -109,7 +111,7 @@ ACIM = MacroFamily(
     spec=AcimSpec, check_layer=_acim_check, acc_bound=_acim_acc_bound,
     reference=_acim_reference, cycles=_acim_cycles, cost_constants=AcimConstants,
     layer_cost=lambda layer, st, bundle, c, reload, batch: acim_layer_cost(
-        layer, st, _acim_spec(bundle), c, reload, batch),
+        layer, st, _acim_spec(bundle, layer), c, reload, batch),
     resident_tiles=lambda bundle: 1,                 # one array
     area_mm2=lambda bundle, c: c.macro_area_mm2,
     kernel="acim", fpga_slice=acim_slice_cycles, trainer=train_acim, point=AcimPoint)

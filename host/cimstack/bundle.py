@@ -27,6 +27,7 @@ and the problem. The readers here (:func:`read_schema_doc`, :func:`load_array`,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from .config import AcimLayerParams, AcimSpec, DcimSpec, check_keys, check_range
+from .config import (AcimLayerParams, AcimSpec, DcimSpec, check_keys, check_range,
+                     knob_bounds)
 from .errors import BundleError, ConfigError
 from .families import family_names, get_family
 from .fileio import atomic_folder, jsonable
@@ -142,6 +144,7 @@ class MacroLayer:
     groups: int = 1                           # conv2d: channel groups (C = groups: depthwise)
     dilation: int = 1                         # conv2d: kernel dilation
     inputs: tuple = ()                        # the tensor it reads (see Bundle)
+    adc_bits: int | None = None               # acim only: its ADC bits (None: the AcimSpec's)
 
     @property
     def channels(self) -> int:
@@ -176,6 +179,8 @@ class MacroLayer:
         get_family(self.macro, BundleError, where)
         _in_range(f"{where}.w_bits", self.w_bits, 1, 8)
         _in_range(f"{where}.x_bits", self.x_bits, 1, 8)
+        if self.adc_bits is not None:
+            _in_range(f"{where}.adc_bits", self.adc_bits, *knob_bounds(AcimSpec, "adc_bits"))
         _in_range(f"{where}.stride", self.stride, 1, 64)
         _in_range(f"{where}.padding", self.padding, 0, 64)
         _in_range(f"{where}.dilation", self.dilation, 1, 64)
@@ -529,6 +534,14 @@ class Bundle:
         """The name of the node whose output is the network's output."""
         return self.layers[-1].name
 
+    def acim_for(self, layer: MacroLayer) -> AcimSpec | None:
+        """The analog macro configuration ``layer`` runs under: the bundle's
+        :class:`AcimSpec` with the layer's own ``adc_bits`` when it has one (None when
+        the bundle has no acim configuration)."""
+        if self.acim is None or layer.adc_bits is None:
+            return self.acim
+        return replace(self.acim, adc_bits=layer.adc_bits)
+
     def with_acim(self, **changes) -> "Bundle":
         """The same model under other analog-macro settings (noise level, seed, mode)."""
         return replace(self, acim=replace(self.acim, **changes))
@@ -738,6 +751,8 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
                  stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                  groups=layer.groups, weight=f"{layer.name}.weight.npy",
                  weight_shape=list(layer.weight.shape), requant=_requant_json(layer))
+        if layer.adc_bits is not None:
+            d["adc_bits"] = layer.adc_bits
     elif isinstance(layer, PoolLayer):
         d.update(kernel=layer.kernel, stride=layer.stride)
     elif isinstance(layer, AvgPoolLayer):
@@ -764,12 +779,11 @@ def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) -> Path:
-    """Validate and write ``bundle`` to the folder ``path`` atomically (a folder that
-    cimstack did not write is replaced only with ``force``)."""
+def _bundle_doc(bundle: Bundle) -> dict:
+    """bundle.json of ``bundle`` (validated)."""
     bundle.validate()
     formats = bundle.formats()
-    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": bundle.name,
            "input": {"shape": list(bundle.input.shape), "bits": bundle.input.bits,
                      "scale": bundle.input.scale, "signed": bundle.input.signed,
                      "offset": bundle.input.offset, "bipolar": bundle.input.bipolar,
@@ -780,6 +794,24 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) ->
            "layers": [_layer_to_json(layer) for layer in bundle.layers],
            "tensors": {layer.name: formats[layer.name].to_dict() for layer in bundle.layers},
            "meta": bundle.meta}
+
+
+def bundle_digest(bundle: Bundle) -> str:
+    """A content hash of ``bundle``: its bundle.json and every array (dtype, shape,
+    bytes), the same on any machine for the same bundle."""
+    h = hashlib.sha256(json.dumps(_bundle_doc(bundle), sort_keys=True, default=jsonable).encode())
+    for layer in bundle.layers:
+        for part, arr in _layer_arrays(layer).items():
+            arr = np.ascontiguousarray(arr)
+            h.update(f"{layer.name}.{part}:{arr.dtype.str}:{arr.shape}".encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) -> Path:
+    """Validate and write ``bundle`` to the folder ``path`` atomically (a folder that
+    cimstack did not write is replaced only with ``force``)."""
+    doc = _bundle_doc(bundle)
     with atomic_folder(path, force, kind="bundle") as tmp:
         for layer in bundle.layers:
             for part, arr in _layer_arrays(layer).items():
@@ -788,20 +820,22 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, force: bool = False) ->
     return Path(path)
 
 
-# the keys of schema 2; schema 1 has no "tensors", "signed", "inputs", "dilation", "groups"
+# the keys of schema 2; schema 1 has no "tensors", "signed", "inputs", "dilation", "groups",
+# "adc_bits"
 TOP_KEYS = ("schema", "schema_version", "name", "input", "macros", "layers", "tensors", "meta")
 INPUT_KEYS = ("shape", "bits", "scale", "signed", "offset", "bipolar", "narrow")
 LAYER_KEYS = ("name", "op", "inputs", "in_shape", "out_shape")
 POOL_KEYS = LAYER_KEYS + ("kernel", "stride")
 MACRO_LAYER_KEYS = LAYER_KEYS + ("macro", "w_bits", "x_bits", "stride", "padding", "dilation",
-                                 "groups", "weight", "weight_shape", "requant", "analog")
+                                 "groups", "weight", "weight_shape", "requant", "analog",
+                                 "adc_bits")
 LAYER_KEYS_BY_OP = {
     "conv2d": MACRO_LAYER_KEYS, "linear": MACRO_LAYER_KEYS, "maxpool2d": POOL_KEYS,
     "flatten": LAYER_KEYS, "avgpool2d": POOL_KEYS + ("requant", "rounding"),
     "add": LAYER_KEYS + ("requant", "multiplier_b", "rounding"),
     "concat": ("name", "op", "inputs", "in_shapes", "out_shape")}
 SCHEMA_2_ONLY = ("tensors", "signed", "offset", "bipolar", "narrow", "inputs", "dilation",
-                 "groups")
+                 "groups", "adc_bits")
 FORMAT_KEYS = ("bits", "signed", "bipolar", "scale")
 REQUANT_KEYS = ("multiplier", "bias", "shift", "lo", "hi")
 ANALOG_KEYS = ("gain", "offset", "layer")
@@ -1014,7 +1048,8 @@ def _layer_from_json(d: Any, folder: Path, i: int, version: int) -> Layer:
         stride=get_field(d, "stride", where, int), padding=get_field(d, "padding", where, int),
         dilation=get_field(d, "dilation", where, int) if version > 1 else 1,
         groups=get_field(d, "groups", where, int) if version > 1 else 1,
-        macro=get_field(d, "macro", where, str), inputs=inputs)
+        macro=get_field(d, "macro", where, str), inputs=inputs,
+        adc_bits=get_field(d, "adc_bits", where, int) if "adc_bits" in d else None)
 
 
 def _formats_from_json(doc: dict) -> dict[str, TensorFormat]:

@@ -19,7 +19,9 @@ from rich.markup import escape
 from .config import AcimSpec, DcimSpec
 from .errors import CimstackError, ConfigError
 from .flags import (EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, finite, knob_limits,
-                    knob_range, overlay_file)
+                    knob_range, overlay_file, SNN_FIT)
+from .deploy.cli import (BOARD_TYPE, PYTHON, ROOT, SSH_CONFIG, SSH_OPTION, SUDO, USER,
+                         VIA)
 from .report.console import console, rich_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -44,10 +46,10 @@ def _verify_backend(name: str) -> str:
     return verify_backend(name, VERIFY_BACKENDS)
 
 
-def _backend_name(name: str) -> str:
+def _backend_name(name: Optional[str]) -> Optional[str]:
     """Typer callback: reject an unknown backend before any work starts."""
     from .backends import BACKENDS
-    if name not in BACKENDS:
+    if name is not None and name not in BACKENDS:
         raise typer.BadParameter(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     return name
 
@@ -192,15 +194,29 @@ def export_qonnx(checkpoint: Path = typer.Argument(..., help="checkpoint written
     console.print(f"qonnx: {export_checkpoint_qonnx(checkpoint, out)}")
 
 
+def _no_fit(fit: Optional[str]) -> None:
+    """dcim and acim bundles take images: --fit (event data) does not apply."""
+    if fit is not None:
+        raise ConfigError("--fit moves event data onto an SNN bundle's input; a dcim or acim "
+                          "bundle takes images of its input shape: drop --fit")
+
+
 @app.command()
 def run(bundle: Path = typer.Argument(..., help="bundle folder"),
-        backend: str = typer.Option("reference", help=BACKEND_HELP,
-                                     callback=_backend_name),
+        backend: Optional[str] = typer.Option(
+            None, help=BACKEND_HELP + " (default reference; with --board: board, and emu runs "
+            "the emulated overlay on the remote)", callback=_backend_name),
         data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+        fit: Optional[str] = SNN_FIT,
         bitfile: Optional[Path] = typer.Option(None, help=BITFILE_HELP, callback=overlay_file),
         board: Optional[str] = typer.Option(
-            None, help="serial port or host of a PYNQ-Z2: deploy there, run on the board, "
-                       "bring the outputs back and verify them against the reference here"),
+            None, help="serial port or address (host, user@host:port, ssh alias) of a "
+                       "PYNQ-Z2: deploy there, run on the board, bring the outputs back and "
+                       "verify them against the reference here"),
+        board_type: str = BOARD_TYPE, via: Optional[str] = VIA, user: Optional[str] = USER,
+        ssh_option: Optional[list[str]] = SSH_OPTION, ssh_config: Optional[str] = SSH_CONFIG,
+        root: Optional[str] = ROOT, python: Optional[str] = PYTHON,
+        sudo: Optional[bool] = SUDO,
         json_out: Optional[Path] = typer.Option(None, "--json", help="write figures as JSON"),
         random: Optional[int] = typer.Option(None, "--random", min=1, max=RANDOM_MAX,
                                              help=RANDOM_HELP)):
@@ -221,15 +237,18 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
             raise CimstackError("--board deploys dcim and acim bundles; run an SNN bundle "
                                 "with --backend emu, or board with --bitfile on the board")
         from .snn_cli import run_bundle
-        return run_bundle(bundle, backend, data, bitfile, json_out)
+        return run_bundle(bundle, backend or "reference", data, bitfile, json_out, fit)
+    _no_fit(fit)
     b = load_bundle(bundle)
     x, y, source = load_images(b, data, random)
     if data is None and y is None:                # random images: say so
         console.print(f"inputs: {source}")
     if board is not None:
-        from .deploy.cli import run_board_command
-        raise typer.Exit(run_board_command(bundle, board, quantize_input(b, x), labels=y))
-    engine = open_backend(backend, bitfile=bitfile, console=console)
+        from .deploy.cli import board_options, run_board_command
+        options = board_options(board_type, via, user, ssh_option, ssh_config, root, python, sudo)
+        raise typer.Exit(run_board_command(bundle, board, quantize_input(b, x), y,
+                                           backend or "board", options, bitfile))
+    engine = open_backend(backend or "reference", bitfile=bitfile, console=console)
     t0 = time.perf_counter()
     res = run_network(b, quantize_input(b, x), engine=engine.engine)
     dt = time.perf_counter() - t0
@@ -256,6 +275,7 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
                                            "(PYNQ-Z2) or auto; compared with the reference",
                                            callback=_verify_backend),
                data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+               fit: Optional[str] = SNN_FIT,
                limit: Optional[int] = typer.Option(None, help="only the first N images",
                                                    min=1),
                bitfile: Optional[Path] = typer.Option(None, help=BITFILE_HELP,
@@ -292,7 +312,8 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
                               "bundles written by `cimstack import MODEL.onnx`")
         from .snn_cli import verify_cmd as snn_verify
         return snn_verify(bundle=bundle, backend=backend, samples=limit or 8, data=data,
-                          bitfile=bitfile, report=report, force=force)
+                          fit=fit, bitfile=bitfile, report=report, force=force)
+    _no_fit(fit)
     b = load_bundle(bundle)
     x, y, source = load_images(b, data, random)
     if data is None and y is None:                # random images: say so
@@ -342,8 +363,8 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
     if snn:
         from .snn_cli import demo as snn_demo
         return snn_demo(out=out, steps=16, epochs=epochs or 6, w_bits=8, v_bits=16,
-                        backend=backend, verify_samples=8, bundle=None, data=None, seed=seed,
-                        force=force)
+                        backend=backend, verify_samples=8, bundle=None, data=None,
+                        fit=None, seed=seed, force=force)
     from .backends import open_backend
     from .ref.network import quantize_input, run_network
     from .fileio import claim_folder, write_json_atomic
@@ -433,6 +454,7 @@ def _mount_subcommands() -> None:
     from .report.cli import report_command
     from .snn_cli import snn_app
     from .study import study_app
+    from .study.cli import search_command, sensitivity_command
     from .sweep.cli import sweep_command
     app.add_typer(board_app, name="board", help="find, log into and query a PYNQ-Z2 over its "
                   "serial console")
@@ -443,6 +465,8 @@ def _mount_subcommands() -> None:
                   "membrane-width sweep")
     app.command("sweep")(sweep_command)
     app.command("report")(report_command)
+    app.command("sensitivity")(sensitivity_command)
+    app.command("search")(search_command)
     app.command("cost")(cost_command)
     app.command("import")(import_command)
     app.add_typer(models_app, name="models", help="the model zoo: VGG16, ResNet18, an "

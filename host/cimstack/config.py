@@ -41,6 +41,12 @@ def fact(default: Any, doc: str):
         "doc": doc, "lo": None, "hi": None, "choices": None, "optional": False})
 
 
+def knob_bounds(spec: type, name: str) -> tuple:
+    """``(lo, hi)`` of the :func:`knob` ``name`` of the spec class ``spec``."""
+    meta = {f.name: f for f in dataclasses.fields(spec)}[name].metadata
+    return meta["lo"], meta["hi"]
+
+
 def check_range(where: str, value: Any, lo: float | None, hi: float | None,
                 integer: bool = True, below_hi: bool = False) -> None:
     """Raise :class:`ConfigError` naming ``where`` unless ``value`` is a number (an
@@ -378,7 +384,8 @@ class SerialFacts(Spec):
     stopbits: int = knob(1, "stop bits", choices=(1, 2))
     usb_vid: int = knob(0x0403, "USB vendor id of the USB-UART bridge", 0, 0xFFFF)
     usb_pids: tuple = fact((0x6010, 0x6014), "USB product ids of the bridge")
-    user: str = fact("xilinx", "login user")
+    user: str = fact("xilinx", "login user (the console; ssh too when neither the board "
+                     "address, --user nor the ssh configuration names one)")
     password: str = fact("xilinx", "login password")
     fallback_ip: str = fact("192.168.2.99", "address the image takes with no DHCP lease")
 
@@ -401,6 +408,32 @@ class SerialFacts(Spec):
 
 
 @dataclass(frozen=True)
+class RemoteFacts(Spec):
+    """How cimstack runs on the board: defaults of the board options that every board
+    command (deploy, run --board) takes as flags too (cimstack.deploy.options)."""
+
+    python: str = fact("/usr/local/share/pynq-venv/bin/python3",
+                       "the board's Python, with numpy and pynq (--python)")
+    root: str = fact("cimstack", "cimstack's folder on the board, relative to the login's "
+                     "home or absolute (--root)")
+    sudo: bool = knob(True, "run the board's Python under sudo: pynq needs root (--sudo)",
+                      choices=(False, True))
+    ssh_options: tuple = fact((), "ssh_config options KEY=VALUE passed to ssh and scp as "
+                              "-o KEY=VALUE (--ssh-option)")
+    ssh_config: str = fact("", "ssh configuration file passed with -F; empty: ssh's own "
+                           "(~/.ssh/config) (--ssh-config)")
+
+    def _rules(self) -> None:
+        opts = self.ssh_options
+        if not isinstance(opts, (list, tuple)) or not all(isinstance(o, str) for o in opts):
+            raise ConfigError(f"RemoteFacts.ssh_options = {opts!r} must be a list of "
+                              "\"KEY=VALUE\" strings, e.g. [\"IdentityFile=~/.ssh/pynq\"]")
+        object.__setattr__(self, "ssh_options", tuple(opts))
+        if not self.root or not self.python:
+            raise ConfigError("RemoteFacts.root and RemoteFacts.python must not be empty")
+
+
+@dataclass(frozen=True)
 class BoardSpec(Spec):
     """Facts of one Zynq board, read from ``boards/<name>/board.toml``."""
 
@@ -412,6 +445,7 @@ class BoardSpec(Spec):
     memory: MemoryFacts = field(default_factory=MemoryFacts)
     resources: Resources = field(default_factory=Resources)
     serial: SerialFacts = field(default_factory=SerialFacts)
+    remote: RemoteFacts = field(default_factory=RemoteFacts)
 
     def _rules(self) -> None:
         # the overlay is a Zynq-7000 design (processing_system7, M_AXI_GP0, S_AXI_HPn)
@@ -424,7 +458,8 @@ class BoardSpec(Spec):
                               f"part {self.part} (Cortex-A9): use 'armv7l'")
 
 
-_SPEC_TYPES = {c.__name__: c for c in (ClockFacts, MemoryFacts, Resources, SerialFacts)}
+_SPEC_TYPES = {c.__name__: c for c in (ClockFacts, MemoryFacts, Resources, SerialFacts,
+                                        RemoteFacts)}
 
 
 def boards_dir() -> Path:

@@ -213,7 +213,10 @@ def load_events(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
         w, h, p = ds.sensor_size
     if (p, h, w) != tuple(net.input_shape):
         raise ConfigError(f"{source}: events of a {w}x{h} sensor with {p} polarities; the "
-                          f"bundle {net.name} takes {tuple(net.input_shape)} (P, H, W) frames")
+                          f"bundle {net.name} takes {tuple(net.input_shape)} (P, H, W) frames"
+                          + ("; --fit crop or --fit downsample moves them onto it"
+                             if fit is None and p == net.input_shape[0]
+                             and w >= net.input_shape[2] and h >= net.input_shape[1] else ""))
     return ds.frames(n_steps), check_labels(ds.labels, len(ds), net.n_classes, source)
 
 
@@ -221,14 +224,15 @@ RANDOM_EVENT_RATE = 0.05     # spike probability per input and timestep of rando
 
 
 def snn_inputs(net, path: Optional[Path] = None, n_steps: Optional[int] = None,
-               limit: Optional[int] = None, seed: int = 0):
+               limit: Optional[int] = None, seed: int = 0, fit: Optional[str] = None):
     """``(frames, labels, source)`` to run the SNN ``net`` on: ``--data`` when given,
-    else the built-in event digits when the bundle takes their (2, 34, 34) maps, else
+    else the built-in event digits when the bundle takes their (2, 34, 34) maps or
+    ``fit`` moves them onto its input (:func:`load_events`), else
     seeded random events (labels None; ``limit`` or 64 samples). ``source`` says which."""
     from .events.camera import SENSOR
     w, h, p = SENSOR
-    if path is not None or tuple(net.input_shape) == (p, h, w):
-        frames, labels = load_events(net, path, n_steps, limit, seed)
+    if path is not None or fit is not None or tuple(net.input_shape) == (p, h, w):
+        frames, labels = load_events(net, path, n_steps, limit, seed, fit)
         return frames, labels, "the built-in event digits" if path is None else f"--data {path}"
     n_steps = n_steps or int(net.meta.get("n_steps", 16))
     n = limit or 64

@@ -10,14 +10,14 @@ so a bad value is a usage error (exit 2) before the command does any work.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
-from .config import check_range
+from .config import check_range, knob_bounds
 from .errors import ConfigError
+from .events.core import FIT_MODES
 
 SEED_MAX = 2**32 - 1          # numpy and torch seeds, and AcimSpec.seed: 0..2^32-1
 EPOCHS_MAX = 1000             # the sweep's bound on training epochs (sweep.points)
@@ -26,11 +26,24 @@ EPOCHS_MAX = 1000             # the sweep's bound on training epochs (sweep.poin
 FORCE_HELP = "replace an --out folder that cimstack did not write (its files are lost)"
 FORCE_WRITE_HELP = "write into a folder that cimstack did not write (nothing in it is deleted)"
 
+def _fit_mode(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in FIT_MODES:
+        raise typer.BadParameter(f"{value!r}: choose one of {', '.join(FIT_MODES)}")
+    return value
+
+
+# --fit: event data from a larger sensor moved onto an SNN bundle's input (--data)
+SNN_FIT = typer.Option(
+    None, "--fit", callback=_fit_mode,
+    help="SNN bundles with --data from a larger sensor (e.g. 128x128 DVS Gesture): move "
+         "its events onto the bundle's input by 'crop' (the centre window) or 'downsample' "
+         "(x and y divided by one integer factor, then the centre window)")
+
 
 def knob_limits(spec: type, name: str) -> dict[str, Any]:
     """``{"min": lo, "max": hi}`` of the knob ``name`` of ``spec``, for ``typer.Option``."""
-    meta = {f.name: f for f in dataclasses.fields(spec)}[name].metadata
-    return {"min": meta["lo"], "max": meta["hi"]}
+    lo, hi = knob_bounds(spec, name)
+    return {"min": lo, "max": hi}
 
 
 def knob_range(spec: type, name: str) -> tuple[float, float]:

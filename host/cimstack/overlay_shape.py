@@ -135,7 +135,7 @@ SNN = KernelDecl(
     vlnv="cimstack.org:hls:snn_top:1.0",
     registers=_args(
         ("mode", "0 load weights, 1 set membranes to v_init, 2 one timestep, 3 read membranes"),
-        ("op", "0 conv (stride 1, square kernel), 1 fully connected"),
+        ("op", "0 conv (square kernel), 1 fully connected"),
         ("src_h", "height of the incoming event map (before input pooling)"),
         ("src_w", "width of the incoming event map (before input pooling)"),
         ("pool", "OR-pooling factor applied to incoming events, 1 = none"),
@@ -145,6 +145,7 @@ SNN = KernelDecl(
         ("out_c", "output channels N (fc: neurons)"),
         ("ksize", "conv kernel size (fc: ignored)"),
         ("padding", "conv zero padding (fc: ignored)"),
+        ("stride", "conv stride in both directions, 1..MAX_STRIDE (fc: 1)"),
         ("n_lo", "first output neuron (flat n,y,x) of the resident membrane slice"),
         ("n_count", "neurons in the resident slice, 1..MAX_COUNT"),
         ("w_bits", "weight width 1..16 (1 = binary {-1,+1})"),
@@ -159,7 +160,7 @@ SNN = KernelDecl(
         ("n_words", "64-bit words of this call's input (load weights / one timestep)"),
     ),
     capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 16384, "MAX_COUNT": 8192,
-              "MAX_OUT_C": 256, "MAX_KSIZE": 7},
+              "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7},
     modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3},
 )
 

@@ -37,7 +37,7 @@ _STR_FIELDS = ("reset", "overflow", "dataflow", "fire", "leak_order")
 TOP_KEYS = ("schema", "schema_version", "name", "input_shape", "spec", "layers", "meta")
 POOL_KEYS = ("name", "op", "in_shape", "out_shape", "kernel")
 SPIKING_KEYS = ("name", "op", "in_shape", "out_shape", *_NEURON, *_NEURON_OPTIONS, "padding",
-                "weight", "weight_shape")
+                "stride", "weight", "weight_shape")
 
 
 def _layer_json(layer: SnnLayer) -> dict:
@@ -47,7 +47,7 @@ def _layer_json(layer: SnnLayer) -> dict:
         d["kernel"] = layer.kernel
     else:
         d.update({k: getattr(layer, k) for k in (*_NEURON, *_NEURON_OPTIONS)})
-        d.update(padding=layer.padding, weight=f"{layer.name}.weight.npy",
+        d.update(padding=layer.padding, stride=layer.stride, weight=f"{layer.name}.weight.npy",
                  weight_shape=list(layer.weight.shape))
     return d
 
@@ -112,8 +112,9 @@ def load_snn_bundle(path: str | os.PathLike) -> SnnNet:
               for k in (*_NEURON, *(o for o in _NEURON_OPTIONS if o in d))}
         w = load_array(folder, get_field(d, "weight", where), where, "int32",
                        get_shape(d, "weight_shape", where))
+        stride = get_field(d, "stride", where, int) if "stride" in d else 1   # added later
         layers.append(SnnLayer(name, op, ins, outs, w, padding=get_field(d, "padding", where, int),
-                               **kw))
+                               stride=stride, **kw))
     net = SnnNet(get_field(doc, "name", "snn_bundle.json", str),
                  get_shape(doc, "input_shape", "snn_bundle.json"), layers, spec,
                  doc.get("meta", {}))

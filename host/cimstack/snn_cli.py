@@ -18,7 +18,8 @@ from typing import Optional
 
 import typer
 
-from .flags import EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, overlay_file
+from .flags import (EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, SNN_FIT,
+                    overlay_file)
 from .importer.nir_cli import snn_import_command
 from .report.console import console, rich_table
 
@@ -112,9 +113,10 @@ def write_verify(rep: dict, bundle_name: str, folder: Path, force: bool = False)
 
 
 def run_bundle(bundle: Path, backend: str, data: Optional[Path], bitfile: Optional[Path],
-               json_out: Optional[Path]) -> None:
+               json_out: Optional[Path], fit: Optional[str] = None) -> None:
     """``cimstack run`` of an SNN bundle: accuracy, events, synaptic ops and samples/s
-    on ``backend`` (reference, emu, board, auto), on ``data`` or the event digits."""
+    on ``backend`` (reference, emu, board, auto), on ``data`` (moved onto the bundle's
+    input by ``fit``) or the event digits."""
     from .data import snn_inputs
     from .fileio import write_json_atomic
     from .ref.snn import run_snn
@@ -123,7 +125,7 @@ def run_bundle(bundle: Path, backend: str, data: Optional[Path], bitfile: Option
     from .backends import open_snn_runner
     runner, name = ((None, "reference") if backend == "reference"
                     else open_snn_runner(backend, bitfile, console=console))
-    frames, labels, source = snn_inputs(net, data)
+    frames, labels, source = snn_inputs(net, data, fit=fit)
     console.print(f"inputs: {source}")
     t0 = time.perf_counter()
     res = run_snn(net, frames) if runner is None else runner.run(net, frames, keep_spikes=False)
@@ -173,7 +175,7 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
          verify_samples: int = typer.Option(8, help="test samples run on the kernel", min=1),
          bundle: Optional[Path] = typer.Option(None, help="skip training: use this bundle"),
          data: Optional[Path] = typer.Option(None, help=DATA_HELP),
-         seed: int = typer.Option(0, **SEED),
+         fit: Optional[str] = SNN_FIT, seed: int = typer.Option(0, **SEED),
          force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
     """Train, export, run on the emulated overlay and verify; print the figures; write
     snn_demo.json and refresh the report (OUT/report)."""
@@ -193,7 +195,7 @@ def demo(out: Path = typer.Option(Path("cimstack-out"), help="folder for bundle 
     else:
         net = load_snn_bundle(bundle)
         steps = int(net.meta.get("n_steps", steps))
-    frames, labels = load_events(net, data, steps, None, seed)
+    frames, labels = load_events(net, data, steps, None, seed, fit=fit)
     ev = evaluate(net, frames, labels)
     console.print(f"integer reference: accuracy {ev['accuracy']:.4f} on {len(labels)} test "
                   f"samples, {ev['input_events']:,} input events, {ev['sops']:,} synaptic ops, "
@@ -223,7 +225,7 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="SNN bundle folder"),
                backend: str = typer.Option("emu", help="csim, emu, board or auto",
                                              callback=_verify_backend),
                samples: int = typer.Option(8, min=1), data: Optional[Path] = typer.Option(
-                   None, help=DATA_HELP),
+                   None, help=DATA_HELP), fit: Optional[str] = SNN_FIT,
                bitfile: Optional[Path] = typer.Option(None, help="overlay bitstream for "
                                                       "--backend board", callback=overlay_file),
                report: Path = typer.Option(Path("cimstack-out/verify"),
@@ -237,7 +239,7 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="SNN bundle folder"),
     from .verify.compare import check_report_folder
     check_report_folder(report, force)
     net = load_snn_bundle(bundle)
-    frames, _, source = snn_inputs(net, data, limit=samples)
+    frames, _, source = snn_inputs(net, data, limit=samples, fit=fit)
     console.print(f"inputs: {source}")
     with long_step(f"verifying {len(frames)} samples on {backend}"):
         rep = verify_snn(net, frames, backend, bitfile=bitfile)
@@ -268,14 +270,14 @@ def membrane_sweep(net, frames, labels, widths=range(16, 5, -1)) -> list[dict]:
 
 @snn_app.command()
 def sweep(bundle: Path = typer.Argument(..., help="SNN bundle folder (16-bit membranes)"),
-          data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+          data: Optional[Path] = typer.Option(None, help=DATA_HELP), fit: Optional[str] = SNN_FIT,
           out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON")):
     """Membrane width 16 down to 6 bits: accuracy and operand traffic."""
     from .data import load_events
     from .fileio import write_json_atomic
     from .snn_bundle import load_snn_bundle
     net = load_snn_bundle(bundle)
-    frames, labels = load_events(net, data)
+    frames, labels = load_events(net, data, fit=fit)
     rows = membrane_sweep(net, frames, labels)
     console.print(rich_table("membrane width sweep",
                              ["v_bits", "accuracy", "traffic bits", "cycles", "dataflows"],

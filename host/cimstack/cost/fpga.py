@@ -200,7 +200,8 @@ def snn_layer_fpga(layer, stats, samples: int, src_events: int, t: FpgaTiming) -
     if layer.op == "conv":
         out_c, _, k, _ = layer.weight.shape
         w_counts = [layer.n_weights] * len(slices)
-        per_event = len(slices) * out_c * k * (k + e)
+        taps = -(-k // layer.stride)              # most kernel rows an event reaches
+        per_event = len(slices) * out_c * taps * (taps + e)
     else:
         w_counts = [layer.n_inputs * cnt for cnt in counts]
         per_event = layer.n_neurons + len(slices) * e
@@ -247,9 +248,11 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
     - per timestep and slice: ``ceil(n_in/64) + E`` (seen bits) and ``n_s + E`` twice
       (accumulator clear, neuron update), and one cycle per 32-bit word read (marker,
       events, pad; ``S + floor(events/2)`` beats over the run);
-    - per integrated event: fc ``n_s + E`` per slice; conv ``C_out * k * (k + E)`` per
-      slice (every output channel and kernel row enters the k-wide pipelined loop; at
-      the borders rows outside the output are skipped, so there it is an upper bound).
+    - per integrated event: fc ``n_s + E`` per slice; conv ``C_out * r * (r + E)`` per
+      slice with ``r = ceil(k / stride)`` the kernel rows (columns) an event reaches
+      (every output channel and reached kernel row enters the r-wide pipelined loop; at
+      the borders, and for some positions when stride > 1, fewer rows are reached, so
+      there it is an upper bound).
 
     DMA bytes: the event packets once per slice, the output spike packets, the weights
     and membranes once per sample and slice. Images/s: compute bound (B * clock over

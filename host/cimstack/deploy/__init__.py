@@ -3,7 +3,8 @@
 Host side (needs pyserial): :mod:`.console` (login, exec with markers),
 :mod:`.ports` (find the board's USB-UART), :mod:`.transfer` (checksummed chunked
 file transfer over the console), :mod:`.ssh` (the same over ssh/scp),
-:mod:`.package` (what is copied), :mod:`.remote` (``deploy`` and ``run_on_board``),
+:mod:`.package` (what is copied), :mod:`.options` (the board options every board
+command takes), :mod:`.remote` (``deploy`` and ``run_on_board``),
 :mod:`.cli` (typer sub-apps), :mod:`.fakeboard` (a local pseudo-terminal "board").
 
 Board side (no pyserial, no torch): :mod:`.runner`, run as

@@ -6,8 +6,8 @@ Mounted by the main CLI:
     app.add_typer(board_app, name="board")        # cimstack board find | exec | ip
     app.add_typer(overlay_app, name="overlay")    # cimstack overlay info | build | tcl
     app.command("deploy")(deploy_command)         # cimstack deploy --board PORT_OR_HOST
-    # cimstack run BUNDLE --board PORT_OR_HOST: call run_board_command(...) or
-    # cimstack.deploy.remote.run_on_board from the existing `run` command.
+    # cimstack run BUNDLE --board PORT_OR_HOST [board options]: the `run` command calls
+    # run_board_command(..., options=board_options(...)) with the same option set.
 """
 
 from __future__ import annotations
@@ -170,25 +170,56 @@ def overlay_build(board: str = typer.Option("pynq-z2")):
 
 # -------------------------------------------------------------- deploy / run
 
+# One set of board options for every board command (deploy, run --board): defaults
+# from the board's board.toml ([remote], [serial] user), see cimstack.deploy.options.
+BOARD_TARGET_HELP = ("serial port (/dev/ttyUSB1) or network address of the board: host, "
+                     "user@host, user@host:port or a Host alias from ~/.ssh/config")
+BOARD_TYPE = typer.Option("pynq-z2", "--board-type",
+                          help="board folder under boards/ or a board.toml path")
+VIA = typer.Option(None, "--via", help="auto (default), serial or ssh")
+USER = typer.Option(None, "--user", help="ssh login user (default: the address's user@, "
+                    "else ~/.ssh/config's, else the board's login user)")
+SSH_OPTION = typer.Option(None, "--ssh-option", metavar="KEY=VALUE",
+                          help="passed to ssh and scp as -o KEY=VALUE (repeatable), e.g. "
+                          "IdentityFile=~/.ssh/pynq")
+SSH_CONFIG = typer.Option(None, "--ssh-config", help="ssh configuration file (ssh -F); "
+                          "default ssh's own")
+ROOT = typer.Option(None, "--root", help="cimstack's folder on the board, relative to the "
+                    "login's home or absolute (default from board.toml: cimstack)")
+PYTHON = typer.Option(None, "--python", help="the board's Python, with numpy and pynq "
+                      "(default from board.toml: the PYNQ image's venv)")
+SUDO = typer.Option(None, "--sudo/--no-sudo", help="run the board's Python under sudo "
+                    "(default from board.toml: yes, pynq needs root)")
+
+
+def board_options(board_type: str = "pynq-z2", via: Optional[str] = None,
+                  user: Optional[str] = None, ssh_option: Optional[list[str]] = None,
+                  ssh_config: Optional[str] = None, root: Optional[str] = None,
+                  python: Optional[str] = None, sudo: Optional[bool] = None):
+    """The :class:`~cimstack.deploy.options.BoardOptions` of the flags above."""
+    from .options import BoardOptions
+    return BoardOptions.for_board(board_type, via=via, user=user, ssh_options=ssh_option,
+                                  ssh_config=ssh_config, root=root, python=python, sudo=sudo)
+
+
 def deploy_command(
-        board_target: str = typer.Option(..., "--board", help="serial port or host of the board"),
+        board_target: str = typer.Option(..., "--board", help=BOARD_TARGET_HELP),
         bundle: Optional[Path] = typer.Option(None, help="bundle folder to copy as well"),
         overlay: Optional[Path] = typer.Option(None, help="<name>.bit with its .hwh beside it "
                                                "(default overlay/build/<board>/)"),
-        board_name: str = typer.Option("pynq-z2", "--board-type", help="board folder"),
-        via: str = typer.Option("auto", help="auto, serial or ssh"),
-        root: str = typer.Option("cimstack", help="folder on the board, relative to home"),
-        python: str = typer.Option("/usr/local/share/pynq-venv/bin/python3",
-                                   help="the board's Python (with pynq)")):
+        board_type: str = BOARD_TYPE, via: Optional[str] = VIA, user: Optional[str] = USER,
+        ssh_option: Optional[list[str]] = SSH_OPTION, ssh_config: Optional[str] = SSH_CONFIG,
+        root: Optional[str] = ROOT, python: Optional[str] = PYTHON,
+        sudo: Optional[bool] = SUDO):
     """Copy the overlay, a bundle and the cimstack runtime to the board."""
-    from .remote import BoardEnv, connect, deploy
+    from .remote import connect, deploy
+    options = board_options(board_type, via, user, ssh_option, ssh_config, root, python, sudo)
     if overlay is not None:           # the user's overlay is checked before connecting
         from ..overlay_shape import check_handoff
-        check_handoff(overlay, board_name)
-    env = BoardEnv(root=root, python=python)
-    remote = connect(board_target, board_name, via, log=console.print)
+        check_handoff(overlay, options.board)
+    remote = connect(board_target, options, log=console.print)
     try:
-        res = deploy(remote, bundle, overlay, board_name, env, progress=_progress())
+        res = deploy(remote, bundle, overlay, options, progress=_progress())
     finally:
         remote.close()
     console.print(res.summary())
@@ -206,16 +237,15 @@ def _progress():
 
 
 def run_board_command(bundle: Path, target: str, x_int, labels=None, backend: str = "board",
-                      board: str = "pynq-z2", via: str = "auto",
-                      report: Path = Path("cimstack-out/verify-board"),
-                      root: str = "cimstack",
-                      python: str = "/usr/local/share/pynq-venv/bin/python3") -> int:
-    """What `cimstack run BUNDLE --board TARGET` does: deploy, run, verify; prints the
-    report and returns 0 when bit-exact, 1 otherwise."""
-    from .remote import BoardEnv, run_on_board
-    res = run_on_board(bundle, target, x_int, labels=labels, backend=backend, board=board,
-                       via=via, env=BoardEnv(root=root, python=python), report_dir=report,
-                       progress=_progress(), log=console.print)
+                      options=None, overlay: Optional[Path] = None,
+                      report: Path = Path("cimstack-out/verify-board")) -> int:
+    """What `cimstack run BUNDLE --board TARGET` does: deploy, run ``backend`` there
+    (board: the bitstream through pynq; emu: the emulated overlay, for a host without
+    an FPGA), verify; prints the report and returns 0 when bit-exact, 1 otherwise."""
+    from .remote import run_on_board
+    res = run_on_board(bundle, target, x_int, labels=labels, backend=backend,
+                       options=options or board_options(), overlay=overlay,
+                       report_dir=report, progress=_progress(), log=console.print)
     if res.deploy:
         console.print(res.deploy.summary())
     info = res.info

@@ -5,7 +5,7 @@
     result = run_on_board("cimstack-out/bundle", remote, x_int, labels=y)
     print(result.report.summary())                   # the VerifyReport of `cimstack verify`
 
-Layout on the board (``BoardEnv.root``, relative to the login's home)::
+Layout on the board (``BoardOptions.root``, relative to the login's home or absolute)::
 
     cimstack/runtime/host/cimstack   the package (no quant/), used via PYTHONPATH
     cimstack/runtime/boards          board facts;  cimstack/runtime/hls  kernel sources
@@ -22,11 +22,10 @@ import json
 import os
 import re
 import shlex
-import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -34,40 +33,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from .console import ConsoleDisconnected, ConsoleError, ExecResult, SerialConsole
+from .options import BoardOptions
 from .transfer import TransferInterrupted, TransferStats, get_file, put_file
 
 q = shlex.quote
-PYNQ_VENV_PYTHON = "/usr/local/share/pynq-venv/bin/python3"
-
-
-@dataclass
-class BoardEnv:
-    """How to run cimstack's Python on the far side.
-
-    The PYNQ 3.x image keeps pynq in a venv owned by root and needs root for
-    /dev/mem and the FPGA manager, with ``XILINX_XRT=/usr`` set (as
-    /etc/profile.d/pynq_venv.sh does), hence the defaults. :meth:`local` is the same
-    machine's interpreter without sudo (tests, the pseudo-terminal "board").
-    """
-
-    root: str = "cimstack"
-    python: str = PYNQ_VENV_PYTHON
-    sudo: bool = True
-    env: dict = field(default_factory=lambda: {"XILINX_XRT": "/usr"})
-
-    @classmethod
-    def local(cls, root: str = "cimstack", python: str = sys.executable) -> "BoardEnv":
-        return cls(root=root, python=python, sudo=False, env={})
-
-    def python_cmd(self, args: str, password: str = "xilinx", sudo: Optional[bool] = None) -> str:
-        """Shell text that runs ``python <args>`` in the deployed runtime (cwd = root)."""
-        env = {**self.env}
-        parts = " ".join(f"{k}={q(v)}" for k, v in env.items())
-        core = (f"env {parts} PYTHONPATH=\"$PWD/runtime/host\" CIMSTACK_HOME=\"$PWD/runtime\" "
-                f"{q(self.python)} {args}")
-        if self.sudo if sudo is None else sudo:
-            core = f"printf '%s\\n' {q(password)} | sudo -S -p '' {core}"
-        return f"cd {q(self.root)} && {core}"
 
 
 # ------------------------------------------------------------------- remotes
@@ -162,32 +131,31 @@ def board_ip(con) -> Optional[str]:
     return None
 
 
-def connect(target: str, board: str = "pynq-z2", via: str = "auto", user: Optional[str] = None,
+def connect(target: str, options: Optional[BoardOptions] = None,
             password: Optional[str] = None, chunk: int = 2048, login_timeout: float = 30.0,
             log: Optional[Callable[[str], None]] = None):
-    """A remote for ``target`` (serial port or host name/address).
+    """A remote for ``target``: a serial port, or a board address for ssh (``host``,
+    ``user@host:port``, an ~/.ssh/config alias).
 
-    ``via``: ``serial``, ``ssh`` or ``auto`` (a serial target switches to ssh when the
-    board reports an address that answers key-based ssh)."""
-    from ..config import load_board
-    from .ssh import SshRemote, ssh_works
-    if via not in ("auto", "serial", "ssh"):
-        raise ConfigError(f"via = {via!r}: choose auto, serial or ssh")
-    facts = load_board(board).serial
+    ``options.via``: ``serial``, ``ssh`` or ``auto`` (a serial target switches to ssh
+    when the board reports an address that answers key-based ssh)."""
+    options = options or BoardOptions()
     if not is_serial_target(target):
-        if via == "serial":
+        if options.via == "serial":
             raise ConfigError(f"{target} is not a serial port; pass /dev/ttyUSB1 or similar")
-        return SshRemote(target, user or facts.user)
-    remote = SerialRemote(target, board, user, password, chunk=chunk, login_timeout=login_timeout)
-    if via == "auto":
+        return options.ssh_remote(target)
+    remote = SerialRemote(target, options.board, options.user, password, chunk=chunk,
+                          login_timeout=login_timeout)
+    if options.via == "auto":
         ip = remote.ip_address()
-        if ip and ssh_works(ip, user or facts.user):
+        if ip and options.ssh_remote(ip).works():
             if log:
                 log(f"board at {ip} answers ssh: copying over the network")
             remote.close()
-            return SshRemote(ip, user or facts.user)
+            return options.ssh_remote(ip)
         if log:
-            log(f"copying over the serial console ({'no address' if not ip else ip + ' has no key-based ssh'})")
+            why = f"{ip} has no key-based ssh" if ip else "no address"
+            log(f"copying over the serial console ({why})")
     return remote
 
 
@@ -204,7 +172,8 @@ class DeployResult:
     overlay_kind: str
 
     def summary(self) -> str:
-        lines = [f"deployed to {self.target} over {self.via} into ~/{self.root} "
+        shown = self.root if self.root.startswith("/") else f"~/{self.root}"
+        lines = [f"deployed to {self.target} over {self.via} into {shown} "
                  f"in {self.seconds:.1f} s; board python: {self.python}"]
         for name, st in self.transfers.items():
             how = "unchanged, not sent" if st.skipped else (
@@ -224,25 +193,29 @@ def default_overlay(board: str = "pynq-z2") -> Optional[Path]:
     return bit if bit.is_file() and bit.with_suffix(".hwh").is_file() else None
 
 
-def _unpack(remote, root: str, archive: str, dest: str) -> None:
-    remote.exec(f"cd {q(root)} && rm -rf .unpack && mkdir -p .unpack && "
-                f"tar -xzf .incoming/{archive} -C .unpack && mkdir -p \"$(dirname {q(dest)})\" && "
-                f"rm -rf {q(dest)} && mv .unpack/{q(dest)} {q(dest)} && rm -rf .unpack",
-                timeout=120, check=True)
+def _unpack(archives: list[tuple[str, str]]) -> str:
+    """Shell text (run in the root) that unpacks each ``(archive, dest)`` of
+    ``.incoming/`` into ``dest``, replacing it whole; one command for all of them
+    (one round trip over ssh)."""
+    return " && ".join(
+        f"rm -rf .unpack && mkdir -p .unpack && tar -xzf .incoming/{q(archive)} -C .unpack && "
+        f"mkdir -p \"$(dirname {q(dest)})\" && rm -rf {q(dest)} && "
+        f"mv .unpack/{q(dest)} {q(dest)} && rm -rf .unpack" for archive, dest in archives)
 
 
 def deploy(remote, bundle: Optional[str | os.PathLike] = None,
-           overlay: Optional[str | os.PathLike] = None, board: str = "pynq-z2",
-           env: Optional[BoardEnv] = None,
+           overlay: Optional[str | os.PathLike] = None,
+           options: Optional[BoardOptions] = None,
            progress: Optional[Callable[[str, int, int], None]] = None) -> DeployResult:
     """Copy the runtime, the overlay and optionally a bundle to ``remote`` (from
     :func:`connect`), unpack them, and check that the board's Python imports the
     runtime. Unchanged archives are not sent again."""
     from ..bundle import load_bundle
     from .package import bundle_archive, overlay_archive, runtime_archive
-    env = env or BoardEnv()
+    options = options or BoardOptions()
+    board = options.board
     t0 = time.monotonic()
-    root = env.root
+    root = options.root
     with tempfile.TemporaryDirectory(prefix="cimstack-deploy-") as tmp:
         tmp = Path(tmp)
         archives = [("runtime.tar.gz", runtime_archive(tmp / "runtime.tar.gz"), "runtime")]
@@ -265,15 +238,16 @@ def deploy(remote, bundle: Optional[str | os.PathLike] = None,
         for name, path, dest in archives:
             cb = (lambda done, total, n=name: progress(n, done, total)) if progress else None
             transfers[name] = remote.put(path, f"{root}/.incoming/{name}", progress=cb)
-            _unpack(remote, root, name, dest)
-    check = remote.exec(env.python_cmd(
+        remote.exec(f"cd {q(root)} && " + _unpack([(n, d) for n, _, d in archives]),
+                    timeout=120, check=True)
+    check = remote.exec(options.python_cmd(
         "-c \"import sys, numpy, cimstack.bundle, cimstack.ref.network; "
         "print('CIMSTACK-PY', sys.version.split()[0], 'numpy', numpy.__version__)\"",
         sudo=False), timeout=120)
     m = re.search(r"CIMSTACK-PY (.*)", check.output)
     if not check.ok or not m:
         raise ConsoleError(f"the runtime does not import on the board's Python "
-                           f"({env.python}):\n{check.output.strip()[-1500:]}")
+                           f"({options.python}):\n{check.output.strip()[-1500:]}")
     return DeployResult(target=remote.name, via=getattr(remote, "kind", "ssh"), root=root,
                         transfers=transfers, python=m.group(1).strip(),
                         seconds=time.monotonic() - t0, overlay_kind=kind)
@@ -292,7 +266,7 @@ class BoardRun:
 
 def run_on_board(bundle: str | os.PathLike, target, x_int: np.ndarray,
                  labels: Optional[np.ndarray] = None, backend: str = "board",
-                 board: str = "pynq-z2", via: str = "auto", env: Optional[BoardEnv] = None,
+                 options: Optional[BoardOptions] = None,
                  overlay: Optional[str | os.PathLike] = None, deploy_first: bool = True,
                  timeout: float = 1800.0, report_dir: Optional[str | os.PathLike] = None,
                  keep: Optional[str | os.PathLike] = None,
@@ -306,19 +280,20 @@ def run_on_board(bundle: str | os.PathLike, target, x_int: np.ndarray,
     from ..ref.network import reference_engine, run_network
     from ..verify.compare import VerifyReport, compare_layer
 
-    env = env or BoardEnv()
+    options = options or BoardOptions()
+    board = options.board
     t0 = time.monotonic()
     b = load_bundle(bundle)
     x_int = np.asarray(x_int)
-    remote = connect(target, board, via, log=log) if isinstance(target, str) else target
+    remote = connect(target, options, log=log) if isinstance(target, str) else target
     try:
-        dep = deploy(remote, bundle, overlay, board, env, progress) if deploy_first else None
+        dep = deploy(remote, bundle, overlay, options, progress) if deploy_first else None
         run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         rdir = f"runs/{run_id}"
         with tempfile.TemporaryDirectory(prefix="cimstack-run-") as tmp:
             tmp = Path(tmp)
             np.save(tmp / "input.npy", x_int)
-            remote.put(tmp / "input.npy", f"{env.root}/{rdir}/input.npy")
+            remote.put(tmp / "input.npy", f"{options.root}/{rdir}/input.npy")
             from ..overlay_shape import overlay_shape
             name = overlay_shape(board).name
             args = (f"-m cimstack.deploy.runner --bundle bundles/{q(b.name)} "
@@ -327,11 +302,15 @@ def run_on_board(bundle: str | os.PathLike, target, x_int: np.ndarray,
             if log:
                 log(f"running {b.name} on {remote.name} ({backend}) ...")
             password = getattr(remote, "password_for_sudo", "xilinx")
-            r = remote.exec(env.python_cmd(args, password=password), timeout=timeout)
+            r = remote.exec(options.python_cmd(args, password=password), timeout=timeout)
             if r.status != 0 or "CIMSTACK-RUN-OK" not in r.output:
+                failed = re.search(r"CIMSTACK-RUN-FAILED .*", r.output)
+                if failed:                   # the runner's one line says what went wrong
+                    raise ConsoleError(f"the run on {remote.name} ({backend}) failed: "
+                                       f"{failed.group(0).strip()}")
                 raise ConsoleError(f"the run on the board failed (status {r.status}):\n"
                                    f"{r.output.strip()[-2000:]}")
-            remote.get(f"{env.root}/{rdir}/out.tar.gz", tmp / "out.tar.gz")
+            remote.get(f"{options.root}/{rdir}/out.tar.gz", tmp / "out.tar.gz")
             dest = Path(keep) if keep else tmp / "back"
             with tarfile.open(tmp / "out.tar.gz") as tar:
                 for m in tar.getmembers():

@@ -165,8 +165,9 @@ class AcimRunner(MacroRunner):
     decl = ACIM
 
     def layer_args(self, layer: MacroLayer, bundle: Bundle, cols: slice) -> dict:
-        regs = kernel_registers(bundle.acim, layer.k, cols.stop - cols.start, layer.w_bits,
-                                layer.x_bits, layer=layer.analog.layer, chan_base=cols.start)
+        regs = kernel_registers(bundle.acim_for(layer), layer.k, cols.stop - cols.start,
+                                layer.w_bits, layer.x_bits, layer=layer.analog.layer,
+                                chan_base=cols.start)
         return {**regs, "shift": layer.requant.shift, "out_lo": layer.requant.lo,
                 "out_hi": layer.requant.hi}
 

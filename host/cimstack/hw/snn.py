@@ -71,7 +71,8 @@ def layer_args(layer, src_shape: tuple, pool: int, n_lo: int, n_count: int) -> d
     k = layer.weight.shape[2] if layer.op == "conv" else 1
     return dict(op=0 if layer.op == "conv" else 1, src_h=src_shape[1], src_w=src_shape[2],
                 pool=pool, in_c=c, in_h=h, in_w=w, out_c=layer.weight.shape[0], ksize=k,
-                padding=layer.padding if layer.op == "conv" else 0, n_lo=n_lo,
+                padding=layer.padding if layer.op == "conv" else 0,
+                stride=layer.stride if layer.op == "conv" else 1, n_lo=n_lo,
                 n_count=n_count, w_bits=layer.w_bits, v_bits=layer.v_bits, theta=layer.theta,
                 leak_shift=layer.leak_shift, reset_mode=layer.reset_code,
                 overflow=0 if layer.overflow == "saturate" else 1,

@@ -44,7 +44,7 @@ import numpy as np
 from ..config import SnnSpec
 from ..errors import ConfigError
 from ..overlay_shape import SNN
-from ..ref.snn import SnnLayer, SnnNet, v_range, w_range
+from ..ref.snn import MAX_STRIDE, SnnLayer, SnnNet, conv_out, v_range, w_range
 from .nodes import model_file
 
 SUPPORTED_NODES = ("Input", "Output", "Conv2d", "Linear", "Affine", "IF", "LIF", "SumPool2d",
@@ -152,6 +152,7 @@ class _Synapse:
     out_shape: tuple
     padding: int
     nodes: list
+    stride: int = 1
 
 
 class _Walk:
@@ -262,16 +263,16 @@ class _Walk:
             raise _fail(name, node, f"kernel {kh}x{kw}; the core takes square kernels")
         if not 1 <= kh <= MAX_KSIZE:
             raise _fail(name, node, f"kernel {kh}; the core takes 1..{MAX_KSIZE}")
-        if _pair(node.stride, name, node, "stride") != 1:
-            raise _fail(name, node, f"stride {np.asarray(node.stride).tolist()}; the core's "
-                        "conv has stride 1 (use stride 1 and a pool)")
+        stride = _pair(node.stride, name, node, "stride")
+        if not 1 <= stride <= MAX_STRIDE:
+            raise _fail(name, node, f"stride {stride}; the core takes 1..{MAX_STRIDE}")
         if _pair(node.dilation, name, node, "dilation") != 1:
             raise _fail(name, node, "dilation > 1 is not supported")
         pad = node.padding
         if isinstance(pad, str):
-            if pad not in ("valid", "same") or (pad == "same" and kh % 2 == 0):
-                raise _fail(name, node, f"padding {pad!r}: use 'valid', 'same' (odd kernel) "
-                            "or numbers")
+            if pad not in ("valid", "same") or (pad == "same" and (kh % 2 == 0 or stride > 1)):
+                raise _fail(name, node, f"padding {pad!r}: use 'valid', 'same' (odd kernel, "
+                            "stride 1) or numbers")
             pad = 0 if pad == "valid" else (kh - 1) // 2
         pad = _pair(pad, name, node, "padding")
         self._check_bias(name, node)
@@ -280,10 +281,10 @@ class _Walk:
         if len(self.shape) != 3 or self.shape[0] != c:
             raise _fail(name, node, f"weight {w.shape} does not take the input {self.shape}")
         _, h, wd = self.shape
-        out = (n, h + 2 * pad - kh + 1, wd + 2 * pad - kh + 1)
-        if min(out[1:]) < 1:
+        if min(h, wd) + 2 * pad < kh:
             raise _fail(name, node, f"kernel {kh} is larger than the padded {h}x{wd} input")
-        self.syn = _Synapse("conv", w * self.in_scale, self.shape, out, pad, [name])
+        out = (n, conv_out(h, kh, pad, stride), conv_out(wd, kh, pad, stride))
+        self.syn = _Synapse("conv", w * self.in_scale, self.shape, out, pad, [name], stride)
         self.in_scale = 1.0
         self.shape = out
 
@@ -417,8 +418,8 @@ class _Walk:
                         f"1..{vhi} ({o.v_bits}-bit membrane); {fix} or more --v-bits")
         lname = f"{syn.op}{len(self.layers) + 1}"
         layer = SnnLayer(lname, syn.op, syn.in_shape, syn.out_shape, w_int, padding=syn.padding,
-                         theta=int(theta), w_bits=o.w_bits, v_bits=o.v_bits, leak_shift=leak,
-                         reset=reset, fire=o.fire, leak_order="before")
+                         stride=syn.stride, theta=int(theta), w_bits=o.w_bits, v_bits=o.v_bits,
+                         leak_shift=leak, reset=reset, fire=o.fire, leak_order="before")
         self.layers.append(layer)
         self.sources[lname] = [*syn.nodes, name]
         self.scales[lname] = {"weight_scale": s, "v_threshold": v_thr, "gain": gain}

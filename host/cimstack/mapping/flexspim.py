@@ -108,10 +108,10 @@ def reached_neurons(layer, spikes: np.ndarray, cols: int) -> int:
     if layer.op == "fc":
         hit = np.broadcast_to(x.reshape(f, -1).any(axis=1)[:, None], (f, layer.n_neurons))
     else:
-        k, p = layer.weight.shape[-1], layer.padding
+        k, p, s = layer.weight.shape[-1], layer.padding, layer.stride
         anywhere = np.pad(x.any(axis=1), ((0, 0), (p, p), (p, p)))
         win = np.lib.stride_tricks.sliding_window_view(anywhere, (k, k), axis=(1, 2))
-        at = win.any(axis=(3, 4))                              # [F, Ho, Wo]
+        at = win[:, ::s, ::s].any(axis=(3, 4))                 # [F, Ho, Wo]
         hit = np.broadcast_to(at[:, None], (f, *layer.out_shape)).reshape(f, -1)
     slots = max(1, cols // layer.v_bits)
     rows = -(-layer.n_neurons // slots)

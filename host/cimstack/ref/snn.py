@@ -34,11 +34,18 @@ import numpy as np
 from ..bundle import check_chain, check_name
 from ..config import SnnSpec, check_range
 from ..errors import ConfigError
+from ..overlay_shape import SNN
 
+MAX_STRIDE = SNN.capacity["MAX_STRIDE"]      # the event core's largest conv stride
 OPS = ("conv", "fc", "pool")
 # the neuron's string options and their values; the first is the default
 NEURON_CHOICES = {"reset": ("subtract", "zero", "step"), "fire": ("ge", "gt"),
                   "leak_order": ("after", "before")}
+
+
+def conv_out(size: int, k: int, padding: int, stride: int) -> int:
+    """Output height (width) of a conv over ``size`` input rows (columns)."""
+    return (size + 2 * padding - k) // stride + 1
 
 
 def v_range(v_bits: int) -> tuple[int, int]:
@@ -51,8 +58,9 @@ def w_range(w_bits: int) -> tuple[int, int]:
 
 @dataclass
 class SnnLayer:
-    """One layer: ``conv`` (stride 1, square kernel, zero padding), ``fc`` (input
-    flattened in C, H, W order) or ``pool`` (OR over k x k windows, stride k, floor)."""
+    """One layer: ``conv`` (square kernel, zero padding, stride ``stride`` in both
+    directions: output ``(H + 2 * padding - k) // stride + 1``), ``fc`` (input flattened
+    in C, H, W order) or ``pool`` (OR over k x k windows, stride k, floor)."""
 
     name: str
     op: str
@@ -60,6 +68,7 @@ class SnnLayer:
     out_shape: tuple
     weight: np.ndarray | None = None
     padding: int = 0
+    stride: int = 1              # conv only (1..MAX_STRIDE); pool strides by its kernel
     kernel: int = 2
     theta: int = 1
     w_bits: int = 8
@@ -96,7 +105,8 @@ class SnnLayer:
 
     @property
     def fanout(self) -> int:
-        """Weights fetched per input event: conv N*k*k, fc N."""
+        """Weights fetched per input event (the weight slice of its address): conv
+        N*k*k whatever the stride, fc N."""
         if self.op == "conv":
             n, _, k, _ = self.weight.shape
             return n * k * k
@@ -120,7 +130,8 @@ class SnnLayer:
             raise ConfigError(f"{where}.v_bits = 1: a 1-bit signed membrane spans [-1, 0], so "
                               "no threshold theta >= 1 can ever fire; use v_bits 2..16")
         for name, lo, hi in (("w_bits", 1, 16), ("v_bits", 2, 16), ("leak_shift", 0, 15),
-                             ("padding", 0, 64), ("theta", 1, None)):
+                             ("padding", 0, 64), ("stride", 1, MAX_STRIDE),
+                             ("theta", 1, None)):
             check_range(f"{where}.{name}", getattr(self, name), lo, hi)
         vlo, vhi = v_range(self.v_bits)
         if not 1 <= self.theta <= vhi:
@@ -149,10 +160,15 @@ class SnnLayer:
         if self.op == "conv":
             c, h, wd = self.in_shape
             n, wc, k, k2 = w.shape
-            exp = (n, h + 2 * self.padding - k + 1, wd + 2 * self.padding - k + 1)
+            if min(h, wd) + 2 * self.padding < k:
+                raise ConfigError(f"{where}: kernel {k} is larger than the input "
+                                  f"{self.in_shape} padded by {self.padding}")
+            exp = (n, conv_out(h, k, self.padding, self.stride),
+                   conv_out(wd, k, self.padding, self.stride))
             if wc != c or k != k2 or tuple(self.out_shape) != exp:
-                raise ConfigError(f"{where}: weight {w.shape} on input {self.in_shape} "
-                                  f"gives {exp}, not {tuple(self.out_shape)}")
+                raise ConfigError(f"{where}: weight {w.shape} on input {self.in_shape} with "
+                                  f"stride {self.stride} gives {exp}, not "
+                                  f"{tuple(self.out_shape)}")
         else:
             if w.ndim != 2 or w.shape[1] != self.n_inputs or tuple(self.out_shape) != (w.shape[0],):
                 raise ConfigError(f"{where}: fc weight {w.shape} does not fit input "
@@ -250,7 +266,7 @@ def synaptic_input(layer: SnnLayer, spikes: np.ndarray, chunk: int = 256) -> np.
             out[a:a + 4096] = np.rint(x @ w.T).astype(np.int64)
         return out
     n, c, k, _ = layer.weight.shape
-    p = layer.padding
+    p, s = layer.padding, layer.stride
     wm = w.reshape(n, -1).T                                   # [C*k*k, N]
     ho, wo = layer.out_shape[1:]
     for a in range(0, f, chunk):
@@ -258,6 +274,7 @@ def synaptic_input(layer: SnnLayer, spikes: np.ndarray, chunk: int = 256) -> np.
         if p:
             x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
         win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))
+        win = win[:, :, ::s, ::s]                                      # the strided windows
         win = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)   # [F*Ho*Wo, C*k*k]
         y = (win @ wm).reshape(-1, ho, wo, n).transpose(0, 3, 1, 2)
         out[a:a + chunk] = np.rint(y).astype(np.int64)
@@ -265,17 +282,18 @@ def synaptic_input(layer: SnnLayer, spikes: np.ndarray, chunk: int = 256) -> np.
 
 
 def fanout_map(layer: SnnLayer) -> np.ndarray:
-    """Synaptic operations caused by one input event at each input position."""
+    """Synaptic operations caused by one input event at each input position: conv,
+    the outputs ``yo = (y + padding - dy) / stride`` that are whole and in range."""
     if layer.op == "fc":
         return np.full(layer.in_shape, layer.weight.shape[0], np.int64)
     n, c, k, _ = layer.weight.shape
     _, h, w = layer.in_shape
     ho, wo = layer.out_shape[1:]
-    p = layer.padding
+    p, s = layer.padding, layer.stride
 
     def valid(size, osize):
         i = np.arange(size)[:, None] + p - np.arange(k)[None, :]
-        return ((i >= 0) & (i < osize)).sum(1)
+        return ((i >= 0) & (i % s == 0) & (i // s < osize)).sum(1)
 
     m = valid(h, ho)[:, None] * valid(w, wo)[None, :] * n
     return np.broadcast_to(m, (c, h, w)).astype(np.int64)
@@ -450,8 +468,10 @@ def _event_targets(layer: SnnLayer, addr: int):
     ci, rem = divmod(addr, h * w)
     y, xx = divmod(rem, w)
     dy, dx = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    yo, xo = y + layer.padding - dy, xx + layer.padding - dx
-    ok = (yo >= 0) & (yo < ho) & (xo >= 0) & (xo < wo)
+    ys, xs, s = y + layer.padding - dy, xx + layer.padding - dx, layer.stride
+    ok = (ys >= 0) & (ys % s == 0) & (xs >= 0) & (xs % s == 0)
+    yo, xo = ys // s, xs // s
+    ok &= (yo < ho) & (xo < wo)
     yo, xo, dy, dx = yo[ok], xo[ok], dy[ok], dx[ok]
     nn = np.arange(n)[:, None]
     targets = (nn * ho + yo[None]) * wo + xo[None]

@@ -10,8 +10,9 @@ parallel), with no Python loop per timestep or layer.
 
 Layout inside the kernel: conv currents and membranes are channels-last
 (``[Ho, Wo, N]``), so the weights an event adds along one kernel row are one
-contiguous run; OR-pooling in front of a layer maps and de-duplicates the incoming
-addresses through lookup tables (no divisions per event). Currents are int16 when no
+contiguous run (with a stride above 1: one run of N weights per output reached, after
+one division per axis and event); OR-pooling in front of a layer maps and de-duplicates
+the incoming addresses through lookup tables (no divisions per event). Currents are int16 when no
 neuron's sum of ``|w|`` over its inputs can leave int16 (twice the lanes per vector),
 else int32; membranes are int16 (``v_bits <= 16``). Optional: without numba the
 reference uses the dense engine.
@@ -30,9 +31,9 @@ except ImportError:          # pragma: no cover - numba not installed
 AVAILABLE = numba is not None
 
 # columns of the per-layer parameter table handed to the kernel
-(P_OP, P_POOL, P_IN_H, P_IN_W, P_N, P_HO, P_WO, P_K, P_PAD, P_W_OFF, P_V_OFF,
+(P_OP, P_POOL, P_IN_H, P_IN_W, P_N, P_HO, P_WO, P_K, P_PAD, P_STRIDE, P_W_OFF, P_V_OFF,
  P_FLAG_OFF, P_SPK_OFF, P_POOL_OFF, P_DEC_OFF, P_ADDR_OFF, P_THETA_SUB, P_FIRE_AT, P_LO,
- P_HI, P_LEAK, P_LEAK_BEFORE, P_WRAP, P_KEEP_FIRED, P_KEEP_QUIET, P_V_INIT) = range(26)
+ P_HI, P_LEAK, P_LEAK_BEFORE, P_WRAP, P_KEEP_FIRED, P_KEEP_QUIET, P_V_INIT) = range(27)
 # columns of the per-sample statistics: LayerStats fields
 STAT_FIELDS = ("events_in", "active_steps", "sops", "slices_in", "events_out")
 
@@ -69,6 +70,22 @@ if AVAILABLE:
         return n
 
     @njit(cache=True, nogil=True)
+    def _add_strided(w, w_c, cur, n, k, st, wo, qy, ry, i0, i1, qx, rx, j0,
+                     j1):                             # pragma: no cover - compiled
+        """One event of a conv with stride ``st`` > 1 (:func:`_integrate`): the
+        weights of the channel at ``w[w_c:]``, kernel rows ``ry + i * st`` (i in [i0,
+        i1)) and columns ``rx + j * st`` (j in [j0, j1)), into output (qy - i, qx - j):
+        one run of N weights per output (apart so that the stride-1 loop stays
+        lean)."""
+        for i in range(i0, i1):
+            row = w_c + (ry + i * st) * k * n
+            for j in range(j0, j1):
+                d = ((qy - i) * wo + qx - j) * n
+                s = row + (k - 1 - rx - j * st) * n
+                for q in range(n):
+                    cur[d + q] += w[s + q]
+
+    @njit(cache=True, nogil=True)
     def _integrate(p, w, tab, ev, n_ev, cur, mark, stats):  # pragma: no cover - compiled
         """Adds the weight slices of the events ``ev[:n_ev]`` into ``cur`` and counts
         events, synaptic operations and weight slices into ``stats``."""
@@ -89,32 +106,46 @@ if AVAILABLE:
         ho = p[P_HO]
         wo = p[P_WO]
         k = p[P_K]
+        st = p[P_STRIDE]
         pad = p[P_PAD]
         sops = 0
         slices = 0
         for e in range(n_ev):
-            c = tab[dec + 3 * ev[e]]
-            y = tab[dec + 3 * ev[e] + 1]
-            x = tab[dec + 3 * ev[e] + 2]
+            at = dec + 3 * ev[e]
+            c = tab[at]
             if mark[c] == 0:                          # one weight slice per channel
                 mark[c] = 1
                 slices += 1
-            dy0 = max(0, y + pad - ho + 1)
-            dy1 = min(k, y + pad + 1)
-            dx0 = max(0, x + pad - wo + 1)
-            dx1 = min(k, x + pad + 1)
-            if dy1 <= dy0 or dx1 <= dx0:
+            # input row y reaches output row qy - i through kernel row ry + i * st
+            # (y + pad = qy * st + ry) for i in [i0, i1); columns alike (j, qx, rx)
+            if st == 1:
+                qy, ry, i1 = tab[at + 1] + pad, 0, k
+                qx, rx, j1 = tab[at + 2] + pad, 0, k
+            else:
+                qy, ry = divmod(tab[at + 1] + pad, st)
+                qx, rx = divmod(tab[at + 2] + pad, st)
+                i1 = (k - ry + st - 1) // st
+                j1 = (k - rx + st - 1) // st
+            i0 = max(0, qy - ho + 1)
+            i1 = min(qy + 1, i1)
+            j0 = max(0, qx - wo + 1)
+            j1 = min(qx + 1, j1)
+            if i1 <= i0 or j1 <= j0:
                 continue
-            run = (dx1 - dx0) * n                     # weights along one kernel row
-            sops += run * (dy1 - dy0)
-            for dy in range(dy0, dy1):
-                # w is [C, k, k (reversed dx), N]: output columns x+pad-dx1+1 .. x+pad-dx0
-                d = ((y + pad - dy) * wo + x + pad - dx1 + 1) * n
-                s = w_off + ((c * k + dy) * k + k - dx1) * n
-                row_cur = cur[d:d + run]
-                row_w = w[s:s + run]
-                for j in range(run):                  # slices: this loop vectorizes
-                    row_cur[j] += row_w[j]
+            sops += (i1 - i0) * (j1 - j0) * n
+            # w is [C, k, k (reversed dx), N]: kernel column dx at k - 1 - dx
+            if st == 1:           # output columns qx-j1+1 .. qx-j0: one contiguous run
+                run = (j1 - j0) * n
+                for i in range(i0, i1):
+                    d = ((qy - i) * wo + qx - j1 + 1) * n
+                    s = w_off + ((c * k + i) * k + k - j1) * n
+                    row_cur = cur[d:d + run]
+                    row_w = w[s:s + run]
+                    for q in range(run):              # slices: this loop vectorizes
+                        row_cur[q] += row_w[q]
+            else:
+                _add_strided(w, w_off + c * k * k * n, cur, n, k, st, wo, qy, ry, i0, i1, qx,
+                             rx, j0, j1)
         for e in range(n_ev):
             mark[tab[dec + 3 * ev[e]]] = 0
         stats[2] += sops
@@ -294,10 +325,12 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
         in_shape = (src[0], src[1] // pool, src[2] // pool)
         n, ho, wo = layer.out_shape if layer.op == "conv" else (layer.out_shape[0], 1, 1)
         conv = layer.op == "conv"
+        k, pad, stride = ((layer.weight.shape[2], layer.padding, layer.stride) if conv
+                          else (1, 0, 1))
         rows.append([
-            0 if conv else 1, pool, in_shape[1], in_shape[2], n, ho, wo,
-            layer.weight.shape[2] if conv else 1, layer.padding if conv else 0, w_off, v_off,
-            flag_off, v_off, table(_pool_table(src, pool)) if pool > 1 else -1,
+            0 if conv else 1, pool, in_shape[1], in_shape[2], n, ho, wo, k, pad, stride,
+            w_off, v_off, flag_off, v_off,
+            table(_pool_table(src, pool)) if pool > 1 else -1,
             table(_decode_table(in_shape)) if conv else -1,
             table(_address_table(n, ho, wo)), *_neuron_params(layer)])
         weights.append(_kernel_weights(layer))

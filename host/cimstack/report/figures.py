@@ -65,8 +65,9 @@ def _draw_bars(ax, p: Bars) -> None:
     if p.log_y and top > 0:
         ax.set_yscale("log")
         ax.set_ylim(min(v for values in p.bars.values() for v in values if v > 0) / 3, top * 8)
-    else:
-        ax.set_ylim(0, top * 1.3 if top > 0 else 1)
+    else:                                          # room below 0 for negative bars
+        bottom = min((v for values in p.bars.values() for v in values), default=0)
+        ax.set_ylim(min(0, bottom * 1.3), top * 1.3 if top > 0 else 1)
     ax.set_xticks(range(len(p.categories)), p.categories)
 
 

@@ -1,5 +1,6 @@
 """Find and read the inputs of a report: a run folder (``cimstack demo --out``), a sweep
-folder (``cimstack sweep --out``) or a study folder (``cimstack study analog --out``).
+folder (``cimstack sweep --out``), a study folder (``cimstack study analog --out``) or a
+search folder (``cimstack search --out``).
 
 Inputs are found by their file names, in the folder itself, then in its conventional
 subfolder (``sweep/``, ``study-analog/``), then in any other immediate subfolder. Every
@@ -46,6 +47,12 @@ INPUT_KINDS = {k.name: k for k in (
     InputKind("adc_bits", "adc_bits.csv", "study-analog",
               "cimstack study analog --out RUN_DIR/study-analog",
               ("adc_bits", "accuracy_sigma0", "accuracy_noisy", "sigma_eval")),
+    InputKind("search", "front.json", "search", "cimstack search BUNDLE --out RUN_DIR/search",
+              ("objectives", "front", "knee")),
+    InputKind("search_candidates", "candidates.json", "search",
+              "cimstack search BUNDLE --out RUN_DIR/search", ("candidates",)),
+    InputKind("sensitivity", "sensitivity.json", "search",
+              "cimstack search BUNDLE --out RUN_DIR/search", ("baseline", "changes", "images")),
 )}
 
 

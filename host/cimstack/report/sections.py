@@ -12,6 +12,8 @@ whose inputs are missing has no figure and says which command writes them.
    sweep points
 7. and on: one section per network cost found (``cost.json`` in the folder or a
    subfolder): per-layer cycles, utilization and energy breakdown, published points
+8. the design search, when one is found (front.json, candidates.json,
+   sensitivity.json): the Pareto front, per-layer sensitivities, the knee's assignment
 """
 
 from __future__ import annotations
@@ -538,3 +540,82 @@ def network_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
 SECTIONS: tuple[Callable[[RunInputs, Path], Section], ...] = (
     precision_section, accuracy_section, enob_section, dataflow_section, mismatch_section,
     throughput_section)
+
+
+# ---------------------------------------------------------------- design search
+
+CHANGE_LABELS = {"acim": "to acim", "w_bits": "w_bits lowered", "x_bits": "x_bits lowered"}
+
+
+def _sensitivity_panel(sens: dict) -> tuple[Bars, Table]:
+    """Per-layer accuracy change bars (points) of a ``sensitivity.json``."""
+    layers = list(dict.fromkeys(c["layer"] for c in sens["changes"]))
+    by = {(c["layer"], c["change"]): c for c in sens["changes"]}
+    kinds = [k for k in CHANGE_LABELS if any(key[1] == k for key in by)]
+    bars = {CHANGE_LABELS[k]: [100 * (by[(n, k)].get("delta") or 0.0) if (n, k) in by else 0.0
+                               for n in layers] for k in kinds}
+    rows = [[n, *(("-" if (n, k) not in by else "n/a" if by[(n, k)].get("delta") is None
+                   else f"{by[(n, k)]['value']}b: {100 * by[(n, k)]['delta']:+.1f}")
+                  for k in kinds)] for n in layers]
+    return (Bars("per-layer sensitivity", "accuracy change (points)", layers, bars),
+            Table(f"sensitivity: accuracy change in points (baseline {pct(sens['baseline'])} "
+                  f"on {sens['images']} images; n/a: the layer cannot take it)",
+                  ["layer", *(CHANGE_LABELS[k] for k in kinds)], rows))
+
+
+def search_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
+    """The design search (``cimstack search``): the Pareto front of accuracy against
+    energy per inference, the per-layer sensitivities and the knee point's assignment,
+    layer by layer; no section when neither a search nor a sensitivity study is found."""
+    if not (inputs.has("search") or inputs.has("sensitivity")):
+        return []
+    section = Section("search", "Design search: which layers go analog, at which precision")
+    panels, sources = [], []
+    front = inputs.json("search")
+    if front is not None:
+        pts = front["front"]
+        every = [c for c in (inputs.json("search_candidates") or {}).get("candidates", [])
+                 if c.get("accuracy") is not None]
+        knee = front["knee"]
+        panels.append(Lines("accuracy vs energy per inference", "energy per inference (nJ)",
+                            "accuracy (%)", [
+            Series(f"{len(every)} candidates", [c["energy_pj"] / 1e3 for c in every],
+                   [100 * c["accuracy"] for c in every], "."),
+            Series("Pareto front", [c["energy_pj"] / 1e3 for c in pts],
+                   [100 * c["accuracy"] for c in pts], "o-"),
+            Series("knee", [knee["energy_pj"] / 1e3], [100 * knee["accuracy"]], "r*")]))
+        layers = knee["layers"]
+        panels.append(Bars("knee point, layer by layer", "bits",
+                           [r["layer"] for r in layers],
+                           {"w_bits": [r["w_bits"] for r in layers],
+                            "x_bits": [r["x_bits"] for r in layers],
+                            "adc_bits": [r["adc_bits"] or 0 for r in layers]},
+                           notes=tuple(r["family"] for r in layers)))
+        section.tables += [
+            Table("Pareto front (cheapest first)", ["#", "accuracy", "energy pJ",
+                                                    "latency s", "area mm^2", "assignment"],
+                  [[str(c["index"]) + (" (knee)" if c["knee"] else ""), pct(c["accuracy"]),
+                    fmt(c["energy_pj"]), fmt(c["latency_s"]), fmt(c["area_mm2"]),
+                    c["assignment"]] for c in pts]),
+            Table("knee point", ["layer", "family", "w_bits", "x_bits", "adc_bits"],
+                  [[r["layer"], r["family"], str(r["w_bits"]), str(r["x_bits"]),
+                    fmt(r["adc_bits"])] for r in layers])]
+        sources.append(f"{inputs.rel('search')} ({front['evaluated']} candidates of "
+                       f"{front['bundle']}, objectives {', '.join(front['objectives'])}, "
+                       f"{front['source'] or 'given images'})")
+    if inputs.has("sensitivity"):
+        panel, table = _sensitivity_panel(inputs.json("sensitivity"))
+        panels.insert(1 if front is not None else 0, panel)
+        section.tables.append(table)
+        sources.append(inputs.rel("sensitivity"))
+    _notes(section, inputs, ("search", "sensitivity"), {"search"})
+    section.caption = (
+        "Per-layer assignments of a bundle to the digital (dcim) or analog (acim) macro at "
+        "lowered weight, input and ADC precision, each evaluated for accuracy on the integer "
+        "reference and energy per inference with the cost model. Left: every candidate "
+        "(dots), the Pareto front (no other candidate as accurate for less energy) and its "
+        "knee (the front point farthest from the line between its ends, both axes scaled "
+        "to [0, 1]); middle: each layer's accuracy change when only it moves to acim or "
+        "loses a bit; right: the knee's bits per layer, its family above. The accuracies "
+        "are on the images that guided the search. From " + "; ".join(sources) + ".")
+    return [_draw(section, panels, fig_dir)]

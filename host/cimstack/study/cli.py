@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..config import AcimSpec
+from ..errors import ConfigError
 from ..flags import EPOCHS_MAX, FORCE_WRITE_HELP, SEED_MAX, finite, knob_limits, knob_range
 from ..report.console import console, long_step
 
@@ -60,3 +61,125 @@ def analog(out: Path = typer.Option(Path("cimstack-out/study-analog"), help="out
                       f"{summary['enob']['expected_gain_bits']:.2f}): "
                       + ", ".join(f"{a}b: {v:.2f}" for a, v in rec.items()))
     console.print(f"results in {out}")
+
+
+def _cell(change) -> str:
+    """A table cell: the accuracy change in points, or why the layer cannot take it."""
+    if change is None:
+        return ""
+    if change.delta is None:
+        return f"n/a ({change.note})"
+    return f"{change.value}b: {100 * change.delta:+.1f}"
+
+
+def _labelled_images(bundle: Path, data: Optional[Path], what: str):
+    """The bundle and its labelled images: ``(bundle, x, y, source)``."""
+    from ..bundle import load_bundle
+    from ..data import load_images
+    b = load_bundle(bundle)
+    x, y, source = load_images(b, data)
+    if y is None:
+        raise ConfigError(f"{source}: {what} needs labels; give --data an .npz with y "
+                          "(integer labels, one per image)")
+    return b, x, y, source
+
+
+def sensitivity_command(
+        bundle: Path = typer.Argument(..., help="bundle folder (dcim, acim or mixed)"),
+        data: Optional[Path] = typer.Option(
+            None, help="an .npz with x (float images) and y (labels), images the model was "
+                       "not trained on; default: the digits test split"),
+        adc_bits: Optional[int] = typer.Option(None, help="ADC bits of a layer moved to acim "
+                                               "(default: the bundle's AcimSpec)",
+                                               **knob_limits(AcimSpec, "adc_bits")),
+        noise: Optional[float] = typer.Option(None, help="analog noise sigma in LSB for every "
+                                              "acim layer (default: the bundle's)",
+                                              callback=finite(*knob_range(AcimSpec, "sigma"))),
+        w_bits: Optional[int] = typer.Option(None, help="lowered weight bits (default: one "
+                                             "less than each layer's)", min=2, max=7),
+        x_bits: Optional[int] = typer.Option(None, help="lowered input bits (default: one "
+                                             "less than each layer's)", min=1, max=7),
+        out: Optional[Path] = typer.Option(None, help="write the result as JSON")):
+    """Per macro layer, the accuracy change when only that layer moves to the analog
+    macro or loses precision (w_bits, x_bits), on the integer reference."""
+    from ..fileio import check_output_file, write_json_atomic
+    from ..report.console import rich_table
+    from .sensitivity import CHANGES, sensitivity
+    if out is not None:
+        check_output_file(out)
+    b, x, y, source = _labelled_images(bundle, data, "the sensitivity study")
+    with long_step("sensitivity") as step:
+        res = sensitivity(b, x, y, source=source, sigma=noise, adc_bits=adc_bits,
+                          w_bits=w_bits, x_bits=x_bits, progress=step.update)
+    by = {(c.layer, c.change): c for c in res.changes}
+    rows = [(layer.name, layer.macro, f"W{layer.w_bits} X{layer.x_bits}",
+             *(_cell(by.get((layer.name, change))) for change in CHANGES))
+            for layer in b.macro_layers]
+    console.print(rich_table(
+        f"sensitivity of {b.name}: accuracy change in points (baseline "
+        f"{100 * res.baseline:.1f}% on {res.images} images)",
+        ["layer", "macro", "bits", f"to acim ({res.adc_bits}b ADC, sigma {res.sigma:g})",
+         "w_bits lowered", "x_bits lowered"], rows, right=[False, False, False, True, True,
+                                                           True]))
+    console.print(f"images: {source}")
+    if out is not None:
+        write_json_atomic(out, res.to_dict())
+        console.print(f"written: {out}")
+
+
+def search_command(
+        bundle: Path = typer.Argument(..., help="bundle folder (dcim, acim or mixed)"),
+        objective: str = typer.Option("accuracy,energy", help="accuracy and one or more "
+                                      "of energy, latency, area: the front's objectives"),
+        budget: int = typer.Option(200, help="candidates to evaluate", min=1),
+        out: Path = typer.Option(Path("cimstack-out/search"), help="output folder; "
+                                 "candidates already in it are not evaluated again"),
+        data: Optional[Path] = typer.Option(
+            None, help="an .npz with x (float images) and y (labels); default: the digits "
+                       "test split"),
+        noise: Optional[float] = typer.Option(None, help="analog noise sigma in LSB for every "
+                                              "acim layer (default: the bundle's)",
+                                              callback=finite(*knob_range(AcimSpec, "sigma"))),
+        min_accuracy: float = typer.Option(0.0, help="keep candidates below this accuracy "
+                                           "(a fraction) out of the front",
+                                           callback=finite(0.0, 1.0)),
+        seed: int = typer.Option(0, help="seed of the evolutionary refinement", min=0,
+                                 max=SEED_MAX),
+        workers: Optional[int] = typer.Option(None, help="local pool processes (default: "
+                                              "one per core; 0: run in this process)", min=0),
+        cluster: Optional[str] = typer.Option(None, help="a running Dask scheduler, "
+                                              "tcp://HOST:PORT: evaluate on its workers"),
+        force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
+    """Per-layer design search: which macro layers go analog, at which precision; writes
+    the accuracy/cost Pareto front (front.csv, front.json), every candidate and the knee
+    point's bundle (docs/sweep.md, "Design search")."""
+    from ..report.console import rich_table
+    from .search import check_objectives, run_search
+    check_objectives(objective)
+    b, x, y, source = _labelled_images(bundle, data, "the search")
+    try:
+        with long_step("search") as step:
+            res = run_search(b, x, y, out, objectives=objective, budget=budget, seed=seed,
+                             sigma=noise, min_accuracy=min_accuracy, source=source,
+                             workers=workers, cluster=cluster,
+                             progress=lambda n, total, what: step.update(
+                                 f"search: {n}/{total} {what}"), force=force)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: evaluated candidates are kept in {out / 'candidates'}; "
+                      "run the same command again to resume")
+        raise typer.Exit(130)
+    rows = [(str(c.index), f"{100 * c.accuracy:.1f}%", f"{c.energy_pj / 1e3:,.3f}",
+             f"{c.latency_s * 1e9:,.1f}", f"{c.area_mm2:.3f}",
+             ("knee " if c is res.knee else "") + "; ".join(s.label() for s in c.settings))
+            for c in res.front]
+    console.print(rich_table(
+        f"{b.name}: Pareto front of {len(res.candidates)} candidates ({', '.join(res.objectives)})",
+        ["#", "accuracy", "nJ/image", "latency ns", "area mm^2",
+         f"assignment ({', '.join(res.names)})"], rows,
+        right=[True, True, True, True, True, False]))
+    ran = (f"{res.computed} evaluated ({res.engine})" if res.engine else
+           "nothing to evaluate")
+    console.print(f"{ran}, {len(res.candidates) - res.computed} from {res.out / 'candidates'}; "
+                  f"images: {source}")
+    console.print(f"written: {res.out / 'front.csv'}, front.json, candidates.json, "
+                  f"sensitivity.json, knee bundle {res.out / 'knee'}")

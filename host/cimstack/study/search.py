@@ -1,0 +1,537 @@
+"""Per-layer design search: which macro layers of a bundle go analog, at which weight,
+input and ADC precision, for how much accuracy and energy.
+
+A **candidate** gives every macro layer a :class:`Setting` (family dcim or acim,
+``w_bits``, ``x_bits``, ``adc_bits`` for acim). It is built from the base bundle with the
+sensitivity study's transforms (:mod:`.sensitivity`): the inputs lowered first (layer
+order), then the weights, then the moves to acim, so an ADC sees the already narrowed
+codes. Layers already analog in the base keep their family and ADC (no transform moves
+a layer back); only their precisions are searched. A candidate a transform refuses is
+kept with the reason and no figures.
+
+Each candidate is **evaluated** for accuracy on the integer reference (the engine and
+the images of ``cimstack run``; the same images guide the search and are reported, so
+the front's accuracies are optimistic by selection: check the knee on other images with
+``cimstack run KNEE --data ...``), and for energy per inference, latency and area with
+:func:`cimstack.cost.network_cost` (the totals ``cimstack cost`` prints).
+
+**Strategy**: greedy steepest descent guided by per-layer sensitivities, then a small
+seeded evolutionary refinement with the budget left.
+
+1. Greedy: from the base, every one-step move of one layer (to acim at the spec's ADC
+   bits, ADC one bit less, ``w_bits`` or ``x_bits`` one less) is evaluated: at the base
+   these are the sensitivity study's figures. The move taken is the one that loses no
+   accuracy and saves the most cost, else the one losing the least accuracy per relative
+   cost saved (cost: the first objective after accuracy); the sensitivities are measured
+   again at the new point, since layers interact (a narrower code helps the next ADC).
+   It ends when no move lowers the cost without falling below the minimum accuracy
+   (``min_accuracy``, default 0: the path runs down to collapse). Chosen because the
+   moves are few per layer, each round is one batch of independent tasks (parallel on a
+   pool or cluster), and every neighbour evaluated also adds to the front.
+2. Evolutionary: generations of :data:`GENERATION` children, each a front point (the
+   parents) with one to three random moves, up or down (so the greedy path's choices
+   can be undone), drawn from ``numpy.random.default_rng(seed)``; children already
+   evaluated are drawn again.
+
+The ``budget`` is the number of candidates evaluated, refused ones included; the
+sequence of candidates depends only on the results before them, so a smaller budget
+evaluates a prefix of a larger one's candidates and a resumed search gives the same
+front. Every candidate is written to ``OUT/candidates/<id>.json`` as soon as it is
+evaluated; a re-run takes those with the same base, images and noise from there.
+
+The **front** holds the candidates (with at least ``min_accuracy``) no other one
+dominates (at least as good in every objective, better in one); ties stay. The
+**knee** is the front point farthest from the straight line between the front's two
+ends, with accuracy and the first cost objective each scaled to [0, 1] over the front
+(the best accuracy point when all lie on the line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..bundle import Bundle, bundle_digest, save_bundle
+from ..config import AcimSpec, knob_bounds
+from ..errors import CimstackError, ConfigError
+from ..fileio import claim_folder, write_csv_atomic, write_json_atomic
+from ..sweep.engines import SweepError, cluster_address, open_engine
+from ..sweep.points import digest
+from ..sweep.runner import POINT_TIMEOUT
+from .sensitivity import Sensitivity, LayerChange, lower_w_bits, lower_x_bits, to_acim
+
+# objective -> (metric, True when larger is better)
+OBJECTIVES = {"accuracy": ("accuracy", True), "energy": ("energy_pj", False),
+              "latency": ("latency_s", False), "area": ("area_mm2", False)}
+METRICS = ("accuracy", "energy_pj", "latency_s", "area_mm2")
+GENERATION = 8                # children per evolutionary generation
+DRAWS = 50                    # tries per child to draw one not evaluated yet
+Progress = Callable[[int, int, str], None]       # (evaluated, budget, what)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One macro layer's place in a candidate."""
+
+    family: str               # dcim or acim
+    w_bits: int
+    x_bits: int
+    adc_bits: int | None = None   # acim only
+
+    def label(self) -> str:
+        """``dcim W8 X8`` / ``acim W4 X4 A6``."""
+        adc = f" A{self.adc_bits}" if self.family == "acim" else ""
+        return f"{self.family} W{self.w_bits} X{self.x_bits}{adc}"
+
+
+Assignment = tuple  # of Setting, one per macro layer in layer order
+
+
+def check_objectives(objectives: str | tuple) -> tuple[str, ...]:
+    """The objectives of ``--objective`` (``accuracy,energy``) as a tuple; ConfigError
+    unless accuracy and at least one cost objective are named, each once."""
+    names = tuple(o.strip() for o in objectives.split(",")) if isinstance(objectives, str) \
+        else tuple(objectives)
+    if (set(names) - set(OBJECTIVES) or "accuracy" not in names or len(names) < 2
+            or len(set(names)) < len(names)):
+        raise ConfigError(f"--objective {','.join(names)}: give accuracy and one or more of "
+                          f"energy, latency, area, each once (e.g. accuracy,energy)")
+    return names
+
+
+def base_assignment(bundle: Bundle) -> Assignment:
+    """The settings the bundle's macro layers have."""
+    return tuple(Setting(layer.macro, layer.w_bits, layer.x_bits,
+                         bundle.acim_for(layer).adc_bits if layer.macro == "acim" else None)
+                 for layer in bundle.macro_layers)
+
+
+def apply_assignment(base: Bundle, assignment: Assignment, spec: AcimSpec) -> Bundle:
+    """``base`` with every macro layer changed to its setting (module docstring);
+    ConfigError when a transform refuses one."""
+    layers = base.macro_layers
+    out = replace(base, acim=spec) if base.acim is not None else base
+    for layer, s in zip(layers, assignment):
+        if s.x_bits < layer.x_bits:
+            out = lower_x_bits(out, layer.name, s.x_bits)
+    for layer, s in zip(layers, assignment):
+        if s.w_bits < layer.w_bits:
+            out = lower_w_bits(out, layer.name, s.w_bits)
+    for layer, s in zip(layers, assignment):
+        if s.family == "acim" and layer.macro == "dcim":
+            out = to_acim(out, layer.name, spec, s.adc_bits)
+    return out
+
+
+def evaluate_candidate(base: Bundle, spec: AcimSpec, assignment: Assignment,
+                       images: np.ndarray, labels: np.ndarray) -> dict:
+    """One candidate's accuracy (integer reference) and cost totals, or ``note`` saying
+    why it cannot be built: the search's task."""
+    from ..cost import network_cost
+    from ..ref.network import integer_accuracy
+    try:
+        bundle = apply_assignment(base, assignment, spec)
+    except CimstackError as exc:
+        return {"note": str(exc)}
+    t = network_cost(bundle).totals
+    return {"accuracy": integer_accuracy(bundle, images, labels), "energy_pj": t["energy_pj"],
+            "latency_s": t["latency_s"], "area_mm2": t["area_mm2"], "note": ""}
+
+
+# ----------------------------------------------------------------------- the front
+
+def dominates(a: tuple, b: tuple, larger_better: tuple) -> bool:
+    """``a`` is at least as good as ``b`` in every objective and better in one."""
+    better = [x > y if up else x < y for x, y, up in zip(a, b, larger_better)]
+    worse = [x < y if up else x > y for x, y, up in zip(a, b, larger_better)]
+    return any(better) and not any(worse)
+
+
+def pareto_front(values: list[tuple], larger_better: tuple) -> list[int]:
+    """Indices of the ``values`` (objective tuples) no other one dominates, in order."""
+    return [i for i, v in enumerate(values)
+            if not any(dominates(w, v, larger_better) for w in values)]
+
+
+def knee_index(values: list[tuple], larger_better: tuple) -> int:
+    """Index into ``values`` (a front's objective tuples) of the knee: the point farthest
+    from the line between the ends, the first two objectives scaled to [0, 1] and
+    oriented larger-better; ties and a degenerate front give the best first objective."""
+    pts = np.array([[v[0] if larger_better[0] else -v[0], v[1] if larger_better[1] else -v[1]]
+                    for v in values], float)
+    span = pts.max(axis=0) - pts.min(axis=0)
+    pts = (pts - pts.min(axis=0)) / np.where(span > 0, span, 1.0)
+    a, b = pts[int(np.argmax(pts[:, 0]))], pts[int(np.argmax(pts[:, 1]))]
+    line = b - a
+    norm = float(np.hypot(*line))
+    dist = (np.abs(line[0] * (pts[:, 1] - a[1]) - line[1] * (pts[:, 0] - a[0])) / norm
+            if norm > 0 else np.zeros(len(pts)))
+    best = dist.max()
+    ties = [i for i in range(len(pts)) if dist[i] >= best - 1e-12]
+    return max(ties, key=lambda i: (pts[i, 0], -i))
+
+
+# -------------------------------------------------------------------- evaluation
+
+@dataclass
+class Candidate:
+    """One evaluated candidate: its place in the search's sequence, its settings, its
+    figures (None when refused, ``note`` says why)."""
+
+    index: int
+    phase: str                # base, greedy or evolve
+    settings: Assignment
+    accuracy: float | None
+    energy_pj: float | None
+    latency_s: float | None
+    area_mm2: float | None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.accuracy is not None
+
+    def to_dict(self, names: list[str]) -> dict:
+        return {"index": self.index, "phase": self.phase,
+                "assignment": assignment_label(names, self.settings),
+                "layers": [{"layer": n, **asdict(s)} for n, s in zip(names, self.settings)],
+                **{m: getattr(self, m) for m in METRICS}, "note": self.note}
+
+
+def assignment_label(names: list[str], settings: Assignment) -> str:
+    """``conv1=dcim W8 X8; fc=acim W4 X4 A6``."""
+    return "; ".join(f"{n}={s.label()}" for n, s in zip(names, settings))
+
+
+def _fingerprint(bundle: Bundle, spec: AcimSpec, images: np.ndarray,
+                 labels: np.ndarray) -> str:
+    """The resume key: a content hash of the base bundle, the analog spec and the
+    labelled images (the same on any machine)."""
+    h = hashlib.sha256(bundle_digest(bundle).encode())
+    h.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    for arr in (images, labels):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}:{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+class _Evaluator:
+    """Evaluates batches of candidates within the budget: from OUT/candidates when an
+    earlier run with the same context wrote them, else as tasks on the engine (opened
+    at the first task); every result is written at once."""
+
+    def __init__(self, search: "_Search"):
+        self.s = search
+        self.seen: dict[Assignment, Candidate] = {}
+        self.order: list[Candidate] = []
+        self.computed = 0
+        self.engine = None
+        self._shared = None
+
+    @property
+    def left(self) -> int:
+        return self.s.budget - len(self.order)
+
+    def _file(self, settings: Assignment) -> Path:
+        key = digest([asdict(x) for x in settings], 16)
+        return self.s.out / "candidates" / f"{key}.json"
+
+    def _stored(self, settings: Assignment) -> dict | None:
+        try:
+            doc = json.loads(self._file(settings).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("context") != self.s.context or \
+                doc.get("settings") != [asdict(x) for x in settings]:
+            return None
+        return doc.get("metrics") if isinstance(doc.get("metrics"), dict) else None
+
+    def batch(self, wanted: list[Assignment], phase: str) -> list[Candidate]:
+        """The candidates of ``wanted`` not evaluated yet, in order, cut to the budget."""
+        new = list(dict.fromkeys(a for a in wanted if a not in self.seen))[:max(self.left, 0)]
+        results = {a: self._stored(a) for a in new}
+        todo = [a for a in new if results[a] is None]
+        if todo:
+            results.update(self._run(todo, len(self.order) + len(new) - len(todo)))
+        made = []
+        for a in new:
+            m = results[a]
+            cand = Candidate(len(self.order), phase, a, *(m.get(k) for k in METRICS),
+                             note=m.get("note", ""))
+            self.seen[a] = cand
+            self.order.append(cand)
+            made.append(cand)
+        return made
+
+    def _run(self, todo: list[Assignment], before: int) -> dict:
+        s = self.s
+        if self.engine is None:
+            self.engine = open_engine(s.workers, s.cluster, s.connect_timeout)
+            self._shared = tuple(self.engine.share(o) for o in (s.base, s.images, s.labels))
+        base, images, labels = self._shared
+        pending = {self.engine.submit(evaluate_candidate, base, s.spec, a, images, labels,
+                                      tag="search"): a for a in todo}
+        results = {}
+        while pending:
+            done = self.engine.completed(list(pending), s.task_timeout)
+            if not done:
+                raise SweepError(f"no candidate finished within {s.task_timeout:g} s on the "
+                                 f"{self.engine.name}; evaluated candidates are kept in "
+                                 f"{s.out / 'candidates'} (a re-run resumes)")
+            for fut in done:
+                a = pending.pop(fut)
+                try:
+                    results[a] = fut.result()
+                except BrokenProcessPool as exc:
+                    raise SweepError(f"the {self.engine.name} lost a worker process ({exc}); "
+                                     f"evaluated candidates are kept in "
+                                     f"{s.out / 'candidates'} (a re-run resumes)") from None
+                write_json_atomic(self._file(a), {"context": s.context,
+                                                  "settings": [asdict(x) for x in a],
+                                                  "metrics": results[a]})
+                self.computed += 1
+                if s.progress:
+                    s.progress(before + len(results), s.budget,
+                               assignment_label(s.names, a))
+        return results
+
+
+# ------------------------------------------------------------------------ strategy
+
+@dataclass
+class _Search:
+    base: Bundle
+    spec: AcimSpec
+    images: np.ndarray
+    labels: np.ndarray
+    out: Path
+    objectives: tuple
+    budget: int
+    seed: int
+    workers: int | None
+    cluster: str | None
+    connect_timeout: float
+    task_timeout: float
+    progress: Progress | None
+    min_accuracy: float = 0.0
+    context: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.base.macro_layers]
+
+    @property
+    def cost_metric(self) -> str:
+        return OBJECTIVES[next(o for o in self.objectives if o != "accuracy")][0]
+
+
+def _moves(search: _Search, a: Assignment, up: bool = False) -> list[Assignment]:
+    """Every assignment one step from ``a`` (module docstring), downwards; with ``up``
+    also the steps back towards the base."""
+    adc_lo, _ = knob_bounds(AcimSpec, "adc_bits")
+    out = []
+    for i, (layer, s) in enumerate(zip(search.base.macro_layers, a)):
+        steps = []
+        if layer.macro == "dcim":
+            if s.family == "dcim":
+                steps.append(replace(s, family="acim", adc_bits=search.spec.adc_bits))
+            elif s.adc_bits > adc_lo:
+                steps.append(replace(s, adc_bits=s.adc_bits - 1))
+        if s.w_bits > 2:
+            steps.append(replace(s, w_bits=s.w_bits - 1))
+        if s.x_bits > 1:
+            steps.append(replace(s, x_bits=s.x_bits - 1))
+        if up:
+            if s.family == "acim" and layer.macro == "dcim":
+                steps.append(replace(s, family="dcim", adc_bits=None) if
+                             s.adc_bits >= search.spec.adc_bits else
+                             replace(s, adc_bits=s.adc_bits + 1))
+            if s.w_bits < layer.w_bits:
+                steps.append(replace(s, w_bits=s.w_bits + 1))
+            if s.x_bits < layer.x_bits:
+                steps.append(replace(s, x_bits=s.x_bits + 1))
+        out += [a[:i] + (step,) + a[i + 1:] for step in steps]
+    return out
+
+
+def _greedy(search: _Search, ev: _Evaluator, start: Candidate) -> None:
+    """The greedy path from ``start`` (module docstring, 1)."""
+    cost = search.cost_metric
+    here = start
+    while here.ok and ev.left > 0:
+        evaluated = _neighbours(ev, _moves(search, here.settings))
+        cheaper = [c for c in evaluated if c.ok and getattr(c, cost) < getattr(here, cost)
+                   and c.accuracy >= search.min_accuracy]
+        if not cheaper:
+            return
+
+        def rank(c: Candidate) -> tuple:
+            loss = here.accuracy - c.accuracy
+            saved = (getattr(here, cost) - getattr(c, cost)) / getattr(here, cost)
+            return (0, -saved, c.index) if loss <= 0 else (1, loss / saved, c.index)
+        here = min(cheaper, key=rank)
+
+
+def _neighbours(ev: _Evaluator, moves: list[Assignment]) -> list[Candidate]:
+    """The candidates of ``moves``: evaluated now (one batch) or earlier."""
+    ev.batch(moves, "greedy")
+    return [ev.seen[a] for a in moves if a in ev.seen]
+
+
+def _evolve(search: _Search, ev: _Evaluator) -> None:
+    """Seeded evolutionary refinement of the front with the budget left (module
+    docstring, 2)."""
+    rng = np.random.default_rng(search.seed)
+    while ev.left > 0:
+        parents = [ev.order[i] for i in _front(search, ev.order)]
+        children: list[Assignment] = []
+        for _ in range(GENERATION):
+            for _ in range(DRAWS):
+                child = parents[int(rng.integers(len(parents)))].settings
+                for _ in range(int(rng.integers(1, 4))):
+                    moves = _moves(search, child, up=True)
+                    child = moves[int(rng.integers(len(moves)))] if moves else child
+                if child not in ev.seen and child not in children:
+                    children.append(child)
+                    break
+        if not children:
+            return
+        ev.batch(children, "evolve")
+
+
+def _front(search: _Search, cands: list[Candidate]) -> list[int]:
+    """Indices into ``cands`` of the front over the search's objectives (of the valid
+    candidates with at least the minimum accuracy)."""
+    ok = [i for i, c in enumerate(cands) if c.ok and c.accuracy >= search.min_accuracy]
+    metrics = [OBJECTIVES[o] for o in search.objectives]
+    values = [tuple(getattr(cands[i], m) for m, _ in metrics) for i in ok]
+    return [ok[j] for j in pareto_front(values, tuple(up for _, up in metrics))]
+
+
+# -------------------------------------------------------------------------- driver
+
+@dataclass
+class SearchResult:
+    """What :func:`run_search` evaluated and where it wrote it."""
+
+    out: Path
+    names: list
+    objectives: tuple
+    candidates: list          # of Candidate, in evaluation order
+    front: list               # of Candidate, cheapest first
+    knee: Candidate
+    computed: int             # evaluated in this run (the others came from OUT)
+    engine: str | None
+
+
+def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str | Path, *,
+               objectives: str | tuple = ("accuracy", "energy"), budget: int = 200,
+               seed: int = 0, sigma: float | None = None, min_accuracy: float = 0.0,
+               source: str = "",
+               workers: int | None = None, cluster: str | None = None,
+               connect_timeout: float = 10.0, task_timeout: float = POINT_TIMEOUT,
+               progress: Progress | None = None, force: bool = False) -> SearchResult:
+    """Search per-layer assignments of ``bundle`` (module docstring) on ``images`` /
+    ``labels``, evaluating at most ``budget`` candidates on a local pool of ``workers``
+    processes (0: this process) or the Dask scheduler at ``cluster``; ``sigma`` the
+    analog noise of every acim layer (None: the bundle's); candidates below
+    ``min_accuracy`` are kept out of the front and end the greedy path. Writes into ``out``:
+    ``candidates/`` (one file per candidate, the resume state), ``candidates.json``,
+    ``front.csv``, ``front.json``, ``sensitivity.json`` (the base's one-step moves in
+    the sensitivity study's format) and the knee's bundle ``knee/``."""
+    objectives = check_objectives(objectives)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"--budget {budget!r}: give the number of candidates to evaluate, "
+                          "1 or more")
+    if not 0.0 <= min_accuracy <= 1.0:
+        raise ConfigError(f"--min-accuracy {min_accuracy!r}: give a fraction in [0, 1]")
+    if cluster is not None:
+        cluster_address(cluster)
+    if not bundle.macro_layers:
+        raise ConfigError(f"bundle {bundle.name} has no macro layer to assign")
+    spec = bundle.acim or AcimSpec()
+    spec = spec if sigma is None else replace(spec, sigma=sigma)
+    out = claim_folder(out, force, kind="search")
+    search = _Search(bundle, spec, images, labels, out, objectives, budget, seed, workers,
+                     cluster, connect_timeout, task_timeout, progress, min_accuracy)
+    search.context = _fingerprint(bundle, spec, np.asarray(images), np.asarray(labels))
+    ev = _Evaluator(search)
+    t0 = time.perf_counter()
+    try:
+        start = ev.batch([base_assignment(bundle)], "base")[0]
+        if not start.ok:
+            raise ConfigError(f"bundle {bundle.name} cannot be evaluated: {start.note}")
+        if start.accuracy < min_accuracy:
+            raise ConfigError(f"--min-accuracy {min_accuracy:g}: the bundle itself reaches "
+                              f"{start.accuracy:.4f}; give a lower one")
+        _greedy(search, ev, start)
+        _evolve(search, ev)
+    except BaseException:
+        if ev.engine is not None:
+            ev.engine.close(cancel=True)
+        raise
+    if ev.engine is not None:
+        ev.engine.close()
+    return _write(search, ev, source, time.perf_counter() - t0)
+
+
+def _write(search: _Search, ev: _Evaluator, source: str, seconds: float) -> SearchResult:
+    names, cands = search.names, ev.order
+    cost = search.cost_metric
+    front = sorted((cands[i] for i in _front(search, cands)),
+                   key=lambda c: (getattr(c, cost), -c.accuracy, c.index))
+    metrics = [OBJECTIVES[o] for o in search.objectives]
+    knee = front[knee_index([tuple(getattr(c, m) for m, _ in metrics) for c in front],
+                            tuple(up for _, up in metrics))]
+    settings = {"bundle": search.base.name, "objectives": list(search.objectives),
+                "budget": search.budget, "seed": search.seed, "sigma": search.spec.sigma,
+                "min_accuracy": search.min_accuracy,
+                "images": len(search.images), "source": source, "evaluated": len(cands),
+                "computed": ev.computed, "seconds": seconds}
+    write_json_atomic(search.out / "candidates.json",
+                      {**settings, "candidates": [c.to_dict(names) for c in cands]})
+    rows = [{**c.to_dict(names), "knee": c is knee} for c in front]
+    write_csv_atomic(search.out / "front.csv", [{k: r[k] for k in FRONT_COLUMNS} for r in rows],
+                     FRONT_COLUMNS)
+    write_json_atomic(search.out / "front.json",
+                      {**settings, "front": rows, "knee": knee.to_dict(names)})
+    write_json_atomic(search.out / "sensitivity.json",
+                      _sensitivity(search, cands, source).to_dict())
+    knee_bundle = apply_assignment(search.base, knee.settings, search.spec)
+    knee_bundle = replace(knee_bundle, meta={**knee_bundle.meta, "search_knee": {
+        "assignment": assignment_label(names, knee.settings), "index": knee.index}})
+    save_bundle(knee_bundle, search.out / "knee")
+    return SearchResult(search.out, names, search.objectives, cands, front, knee,
+                        ev.computed, ev.engine.name if ev.engine else None)
+
+
+FRONT_COLUMNS = ("index", "accuracy", "energy_pj", "latency_s", "area_mm2", "knee",
+                 "assignment")
+
+
+def _sensitivity(search: _Search, cands: list[Candidate], source: str) -> Sensitivity:
+    """The base's one-step moves in the sensitivity study's format (acim at the spec's
+    ADC bits, w_bits and x_bits one less), as far as the budget reached them."""
+    base = cands[0]
+    res = Sensitivity(search.base.name, len(search.images), source, search.spec.sigma,
+                      search.spec.adc_bits, base.accuracy)
+    by = {c.settings: c for c in cands}
+    for a in _moves(search, base.settings):      # layer by layer
+        if a not in by:
+            continue
+        i = next(i for i, (s, t) in enumerate(zip(a, base.settings)) if s != t)
+        s, c = a[i], by[a]
+        change, value = (("acim", s.adc_bits) if s.family != base.settings[i].family else
+                         ("w_bits", s.w_bits) if s.w_bits != base.settings[i].w_bits else
+                         ("x_bits", s.x_bits))
+        res.changes.append(LayerChange(search.names[i], change, value, c.accuracy,
+                                       c.accuracy - base.accuracy if c.ok else None, c.note))
+    return res

@@ -1,0 +1,181 @@
+"""The per-layer design search (cimstack.study.search): its figures are those of
+`cimstack run` and `cimstack cost` for the same bundle, its front is a Pareto front, a
+Dask cluster and the local pool give the same search, and a search resumes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from cimstack.bundle import save_bundle
+from cimstack.config import AcimSpec
+from cimstack.errors import ConfigError
+from cimstack.quant.data import load_digits_split
+from cimstack.study.search import (Setting, apply_assignment, dominates, knee_index,
+                                   pareto_front, run_search)
+
+from badcase import run_cli
+from conftest import lstsq_bundle
+
+SIGMA = 0.5
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split()
+
+
+@pytest.fixture(scope="module")
+def base(digits):
+    return lstsq_bundle(digits)
+
+
+@pytest.fixture(scope="module")
+def pool_search(base, digits, tmp_path_factory):
+    """30 candidates on a local pool of 2 processes."""
+    out = tmp_path_factory.mktemp("pool") / "s"
+    return run_search(base, digits.x_test, digits.y_test, out, budget=30, sigma=SIGMA,
+                      workers=2)
+
+
+def _doc(out) -> tuple:
+    """What a search wrote, without its timings and engine counts."""
+    cands = json.loads((out / "candidates.json").read_text())["candidates"]
+    front = json.loads((out / "front.json").read_text())
+    return cands, front["front"], front["knee"], (out / "front.csv").read_text()
+
+
+def test_front_point_figures_equal_run_and_cost(base, digits, tmp_path):
+    save_bundle(base, tmp_path / "b")
+    code, text = run_cli(["search", "b", "--budget", "40", "--noise", str(SIGMA),
+                          "--workers", "0", "--out", "s"], tmp_path)
+    assert code == 0, text
+    assert "Pareto front of 40 candidates" in text and "knee" in text
+    cands, front, knee, _ = _doc(tmp_path / "s")
+    assert len(cands) == 40 and knee in [{k: v for k, v in f.items() if k != "knee"}
+                                          for f in front]
+    # the knee's bundle and an analog candidate's, through the user's commands
+    analog = max((c for c in cands if c["accuracy"] is not None
+                  and any(r["family"] == "acim" for r in c["layers"])),
+                 key=lambda c: c["accuracy"])
+    spec = AcimSpec(sigma=SIGMA)
+    save_bundle(apply_assignment(base, tuple(Setting(**{k: v for k, v in r.items()
+                                                       if k != "layer"})
+                                             for r in analog["layers"]), spec),
+                tmp_path / "analog")
+    for folder, cand in (("s/knee", knee), ("analog", analog)):
+        assert run_cli(["run", folder, "--json", "run.json"], tmp_path)[0] == 0
+        assert run_cli(["cost", folder, "--json", "cost.json"], tmp_path)[0] == 0
+        run = json.loads((tmp_path / "run.json").read_text())
+        cost = json.loads((tmp_path / "cost.json").read_text())["network"]["totals"]
+        assert run["accuracy"] == cand["accuracy"]
+        assert (cost["energy_pj"], cost["latency_s"], cost["area_mm2"]) == (
+            cand["energy_pj"], cand["latency_s"], cand["area_mm2"])
+    assert any(c["layers"][0]["family"] == "acim" for c in cands)
+
+
+objective_sets = st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0]),
+                                    st.integers(0, 4), st.integers(0, 2)),
+                          min_size=1, max_size=12)
+
+
+@settings(max_examples=150)
+@given(objective_sets, st.tuples(st.booleans(), st.booleans(), st.booleans()))
+@example([(0.5, 1, 1)], (True, False, False))                      # one point
+@example([(0.5, 1, 1)] * 4, (True, False, False))                  # all equal
+@example([(0.5, 1, 0), (0.5, 1, 0), (0.4, 1, 0)], (True, False, False))   # ties
+@example([(1.0, 4, 0), (0.0, 0, 0), (0.5, 2, 0)], (True, False, False))   # all on front
+def test_front_is_the_undominated_set(values, larger_better):
+    front = pareto_front(values, larger_better)
+    assert front, "a non-empty set has a front"
+    for i in front:                              # no evaluated point dominates a front one
+        assert not any(dominates(v, values[i], larger_better) for v in values)
+    for i in set(range(len(values))) - set(front):   # every other one is dominated
+        assert any(dominates(values[j], values[i], larger_better) for j in front)
+    knee = knee_index([values[i] for i in front], larger_better)
+    assert 0 <= knee < len(front)
+
+
+def test_knee_is_farthest_from_the_line_between_the_ends():
+    #  accuracy up, energy down: (0.5, 10) bulges towards the ideal corner
+    front = [(0.2, 1.0), (0.5, 2.0), (0.6, 8.0), (0.9, 10.0)]
+    assert knee_index(front, (True, False)) == 1
+    assert knee_index([(0.2, 1.0), (0.9, 10.0)], (True, False)) == 1   # ends: best accuracy
+
+
+def test_dask_cluster_equals_local_pool(pool_search, base, digits, tmp_path):
+    import distributed                        # a dependency: never skipped
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  protocol="tcp", dashboard_address=None) as cluster:
+        res = run_search(base, digits.x_test, digits.y_test, tmp_path / "s", budget=30,
+                         sigma=SIGMA, cluster=cluster.scheduler_address)
+    assert res.engine.startswith("Dask cluster") and res.computed == 30
+    assert _doc(tmp_path / "s") == _doc(pool_search.out)
+
+
+def test_resume_evaluates_only_the_rest(pool_search, base, digits, tmp_path):
+    out = tmp_path / "s"
+    first = run_search(base, digits.x_test, digits.y_test, out, budget=12, sigma=SIGMA,
+                       workers=0)
+    assert first.computed == 12
+    (out / "front.json").unlink()           # an interrupted run wrote only candidates/
+    again = run_search(base, digits.x_test, digits.y_test, out, budget=30, sigma=SIGMA,
+                       workers=0)
+    assert again.computed == 18 and len(again.candidates) == 30
+    assert _doc(out) == _doc(pool_search.out)
+    # a minimum accuracy keeps the weaker candidates out of the front and the greedy path
+    floor = sorted(c.accuracy for c in again.front)[len(again.front) // 2]
+    high = run_search(base, digits.x_test, digits.y_test, out, budget=30, sigma=SIGMA,
+                      workers=0, min_accuracy=floor)
+    assert min(c.accuracy for c in high.front) >= floor > min(c.accuracy for c in again.front)
+    assert high.knee.accuracy >= floor
+    # other noise: nothing is taken from the earlier files
+    other = run_search(base, digits.x_test, digits.y_test, out, budget=5, sigma=0.0,
+                       workers=0)
+    assert other.computed == 5
+
+
+def test_bad_inputs_one_line(base, digits, tmp_path):
+    save_bundle(base, tmp_path / "b")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    np.savez(tmp_path / "nolabels.npz", x=digits.x_test[:5])
+    cases = [(["--objective", "accuracy,power"], "give accuracy and one or more of"),
+             (["--objective", "energy,latency"], "give accuracy and one or more of"),
+             (["--objective", "accuracy,energy,energy"], "each once"),
+             (["--budget", "0"], "--budget"),
+             (["--cluster", "http://x"], "not a Dask scheduler address"),
+             (["--data", "nolabels.npz"], "needs labels"),
+             (["--min-accuracy", "1.5"], "--min-accuracy"),
+             (["--min-accuracy", "0.99"], "the bundle itself reaches"),
+             (["--out", "mine"], "did not write")]
+    for args, match in cases:
+        code, text = run_cli(["search", "b", "--workers", "0", *args], tmp_path)
+        assert code != 0 and match in text and "Traceback" not in text, (args, text)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="--budget 0"):
+        run_search(base, digits.x_test, digits.y_test, tmp_path / "x", budget=0)
+    assert not (tmp_path / "x").exists()
+
+
+def test_its_sensitivities_are_the_sensitivity_study(pool_search, base, digits):
+    from cimstack.study.sensitivity import sensitivity
+    doc = json.loads((pool_search.out / "sensitivity.json").read_text())
+    study = sensitivity(base, digits.x_test, digits.y_test, sigma=SIGMA)
+    assert doc["baseline"] == study.baseline
+    assert [(c["layer"], c["change"], c["value"], c["accuracy"]) for c in doc["changes"]] == [
+        (c.layer, c.change, c.value, c.accuracy) for c in study.changes]
+
+
+def test_report_draws_the_search(pool_search, tmp_path):
+    from cimstack.report.build import write_report
+    run = tmp_path / "run"
+    shutil.copytree(pool_search.out, run / "search")
+    rep = write_report(run)
+    section = next(s for s in rep.sections if s.key == "search")
+    assert section.status == "complete" and (rep.out / section.figure).is_file()
+    assert "Pareto front" in section.caption
+    knee = next(t for t in section.tables if t.title == "knee point")
+    assert [r[0] for r in knee.rows] == ["fc1", "fc2"]
