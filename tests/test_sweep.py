@@ -65,7 +65,7 @@ def test_set_options_make_select_and_override_tables():
     assert merged["snn"][0]["v_bits"] == [12] and "v_bits" not in merged["acim"][0]
     assert set(merge_sets(DEFAULT_GRID, parse_sets(["macro=snn,acim"]))) == {"snn", "acim"}
     for sets, message in ((["adc_bits"], "write KNOB=VALUE"),
-                          (["adc_bits=4"], "needs macro=dcim, acim or snn"),
+                          (["adc_bits=4"], "needs macro=dcim, acim, snn or flexspim"),
                           (["macro=tpu"], "unknown macro(s) ['tpu']")):
         with pytest.raises(ConfigError) as err:
             merge_sets(None, parse_sets(sets))

@@ -454,7 +454,7 @@ def _mount_subcommands() -> None:
     from .report.cli import report_command
     from .snn_cli import snn_app
     from .study import study_app
-    from .study.cli import search_command, sensitivity_command
+    from .study.cli import finetune_command, search_command, sensitivity_command
     from .sweep.cli import sweep_command
     app.add_typer(board_app, name="board", help="find, log into and query a PYNQ-Z2 over its "
                   "serial console")
@@ -467,6 +467,7 @@ def _mount_subcommands() -> None:
     app.command("report")(report_command)
     app.command("sensitivity")(sensitivity_command)
     app.command("search")(search_command)
+    app.command("finetune")(finetune_command)
     app.command("cost")(cost_command)
     app.command("import")(import_command)
     app.add_typer(models_app, name="models", help="the model zoo: VGG16, ResNet18, an "

@@ -19,6 +19,8 @@ bit of its rows once and is charged like moving them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..mapping.snn import LayerMapping, SnnMappingError, layer_cost, map_layer, network_cost
 from .constants import SnnConstants, check_count
 
@@ -102,42 +104,71 @@ def plan_energy(plan, net, stats, constants: SnnConstants | None = None) -> dict
     return {"energy_sop_pj": sop, "energy_dram_pj": dram, "energy_pj": sop + dram}
 
 
-def policy_study(net, sparsities, macros, samples: int = 1, steps: int = 16,
-                 seed: int = 0, constants: SnnConstants | None = None) -> list[dict]:
-    """Every policy of :mod:`cimstack.mapping.flexspim` on every number of ``macros``
-    at every input ``sparsity``: one row each with the resident (stationary) bits, the
-    DRAM bits and the energy per sample, each also relative to weight-stationary only
-    on the same macros and input. Spike statistics: a ``run_snn`` of ``net`` on
-    ``samples`` x ``steps`` frames of seeded random events
-    (:func:`cimstack.models.flexspim.random_events`)."""
-    from ..mapping.flexspim import POLICIES, plan_network, reach_counts
+@dataclass(frozen=True)
+class EventRun:
+    """A run of a network on seeded random events at one input ``sparsity``: the spike
+    statistics the dataflow policies are mapped over (:func:`policy_rows`)."""
+
+    sparsity: float
+    samples: int
+    stats: list                 # LayerStats per spiking layer
+    reached: list               # reach_counts per spiking layer
+    input_events: int
+    rates: dict                 # layer -> spikes per neuron and timestep
+
+
+def event_run(net, sparsity: float, samples: int = 1, steps: int = 16,
+              seed: int = 0) -> EventRun:
+    """A ``run_snn`` of ``net`` on ``samples`` x ``steps`` frames of seeded random events
+    at ``sparsity`` (:func:`cimstack.models.flexspim.random_events`)."""
+    from ..mapping.flexspim import reach_counts
     from ..models.flexspim import random_events
     from ..ref.snn import run_snn
     check_count("samples", samples, "samples in the run")
+    frames = random_events(net, samples, steps, sparsity, seed)
+    result = run_snn(net, frames, keep_spikes=True)
+    rates = {l.name: st.events_out / (st.steps * l.n_neurons)
+             for l, st in zip(net.spiking_layers, result.stats)}
+    return EventRun(sparsity, samples, result.stats, reach_counts(net, frames, result),
+                    result.input_events, rates)
+
+
+def policy_rows(net, run: EventRun, macros: int,
+                constants: SnnConstants | None = None) -> list[dict]:
+    """Every policy of :mod:`cimstack.mapping.flexspim` on ``macros`` macros over the
+    event ``run``: one row each with the resident (stationary) bits, the DRAM bits and
+    the energy per sample, each also relative to weight-stationary only on the same
+    macros and input, and the plan (per layer: dataflow, place, bits)."""
+    from ..mapping.flexspim import POLICIES, plan_network
+    plans = {p: plan_network(net, run.stats, macros, p, run.reached) for p in POLICIES}
+    energy = {p: plan_energy(plans[p], net, run.stats, constants) for p in POLICIES}
+    ws, e_ws = plans["ws"], energy["ws"]["energy_pj"]
+    out = []
+    for p, plan in plans.items():
+        e = energy[p]["energy_pj"]
+        out.append({
+            "sparsity": run.sparsity, "macros": macros, "policy": p,
+            "flows": "".join((l.dataflow.upper() if l.resident else l.dataflow)[0]
+                             for l in plan.layers),
+            "resident_bits": plan.resident_bits,
+            "resident_vs_ws": plan.resident_bits / ws.resident_bits - 1
+            if ws.resident_bits else 0.0,
+            "dram_bits_per_sample": plan.dram_bits / run.samples,
+            "dram_vs_ws": _ratio(plan.dram_bits, ws.dram_bits),
+            "energy_pj_per_sample": e / run.samples,
+            "energy_vs_ws": e / e_ws - 1 if e_ws else 0.0,
+            "input_events": run.input_events, "rates": run.rates,
+            "plan": plan.to_dict()})
+    return out
+
+
+def policy_study(net, sparsities, macros, samples: int = 1, steps: int = 16,
+                 seed: int = 0, constants: SnnConstants | None = None) -> list[dict]:
+    """:func:`policy_rows` on every number of ``macros`` at every input ``sparsity``,
+    each over an :func:`event_run` of ``net`` (``samples`` x ``steps`` frames, seeded)."""
     out = []
     for sparsity in sparsities:
-        frames = random_events(net, samples, steps, sparsity, seed)
-        result = run_snn(net, frames, keep_spikes=True)
-        reached = reach_counts(net, frames, result)
-        rates = {l.name: st.events_out / (st.steps * l.n_neurons)
-                 for l, st in zip(net.spiking_layers, result.stats)}
+        run = event_run(net, sparsity, samples, steps, seed)
         for m in macros:
-            plans = {p: plan_network(net, result.stats, m, p, reached) for p in POLICIES}
-            energy = {p: plan_energy(plans[p], net, result.stats, constants) for p in POLICIES}
-            ws = plans["ws"]
-            for p, plan in plans.items():
-                e, e_ws = energy[p]["energy_pj"], energy["ws"]["energy_pj"]
-                out.append({
-                    "sparsity": sparsity, "macros": m, "policy": p,
-                    "flows": "".join((l.dataflow.upper() if l.resident else l.dataflow)[0]
-                                     for l in plan.layers),
-                    "resident_bits": plan.resident_bits,
-                    "resident_vs_ws": plan.resident_bits / ws.resident_bits - 1
-                    if ws.resident_bits else 0.0,
-                    "dram_bits_per_sample": plan.dram_bits / samples,
-                    "dram_vs_ws": _ratio(plan.dram_bits, ws.dram_bits),
-                    "energy_pj_per_sample": e / samples,
-                    "energy_vs_ws": e / e_ws - 1 if e_ws else 0.0,
-                    "input_events": result.input_events, "rates": rates,
-                    "plan": plan.to_dict()})
+            out += policy_rows(net, run, m, constants)
     return out

@@ -56,7 +56,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BundleError(f"{path} is not a readable cimstack checkpoint: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{path} is not a readable cimstack checkpoint: {first}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleError(f"{path} is not a cimstack checkpoint")
     if doc.get("version") != VERSION:

@@ -33,7 +33,8 @@ import math
 import numpy as np
 import torch
 
-from ..bundle import Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, save_bundle
+from ..bundle import (Bundle, FlattenLayer, InputSpec, MacroLayer, PoolLayer, Requant,
+                      save_bundle)
 from ..config import DcimSpec
 from ..ref.codes import LayerCheck, check_codes, float32_bound
 from ..ref.requant import choose_shift, logit_scale, make_requant
@@ -54,6 +55,23 @@ def integer_weight(layer, w_bits: int) -> tuple[np.ndarray, np.ndarray]:
         if not np.isin(w_int, (-1, 0, 1)).all():
             raise ValueError("binary layer exported values outside {-1, 0, +1}")
     return w_int.astype(np.int8), scale
+
+
+def layer_requant(w_int: np.ndarray, x_bits: int, s_x: float, s_w: np.ndarray,
+                  bias: np.ndarray, s_o: float | None = None,
+                  out_bits: int | None = None) -> tuple[Requant, float]:
+    """``(requantizer, s_o)`` of a macro layer with integer weights ``w_int`` reading
+    ``x_bits``-bit codes of scale ``s_x`` (module docstring): a hidden layer (``s_o``
+    and ``out_bits`` given) clamps to ``[0, 2^out_bits - 1]``; the logits (``s_o``
+    None) get :func:`~cimstack.ref.requant.logit_scale` and the int32 range."""
+    w2 = np.abs(w_int.reshape(w_int.shape[0], -1).astype(np.int64))
+    acc_bound = w2.sum(axis=1) * ((1 << x_bits) - 1)       # per channel
+    if s_o is None:
+        s_o = logit_scale(acc_bound * s_x * s_w, bias)
+        lo, hi = INT32_LO, INT32_HI
+    else:
+        lo, hi = 0, (1 << out_bits) - 1
+    return make_requant(s_x * s_w / s_o, bias / s_o, int(acc_bound.max()), lo, hi), s_o
 
 
 @torch.no_grad()
@@ -79,18 +97,11 @@ def export_bundle(model: QuantDigitsNet, name: str = "digits", dcim: DcimSpec | 
         w_bits, x_bits = cfg.w_bits[i], cfg.x_bits[i]
         w_int, s_w = integer_weight(layer, w_bits)
         bias = layer.bias.detach().double().numpy()
-        s_x = x_scales[i]
-        w2 = np.abs(w_int.reshape(w_int.shape[0], -1).astype(np.int64))
-        acc_bound = w2.sum(axis=1) * ((1 << x_bits) - 1)       # per channel
-        acc_max = int(acc_bound.max())
         if i < 2:
-            s_o = act_scales[i]
-            lo, hi = 0, (1 << cfg.a_bits[i]) - 1
+            rq, _ = layer_requant(w_int, x_bits, x_scales[i], s_w, bias, act_scales[i],
+                                  cfg.a_bits[i])
         else:
-            s_o = logit_scale(acc_bound * s_x * s_w, bias)
-            output_scale = s_o
-            lo, hi = INT32_LO, INT32_HI
-        rq = make_requant(s_x * s_w / s_o, bias / s_o, acc_max, lo, hi)
+            rq, output_scale = layer_requant(w_int, x_bits, x_scales[i], s_w, bias)
         op = "conv2d" if w_int.ndim == 4 else "linear"
         macro[lname] = MacroLayer(
             name=lname, op=op, weight=w_int, w_bits=w_bits, x_bits=x_bits, requant=rq,
@@ -214,5 +225,5 @@ def compare_layer_codes(bundle: Bundle, model: QuantDigitsNet,
     return checks
 
 
-__all__ = ["export_bundle", "make_requant", "choose_shift", "integer_weight",
+__all__ = ["export_bundle", "layer_requant", "make_requant", "choose_shift", "integer_weight",
            "compare_with_reference", "compare_layer_codes", "LayerCheck", "save_bundle"]

@@ -10,7 +10,8 @@ from .inputs import find_inputs
 from ..errors import OutputError
 from ..fileio import atomic_folder, check_output_folder, is_inside, write_text_atomic
 from .render import to_html, to_markdown
-from .sections import SECTIONS, Section, network_sections, search_sections
+from .sections import (SECTIONS, Section, flexspim_sections, network_sections,
+                       search_sections)
 
 
 @dataclass
@@ -55,6 +56,7 @@ def write_report(folder: str | Path, out: str | Path | None = None,
     inputs.check()
     with atomic_folder(out, force, kind="report") as tmp:
         sections = [build(inputs, tmp / "figures") for build in SECTIONS]
+        sections += flexspim_sections(inputs, tmp / "figures")
         sections += network_sections(inputs, tmp / "figures")
         sections += search_sections(inputs, tmp / "figures")
         title = f"cimstack report: {inputs.root.resolve().name}"

@@ -6,7 +6,9 @@ whose inputs are missing has no figure and says which command writes them.
 1. efficiency and density vs precision: cost model with the paper points (``cimstack.cost``)
 2. accuracy vs noise sigma and vs ADC bits: sweep acim points, study sigma.csv / adc_bits.csv
 3. effective bits with and without adaptive swing: study enob.csv
-4. per-layer dataflow and traffic: sweep snn points, snn_demo.json
+4. per-layer dataflow and traffic: sweep snn points, snn_demo.json; FlexSpIM's network
+   at scale (only when the sweep has flexspim points): per-layer dataflow, resident
+   bits, DRAM traffic per policy, the policies across input sparsity
 5. per-layer mismatch counts: verify/verify.json, snn_demo.json
 6. the overlay's estimated throughput against the DMA bound: ``fpga_cost`` of bundle/,
    sweep points
@@ -318,6 +320,128 @@ def dataflow_section(inputs: RunInputs, fig_dir: Path) -> Section:
                             ["source", "layer", "dataflow", "traffic bits",
                              "weight-stationary only", "traffic / ws-only"], rows)] + tables
     return _draw(section, panels, fig_dir)
+
+
+# ------------------------------------------------- 4b. FlexSpIM's network at scale
+
+FLEXSPIM_SETTING = ("downsample", "macros", "input_sparsity", "steps", "samples", "seed")
+
+
+def _policies(points: list[dict]) -> list[str]:
+    """The policies of ``points`` in :data:`~cimstack.mapping.flexspim.POLICIES` order."""
+    from ..mapping.flexspim import POLICIES
+    present = {p["policy"] for p in points}
+    return [p for p in POLICIES if p in present]
+
+
+def _flow_letter(layer: dict) -> str:
+    """``W``/``O``: weight-/output-stationary, resident; ``w``/``o``: spilled to DRAM."""
+    letter = layer["dataflow"][0]
+    return letter.upper() if layer["resident"] else letter
+
+
+def _vs_sparsity(points: list[dict], key: str, policies: list[str]) -> list[Series]:
+    """One series per policy: ``key`` (a change against ws-only) in % over input
+    sparsity (%)."""
+    curves = {g[0]: xy for g, xy in _curves(points, "input_sparsity", key, "policy").items()}
+    return [Series(q, [100 * x for x in curves[q][0]], [100 * y for y in curves[q][1]])
+            for q in policies if q in curves]
+
+
+def _paper_table(points: list[dict]) -> Table:
+    """The paper's two figures beside the model's, where the sweep has the setting."""
+    from ..cost.constants import PAPER_POINTS
+    paper = {p["figure"]: p for p in PAPER_POINTS["snn"]}
+    two = sorted(p["resident_vs_ws"] for p in points
+                 if p["policy"] == "hs-min" and p["macros"] == 2)
+    large = [p for p in points if p["policy"] != "ws" and p["macros"] >= 16
+             and 0.85 <= p["input_sparsity"] <= 0.99]
+    best = min(large, key=lambda p: p["energy_vs_ws"], default=None)
+    gain, saving = paper["resident_operand_gain"], paper["large_system_energy_saving"]
+    none = "not in this sweep"
+    return Table("the paper's figures (FlexSpIM, its network) beside the model's (this "
+                 "network, these points)", ["figure", "paper", "model"], [
+        ["stationary operand bits vs ws-only, hs-min on 2 macros (the paper's metric)",
+         f"{gain['value']:+.0%}", none if not two else f"{two[0]:+.0%}" if two[0] == two[-1]
+         else f"{two[0]:+.0%} to {two[-1]:+.0%}"],
+        ["energy saved vs ws-only on 16-18 macros, 85-99% input sparsity",
+         f"up to {saving['value']:.0%} (extrapolated)", none if best is None else
+         f"up to {-best['energy_vs_ws']:.0%} ({best['policy']}, {best['macros']} macros, "
+         f"{pct(best['input_sparsity'])} input sparsity)"]])
+
+
+def flexspim_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
+    """FlexSpIM's network on macros sharing one budget with a DRAM tier (the flexspim
+    points of a sweep): per layer, the dataflow, resident bits and DRAM traffic of each
+    policy at one setting, and the policies against weight-stationary only across input
+    sparsity; no section when the sweep has no flexspim points."""
+    points = [p for p in _sweep_points(inputs, "flexspim") if p.get("layers")]
+    if not points:
+        return []
+    section = Section("flexspim", "FlexSpIM's network at scale: dataflow policies, "
+                                  "resident bits and DRAM traffic")
+    settings: dict = defaultdict(list)
+    for p in points:
+        settings[tuple(p.get(k) for k in FLEXSPIM_SETTING)].append(p)
+    setting, shown = max(settings.items(), key=lambda kv: len(_policies(kv[1])))
+    drawn = ", ".join(f"{k} {v}" for k, v in zip(FLEXSPIM_SETTING, setting))
+    policies = _policies(shown)
+    by = {p["policy"]: p for p in shown}
+    names = [r["layer"] for r in by[policies[0]]["layers"]]
+    notes = tuple("".join(_flow_letter(by[q]["layers"][i]) for q in policies)
+                  for i in range(len(names)))
+    panels = [Bars("DRAM traffic per layer", "DRAM bits per sample", names,
+                   {q: [r["dram_bits"] for r in by[q]["layers"]] for q in policies}, notes,
+                   log_y=True),
+              Bars("stationary operand in the macros", "kbit", names,
+                   {q: [r["stationary_bits"] / 1e3 if r["resident"] else 0.0
+                        for r in by[q]["layers"]] for q in policies})]
+    same = [p for p in points if all(p.get(k) == v for k, v in zip(FLEXSPIM_SETTING, setting)
+                                     if k != "input_sparsity")]
+    others = [q for q in _policies(same) if q != "ws"]
+    if others:
+        metric = _vs_sparsity(same, "resident_vs_ws", others)
+        if setting[1] == 2 and "hs-min" in others:          # the paper's figure: 2 macros
+            from ..cost.constants import paper_value
+            xs = metric[0].x
+            metric.append(Series("hs-min, FlexSpIM paper (its network)", [xs[0], xs[-1]],
+                                 [100 * paper_value("snn", "resident_operand_gain")] * 2,
+                                 "k--"))
+        panels += [Lines(f"the paper's metric ({setting[1]} macros)", "input sparsity (%)",
+                         "stationary bits vs ws-only (%)", metric),
+                   Lines(f"energy (SOPs + DRAM), {setting[1]} macros", "input sparsity (%)",
+                         "energy vs ws-only (%)", _vs_sparsity(same, "energy_vs_ws", others))]
+    section.tables = [
+        Table(f"per layer ({drawn})", ["policy", "layer", "dataflow", "stationary in",
+                                      "stationary bits", "rows", "DRAM bits per sample",
+                                      "spikes per neuron and step"],
+              [[q, r["layer"], r["dataflow"], "macros" if r["resident"] else "DRAM",
+                fmt(r["stationary_bits"]), fmt(r["rows"]), fmt(r["dram_bits"]),
+                fmt(r.get("spike_rate"))] for q in policies for r in by[q]["layers"]]),
+        Table("the policies compared (the model)",
+              ["input sparsity", "macros", "downsample", "policy", "resident bits vs ws-only",
+               "DRAM Mbit per sample", "DRAM / ws-only", "energy uJ per sample",
+               "energy vs ws-only"],
+              [[pct(p["input_sparsity"]), fmt(p["macros"]), fmt(p["downsample"]), p["policy"],
+                f"{p['resident_vs_ws']:+.0%}", fmt(p["dram_bits"] / 1e6),
+                f"x{p['dram_vs_ws']:.2f}", fmt(p["energy_pj"] / 1e6),
+                f"{p['energy_vs_ws']:+.0%}"] for p in points]),
+        _paper_table(points)]
+    section.caption = (
+        "FlexSpIM's 6-conv + 3-FC network (`cimstack.models.flexspim`, seeded random "
+        "weights) on macros of 512x256 bits sharing one capacity budget, with a DRAM tier "
+        "for what does not fit (docs/macros.md, docs/cost.md), run on seeded random events; "
+        "every figure here is the model's, except the 'paper' column of the last table, "
+        "which is FlexSpIM's on its own network. Left: DRAM bits per layer and sample "
+        f"under each policy at one setting ({drawn}); above each layer, its dataflow "
+        f"under {', '.join(policies)} in that order (W/O: weight-/output-stationary with "
+        "the stationary operand resident in the macros; w/o: spilled to DRAM). Log scale. "
+        "Then the stationary operand bits each policy keeps in the macros"
+        + (", and, across input sparsity on the same macros, the paper's metric "
+           "(stationary operand bits against weight-stationary only) and the energy "
+           "against weight-stationary only" if others else "")
+        + f". From the flexspim points of {inputs.rel('sweep')}.")
+    return [_draw(section, panels, fig_dir)]
 
 
 # ------------------------------------------------------------------ 5. mismatch

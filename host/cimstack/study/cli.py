@@ -183,3 +183,41 @@ def search_command(
                   f"images: {source}")
     console.print(f"written: {res.out / 'front.csv'}, front.json, candidates.json, "
                   f"sensitivity.json, knee bundle {res.out / 'knee'}")
+
+
+def finetune_command(
+        checkpoint: Path = typer.Argument(..., help="checkpoint written by `cimstack train "
+                                          "--checkpoint` (the network the search ran on)"),
+        assignment: str = typer.Option(..., help="the search's choice: OUT/knee (a bundle "
+                                       "folder) or OUT/front.json#N (front point N)"),
+        out: Path = typer.Option(Path("cimstack-out/finetuned"), help="bundle folder to write"),
+        epochs: Optional[int] = typer.Option(None, help="fine-tuning epochs (default 3)",
+                                             min=1, max=EPOCHS_MAX),
+        seed: int = typer.Option(0, min=0, max=SEED_MAX),
+        data: Optional[Path] = typer.Option(
+            None, help="an .npz with x (float images) and y (labels) for the accuracies; "
+                       "default: the digits test split"),
+        force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
+    """Noise-aware fine-tuning of a searched assignment from its Brevitas checkpoint: the
+    analog layers trained with the macro's ADC and noise; prints the accuracy before
+    (the search's candidate) and after (the written bundle) on the same images."""
+    from ..bundle import save_bundle
+    from ..data import load_images
+    from ..fileio import check_output_folder
+    from ..quant.checkpoint import load_checkpoint
+    from .finetune import candidate_bundle, finetune, read_assignment
+    check_output_folder(out, force)
+    ck = load_checkpoint(checkpoint)
+    source = read_assignment(assignment)
+    x, y, images = load_images(candidate_bundle(ck, source), data)
+    if y is None:
+        raise ConfigError(f"{images}: fine-tuning needs labels; give --data an .npz with y")
+    with long_step("fine-tuning"):
+        res = finetune(ck, source, seed=seed, images=x, labels=y,
+                       **({"epochs": epochs} if epochs else {}))
+    path = save_bundle(res.after, out, force)
+    console.print(f"assignment: {res.assignment}")
+    console.print(f"accuracy before {100 * res.accuracy_before:.2f}% (the search's candidate), "
+                  f"after {100 * res.accuracy_after:.2f}% (fine-tuned), integer reference, "
+                  f"{res.images} images: {images}")
+    console.print(f"bundle: {path}")

@@ -493,7 +493,7 @@ def _write(search: _Search, ev: _Evaluator, source: str, seconds: float) -> Sear
                             tuple(up for _, up in metrics))]
     settings = {"bundle": search.base.name, "objectives": list(search.objectives),
                 "budget": search.budget, "seed": search.seed, "sigma": search.spec.sigma,
-                "min_accuracy": search.min_accuracy,
+                "min_accuracy": search.min_accuracy, "base_digest": bundle_digest(search.base),
                 "images": len(search.images), "source": source, "evaluated": len(cands),
                 "computed": ev.computed, "seconds": seconds}
     write_json_atomic(search.out / "candidates.json",

@@ -32,6 +32,12 @@ _SNN_METRICS = [("accuracy", "accuracy", 1, ".4f"), ("energy_pj", "nJ/sample", 1
                 ("latency_s", "latency us", 1e6, ",.1f"),
                 ("traffic_bits", "traffic kbit", 1e-3, ",.1f"),
                 ("traffic_vs_ws", "traffic / ws-only", 1, ".2f")]
+# ... and of FlexSpIM's network (a dataflow model: no accuracy)
+_FLEXSPIM_METRICS = [("resident_vs_ws", "resident bits vs ws-only", 1, "+.0%"),
+                     ("dram_bits", "DRAM Mbit/sample", 1e-6, ",.2f"),
+                     ("dram_vs_ws", "DRAM / ws-only", 1, ".2f"),
+                     ("energy_pj", "uJ/sample", 1e-6, ",.1f"),
+                     ("energy_vs_ws", "energy vs ws-only", 1, "+.0%")]
 
 
 def results_tables(result: SweepResult) -> list[Table]:
@@ -39,7 +45,8 @@ def results_tables(result: SweepResult) -> list[Table]:
     tables = []
     for macro in dict.fromkeys(r["macro"] for r in result.rows):
         rows = [r for r in result.rows if r["macro"] == macro]
-        metrics = _SNN_METRICS if macro == "snn" else _MACRO_METRICS
+        metrics = {"snn": _SNN_METRICS, "flexspim": _FLEXSPIM_METRICS}.get(macro,
+                                                                          _MACRO_METRICS)
         knobs = [k for k in point_type(macro).knob_names()
                  if len({r.get(k) for r in rows}) > 1]
         tables.append(rich_table(
@@ -59,7 +66,8 @@ def sweep_command(
         out: Path = typer.Option(Path("cimstack-out/sweep"),
                                  help="output folder; points already in it are skipped"),
         sets: List[str] = typer.Option([], "--set", help="KNOB=V1,V2,... (a list sweeps); "
-                                       "macro=M (dcim, acim, snn, a registered macro family) "
+                                       "macro=M (dcim, acim, snn, flexspim, a registered macro "
+                                       "family) "
                                        "selects or makes the tables"),
         workers: Optional[int] = typer.Option(None, help="local pool processes (default: "
                                               "one per core; 0: run in this process)",

@@ -1,8 +1,8 @@
 """The sweep grid: a TOML file and/or ``--set`` options -> validated design points.
 
 A grid has one table per macro (``[dcim]``, ``[acim]``, any registered macro family
-with sweep knobs, and ``[snn]``; an array of tables ``[[acim]]`` gives several grids of
-one macro). In a table, a list sweeps a
+with sweep knobs, ``[snn]`` and ``[flexspim]``; an array of tables ``[[acim]]`` gives
+several grids of one macro). In a table, a list sweeps a
 knob and a scalar fixes it; the points are the cartesian product per table. Top-level
 keys set a knob every macro has (``seed``, ``w_bits``) in every table that does not set
 it itself::
@@ -74,8 +74,9 @@ def normalize(grid: dict[str, Any]) -> Grid:
     unknown = sorted(set(grid) - set(macros) - set(common_names))
     if unknown:
         raise ConfigError(f"grid: unknown key(s) {unknown}; use the macro tables {macros} "
-                          f"(the registered macro families with sweep knobs, and snn) and, "
-                          f"at the top, knobs every macro has {common_names}")
+                          f"(the registered macro families with sweep knobs, snn and "
+                          f"flexspim) and, at the top, knobs every macro has "
+                          f"{common_names}")
     common = {k: _values(f"grid {k}", grid[k]) for k in common_names if k in grid}
     out: Grid = {}
     for macro in macros:

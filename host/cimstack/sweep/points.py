@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 from ..config import AcimSpec, DcimSpec, SnnSpec, Spec, check_range, knob
 from ..errors import ConfigError
 from ..families import family_names, get_family
+from ..mapping.flexspim import POLICIES
+from ..models.flexspim import DOWNSAMPLES
 
 MODEL, EVAL = "model", "eval"
 
@@ -183,12 +185,39 @@ class SnnPoint(Point):
         SnnSpec(w_bits=self.w_bits, v_bits=self.v_bits, dataflow=self.dataflow)
 
 
+@dataclass(frozen=True)
+class FlexSpimPoint(Point):
+    """FlexSpIM's 6-conv + 3-FC network (:mod:`cimstack.models.flexspim`: seeded random
+    weights, no training) on ``macros`` macros sharing one budget with a DRAM tier, under
+    one dataflow ``policy``, on seeded random events: the model of
+    :func:`cimstack.cost.snn.policy_rows` (no accuracy)."""
+
+    macro: ClassVar[str] = "flexspim"
+    w_bits: int = sweep_knob(8, "weight bits: FlexSpIM's 8, the only width of the model "
+                             "(the network's weights are int8)", MODEL, 8, 8)
+    macros: int = sweep_knob(2, "macros of 512x256 bits sharing one capacity budget (the "
+                             "spilled layers' working region must fit)", EVAL, 1, 4096)
+    policy: str = sweep_knob("hs-min", "per-layer dataflow policy: hs-min (FlexSpIM's: the "
+                             "smaller operand stationary), ws or os only, min-traffic (ours)",
+                             EVAL, choices=POLICIES)
+    input_sparsity: float = sweep_knob(0.95, "fraction of input addresses without an event "
+                                       "per timestep (the paper: 0.85..0.99)", EVAL, 0.0, 1.0)
+    downsample: int = sweep_knob(1, "input 2 x 128/d x 128/d, the first log2(d) pooling "
+                                 "layers dropped", MODEL, choices=DOWNSAMPLES)
+    steps: int = sweep_knob(16, "timesteps of random events per sample", EVAL, 1, 256)
+    samples: int = sweep_knob(1, "random event samples per point", EVAL, 1, 64)
+    seed: int = sweep_knob(0, "seed of the network's weights and of the events", MODEL,
+                           0, 2**31 - 1)
+
+
 def point_types() -> dict[str, type[Point]]:
     """The design point class of every sweepable macro: each registered macro family's
     (:attr:`~cimstack.families.MacroFamily.point`, families without one are left out),
-    then the spiking network's, which is no family of bundle layers."""
+    then the spiking networks', which are no family of bundle layers: the trained digits
+    SNN and FlexSpIM's network (a dataflow model, untrained)."""
     types = {name: get_family(name).point for name in family_names()}
-    return {**{name: cls for name, cls in types.items() if cls is not None}, "snn": SnnPoint}
+    return {**{name: cls for name, cls in types.items() if cls is not None}, "snn": SnnPoint,
+            "flexspim": FlexSpimPoint}
 
 
 def point_type(macro: str) -> type[Point]:
@@ -197,7 +226,8 @@ def point_type(macro: str) -> type[Point]:
     types = point_types()
     if macro not in types:
         why = ("has no sweep knobs (give its MacroFamily a point class)"
-               if macro in family_names() else "is neither a registered macro family nor snn")
+               if macro in family_names()
+               else "is not a registered macro family, snn or flexspim")
         raise ConfigError(f"macro {macro!r} {why}; the sweepable macros are "
                           f"{', '.join(types)}")
     return types[macro]

@@ -29,10 +29,12 @@ from .points import Point, Schedule, model_id, point_id
 from .tasks import evaluate_point, train_model, trainer_of
 
 PARAM_COLUMNS = ("macro", "w_bits", "x_bits", "v_bits", "adc_bits", "train_sigma", "sigma",
-                 "sparsity", "rows_on", "dataflow", "seed")
+                 "sparsity", "rows_on", "dataflow", "macros", "policy", "input_sparsity",
+                 "downsample", "steps", "samples", "seed")
 METRIC_COLUMNS = ("accuracy", "energy_pj", "latency_s", "tops_per_w", "ops", "cycles",
                   "fpga_images_per_s", "dma_bound_images_per_s", "traffic_bits",
-                  "traffic_vs_ws")
+                  "traffic_vs_ws", "resident_bits", "resident_vs_ws", "dram_bits",
+                  "dram_vs_ws", "energy_vs_ws")
 COLUMNS = ("point", *PARAM_COLUMNS, *METRIC_COLUMNS, "seconds")
 POINT_TIMEOUT = 3600.0
 
@@ -124,9 +126,10 @@ def _load_model(folder: Path, meta: dict):
 
 def _save_model(folder: Path, model, meta: dict) -> None:
     from ..bundle import save_bundle
+    from ..ref.snn import SnnNet
     from ..snn_bundle import save_snn_bundle
     model.meta = {**model.meta, "sweep_model": meta}
-    (save_snn_bundle if meta["params"]["macro"] == "snn" else save_bundle)(model, folder)
+    (save_snn_bundle if isinstance(model, SnnNet) else save_bundle)(model, folder)
 
 
 def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int | None = None,

@@ -3,11 +3,12 @@ local process pool and a Dask cluster run them alike.
 
 - :func:`train_model` trains one model (torch, one thread, deterministic algorithms,
   seeded) and returns it exported: a :class:`~cimstack.bundle.Bundle` (dcim, acim) or
-  an :class:`~cimstack.ref.snn.SnnNet` (snn) -- integer arrays and JSON-able fields,
-  no torch objects.
+  an :class:`~cimstack.ref.snn.SnnNet` (snn; flexspim: FlexSpIM's network, built from
+  its seed, not trained) -- integer arrays and JSON-able fields, no torch objects.
 - :func:`evaluate_point` runs one design point on that exported model: accuracy from
-  the integer reference on the test split, cost from :mod:`cimstack.cost`. It needs
-  neither torch nor any file of the machine that trained the model.
+  the integer reference on the test split, cost from :mod:`cimstack.cost` (flexspim: the
+  dataflow model on random events, no accuracy). It needs neither torch nor any file of
+  the machine that trained the model.
 
 Trainings in one process are serialized (torch's seed and thread count are global), so
 a Dask worker with several threads still gives the same models as the local pool.
@@ -32,8 +33,11 @@ _TRAIN_LOCK = threading.Lock()
 def train_model(model: dict[str, Any], schedule: dict[str, Any]) -> dict[str, Any]:
     """Train the model of ``model`` (a point's model knobs, with ``macro``) on the
     macro's ``schedule``; returns ``{"model": exported model, "seconds": s}``."""
-    from ..quant.train import _torch_env
     t0 = time.perf_counter()
+    if model["macro"] == "flexspim":        # built from its seed with NumPy: no torch
+        return {"model": _build_flexspim(model, schedule),
+                "seconds": time.perf_counter() - t0}
+    from ..quant.train import _torch_env
     with _TRAIN_LOCK, _torch_env(1):
         exported = trainer_of(model["macro"])(model, schedule)
     return {"model": exported, "seconds": time.perf_counter() - t0}
@@ -66,11 +70,19 @@ def _train_snn(m: dict, s: dict):
     return res.net
 
 
+def _build_flexspim(m: dict, s: dict):
+    from ..models.flexspim import flexspim_net
+    return flexspim_net(m["downsample"], seed=m["seed"])
+
+
 def trainer_of(macro: str):
-    """The trainer of ``macro``: the spiking network's, or its macro family's hook; a
-    :class:`ConfigError` for a family without one."""
+    """The trainer of ``macro``: the spiking networks' (FlexSpIM's network is built from
+    its seed, not trained), or its macro family's hook; a :class:`ConfigError` for a
+    family without one."""
     if macro == "snn":                  # a spiking network, not a family of bundle layers
         return _train_snn
+    if macro == "flexspim":
+        return _build_flexspim
     family = get_family(macro)
     if family.trainer is None:
         raise ConfigError(f"macro family {macro} has no trainer hook, so the sweep cannot "
@@ -108,6 +120,8 @@ def evaluate_point(params: dict[str, Any], model, schedule: dict[str, Any]) -> d
     t0 = time.perf_counter()
     if params["macro"] == "snn":
         metrics, layers = _evaluate_snn(params, model, schedule)
+    elif params["macro"] == "flexspim":
+        metrics, layers = _evaluate_flexspim(params, model)
     else:
         metrics, layers = _evaluate_bundle(point_bundle(model, params))
     return {"metrics": metrics, "layers": layers, "seconds": time.perf_counter() - t0}
@@ -146,3 +160,22 @@ def _evaluate_snn(params: dict, net16, schedule: dict) -> tuple[dict, list]:
                "ops": t["sops"] / n, "cycles": t["cycles"] / n,
                "traffic_bits": t["traffic_bits"] / n, "traffic_vs_ws": t["traffic_vs_ws"]}
     return metrics, [dict(row) for row in cost["layers"]]
+
+
+def _evaluate_flexspim(params: dict, net) -> tuple[dict, list]:
+    """The point's row of :func:`~cimstack.cost.snn.policy_rows` (the model of
+    ``policy_study``), per sample; per layer its dataflow, place and DRAM bits."""
+    from ..cost.snn import event_run, policy_rows
+    run = event_run(net, params["input_sparsity"], params["samples"], params["steps"],
+                    params["seed"])
+    row = next(r for r in policy_rows(net, run, params["macros"])
+               if r["policy"] == params["policy"])
+    metrics = {"energy_pj": row["energy_pj_per_sample"],
+               "resident_bits": row["resident_bits"], "resident_vs_ws": row["resident_vs_ws"],
+               "dram_bits": row["dram_bits_per_sample"], "dram_vs_ws": row["dram_vs_ws"],
+               "energy_vs_ws": row["energy_vs_ws"]}
+    layers = [{"layer": l["name"], "dataflow": l["dataflow"], "resident": l["resident"],
+               "stationary_bits": l["stationary_bits"], "rows": l["rows"],
+               "dram_bits": l["dram_bits"] / params["samples"],
+               "spike_rate": row["rates"][l["name"]]} for l in row["plan"]["layers"]]
+    return metrics, layers

@@ -1,0 +1,340 @@
+"""Noise-aware fine-tuning of a design search's chosen assignment (``cimstack finetune``).
+
+The search (:mod:`cimstack.study.search`) builds each candidate from the integer bundle
+with integer transforms: no retraining. With the Brevitas checkpoint of the digits CNN
+at hand (``cimstack train --checkpoint``), this module retrains the candidate instead:
+
+- the **assignment** (one :class:`~cimstack.study.search.Setting` per macro layer) comes
+  from a search's knee bundle (``OUT/knee``: its layers' families and bits) or a front
+  point (``OUT/front.json#N``, ``N`` the point's ``index``; the noise is the search's
+  ``sigma``);
+- **before** is the search's candidate itself: the checkpoint's bundle with the
+  assignment applied by :func:`~.search.apply_assignment`. For a knee
+  bundle it must equal that bundle (else the search ran on another network), for a
+  front point the checkpoint's bundle must have the search's ``base_digest``;
+- the **model** computes in the integer codes the bundle passes between layers. The
+  input quantizer takes the first layer's ``x_bits`` (:class:`~cimstack.quant.model.InputQuant`); a
+  dcim layer is the checkpoint's Brevitas layer at the assigned ``w_bits``, its output
+  codes ``clamp(round_half_up(y / s_o), 0, 2^b - 1)`` with ``b`` the next layer's
+  ``x_bits`` and ``s_o`` fixed: the checkpoint's activation scale times ``2^(a_bits -
+  b)`` (the search's rule for a lowered input); an acim layer is an
+  :class:`~cimstack.quant.analog.AnalogQuantLayer` at the assigned bits (the macro's exact ADC: the
+  fixed-point gain and offset, rounding, clipping, ``sigma`` of Gaussian noise), its
+  codes clamped to ``2^b - 1`` as the identity requantizer does, its gain and offset
+  initialised from the checkpoint as :func:`~cimstack.importer.analog_map.map_analog`
+  maps a requantizer (the logits centred on ``h``, the largest one ``h - 1`` codes);
+- **training**: Adam with a one-cycle schedule (:func:`~cimstack.quant.analog.fit`) on the digits'
+  training split, noise drawn from ``torch.randn`` after ``torch.manual_seed(seed)`` on
+  ``threads`` threads (deterministic for a seed on one machine); weights that are zero
+  in the checkpoint (pruned blocks) stay zero;
+- **after** is the exported bundle (dcim requantizers as :mod:`cimstack.quant.export`, acim ABN
+  parameters as :mod:`cimstack.quant.analog`, the same noise keys as the candidate): a mixed bundle
+  like any other, bit-exact on the reference and the emulated overlay.
+
+Both accuracies are measured on the integer reference with the same images (by default
+the digits test split, the images of ``cimstack run`` and of the search) under the same
+analog noise (the search's ``AcimSpec``: same ``sigma``, seed and noise keys).
+
+Refused with one line: an assignment whose layers are not the checkpoint's, an acim
+layer with 1-bit weights, the per-input-bit ADC (``adc_per_input_bit``: the training
+model converts the whole dot product once), and what the search's transforms refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..bundle import (INT32, Bundle, InputSpec, MacroLayer, Requant, bundle_digest,
+                      load_bundle)
+from ..config import AcimSpec
+from ..errors import ConfigError
+from ..quant.analog import AnalogQuantLayer, fit, round_ste
+from ..quant.checkpoint import Checkpoint
+from ..quant.data import load_digits_split
+from ..quant.export import integer_weight, layer_requant
+from ..quant.model import QuantConfig, QuantDigitsNet
+from ..ref.network import integer_accuracy
+from .search import (Assignment, Setting, apply_assignment, assignment_label,
+                     base_assignment)
+
+EPOCHS = 3
+LR = 1e-3
+
+
+# ------------------------------------------------------------------ the assignment
+
+@dataclass(frozen=True)
+class AssignmentSource:
+    """A chosen assignment with what the search ran it under: the layer names, the
+    analog configuration (None: no acim layer and no spec), and the bundle or the base
+    digest the before-bundle must match."""
+
+    where: str
+    names: tuple
+    settings: Assignment
+    spec: AcimSpec | None
+    knee: Bundle | None = None
+    base_digest: str | None = None
+
+
+def read_assignment(ref: str | Path) -> AssignmentSource:
+    """The assignment at ``ref``: a bundle folder (a search's ``OUT/knee``) or
+    ``OUT/front.json#N`` (the front point with ``index`` N; without ``#N`` the knee)."""
+    text = str(ref)
+    path, _, point = text.partition("#")
+    if Path(path).is_dir():
+        if point:
+            raise ConfigError(f"--assignment {text}: #N selects a point of a front.json; "
+                              "give OUT/front.json#N or the bundle folder alone")
+        knee = load_bundle(path)
+        return AssignmentSource(text, tuple(layer.name for layer in knee.macro_layers),
+                                base_assignment(knee), knee.acim, knee=knee)
+    try:
+        doc = json.loads(Path(path).read_text())
+        front = {str(row["index"]): row for row in doc["front"]}
+        sigma = float(doc["sigma"])
+        chosen = front.get(point, {}) if point else doc["knee"]
+        layers = chosen.get("layers", [])
+        names = tuple(str(d["layer"]) for d in layers)
+        settings = tuple(Setting(d["family"], int(d["w_bits"]), int(d["x_bits"]),
+                                 None if d["adc_bits"] is None else int(d["adc_bits"]))
+                         for d in layers)
+        if any(s.family not in ("dcim", "acim") for s in settings):
+            raise KeyError("family")
+    except OSError:
+        raise ConfigError(f"--assignment {text}: no such file or folder; give a search's "
+                          "OUT/knee or OUT/front.json#N") from None
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"--assignment {text}: {path} is not a search's front.json "
+                          "(cimstack search writes OUT/front.json)") from None
+    if not layers:
+        raise ConfigError(f"--assignment {text}: {path} has no front point {point}; its "
+                          f"points are {', '.join(front)}")
+    return AssignmentSource(text, names, settings, AcimSpec(sigma=sigma),
+                            base_digest=doc.get("base_digest"))
+
+
+def candidate_bundle(checkpoint: Checkpoint, source: AssignmentSource) -> Bundle:
+    """The search's candidate for ``source`` built from the checkpoint's bundle; one line
+    (ConfigError) when it cannot be the one the search evaluated."""
+    base = checkpoint.export(dcim=source.knee.dcim if source.knee is not None else None)
+    names = tuple(layer.name for layer in base.macro_layers)
+    if names != source.names:
+        raise ConfigError(f"--assignment {source.where} assigns the layers "
+                          f"{', '.join(source.names)}; the checkpoint's network has "
+                          f"{', '.join(names)}")
+    mismatch = (f"--assignment {source.where} was not searched from this checkpoint's "
+                "bundle; search the bundle `cimstack export CHECKPOINT` writes, or give "
+                "the checkpoint that bundle came from")
+    if source.base_digest is not None and source.base_digest != bundle_digest(base):
+        raise ConfigError(mismatch)
+    before = apply_assignment(base, source.settings, source.spec or AcimSpec())
+    if source.knee is not None and \
+            bundle_digest(replace(before, meta=source.knee.meta)) != bundle_digest(source.knee):
+        raise ConfigError(mismatch)
+    return before
+
+
+# ----------------------------------------------------------------------- the model
+
+class MixedDigitsNet(nn.Module):
+    """The digits CNN under an assignment, in the codes the bundle passes between
+    layers (module docstring)."""
+
+    def __init__(self, checkpoint: Checkpoint, settings: Assignment, spec: AcimSpec,
+                 keys: list[int | None]):
+        super().__init__()
+        src = checkpoint.model
+        cfg = src.cfg
+        x_bits = [s.x_bits for s in settings]
+        q = QuantDigitsNet(QuantConfig.make([s.w_bits for s in settings], x_bits[1:],
+                                            x_bits[0]),
+                           src.conv1.out_channels, src.conv2.out_channels, src.fc.out_features)
+        with torch.no_grad():
+            for dst, old in zip(q.macro_layers, src.macro_layers):
+                dst.weight.copy_(old.weight)
+                dst.bias.copy_(old.bias)
+        self.inp = q.inp
+        self.settings = tuple(settings)
+        self.spec = spec
+        # the fixed scale and top code of each hidden layer's output codes
+        self.out_scales = [float(a.act_quant.scale().detach()) * 2.0 ** (cfg.a_bits[i] - b)
+                           for i, (a, b) in enumerate(zip(src.acts, x_bits[1:]))]
+        self.out_bits = x_bits[1:]
+        layers = []
+        for i, (s, layer) in enumerate(zip(settings, q.macro_layers)):
+            if s.family == "acim":
+                if s.w_bits < 2:
+                    raise ConfigError(f"{s.label()} (macro layer {i + 1}): the analog "
+                                      "training model takes 2..8-bit weights, not 1")
+                layer = AnalogQuantLayer(layer, replace(spec, adc_bits=s.adc_bits), s.x_bits,
+                                         s.w_bits, keys[i])
+            layers.append(layer)
+        self.layers = nn.ModuleList(layers)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.log_temp = nn.Parameter(torch.tensor(float(np.log(8.0))))   # loss only
+        self._init_analog()
+        self._masks = [(layer.inner if isinstance(layer, AnalogQuantLayer) else layer)
+                       .weight.detach() != 0 for layer in self.layers]
+        for layer, mask in zip(self.layers, self._masks):
+            w = (layer.inner if isinstance(layer, AnalogQuantLayer) else layer).weight
+            w.register_hook(lambda g, m=mask: g * m)
+
+    def in_scales(self) -> list[float]:
+        """The scale of each macro layer's input codes."""
+        return [float(self.inp.scale), *self.out_scales]
+
+    @torch.no_grad()
+    def _init_analog(self) -> None:
+        """Gains and offsets of the acim layers from the checkpoint's weights and biases
+        (module docstring)."""
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, AnalogQuantLayer):
+                continue
+            h = 2.0 ** (layer.spec.adc_bits - 1)
+            w, s_w = layer.int_weight()
+            m = self.in_scales()[i] * s_w.double()
+            c = layer.inner.bias.detach().double()
+            if i < len(self.out_scales):
+                s_o, shift = self.out_scales[i], h
+            else:                       # logits: the largest one takes h - 1 codes
+                peak = (w.abs().reshape(len(m), -1).sum(1).double()
+                        * ((1 << layer.x_bits) - 1) * m + c.abs()).max()
+                s_o, shift = float(peak) / (h - 1) if peak > 0 and h > 1 else 1.0, 0.0
+            gain = m * layer.fs() / (s_o * h)
+            layer.log2_gain.copy_(torch.log2(torch.clamp(gain, min=1e-6)).float())
+            layer.offset_h.copy_(((c / s_o - shift) / h).float())
+
+    def set_noise(self, sigma: float) -> None:
+        for layer in self.layers:
+            if isinstance(layer, AnalogQuantLayer):
+                layer.noise_sigma = float(sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes = self.inp.quantize_int(x)
+        scales = self.in_scales()
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, AnalogQuantLayer):
+                y = layer(codes)
+                if i == last:
+                    h = 2.0 ** (layer.spec.adc_bits - 1)
+                    return (y - h) / h * torch.exp(self.log_temp)
+            else:
+                y = layer(codes * scales[i])
+                if i == last:
+                    return y
+                y = round_ste(y / self.out_scales[i])
+            codes = torch.clamp(y, 0, 2 ** self.out_bits[i] - 1)
+            codes = self.pool(codes)
+            if i == 1:
+                codes = torch.flatten(codes, 1)
+        raise AssertionError("unreachable: the last layer returns")
+
+
+@torch.no_grad()
+def export_mixed(model: MixedDigitsNet, before: Bundle, meta: dict) -> Bundle:
+    """The tuned bundle: ``before``'s graph with the model's integer weights, dcim
+    requantizers and acim ABN parameters (module docstring)."""
+    model.eval()
+    scales = model.in_scales()
+    last = before.macro_layers[-1]
+    layers, output_scale = [], None
+    i = -1
+    for node in before.layers:
+        if not isinstance(node, MacroLayer):
+            layers.append(node)
+            continue
+        i += 1
+        module, s = model.layers[i], model.settings[i]
+        if isinstance(module, AnalogQuantLayer):
+            w, params = module.export_params()
+            n, h = w.shape[0], 1 << (module.spec.adc_bits - 1)
+            rq = (Requant(np.ones(n, np.int64), np.full(n, -h, np.int64), 0, *INT32)
+                  if node is last else
+                  Requant(np.ones(n, np.int64), np.zeros(n, np.int64), 0, 0,
+                          (1 << model.out_bits[i]) - 1))
+            layers.append(replace(node, weight=w, w_bits=s.w_bits, x_bits=s.x_bits,
+                                  requant=rq, macro="acim", analog=params,
+                                  adc_bits=node.adc_bits))
+        else:
+            w, s_w = integer_weight(module, s.w_bits)
+            bias = module.bias.detach().double().numpy()
+            if node is last:
+                rq, output_scale = layer_requant(w, s.x_bits, scales[i], s_w, bias)
+            else:
+                rq, _ = layer_requant(w, s.x_bits, scales[i], s_w, bias, model.out_scales[i],
+                                      model.out_bits[i])
+            layers.append(replace(node, weight=w, w_bits=s.w_bits, x_bits=s.x_bits,
+                                  requant=rq))
+    tuned = replace(before, name=f"{before.name}-finetuned", layers=layers,
+                    input=InputSpec(before.input.shape, model.settings[0].x_bits,
+                                    float(model.inp.scale)),
+                    meta={**before.meta, "output_scale": output_scale, "finetune": meta})
+    tuned.validate()
+    return tuned
+
+
+# ------------------------------------------------------------------------- driver
+
+@dataclass
+class FinetuneResult:
+    """The candidate before and after fine-tuning, with their reference accuracies on
+    the same images under the same noise."""
+
+    before: Bundle
+    after: Bundle
+    accuracy_before: float
+    accuracy_after: float
+    images: int
+    assignment: str
+    seconds: float
+    losses: list = field(default_factory=list)
+
+
+def finetune(checkpoint: Checkpoint, source: AssignmentSource, *, epochs: int = EPOCHS,
+             lr: float = LR, seed: int = 0, images: np.ndarray | None = None,
+             labels: np.ndarray | None = None, train_images: int | None = None,
+             threads: int = 2) -> FinetuneResult:
+    """Fine-tune ``checkpoint``'s network under the assignment of ``source`` (module
+    docstring); ``images`` / ``labels`` the evaluation images (default: the digits test
+    split); ``train_images`` the first that many training images only (None: all)."""
+    t0 = time.perf_counter()
+    before = candidate_bundle(checkpoint, source)
+    spec = before.acim or AcimSpec()
+    if spec.adc_per_input_bit and any(s.family == "acim" for s in source.settings):
+        raise ConfigError("the analog training model converts each dot product once; the "
+                          "per-input-bit ADC (adc_per_input_bit) is not trained: search "
+                          "with adc_per_input_bit off")
+    data = load_digits_split()
+    if images is None:
+        images, labels = data.x_test, data.y_test
+    keys = [None if layer.analog is None else layer.analog.layer      # the noise keys
+            for layer in before.macro_layers]
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        model = MixedDigitsNet(checkpoint, source.settings, spec, keys)
+        model.set_noise(spec.sigma_q / 256)
+        losses = fit(model, data.x_train[:train_images], data.y_train[:train_images], epochs,
+                     lr, seed)
+        model.set_noise(0.0)
+    finally:
+        torch.set_num_threads(old)
+    label = assignment_label(list(source.names), source.settings)
+    acc_before = integer_accuracy(before, images, labels)
+    meta = {"assignment": label, "epochs": epochs, "lr": lr, "seed": seed,
+            "sigma": spec.sigma, "accuracy_before": acc_before}
+    after = export_mixed(model, before, meta)
+    acc_after = integer_accuracy(after, images, labels)
+    after.meta["finetune"]["accuracy_after"] = acc_after
+    return FinetuneResult(before, after, acc_before, acc_after, len(images), label,
+                          time.perf_counter() - t0, losses)
