@@ -246,10 +246,10 @@ def test_a_family_without_trainer_sweeps_only_models_it_has(ideal, tmp_path):
 
 def test_unknown_family_in_a_sweep_grid_lists_the_sweepable_macros(ideal):
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['nosuch'\]; use the macro "
-                                          r"tables \['dcim', 'acim', 'ideal', 'snn'\]"):
+                                          r"tables \['dcim', 'acim', 'ideal', 'snn', 'flexspim'\]"):
         expand({"nosuch": {}})
     with pytest.raises(ConfigError, match=r"unknown macro\(s\) \['nosuch'\]; choose from "
-                                          r"\['dcim', 'acim', 'ideal', 'snn'\]"):
+                                          r"\['dcim', 'acim', 'ideal', 'snn', 'flexspim'\]"):
         merge_sets(None, {"macro": ["nosuch"]})
     assert [p.params() for p in expand({"ideal": {"seed": [0, 1]}})] == [
         {"macro": "ideal", "seed": 0}, {"macro": "ideal", "seed": 1}]

@@ -11,23 +11,20 @@ from dataclasses import replace
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas")
+from badcase import run_cli
+from test_export_qonnx import tiny_checkpoint
 
-from badcase import run_cli  # noqa: E402
-from test_export_qonnx import tiny_checkpoint  # noqa: E402
-
-from cimstack.backends import open_backend  # noqa: E402
-from cimstack.bundle import MacroLayer, bundle_digest, load_bundle, save_bundle  # noqa: E402
-from cimstack.config import AcimSpec  # noqa: E402
-from cimstack.errors import ConfigError  # noqa: E402
-from cimstack.quant.checkpoint import load_checkpoint  # noqa: E402
-from cimstack.quant.data import load_digits_split  # noqa: E402
-from cimstack.study.finetune import candidate_bundle, finetune, read_assignment  # noqa: E402
-from cimstack.ref.network import quantize_input  # noqa: E402
+from cimstack.backends import open_backend
+from cimstack.bundle import MacroLayer, bundle_digest, load_bundle, save_bundle
+from cimstack.config import AcimSpec
+from cimstack.errors import ConfigError
+from cimstack.quant.checkpoint import load_checkpoint
+from cimstack.quant.data import load_digits_split
+from cimstack.study.finetune import candidate_bundle, finetune, read_assignment
+from cimstack.ref.network import quantize_input
 from cimstack.study.search import Setting, apply_assignment, base_assignment, \
-    run_search  # noqa: E402
-from cimstack.verify.compare import verify  # noqa: E402
+    run_search
+from cimstack.verify.compare import verify
 
 SIGMA = 0.5
 # conv1 digital, conv2 analog at a 6-bit ADC (so fc reads 6-bit codes) with 6-bit
@@ -52,7 +49,8 @@ def test_tuned_bundle_has_the_assignment_is_bit_exact_and_its_figures_are_runs(w
     assert code == 0, text
     assert "accuracy before" in text and "after" in text
     tuned = load_bundle(tmp_path / "t")
-    assert base_assignment(tuned) == MIXED
+    # (sparsity: the checkpoint's own block pruning, which the tuned bundle keeps)
+    assert tuple(replace(s, sparsity=0.0) for s in base_assignment(tuned)) == MIXED
     assert tuned.acim == AcimSpec(sigma=SIGMA)
     figures = tuned.meta["finetune"]
     for folder, key in ((work / "knee", "accuracy_before"), (tmp_path / "t", "accuracy_after")):
@@ -93,6 +91,12 @@ def test_front_points_are_the_searchs_candidates(work, tmp_path):
             apply_assignment(base, settings, AcimSpec(sigma=SIGMA)))
     knee = candidate_bundle(ck, read_assignment(tmp_path / "s" / "knee"))
     assert base_assignment(knee) == base_assignment(load_bundle(tmp_path / "s" / "knee"))
+    # a point that block-prunes beyond the checkpoint: fine-tuning would lose the mask
+    first = read_assignment(f"{tmp_path / 's' / 'front.json'}#{front['front'][0]['index']}")
+    sparse = replace(first, settings=tuple(replace(s, sparsity=0.95) if i == 1 else s
+                                           for i, s in enumerate(first.settings)))
+    with pytest.raises(ConfigError, match="fine-tuning keeps no pruning mask"):
+        candidate_bundle(ck, sparse)
     # a search on another network: its points are refused
     other = replace(base, layers=[replace(node, weight=-node.weight) if node.name == "conv1"
                                   else node for node in base.layers])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from cimstack.bundle import save_bundle
+from cimstack.bundle import bundle_digest, load_bundle, save_bundle
 from cimstack.config import AcimSpec
 from cimstack.errors import ConfigError
 from cimstack.quant.data import load_digits_split
@@ -57,15 +57,18 @@ def test_front_point_figures_equal_run_and_cost(base, digits, tmp_path):
     assert len(cands) == 40 and knee in [{k: v for k, v in f.items() if k != "knee"}
                                           for f in front]
     # the knee's bundle and an analog candidate's, through the user's commands
-    analog = max((c for c in cands if c["accuracy"] is not None
-                  and any(r["family"] == "acim" for r in c["layers"])),
-                 key=lambda c: c["accuracy"])
+    def best(has):
+        return max((c for c in cands if c["accuracy"] is not None
+                    and any(has(r) for r in c["layers"])), key=lambda c: c["accuracy"])
+    analog = best(lambda r: r["family"] == "acim")
+    sparse = best(lambda r: r["sparsity"] > 0)          # a block-pruned dcim layer
     spec = AcimSpec(sigma=SIGMA)
-    save_bundle(apply_assignment(base, tuple(Setting(**{k: v for k, v in r.items()
-                                                       if k != "layer"})
-                                             for r in analog["layers"]), spec),
-                tmp_path / "analog")
-    for folder, cand in (("s/knee", knee), ("analog", analog)):
+    for name, cand in (("analog", analog), ("sparse", sparse)):
+        save_bundle(apply_assignment(base, tuple(Setting(**{k: v for k, v in r.items()
+                                                           if k != "layer"})
+                                                 for r in cand["layers"]), spec),
+                    tmp_path / name)
+    for folder, cand in (("s/knee", knee), ("analog", analog), ("sparse", sparse)):
         assert run_cli(["run", folder, "--json", "run.json"], tmp_path)[0] == 0
         assert run_cli(["cost", folder, "--json", "cost.json"], tmp_path)[0] == 0
         run = json.loads((tmp_path / "run.json").read_text())
@@ -158,6 +161,57 @@ def test_bad_inputs_one_line(base, digits, tmp_path):
     with pytest.raises(ConfigError, match="--budget 0"):
         run_search(base, digits.x_test, digits.y_test, tmp_path / "x", budget=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_sparsity_moves_go_up_in_steps_and_back_only_to_the_base(base):
+    from cimstack.study.search import MAX_SPARSITY, _moves, _Search, base_assignment
+    search = _Search(base, AcimSpec(), None, None, None, ("accuracy", "energy"), 1, 0, 0,
+                     None, 1.0, 1.0, None)
+    search.base_settings = start = base_assignment(base)
+    assert [s.sparsity for s in start] == [0.0, 0.0]
+    here, seen = start, []
+    while True:
+        up = [a for a in _moves(search, here) if a[0].sparsity > here[0].sparsity]
+        if not up:
+            break
+        here = up[0]
+        seen.append(here[0].sparsity)
+    assert seen == [0.25, 0.5, MAX_SPARSITY]
+    down = [a[0].sparsity for a in _moves(search, here, up=True)
+            if a[0].family == "dcim" and a[0].sparsity < here[0].sparsity]
+    assert down == [0.5]
+    back = [a for a in _moves(search, start, up=True) if a[0].sparsity < 0.0]
+    assert back == []
+    # a layer moved to acim goes back to the base's sparsity and takes no sparsity move
+    acim = next(a for a in _moves(search, here) if a[0].family == "acim")
+    assert acim[0].sparsity == 0.0
+    assert not [a for a in _moves(search, acim) if a[0].sparsity != acim[0].sparsity]
+
+
+def test_search_on_a_qonnx_model_imports_it_into_out_base(tmp_path):
+    import qonnx_models
+    import torch
+    from cimstack.importer.qonnx_import import import_qonnx
+    model = tmp_path / "m.onnx"
+    qonnx_models.export(qonnx_models.user_cnn(), torch.rand(1, 1, 8, 8), model)
+    code, text = run_cli(["search", "m.onnx", "--budget", "6", "--workers", "0",
+                          "--out", "s"], tmp_path)
+    assert code == 0, text
+    assert "Pareto front of 6 candidates" in text
+    assert bundle_digest(load_bundle(tmp_path / "s" / "base")) == bundle_digest(
+        import_qonnx(model))
+    front = json.loads((tmp_path / "s" / "front.json").read_text())
+    assert front["evaluated"] == 6 and front["front"]
+    # a second run resumes from the same imported base
+    code, text = run_cli(["search", "m.onnx", "--budget", "6", "--workers", "0",
+                          "--out", "s"], tmp_path)
+    assert code == 0 and "nothing to evaluate, 6 from" in text, text
+    (tmp_path / "notes.txt").write_text("mine")
+    for arg in ("notes.txt", "missing.onnx"):
+        code, text = run_cli(["search", arg, "--workers", "0", "--out", "t"], tmp_path)
+        assert code != 0 and "neither a bundle folder nor a QONNX model file" in text \
+            and "Traceback" not in text, text
+    assert not (tmp_path / "t").exists()
 
 
 def test_its_sensitivities_are_the_sensitivity_study(pool_search, base, digits):

@@ -54,7 +54,17 @@ def test_each_figure_is_the_hand_built_bundle_minus_the_baseline(fitted, digits)
     fc1_x5 = replace(fc1, requant=replace(fc1.requant, shift=fc1.requant.shift + 1, hi=31))
     fc2_x5 = replace(fc2, x_bits=5,
                      requant=replace(fc2.requant, multiplier=fc2.requant.multiplier * 2))
-    by_hand = {("fc1", "acim"): [fitted.layers[0], fc1_acim, fc2],
+    # fc2 block-pruned to 0.25: of its 2 groups of 16 rows (one row tile) each channel
+    # zeroes the one with the smaller L2 norm (the first on a tie)
+    w = fc2.weight.astype(np.int64)
+    norms = np.stack([(w[:, :16] ** 2).sum(1), (w[:, 16:] ** 2).sum(1)], axis=1)
+    weakest = np.argmin(norms, axis=1)
+    w_pruned = fc2.weight.copy()
+    for n, g in enumerate(weakest):
+        w_pruned[n, 16 * g:16 * (g + 1)] = 0
+    fc2_sparse = replace(fc2, weight=w_pruned)
+    by_hand = {("fc2", "sparsity"): [fitted.layers[0], fc1, fc2_sparse],
+               ("fc1", "acim"): [fitted.layers[0], fc1_acim, fc2],
                ("fc1", "w_bits"): [fitted.layers[0], fc1_w7, fc2],
                ("fc2", "x_bits"): [fitted.layers[0], fc1_x5, fc2_x5]}
     got = {(ch.layer, ch.change): ch for ch in res.changes}
@@ -63,6 +73,7 @@ def test_each_figure_is_the_hand_built_bundle_minus_the_baseline(fitted, digits)
         assert got[key].delta == acc - base, key
     assert got[("fc1", "acim")].delta != 0 and got[("fc2", "x_bits")].delta != 0
     assert got[("fc1", "x_bits")].value == 7                 # the input quantizer loses a bit
+    assert got[("fc2", "sparsity")].value == 0.25 and got[("fc2", "sparsity")].delta < 0
     assert got[("fc2", "acim")].accuracy is not None         # the logits' mapping
     again = sensitivity(fitted, x, y, sigma=0.5, adc_bits=6)
     assert again.to_dict() == res.to_dict()                  # deterministic
@@ -80,8 +91,8 @@ def test_changes_a_layer_cannot_take_say_why(fitted, digits):
         lower_w_bits(fitted, "fc2", 1)
     with pytest.raises(ConfigError, match="no macro layer 'fc3'"):
         lower_x_bits(fitted, "fc3", 4)
-    with pytest.raises(ConfigError, match="choose from acim, w_bits, x_bits"):
-        sensitivity(fitted, digits.x_test, digits.y_test, changes=("sparsity",))
+    with pytest.raises(ConfigError, match="choose from acim, w_bits, x_bits, sparsity"):
+        sensitivity(fitted, digits.x_test, digits.y_test, changes=("pruning",))
 
 
 @settings(max_examples=30, deadline=None)

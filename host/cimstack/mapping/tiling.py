@@ -49,6 +49,27 @@ def blocks_pruned_per_tile(k: int, rows_on: int, sparsity: float,
             for _, t in row_tile_spans(k, rows_on, rows)]
 
 
+def balanced_block_keep(w2: np.ndarray, rows_on: int, sparsity: float,
+                        rows: int = DEFAULT_ROWS) -> np.ndarray:
+    """Boolean [N, G]: the blocks of ``w2`` ([N, K], row k of channel n) kept when, in
+    every row tile, every channel drops its :func:`blocks_pruned_per_tile` blocks of
+    smallest L2 norm (ties: the lower group first). The one pruning rule of
+    ``quant/prune.py`` (training) and ``study/sensitivity.py`` (integer weights)."""
+    w2 = np.asarray(w2, dtype=np.float64)
+    n, k = w2.shape
+    groups = -(-k // rows_on)
+    padded = np.zeros((n, groups * rows_on))
+    padded[:, :k] = w2
+    norms = np.sqrt((padded.reshape(n, groups, rows_on) ** 2).sum(axis=-1))
+    keep = np.ones((n, groups), dtype=bool)
+    drops = blocks_pruned_per_tile(k, rows_on, sparsity, rows)
+    for (g0, width), drop in zip(row_tile_spans(k, rows_on, rows), drops):
+        if drop:
+            weakest = np.argsort(norms[:, g0:g0 + width], axis=1, kind="stable")[:, :drop]
+            np.put_along_axis(keep[:, g0:g0 + width], weakest, False, axis=1)
+    return keep
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """Per input vector figures of one layer on the dcim macros."""

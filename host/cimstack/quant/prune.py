@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..mapping.tiling import DEFAULT_ROWS, blocks_pruned_per_tile, row_tile_spans
+from ..mapping.tiling import DEFAULT_ROWS, balanced_block_keep, blocks_pruned_per_tile
 
 
 def num_groups(k: int, rows_on: int) -> int:
@@ -55,16 +55,10 @@ def block_mask(weight: torch.Tensor, rows_on: int, sparsity: float,
                rows: int = DEFAULT_ROWS) -> torch.Tensor:
     """0/1 mask with ``weight``'s shape, balanced per output channel and row tile of
     ``rows`` rows: in each tile every channel drops its weakest blocks (ties: the lower
-    group first)."""
+    group first; :func:`~cimstack.mapping.tiling.balanced_block_keep`)."""
     k = weight[0].numel()
-    norms = block_norms(weight, rows_on)
-    keep = torch.ones_like(norms)
-    drops = blocks_pruned_per_tile(k, rows_on, sparsity, rows)
-    for (g0, width), drop in zip(row_tile_spans(k, rows_on, rows), drops):
-        if drop:
-            # stable ascending sort: among equal norms the lower group comes first
-            order = torch.sort(norms[:, g0:g0 + width], dim=1, stable=True).indices
-            keep[:, g0:g0 + width] = keep[:, g0:g0 + width].scatter(1, order[:, :drop], 0.0)
+    w2 = weight.detach().reshape(weight.shape[0], -1).double().cpu().numpy()
+    keep = torch.from_numpy(balanced_block_keep(w2, rows_on, sparsity, rows).astype(np.float64))
     rows_mask = keep.repeat_interleave(rows_on, dim=1)[:, :k]
     return rows_mask.reshape(weight.shape).to(weight.dtype)
 

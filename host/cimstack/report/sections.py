@@ -668,7 +668,14 @@ SECTIONS: tuple[Callable[[RunInputs, Path], Section], ...] = (
 
 # ---------------------------------------------------------------- design search
 
-CHANGE_LABELS = {"acim": "to acim", "w_bits": "w_bits lowered", "x_bits": "x_bits lowered"}
+CHANGE_LABELS = {"acim": "to acim", "w_bits": "w_bits lowered", "x_bits": "x_bits lowered",
+                 "sparsity": "sparsity raised"}
+
+
+def _change_value(change: dict) -> str:
+    """A sensitivity change's new value: ``50%`` (block sparsity) or ``6b`` (bits)."""
+    v = change["value"]
+    return f"{100 * v:.0f}%" if change["change"] == "sparsity" else f"{v}b"
 
 
 def _sensitivity_panel(sens: dict) -> tuple[Bars, Table]:
@@ -679,7 +686,7 @@ def _sensitivity_panel(sens: dict) -> tuple[Bars, Table]:
     bars = {CHANGE_LABELS[k]: [100 * (by[(n, k)].get("delta") or 0.0) if (n, k) in by else 0.0
                                for n in layers] for k in kinds}
     rows = [[n, *(("-" if (n, k) not in by else "n/a" if by[(n, k)].get("delta") is None
-                   else f"{by[(n, k)]['value']}b: {100 * by[(n, k)]['delta']:+.1f}")
+                   else f"{_change_value(by[(n, k)])}: {100 * by[(n, k)]['delta']:+.1f}")
                   for k in kinds)] for n in layers]
     return (Bars("per-layer sensitivity", "accuracy change (points)", layers, bars),
             Table(f"sensitivity: accuracy change in points (baseline {pct(sens['baseline'])} "
@@ -721,9 +728,10 @@ def search_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
                   [[str(c["index"]) + (" (knee)" if c["knee"] else ""), pct(c["accuracy"]),
                     fmt(c["energy_pj"]), fmt(c["latency_s"]), fmt(c["area_mm2"]),
                     c["assignment"]] for c in pts]),
-            Table("knee point", ["layer", "family", "w_bits", "x_bits", "adc_bits"],
+            Table("knee point", ["layer", "family", "w_bits", "x_bits", "adc_bits",
+                                 "block sparsity"],
                   [[r["layer"], r["family"], str(r["w_bits"]), str(r["x_bits"]),
-                    fmt(r["adc_bits"])] for r in layers])]
+                    fmt(r["adc_bits"]), pct(r.get("sparsity", 0.0))] for r in layers])]
         sources.append(f"{inputs.rel('search')} ({front['evaluated']} candidates of "
                        f"{front['bundle']}, objectives {', '.join(front['objectives'])}, "
                        f"{front['source'] or 'given images'})")
@@ -735,11 +743,12 @@ def search_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
     _notes(section, inputs, ("search", "sensitivity"), {"search"})
     section.caption = (
         "Per-layer assignments of a bundle to the digital (dcim) or analog (acim) macro at "
-        "lowered weight, input and ADC precision, each evaluated for accuracy on the integer "
-        "reference and energy per inference with the cost model. Left: every candidate "
-        "(dots), the Pareto front (no other candidate as accurate for less energy) and its "
-        "knee (the front point farthest from the line between its ends, both axes scaled "
-        "to [0, 1]); middle: each layer's accuracy change when only it moves to acim or "
-        "loses a bit; right: the knee's bits per layer, its family above. The accuracies "
-        "are on the images that guided the search. From " + "; ".join(sources) + ".")
+        "lowered weight, input and ADC precision and raised dcim block sparsity, each "
+        "evaluated for accuracy on the integer reference and energy per inference with the "
+        "cost model. Left: every candidate (dots), the Pareto front (no other candidate as "
+        "accurate for less energy) and its knee (the front point farthest from the line "
+        "between its ends, both axes scaled to [0, 1]); middle: each layer's accuracy "
+        "change when only it moves to acim, loses a bit or is block-pruned; right: the "
+        "knee's bits per layer, its family above. The accuracies are on the images that "
+        "guided the search. From " + "; ".join(sources) + ".")
     return [_draw(section, panels, fig_dir)]

@@ -69,19 +69,18 @@ def _cell(change) -> str:
         return ""
     if change.delta is None:
         return f"n/a ({change.note})"
-    return f"{change.value}b: {100 * change.delta:+.1f}"
+    value = f"{100 * change.value:.0f}%" if change.change == "sparsity" else f"{change.value}b"
+    return f"{value}: {100 * change.delta:+.1f}"
 
 
-def _labelled_images(bundle: Path, data: Optional[Path], what: str):
-    """The bundle and its labelled images: ``(bundle, x, y, source)``."""
-    from ..bundle import load_bundle
+def _labelled_images(b, data: Optional[Path], what: str):
+    """The labelled images of the bundle ``b``: ``(x, y, source)``."""
     from ..data import load_images
-    b = load_bundle(bundle)
     x, y, source = load_images(b, data)
     if y is None:
         raise ConfigError(f"{source}: {what} needs labels; give --data an .npz with y "
                           "(integer labels, one per image)")
-    return b, x, y, source
+    return x, y, source
 
 
 def sensitivity_command(
@@ -99,18 +98,25 @@ def sensitivity_command(
                                              "less than each layer's)", min=2, max=7),
         x_bits: Optional[int] = typer.Option(None, help="lowered input bits (default: one "
                                              "less than each layer's)", min=1, max=7),
+        sparsity: Optional[float] = typer.Option(
+            None, help="raised block sparsity of a dcim layer, a fraction (default: the "
+                       "layer's own plus 0.25)", callback=finite(0.0, 1.0, below_hi=True)),
         out: Optional[Path] = typer.Option(None, help="write the result as JSON")):
     """Per macro layer, the accuracy change when only that layer moves to the analog
-    macro or loses precision (w_bits, x_bits), on the integer reference."""
+    macro, loses precision (w_bits, x_bits) or is block-pruned (sparsity), on the integer
+    reference."""
+    from ..bundle import load_bundle
     from ..fileio import check_output_file, write_json_atomic
     from ..report.console import rich_table
     from .sensitivity import CHANGES, sensitivity
     if out is not None:
         check_output_file(out)
-    b, x, y, source = _labelled_images(bundle, data, "the sensitivity study")
+    b = load_bundle(bundle)
+    x, y, source = _labelled_images(b, data, "the sensitivity study")
     with long_step("sensitivity") as step:
         res = sensitivity(b, x, y, source=source, sigma=noise, adc_bits=adc_bits,
-                          w_bits=w_bits, x_bits=x_bits, progress=step.update)
+                          w_bits=w_bits, x_bits=x_bits, sparsity=sparsity,
+                          progress=step.update)
     by = {(c.layer, c.change): c for c in res.changes}
     rows = [(layer.name, layer.macro, f"W{layer.w_bits} X{layer.x_bits}",
              *(_cell(by.get((layer.name, change))) for change in CHANGES))
@@ -119,8 +125,8 @@ def sensitivity_command(
         f"sensitivity of {b.name}: accuracy change in points (baseline "
         f"{100 * res.baseline:.1f}% on {res.images} images)",
         ["layer", "macro", "bits", f"to acim ({res.adc_bits}b ADC, sigma {res.sigma:g})",
-         "w_bits lowered", "x_bits lowered"], rows, right=[False, False, False, True, True,
-                                                           True]))
+         "w_bits lowered", "x_bits lowered", "sparsity raised"], rows,
+        right=[False, False, False, True, True, True, True]))
     console.print(f"images: {source}")
     if out is not None:
         write_json_atomic(out, res.to_dict())
@@ -128,7 +134,8 @@ def sensitivity_command(
 
 
 def search_command(
-        bundle: Path = typer.Argument(..., help="bundle folder (dcim, acim or mixed)"),
+        bundle: Path = typer.Argument(..., help="bundle folder (dcim, acim or mixed), or a "
+                                      "QONNX model (.onnx: imported on dcim into OUT/base)"),
         objective: str = typer.Option("accuracy,energy", help="accuracy and one or more "
                                       "of energy, latency, area: the front's objectives"),
         budget: int = typer.Option(200, help="candidates to evaluate", min=1),
@@ -154,9 +161,10 @@ def search_command(
     the accuracy/cost Pareto front (front.csv, front.json), every candidate and the knee
     point's bundle (docs/sweep.md, "Design search")."""
     from ..report.console import rich_table
-    from .search import check_objectives, run_search
+    from .search import check_objectives, run_search, search_base
     check_objectives(objective)
-    b, x, y, source = _labelled_images(bundle, data, "the search")
+    b = search_base(bundle, out, force)
+    x, y, source = _labelled_images(b, data, "the search")
     try:
         with long_step("search") as step:
             res = run_search(b, x, y, out, objectives=objective, budget=budget, seed=seed,

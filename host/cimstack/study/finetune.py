@@ -104,7 +104,8 @@ def read_assignment(ref: str | Path) -> AssignmentSource:
         layers = chosen.get("layers", [])
         names = tuple(str(d["layer"]) for d in layers)
         settings = tuple(Setting(d["family"], int(d["w_bits"]), int(d["x_bits"]),
-                                 None if d["adc_bits"] is None else int(d["adc_bits"]))
+                                 None if d["adc_bits"] is None else int(d["adc_bits"]),
+                                 float(d.get("sparsity", 0.0)))
                          for d in layers)
         if any(s.family not in ("dcim", "acim") for s in settings):
             raise KeyError("family")
@@ -135,10 +136,21 @@ def candidate_bundle(checkpoint: Checkpoint, source: AssignmentSource) -> Bundle
                 "the checkpoint that bundle came from")
     if source.base_digest is not None and source.base_digest != bundle_digest(base):
         raise ConfigError(mismatch)
-    before = apply_assignment(base, source.settings, source.spec or AcimSpec())
+    base_sparsity = [b.sparsity for b in base_assignment(base)]
+    # a knee folder's settings carry its measured block sparsity (the base's zero blocks
+    # and those lowered weights rounded to zero); the digests below tell a pruned knee
+    settings = source.settings if source.knee is None else tuple(
+        replace(s, sparsity=b) for s, b in zip(source.settings, base_sparsity))
+    pruned = ConfigError(f"--assignment {source.where} block-prunes layers beyond the "
+                         "checkpoint's and fine-tuning keeps no pruning mask; choose a "
+                         "front point whose layers keep the checkpoint's sparsity")
+    if any(s.sparsity > b for s, b in zip(settings, base_sparsity)):
+        raise pruned
+    before = apply_assignment(base, settings, source.spec or AcimSpec())
     if source.knee is not None and \
             bundle_digest(replace(before, meta=source.knee.meta)) != bundle_digest(source.knee):
-        raise ConfigError(mismatch)
+        raise pruned if any(k.sparsity > s.sparsity for k, s in zip(
+            source.settings, base_assignment(before))) else ConfigError(mismatch)
     return before
 
 

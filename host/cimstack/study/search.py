@@ -2,10 +2,11 @@
 input and ADC precision, for how much accuracy and energy.
 
 A **candidate** gives every macro layer a :class:`Setting` (family dcim or acim,
-``w_bits``, ``x_bits``, ``adc_bits`` for acim). It is built from the base bundle with the
-sensitivity study's transforms (:mod:`.sensitivity`): the inputs lowered first (layer
-order), then the weights, then the moves to acim, so an ADC sees the already narrowed
-codes. Layers already analog in the base keep their family and ADC (no transform moves
+``w_bits``, ``x_bits``, ``adc_bits`` for acim, block ``sparsity``). It is built from the
+base bundle with the sensitivity study's transforms (:mod:`.sensitivity`): the inputs
+lowered first (layer order), then the weights, then the block pruning of the layers whose
+sparsity is above the base's, then the moves to acim, so an ADC sees the already
+narrowed codes. Layers already analog in the base keep their family and ADC (no transform moves
 a layer back); only their precisions are searched. A candidate a transform refuses is
 kept with the reason and no figures.
 
@@ -19,7 +20,11 @@ the front's accuracies are optimistic by selection: check the knee on other imag
 seeded evolutionary refinement with the budget left.
 
 1. Greedy: from the base, every one-step move of one layer (to acim at the spec's ADC
-   bits, ADC one bit less, ``w_bits`` or ``x_bits`` one less) is evaluated: at the base
+   bits, ADC one bit less, ``w_bits`` or ``x_bits`` one less, a dcim layer's block
+   sparsity :data:`~.sensitivity.SPARSITY_STEP` higher up to :data:`MAX_SPARSITY`, when
+   a row tile of it can lose a block at that sparsity (not a layer of one row group); a
+   move to acim takes the sparsity back to the base's, as the analog macro skips no
+   block) is evaluated: at the base
    these are the sensitivity study's figures. The move taken is the one that loses no
    accuracy and saves the most cost, else the one losing the least accuracy per relative
    cost saved (cost: the first objective after accuracy); the sensitivities are measured
@@ -30,14 +35,15 @@ seeded evolutionary refinement with the budget left.
    pool or cluster), and every neighbour evaluated also adds to the front.
 2. Evolutionary: generations of :data:`GENERATION` children, each a front point (the
    parents) with one to three random moves, up or down (so the greedy path's choices
-   can be undone), drawn from ``numpy.random.default_rng(seed)``; children already
-   evaluated are drawn again.
+   can be undone; a sparsity goes back down only to the base's), drawn from
+   ``numpy.random.default_rng(seed)``; children already evaluated are drawn again.
 
 The ``budget`` is the number of candidates evaluated, refused ones included; the
 sequence of candidates depends only on the results before them, so a smaller budget
 evaluates a prefix of a larger one's candidates and a resumed search gives the same
 front. Every candidate is written to ``OUT/candidates/<id>.json`` as soon as it is
-evaluated; a re-run takes those with the same base, images and noise from there.
+evaluated; a re-run takes those with the same base, images and noise from there (files
+written before settings had a ``sparsity`` do not match and are evaluated again).
 
 The **front** holds the candidates (with at least ``min_accuracy``) no other one
 dominates (at least as good in every objective, better in one); ties stay. The
@@ -58,14 +64,17 @@ from typing import Callable
 
 import numpy as np
 
-from ..bundle import Bundle, bundle_digest, save_bundle
+from ..bundle import Bundle, bundle_digest, load_bundle, save_bundle
 from ..config import AcimSpec, knob_bounds
 from ..errors import CimstackError, ConfigError
 from ..fileio import claim_folder, write_csv_atomic, write_json_atomic
+from ..importer.qonnx_import import import_qonnx
+from ..mapping.tiling import blocks_pruned_per_tile
 from ..sweep.engines import SweepError, cluster_address, open_engine
 from ..sweep.points import digest
 from ..sweep.runner import POINT_TIMEOUT
-from .sensitivity import Sensitivity, LayerChange, lower_w_bits, lower_x_bits, to_acim
+from .sensitivity import (SPARSITY_DIGITS, SPARSITY_STEP, LayerChange, Sensitivity,
+                          block_sparsity, lower_w_bits, lower_x_bits, prune_layer, to_acim)
 
 # objective -> (metric, True when larger is better)
 OBJECTIVES = {"accuracy": ("accuracy", True), "energy": ("energy_pj", False),
@@ -73,6 +82,7 @@ OBJECTIVES = {"accuracy": ("accuracy", True), "energy": ("energy_pj", False),
 METRICS = ("accuracy", "energy_pj", "latency_s", "area_mm2")
 GENERATION = 8                # children per evolutionary generation
 DRAWS = 50                    # tries per child to draw one not evaluated yet
+MAX_SPARSITY = 0.75           # the highest block sparsity a move reaches
 Progress = Callable[[int, int, str], None]       # (evaluated, budget, what)
 
 
@@ -84,11 +94,14 @@ class Setting:
     w_bits: int
     x_bits: int
     adc_bits: int | None = None   # acim only
+    sparsity: float = 0.0     # block sparsity (fraction of zero blocks), see .sensitivity
 
     def label(self) -> str:
-        """``dcim W8 X8`` / ``acim W4 X4 A6``."""
+        """``dcim W8 X8`` / ``acim W4 X4 A6`` / ``dcim W8 X8 S50%`` (block sparsity in
+        whole percent)."""
         adc = f" A{self.adc_bits}" if self.family == "acim" else ""
-        return f"{self.family} W{self.w_bits} X{self.x_bits}{adc}"
+        sparse = f" S{100 * self.sparsity:.0f}%" if self.sparsity else ""
+        return f"{self.family} W{self.w_bits} X{self.x_bits}{adc}{sparse}"
 
 
 Assignment = tuple  # of Setting, one per macro layer in layer order
@@ -109,7 +122,8 @@ def check_objectives(objectives: str | tuple) -> tuple[str, ...]:
 def base_assignment(bundle: Bundle) -> Assignment:
     """The settings the bundle's macro layers have."""
     return tuple(Setting(layer.macro, layer.w_bits, layer.x_bits,
-                         bundle.acim_for(layer).adc_bits if layer.macro == "acim" else None)
+                         bundle.acim_for(layer).adc_bits if layer.macro == "acim" else None,
+                         block_sparsity(bundle, layer))
                  for layer in bundle.macro_layers)
 
 
@@ -117,6 +131,7 @@ def apply_assignment(base: Bundle, assignment: Assignment, spec: AcimSpec) -> Bu
     """``base`` with every macro layer changed to its setting (module docstring);
     ConfigError when a transform refuses one."""
     layers = base.macro_layers
+    base_settings = base_assignment(base)
     out = replace(base, acim=spec) if base.acim is not None else base
     for layer, s in zip(layers, assignment):
         if s.x_bits < layer.x_bits:
@@ -124,6 +139,9 @@ def apply_assignment(base: Bundle, assignment: Assignment, spec: AcimSpec) -> Bu
     for layer, s in zip(layers, assignment):
         if s.w_bits < layer.w_bits:
             out = lower_w_bits(out, layer.name, s.w_bits)
+    for layer, s, b in zip(layers, assignment, base_settings):
+        if s.sparsity > b.sparsity:
+            out = prune_layer(out, layer.name, s.sparsity)
     for layer, s in zip(layers, assignment):
         if s.family == "acim" and layer.macro == "dcim":
             out = to_acim(out, layer.name, spec, s.adc_bits)
@@ -323,6 +341,7 @@ class _Search:
     progress: Progress | None
     min_accuracy: float = 0.0
     context: str = ""
+    base_settings: Assignment = ()            # base_assignment(base)
 
     @property
     def names(self) -> list[str]:
@@ -338,17 +357,22 @@ def _moves(search: _Search, a: Assignment, up: bool = False) -> list[Assignment]
     also the steps back towards the base."""
     adc_lo, _ = knob_bounds(AcimSpec, "adc_bits")
     out = []
-    for i, (layer, s) in enumerate(zip(search.base.macro_layers, a)):
+    for i, (layer, s, b) in enumerate(zip(search.base.macro_layers, a, search.base_settings)):
         steps = []
         if layer.macro == "dcim":
             if s.family == "dcim":
-                steps.append(replace(s, family="acim", adc_bits=search.spec.adc_bits))
+                steps.append(replace(s, family="acim", adc_bits=search.spec.adc_bits,
+                                     sparsity=b.sparsity))
             elif s.adc_bits > adc_lo:
                 steps.append(replace(s, adc_bits=s.adc_bits - 1))
         if s.w_bits > 2:
             steps.append(replace(s, w_bits=s.w_bits - 1))
         if s.x_bits > 1:
             steps.append(replace(s, x_bits=s.x_bits - 1))
+        sparser = round(s.sparsity + SPARSITY_STEP, SPARSITY_DIGITS)
+        if s.family == "dcim" and sparser <= MAX_SPARSITY and any(blocks_pruned_per_tile(
+                layer.k, search.base.dcim.rows_on, sparser, search.base.dcim.rows)):
+            steps.append(replace(s, sparsity=sparser))
         if up:
             if s.family == "acim" and layer.macro == "dcim":
                 steps.append(replace(s, family="dcim", adc_bits=None) if
@@ -358,6 +382,9 @@ def _moves(search: _Search, a: Assignment, up: bool = False) -> list[Assignment]
                 steps.append(replace(s, w_bits=s.w_bits + 1))
             if s.x_bits < layer.x_bits:
                 steps.append(replace(s, x_bits=s.x_bits + 1))
+            if s.sparsity > b.sparsity:
+                steps.append(replace(s, sparsity=max(b.sparsity, round(
+                    s.sparsity - SPARSITY_STEP, SPARSITY_DIGITS))))
         out += [a[:i] + (step,) + a[i + 1:] for step in steps]
     return out
 
@@ -432,6 +459,23 @@ class SearchResult:
     engine: str | None
 
 
+def search_base(path: str | Path, out: str | Path, force: bool = False) -> Bundle:
+    """The bundle a search starts from: the bundle folder ``path``, or the QONNX model
+    ``path`` (``*.onnx``) imported with the layers on dcim and the default ``DcimSpec``
+    (as ``cimstack import MODEL.onnx`` does) and written to ``OUT/base``, so that the
+    front's candidates can be rebuilt from it; ConfigError when ``path`` is neither."""
+    path = Path(path)
+    if path.is_dir():
+        return load_bundle(path)
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        raise ConfigError(f"{path}: neither a bundle folder nor a QONNX model file (.onnx); "
+                          "give a folder written by `cimstack export` or `cimstack import`, "
+                          "or MODEL.onnx")
+    bundle = import_qonnx(path)
+    save_bundle(bundle, claim_folder(out, force, kind="search") / "base")
+    return bundle
+
+
 def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str | Path, *,
                objectives: str | tuple = ("accuracy", "energy"), budget: int = 200,
                seed: int = 0, sigma: float | None = None, min_accuracy: float = 0.0,
@@ -463,10 +507,11 @@ def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str 
     search = _Search(bundle, spec, images, labels, out, objectives, budget, seed, workers,
                      cluster, connect_timeout, task_timeout, progress, min_accuracy)
     search.context = _fingerprint(bundle, spec, np.asarray(images), np.asarray(labels))
+    search.base_settings = base_assignment(bundle)
     ev = _Evaluator(search)
     t0 = time.perf_counter()
     try:
-        start = ev.batch([base_assignment(bundle)], "base")[0]
+        start = ev.batch([search.base_settings], "base")[0]
         if not start.ok:
             raise ConfigError(f"bundle {bundle.name} cannot be evaluated: {start.note}")
         if start.accuracy < min_accuracy:
@@ -519,7 +564,8 @@ FRONT_COLUMNS = ("index", "accuracy", "energy_pj", "latency_s", "area_mm2", "kne
 
 def _sensitivity(search: _Search, cands: list[Candidate], source: str) -> Sensitivity:
     """The base's one-step moves in the sensitivity study's format (acim at the spec's
-    ADC bits, w_bits and x_bits one less), as far as the budget reached them."""
+    ADC bits, w_bits and x_bits one less, sparsity one step higher), as far as the budget
+    reached them; an acim layer's ADC move has no column there and is left out."""
     base = cands[0]
     res = Sensitivity(search.base.name, len(search.images), source, search.spec.sigma,
                       search.spec.adc_bits, base.accuracy)
@@ -528,10 +574,14 @@ def _sensitivity(search: _Search, cands: list[Candidate], source: str) -> Sensit
         if a not in by:
             continue
         i = next(i for i, (s, t) in enumerate(zip(a, base.settings)) if s != t)
-        s, c = a[i], by[a]
-        change, value = (("acim", s.adc_bits) if s.family != base.settings[i].family else
-                         ("w_bits", s.w_bits) if s.w_bits != base.settings[i].w_bits else
-                         ("x_bits", s.x_bits))
+        s, t, c = a[i], base.settings[i], by[a]
+        change, value = (("acim", s.adc_bits) if s.family != t.family else
+                         ("w_bits", s.w_bits) if s.w_bits != t.w_bits else
+                         ("x_bits", s.x_bits) if s.x_bits != t.x_bits else
+                         ("sparsity", s.sparsity) if s.sparsity != t.sparsity else
+                         (None, None))
+        if change is None:
+            continue
         res.changes.append(LayerChange(search.names[i], change, value, c.accuracy,
                                        c.accuracy - base.accuracy if c.ok else None, c.note))
     return res

@@ -2,7 +2,7 @@
 layer is changed, measured on the integer reference (the engine of
 ``cimstack run --backend reference``) with labelled images.
 
-Three changes per macro layer, each applied to that layer alone:
+Four changes per macro layer, each applied to that layer alone:
 
 - ``acim``: the layer moved to the analog macro at the study's noise and ADC bits.
   Its requantizer ``y = round_half_up(acc*M/2^s + B/2^s)`` becomes the ABN of the ADC,
@@ -28,6 +28,17 @@ Three changes per macro layer, each applied to that layer alone:
   times ``2^d`` as above, acim readers the ABN gain times ``2^d * (2^x_new - 1) /
   (2^x_old - 1)`` (their swing holds ``2^x_bits - 1``). Codes that also reach an add,
   average pool or concat, and signed or bipolar codes, are not lowered.
+- ``sparsity``: a dcim layer's integer weights block-pruned to a block sparsity (default
+  its own plus :data:`SPARSITY_STEP`), the way the macro skips blocks (docs/macros.md):
+  a block is ``rows_on`` rows of one output channel of the matrix ``W[K, N]``, and in
+  every row tile of the bundle's ``DcimSpec.rows`` rows every channel zeroes its
+  ``min(T - 1, floor(sparsity * T + 1/2))`` blocks of smallest L2 norm (ties: the lower
+  group; :func:`cimstack.mapping.tiling.balanced_block_keep`, the rule of
+  ``quant/prune.py``). Blocks already zero count first, so none is un-pruned; the other
+  weights and the requantizer stay, and the cost model skips the zero blocks (fewer
+  cycles, less array and read-out energy). An acim layer is refused: the analog macro
+  converts every active row, zero or not. So is a grouped conv (its block-diagonal
+  matrix is zero blocks already) and a sparsity that zeroes no further block.
 
 A change the layer cannot take (already analog, does not fit the array, a gain outside
 the ABN format, ...) is reported with the reason instead of an accuracy. The noise
@@ -47,9 +58,12 @@ from ..bundle import (INPUT, INT32, Bundle, FlattenLayer, MacroLayer, PoolLayer,
 from ..config import AcimSpec
 from ..errors import CimstackError, ConfigError
 from ..importer.analog_map import map_analog
+from ..mapping.tiling import balanced_block_keep, kept_blocks
 from ..ref.network import integer_accuracy
 
-CHANGES = ("acim", "w_bits", "x_bits")
+CHANGES = ("acim", "w_bits", "x_bits", "sparsity")
+SPARSITY_STEP = 0.25          # the default raise of a layer's block sparsity
+SPARSITY_DIGITS = 6           # block sparsities are rounded to this many decimals
 CODE_NODES = (PoolLayer, FlattenLayer)        # host nodes that pass codes on unchanged
 Progress = Callable[[str], None]
 
@@ -62,7 +76,7 @@ class LayerChange:
 
     layer: str
     change: str               # one of CHANGES
-    value: int                # the new adc_bits (acim), w_bits or x_bits
+    value: int | float        # the new adc_bits (acim), w_bits, x_bits or sparsity
     accuracy: float | None
     delta: float | None
     note: str = ""
@@ -154,6 +168,38 @@ def lower_w_bits(bundle: Bundle, name: str, bits: int) -> Bundle:
     return out
 
 
+def block_sparsity(bundle: Bundle, layer: MacroLayer) -> float:
+    """The fraction of ``layer``'s blocks (``rows_on`` rows of one output channel, the
+    bundle's ``DcimSpec``) whose weights are all zero, rounded to
+    :data:`SPARSITY_DIGITS` decimals."""
+    kept = kept_blocks(layer.matrix(), bundle.dcim.rows_on)
+    return round(1.0 - float(kept.sum()) / kept.size, SPARSITY_DIGITS)
+
+
+def prune_layer(bundle: Bundle, name: str, sparsity: float) -> Bundle:
+    """``bundle`` with the dcim layer ``name``'s weights block-pruned to ``sparsity``
+    (module docstring); ConfigError when the layer cannot take it."""
+    layer = _macro(bundle, name)
+    if layer.macro != "dcim":
+        raise ConfigError(f"layer {name} is on {layer.macro}, which computes every row and "
+                          "skips no zero block; prune a dcim layer")
+    if layer.groups != 1:
+        raise ConfigError(f"layer {name} is a grouped conv: its matrix is mostly zero "
+                          "blocks already; prune an ungrouped layer")
+    spec = bundle.dcim
+    w2 = layer.weight.reshape(layer.channels, -1)
+    keep = balanced_block_keep(w2, spec.rows_on, sparsity, spec.rows)
+    mask = np.repeat(keep, spec.rows_on, axis=1)[:, :w2.shape[1]]
+    weight = np.where(mask, w2, 0).astype(np.int8).reshape(layer.weight.shape)
+    if np.array_equal(weight, layer.weight):
+        raise ConfigError(f"layer {name}: block sparsity {sparsity:g} zeroes no further "
+                          f"block (it has {block_sparsity(bundle, layer):g}; every channel "
+                          "keeps one block per row tile); give a higher one")
+    out = _replace_layer(bundle, layer, weight=weight)
+    out.validate()
+    return out
+
+
 def _source(bundle: Bundle, tensor: str) -> str:
     """The node that made the codes of ``tensor`` (through max pools and flattens), or
     ``"input"``."""
@@ -240,13 +286,15 @@ def _macro(bundle: Bundle, name: str) -> MacroLayer:
 def sensitivity(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
                 source: str = "", sigma: float | None = None, adc_bits: int | None = None,
                 w_bits: int | None = None, x_bits: int | None = None,
-                changes: tuple = CHANGES, progress: Progress | None = None) -> Sensitivity:
+                sparsity: float | None = None, changes: tuple = CHANGES,
+                progress: Progress | None = None) -> Sensitivity:
     """Per macro layer and change (:data:`CHANGES`), the accuracy of ``bundle`` with only
     that change on ``images`` / ``labels`` and its difference from the baseline.
 
     ``sigma``, ``adc_bits``: the analog noise and the ADC bits of a moved layer (None:
     the bundle's ``AcimSpec``, or the default one); ``w_bits``, ``x_bits``: the lowered
-    precisions (None: one bit less than each layer's)."""
+    precisions (None: one bit less than each layer's); ``sparsity``: the raised block
+    sparsity (None: each layer's plus :data:`SPARSITY_STEP`)."""
     unknown = set(changes) - set(CHANGES)
     if unknown or not changes:
         raise ConfigError(f"changes {sorted(unknown) or '(none)'}: choose from "
@@ -263,11 +311,15 @@ def sensitivity(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
                 progress(f"{layer.name}: {change}")
             value = {"acim": adc,
                      "w_bits": layer.w_bits - 1 if w_bits is None else w_bits,
-                     "x_bits": layer.x_bits - 1 if x_bits is None else x_bits}[change]
+                     "x_bits": layer.x_bits - 1 if x_bits is None else x_bits,
+                     "sparsity": round(block_sparsity(base, layer) + SPARSITY_STEP,
+                                       SPARSITY_DIGITS) if sparsity is None else sparsity
+                     }[change]
             try:
                 changed = (to_acim(base, layer.name, spec, adc) if change == "acim" else
                            lower_w_bits(base, layer.name, value) if change == "w_bits" else
-                           lower_x_bits(base, layer.name, value))
+                           lower_x_bits(base, layer.name, value) if change == "x_bits" else
+                           prune_layer(base, layer.name, value))
             except CimstackError as exc:
                 result.changes.append(LayerChange(layer.name, change, value, None, None,
                                                   str(exc)))
