@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pynq = pytest.importorskip("pynq")
+import pynq
 
 from cimstack import emu  # noqa: E402
 from cimstack.errors import HardwareError  # noqa: E402

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-pynq = pytest.importorskip("pynq")
+import pynq
 
 from cimstack import emu  # noqa: E402
 emu_device = importlib.import_module("cimstack.emu.device")   # emu.device is a function

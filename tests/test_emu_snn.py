@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pynq = pytest.importorskip("pynq")
 
 from cimstack.errors import DmaTimeout  # noqa: E402
 from cimstack.backends import open_snn_runner  # noqa: E402

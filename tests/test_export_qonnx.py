@@ -8,9 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas")
-pytest.importorskip("qonnx")
+import torch
 
 from badcase import run_cli  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402

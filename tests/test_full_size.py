@@ -12,9 +12,7 @@ from itertools import pairwise
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas_examples")
-pytest.importorskip("qonnx")
+import torch
 
 from cimstack.backends import open_backend  # noqa: E402
 from cimstack.data import random_images  # noqa: E402

@@ -12,9 +12,7 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas_examples")
-pytest.importorskip("qonnx")
+import torch
 
 from badcase import run_cli  # noqa: E402
 from qonnx_models import BUILDERS, export, mlp, train_digits, user_cnn  # noqa: E402

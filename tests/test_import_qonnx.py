@@ -9,9 +9,8 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-qnn = pytest.importorskip("brevitas.nn")
-pytest.importorskip("qonnx")
+import torch
+import brevitas.nn as qnn
 
 from badcase import run_cli  # noqa: E402
 from brevitas.quant import Int8WeightPerChannelFloat, Uint8ActPerTensorFloat  # noqa: E402

@@ -10,9 +10,7 @@ import time
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas_examples")
-pytest.importorskip("qonnx")
+import torch
 
 from badcase import run_cli  # noqa: E402
 

@@ -20,8 +20,8 @@ from cimstack.snn_bundle import META_FILE, load_snn_bundle, save_snn_bundle
 
 from test_ref_snn import random_net
 
-nir = pytest.importorskip("nir")
-torch = pytest.importorskip("torch")
+import nir
+import torch
 
 T = 6                     # timesteps: small nets, few steps
 
@@ -123,7 +123,6 @@ def quantize(w, w_bits=8):
 
 def check_emulated_overlay(net, frames):
     from cimstack.snn_cli import verify_snn
-    pytest.importorskip("pynq")
     rep = verify_snn(net, frames, "emu")
     assert rep["ok"], rep
 
@@ -134,7 +133,7 @@ def check_emulated_overlay(net, frames):
 def snntorch_graph(request, tmp_path_factory):
     """conv(2->4, k3, padding 1, stride 1 or 2) LIF avgpool2 flatten linear(5) LIF on
     2x8x8, exported by snnTorch."""
-    snn = pytest.importorskip("snntorch")
+    import snntorch as snn
     from snntorch.export_nir import export_to_nir
     torch.manual_seed(0)
 
@@ -209,7 +208,7 @@ def test_snntorch_cnn_spike_for_spike(snntorch_graph, tmp_path, capsys):
 def norse_model(strided=False):
     """conv(2->3, k3) IAF conv(3->4, k6) IAF on 2x8x8; ``strided``: conv(2->3, k3,
     stride 2, padding 1) IAF conv(3->4, k2, stride 2) IAF."""
-    norse = pytest.importorskip("norse.torch")
+    import norse.torch as norse
     torch.manual_seed(1)
     convs = ((torch.nn.Conv2d(2, 3, 3, stride=2, padding=1), torch.nn.Conv2d(3, 4, 2, stride=2))
              if strided else (torch.nn.Conv2d(2, 3, 3), torch.nn.Conv2d(3, 4, 6)))
@@ -228,7 +227,7 @@ def norse_model(strided=False):
 
 @pytest.mark.parametrize("strided", [False, True])
 def test_norse_cnn_spike_for_spike_with_norse_itself(tmp_path, strided):
-    norse = pytest.importorskip("norse.torch")
+    import norse.torch as norse
     model = norse_model(strided)
     from cimstack.importer.nir_import import NirOptions, import_nir
     # Norse 1.1 leaves the Conv2d types of its graph undefined, which nir.write cannot

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-torch = pytest.importorskip("torch")
+import torch
 
 from cimstack.config import DcimSpec
 from cimstack.cost.calibrate import CIFAR_NETWORKS

@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas")
-pytest.importorskip("qonnx")
+import torch
 
 import qonnx_models
 from qonnx.core.modelwrapper import ModelWrapper

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas")
+import torch
 
 from cimstack.bundle import load_bundle, save_bundle  # noqa: E402
 from cimstack.quant.data import load_digits_split  # noqa: E402

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas")
+import torch
 
 from cimstack.events.datasets import event_digits  # noqa: E402
 from cimstack.quant.snn import train_snn  # noqa: E402
