@@ -34,12 +34,13 @@ def train_model(model: dict[str, Any], schedule: dict[str, Any]) -> dict[str, An
     """Train the model of ``model`` (a point's model knobs, with ``macro``) on the
     macro's ``schedule``; returns ``{"model": exported model, "seconds": s}``."""
     t0 = time.perf_counter()
-    if model["macro"] == "flexspim":        # built from its seed with NumPy: no torch
-        return {"model": _build_flexspim(model, schedule),
-                "seconds": time.perf_counter() - t0}
-    from ..quant.train import _torch_env
-    with _TRAIN_LOCK, _torch_env(1):
-        exported = trainer_of(model["macro"])(model, schedule)
+    trainer = trainer_of(model["macro"])
+    if trainer is _build_flexspim:          # built from its seed with NumPy: no torch
+        exported = trainer(model, schedule)
+    else:
+        from ..quant.train import _torch_env
+        with _TRAIN_LOCK, _torch_env(1):
+            exported = trainer(model, schedule)
     return {"model": exported, "seconds": time.perf_counter() - t0}
 
 
