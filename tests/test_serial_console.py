@@ -106,6 +106,24 @@ def test_disconnect_mid_command(board, con):
     assert time.monotonic() - t0 < 5
 
 
+def test_a_port_hung_up_while_flushing_is_a_disconnect():
+    """pyserial's flush() on a hung-up pty raises termios.error, which is no OSError:
+    it must end as ConsoleDisconnected (the transfer then says "run again to resume")."""
+    import termios
+
+    class HungUp:
+        port = "/dev/pts/hung"
+
+        def write(self, data):
+            return len(data)
+
+        def flush(self):
+            raise termios.error(5, "Input/output error")
+
+    with pytest.raises(ConsoleDisconnected, match="writing to the serial port failed"):
+        SerialConsole(HungUp())._send("echo hi\n")
+
+
 def test_board_exec_cli(board):
     from typer.testing import CliRunner
 

@@ -34,6 +34,12 @@ from typing import Callable, Optional
 
 from ..errors import HardwareError
 
+try:                        # pyserial's POSIX backend lets termios.error (not an OSError)
+    from termios import error as _TermiosError      # out of flush() on a hung-up port
+except ImportError:         # pragma: no cover - Windows
+    class _TermiosError(Exception):
+        pass
+
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
                   rb"|\x1b[()][A-Za-z0-9]|\x1b[@-Z\\-_=>78]")
 KMSG = re.compile(rb"\[\s*\d+\.\d{6}\][^\r\n]*\r*\n")
@@ -163,7 +169,7 @@ class SerialConsole:
         try:
             n = self.ser.in_waiting
             data = self.ser.read(n or 1)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, _TermiosError) as exc:
             self.ready = False
             raise ConsoleDisconnected(f"{self.name}: the serial port went away ({exc}); "
                                       "check the cable and that the board is powered") from None
@@ -178,7 +184,7 @@ class SerialConsole:
         try:
             self.ser.write(text.encode())
             self.ser.flush()
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, _TermiosError) as exc:
             self.ready = False
             raise ConsoleDisconnected(f"{self.name}: writing to the serial port failed ({exc})") \
                 from None
