@@ -62,6 +62,10 @@ class FakeBoard:
         self.logins = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self._master: Optional[int] = None
+        self._slave: Optional[int] = None
         self._line = bytearray()
         self._lines: list[bytes] = []
         self._cond = threading.Condition()
@@ -83,20 +87,32 @@ class FakeBoard:
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._kill_shell()
-        for fd in ("_master", "_slave"):
-            f = getattr(self, fd, None)
-            if f is not None:
-                try:
-                    os.close(f)
-                except OSError:
-                    pass
-                setattr(self, fd, None)
-        with self._cond:
-            self._cond.notify_all()
-        for t in self._threads:
-            t.join(timeout=2)
+        """Pull the cable: end the shell and close the pty. Safe to call from several
+        threads at once (``disconnect_after_input`` calls it from the wire's reader
+        while the owner's ``with`` block ends): the first caller does the work and the
+        others wait for it, so a descriptor is closed exactly once and never after its
+        number was handed to the next board's pty."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stop.set()
+            self._kill_shell()
+            with self._cond:
+                self._cond.notify_all()
+            me = threading.current_thread()
+            for t in self._threads:            # each polls _stop at least every 0.1 s
+                if t is not me:
+                    t.join(timeout=2)
+            with self._lock:                   # no _write is between its check and write
+                for fd in ("_master", "_slave"):
+                    f = getattr(self, fd, None)
+                    setattr(self, fd, None)
+                    if f is not None:
+                        try:
+                            os.close(f)
+                        except OSError:
+                            pass
+            self._stopped = True
 
     disconnect = stop
 
@@ -121,12 +137,13 @@ class FakeBoard:
 
     def _reader(self) -> None:
         """Everything the host sends: to the shell when one runs, else to the login."""
+        master = self._master          # stop() closes it only after this thread ended
         while not self._stop.is_set():
             try:
-                r, _, _ = select.select([self._master], [], [], 0.1)
+                r, _, _ = select.select([master], [], [], 0.1)
                 if not r:
                     continue
-                data = os.read(self._master, 4096)
+                data = os.read(master, 4096)
             except (OSError, TypeError, ValueError):
                 return
             if not data:
