@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from cimstack.emu.csim import CsimKernel
 from cimstack.errors import ConfigError
-from cimstack.events.wire import pack_stream, unpack_stream
+from cimstack.events.wire import pack_stream, packet_ends, unpack_stream
 from cimstack.hw.snn import (ARRAY_BITS, CsimTransactor, SnnKernelRunner, layer_args,
-                             pack_weights, plan_slices)
+                             pack_weights, plan_runs, plan_slices, unpack_membranes)
 from cimstack.mapping.snn import SnnMappingError
 from cimstack.overlay_shape import KERNELS, SNN
 from cimstack.paths import project_root
@@ -200,6 +200,142 @@ def test_out_of_range_registers_are_refused():
             kernel.words_needed({**args, **bad})
 
 
+# ------------------------------------------------------------ RUN: all timesteps, one call
+
+RUN_IN, RUN_OUT = 6, 5          # fc 6 -> 5: input j < 5 drives neuron j, input 5 drives all
+DIAGONAL = np.hstack([np.eye(RUN_OUT, dtype=np.int32), np.ones((RUN_OUT, 1), np.int32)])
+
+
+def _slice_calls(kernel: CsimKernel, layer: SnnLayer, lo: int, packets, run: bool):
+    """Load and clear the slice lo.. of the fc ``layer``, then all timesteps in one RUN call
+    (``run``) or one STEP call each; returns (per call: (words, TLAST)), membranes."""
+    args = layer_args(layer, (RUN_IN, 1, 1), 1, lo, RUN_OUT - lo)
+    w = pack_weights(layer, lo, RUN_OUT - lo)
+    kernel.run({**args, "mode": SNN.modes["load_weights"], "n_words": w.size}, w,
+               np.ones(w.size, bool))
+    kernel.run({**args, "mode": SNN.modes["clear"]}, np.zeros(0, np.uint64), np.zeros(0, bool))
+    calls = [np.concatenate(packets)] if run else packets
+    mode = SNN.modes["run" if run else "step"]
+    answers = []
+    for words in calls:
+        used, out, last = kernel.run({**args, "mode": mode, "n_words": words.size,
+                                      "n_steps": len(packets)}, words, np.ones(words.size, bool))
+        assert used == words.size
+        answers.append((out, last))
+    _, v, _ = kernel.run({**args, "mode": SNN.modes["read_membranes"]}, np.zeros(0, np.uint64),
+                         np.zeros(0, bool))
+    return answers, unpack_membranes(v, RUN_OUT - lo)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t_steps=st.integers(1, 6), events=st.sets(st.tuples(st.integers(0, 5),
+                                                            st.integers(0, RUN_IN - 1))),
+       seed=st.integers(0, 50), lo=st.sampled_from([0, 2]))
+@example(t_steps=1, events={(0, 1)}, seed=0, lo=0)                     # T = 1
+@example(t_steps=4, events=set(), seed=0, lo=0)                        # every timestep empty
+@example(t_steps=3, events={(2, RUN_OUT - 1)}, seed=0, lo=0)           # last neuron, last step
+@example(t_steps=3, events={(1, 5), (2, 0), (2, 1)}, seed=0, lo=0)     # 5 spikes, then 2
+@example(t_steps=2, events={(0, 5), (1, 5)}, seed=0, lo=2)             # 3 spikes, a slice
+def test_one_run_call_equals_step_calls_and_reference(t_steps, events, seed, lo):
+    """One RUN call over T timesteps answers the same spike packets and leaves the same
+    membranes as T STEP calls and as the reference; its answer is one transfer (TLAST on
+    the last beat only) whose packets the driver splits at the markers."""
+    rng = np.random.default_rng(seed)
+    weights = DIAGONAL if seed == 0 else rng.integers(-3, 4, (RUN_OUT, RUN_IN)).astype(np.int32)
+    layer = SnnLayer("f", "fc", (RUN_IN, 1, 1), (RUN_OUT,), weights, theta=1 if seed == 0 else 2,
+                     w_bits=4, v_bits=6, leak_shift=0 if seed == 0 else 1)
+    net = SnnNet("run", (RUN_IN, 1, 1), [layer])
+    net.validate()
+    frames = np.zeros((1, t_steps, RUN_IN, 1, 1), bool)
+    for t, i in events:
+        if t < t_steps:
+            frames[0, t, i] = True
+    packets = [pack_stream([(t, np.flatnonzero(frames[0, t]))])[0] for t in range(t_steps)]
+    kernel = CsimKernel("snn")
+    answers, v_run = _slice_calls(kernel, layer, lo, packets, run=True)
+    (run_out, run_last), = answers
+    steps, v_step = _slice_calls(kernel, layer, lo, packets, run=False)
+    assert run_last[-1] and not run_last[:-1].any()                      # one S2MM transfer
+    np.testing.assert_array_equal(run_out, np.concatenate([w for w, _ in steps]))
+    np.testing.assert_array_equal(packet_ends(run_out), np.concatenate([l for _, l in steps]))
+    ref = run_snn(net, frames, keep_spikes=True)
+    want = ref.spikes["f"][0].reshape(t_steps, RUN_OUT)
+    got = np.zeros_like(want)
+    for t, addrs in unpack_stream(run_out, packet_ends(run_out)):
+        got[t, addrs] = True
+    np.testing.assert_array_equal(got[:, lo:], want[:, lo:])
+    np.testing.assert_array_equal(v_run, v_step)
+    np.testing.assert_array_equal(v_run, ref.v_final[0, lo:])
+
+
+def test_run_registers_out_of_range_are_refused():
+    """n_steps outside 1..MAX_STEPS, or fewer input words than timesteps: the C-sim
+    bridge refuses the registers, the Python side says so in one line."""
+    kernel = CsimKernel("snn")
+    layer = SnnLayer("f", "fc", (4, 1, 1), (3,), np.ones((3, 4), np.int32), theta=2)
+    args = {**layer_args(layer, (4, 1, 1), 1, 0, 3), "mode": SNN.modes["run"], "n_words": 8,
+            "n_steps": 8}
+    assert kernel.words_needed(args) == 8
+    assert kernel.words_out(args) == 8 * 2
+    max_steps = SNN.capacity["MAX_STEPS"]
+    for bad in ({"n_steps": 0}, {"n_steps": max_steps + 1}, {"n_words": 7}):
+        with pytest.raises(ConfigError, match="out of the kernel's range") as err:
+            kernel.words_needed({**args, **bad})
+        assert "\n" not in str(err.value)
+    assert kernel.words_needed({**args, "n_steps": max_steps, "n_words": max_steps}) == max_steps
+
+
+@settings(max_examples=200, deadline=None)
+@given(beats=st.lists(st.integers(1, 9), max_size=40), out=st.integers(1, 5),
+       max_beats=st.integers(9, 60))
+@example(beats=[], out=1, max_beats=9)
+@example(beats=[9, 9], out=5, max_beats=9)          # one timestep per call, exactly full
+def test_plan_runs_covers_every_timestep_within_the_dma_limit(beats, out, max_beats):
+    runs = plan_runs(beats, out, max_beats)
+    assert [t for first, n in runs for t in range(first, first + n)] == list(range(len(beats)))
+    for first, n in runs:
+        assert n >= 1 and n * out <= max_beats and sum(beats[first:first + n]) <= max_beats
+        assert first + n == len(beats) or (n + 1) * out > max_beats \
+            or sum(beats[first:first + n + 1]) > max_beats      # greedy: no call cut early
+
+
+def test_plan_runs_refuses_a_timestep_larger_than_a_transfer():
+    with pytest.raises(SnnMappingError, match="largest transfer of 8 beats"):
+        plan_runs([3, 9], 1, 8)
+    with pytest.raises(SnnMappingError, match="largest transfer of 8 beats"):
+        plan_runs([3], 9, 8)
+
+
+def test_runs_cut_at_the_dma_limit_stay_exact():
+    """A DMA limit of a few beats cuts every slice's run into several calls; the result
+    is still the reference's, spike for spike."""
+    net = random_net(3, w_bits=6, v_bits=10)
+    frames = np.random.default_rng(3).random((2, 7, 2, 8, 8)) < 0.3
+    ref = run_snn(net, frames, keep_spikes=True)
+    calls = []
+
+    def counted(transact):
+        def call(args, words, out_cap, what):
+            calls.append(args["mode"])
+            return transact(args, words, out_cap, what)
+        return call
+
+    whole = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))))
+    cut = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))), max_transfer=60 * 8)
+    runs = []
+    for runner in (whole, cut):
+        calls.clear()
+        got = runner.run(net, frames)
+        for name in got.spikes:
+            np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
+        np.testing.assert_array_equal(got.v_final, ref.v_final)
+        runs.append(calls.count(SNN.modes["run"]))
+        assert SNN.modes["step"] not in calls
+    assert runs[0] == 2 * sum(len(plan_slices(l)) for l in net.spiking_layers)   # one a slice
+    assert runs[1] > runs[0]
+    assert cut.times.items == whole.times.items == 2 * 7 * 2      # timesteps, per layer
+
+
 def test_registers_match_the_top_function():
     """SNN.registers are the scalar parameters of snn_top, in order."""
     header = (project_root() / "hls" / "snn" / "snn_top.h").read_text()
@@ -211,7 +347,8 @@ def test_registers_match_the_top_function():
     top = (project_root() / "hls" / "snn" / "snn_top.cpp").read_text()
     for r in SNN.registers:
         assert f"s_axilite port = {r.name} bundle = control" in top
-    for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE", "MAX_STRIDE"):
+    for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE", "MAX_STRIDE",
+                "MAX_STEPS"):
         assert re.search(rf"const unsigned {key} = {SNN.capacity[key]};", header), key
 
 

@@ -1,5 +1,5 @@
 // C ABI around snn_top for the Python emulator (host/cimstack/emu/csim.py).
-// args: the 24 registers as uint32 in SNN.registers order. Not part of the kernel.
+// args: the 25 registers as uint32 in SNN.registers order. Not part of the kernel.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,11 +12,11 @@ using cimstack::csim::in_range;
 
 enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, STRIDE,
            N_LO, N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, FIRE_MODE,
-           LEAK_ORDER, V_INIT, N_WORDS, N_REGS };
+           LEAK_ORDER, V_INIT, N_WORDS, N_STEPS, N_REGS };
 
 bool args_valid(const uint32_t* a) {
     using namespace snn;
-    if (a[MODE] > READ_MEMBRANES || a[OP] > FC) return false;
+    if (a[MODE] > RUN || a[OP] > FC) return false;
     if (!in_range(a[W_BITS], 1, MAX_BITS) || !in_range(a[V_BITS], 1, MAX_BITS)) return false;
     if (!in_range(a[IN_C], 1, MAX_IN) || !in_range(a[IN_H], 1, MAX_IN) ||
         !in_range(a[IN_W], 1, MAX_IN) ||
@@ -48,6 +48,9 @@ bool args_valid(const uint32_t* a) {
     const int64_t v_init = int32_t(a[V_INIT]), v_half = int64_t(1) << (a[V_BITS] - 1);
     if (v_init < -v_half || v_init >= v_half) return false;
     if (a[MODE] == STEP && a[N_WORDS] < 1) return false;
+    // RUN: every timestep's packet is at least one beat
+    if (a[MODE] == RUN && (!in_range(a[N_STEPS], 1, MAX_STEPS) || a[N_WORDS] < a[N_STEPS]))
+        return false;
     return true;
 }
 
@@ -55,7 +58,7 @@ void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_strea
     snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
             a[OUT_C], a[KSIZE], a[PADDING], a[STRIDE], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
             a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[FIRE_MODE], a[LEAK_ORDER],
-            a[V_INIT], a[N_WORDS]);
+            a[V_INIT], a[N_WORDS], a[N_STEPS]);
 }
 
 }  // namespace
@@ -69,7 +72,8 @@ long long cimstack_snn_words_needed(const uint32_t* a) {
         case snn::LOAD_WEIGHTS:
             return (long long)snn::weight_words(snn::weight_count(
                 a[OP], a[IN_C], a[IN_H], a[IN_W], a[OUT_C], a[KSIZE], a[N_COUNT]));
-        case snn::STEP: return (long long)a[N_WORDS];
+        case snn::STEP:
+        case snn::RUN: return (long long)a[N_WORDS];
         default: return 0;
     }
 }
@@ -78,11 +82,13 @@ long long cimstack_snn_words_needed(const uint32_t* a) {
 long long cimstack_snn_words_out(const uint32_t* a) {
     if (!args_valid(a)) return -1;
     if (a[MODE] == snn::STEP) return (long long)snn::step_out_words_max(a[N_COUNT]);
+    if (a[MODE] == snn::RUN)
+        return (long long)a[N_STEPS] * (long long)snn::step_out_words_max(a[N_COUNT]);
     if (a[MODE] == snn::READ_MEMBRANES) return (long long)snn::membrane_words(a[N_COUNT]);
     return 0;
 }
 
-// Run one kernel call, as cimstack_dcim_run; a STEP may write fewer words than
+// Run one kernel call, as cimstack_dcim_run; a STEP or RUN may write fewer words than
 // cimstack_snn_words_out (an upper bound).
 int cimstack_snn_run(const uint32_t* a, const uint64_t* in_data, const uint8_t* in_last,
                      size_t n_in, size_t* n_consumed, uint64_t* out_data, uint8_t* out_last,

@@ -5,7 +5,10 @@
 // weights in (int16, 4 per word); mode 1 sets the membranes to v_init; mode 2 runs one
 // timestep: it reads one event packet (32-bit words: marker, addresses, pad; n_words
 // beats) and writes one packet of output spikes, TLAST on its last beat; mode 3 streams
-// the membranes out (int32, 2 per word). Semantics: docs/macros.md.
+// the membranes out (int32, 2 per word); mode 4 runs n_steps timesteps in one call: its
+// n_words beats are n_steps such packets back to back, and it writes one spike packet
+// per timestep, TLAST only on the last beat of the last (one S2MM transfer). Modes 2
+// and 4 are the same loop (run_steps). Semantics: docs/macros.md.
 #include "snn_top.h"
 
 using cimstack::min_u;
@@ -133,69 +136,94 @@ static bool update(const Layer& L, uint32_t j) {
     return fire;
 }
 
-// Emit one 32-bit word; two make a beat, the second half of the last beat is PAD.
+// Emit one 32-bit word; two make a beat. `end` closes the packet: PAD fills the
+// second half of its last beat, which carries TLAST when `tlast`.
 struct Packer {
     cimstack::axis_stream& out;
     u64 half;
     bool have;
     explicit Packer(cimstack::axis_stream& o) : out(o), half(0), have(false) {}
-    void push(uint32_t w, bool last) {
+    void push(uint32_t w, bool end, bool tlast) {
         if (!have) {
             half = w;
             have = true;
-            if (last) { out.write(cimstack::make_word(half | (u64(PAD) << 32), true)); have = false; }
+            if (end) {
+                out.write(cimstack::make_word(half | (u64(PAD) << 32), tlast));
+                have = false;
+            }
         } else {
-            out.write(cimstack::make_word(half | (u64(w) << 32), last));
+            out.write(cimstack::make_word(half | (u64(w) << 32), end && tlast));
             have = false;
         }
     }
 };
 
-static void step(cimstack::axis_stream& in, cimstack::axis_stream& out, const Layer& L,
-                 uint32_t n_words) {
+// A new timestep: forget the inputs seen and the synaptic input of the last one.
+static void begin_timestep(const Layer& L) {
     const uint32_t n_in = L.in_c * L.in_h * L.in_w;
 CLR_SEEN:
     for (uint32_t i = 0; i < (n_in + 63) / 64; ++i) seen[i] = 0;
 CLR_ACC:
     for (uint32_t j = 0; j < L.n_count; ++j) acc[j] = 0;
-    uint32_t t = 0;
-    bool first = true;
-READ:
-    for (uint32_t i = 0; i < n_words; ++i) {
-#pragma HLS LOOP_TRIPCOUNT max = 4096
-        const u64 data = in.read().data;
-        for (unsigned h = 0; h < 2; ++h) {
-            const uint32_t w = uint32_t(data >> (32 * h));
-            if (first) {                       // the marker opens the packet
-                first = false;
-                t = w & ~MARKER;
-                continue;
-            }
-            if (w & MARKER) continue;          // pad (a stray marker is ignored too)
-            // w = (c * src_h + ys) * src_w + xs; y = ys / pool, x = xs / pool
-            const uint32_t c = divide(w, L.by_plane), rem = w - c * L.plane;
-            const uint32_t ys = divide(rem, L.by_src_w), xs = rem - ys * L.src_w;
-            const unsigned y = divide(ys, L.by_pool), x = divide(xs, L.by_pool);
-            if (c >= L.in_c || y >= L.in_h || x >= L.in_w) continue;   // outside / cropped
-            const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
-            if ((seen[ia >> 6] >> (ia & 63)) & 1) continue;            // OR pooling
-            seen[ia >> 6] |= u64(1) << (ia & 63);
-            integrate(L, c, y, x);
-        }
-    }
+}
+
+// One 32-bit word of an event packet after its marker: an address is decoded, cropped,
+// OR-pooled and integrated; pad (and a stray marker) is ignored.
+static void take_event(const Layer& L, uint32_t w) {
+    if (w & MARKER) return;
+    // w = (c * src_h + ys) * src_w + xs; y = ys / pool, x = xs / pool
+    const uint32_t c = divide(w, L.by_plane), rem = w - c * L.plane;
+    const uint32_t ys = divide(rem, L.by_src_w), xs = rem - ys * L.src_w;
+    const unsigned y = divide(ys, L.by_pool), x = divide(xs, L.by_pool);
+    if (c >= L.in_c || y >= L.in_h || x >= L.in_w) return;   // outside / cropped
+    const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
+    if ((seen[ia >> 6] >> (ia & 63)) & 1) return;            // OR pooling
+    seen[ia >> 6] |= u64(1) << (ia & 63);
+    integrate(L, c, y, x);
+}
+
+// Update every membrane of the slice and write timestep t's spike packet (marker,
+// spikes, pad); its last beat carries TLAST when `tlast`.
+static void fire(cimstack::axis_stream& out, const Layer& L, uint32_t t, bool tlast) {
     Packer pk(out);
-    pk.push(MARKER | t, false);
-    int32_t pending = -1;                    // spikes are emitted one behind to place TLAST
+    pk.push(MARKER | t, false, false);
+    int32_t pending = -1;                    // spikes are emitted one behind to close the packet
 FIRE:
     for (uint32_t j = 0; j < L.n_count; ++j) {
 #pragma HLS LOOP_TRIPCOUNT max = 8192
         if (update(L, j)) {
-            if (pending >= 0) pk.push(uint32_t(pending), false);
+            if (pending >= 0) pk.push(uint32_t(pending), false, false);
             pending = int32_t(L.n_lo + j);
         }
     }
-    if (pending >= 0) pk.push(uint32_t(pending), true);
-    else if (pk.have) pk.push(PAD, true);
+    if (pending >= 0) pk.push(uint32_t(pending), true, tlast);
+    else pk.push(PAD, true, tlast);          // the marker's beat: half full
+}
+
+// Timesteps: n_words beats holding up to n_steps event packets, each opened by a marker
+// in the low half of a beat (packets fill whole beats). Each packet is integrated, then
+// fired (fire) when the next one opens or the words end: one spike packet per timestep,
+// TLAST on the last beat of the last one. The first word always opens the first packet;
+// markers past the n_steps-th are ignored, as within a packet (STEP: n_steps = 1).
+static void run_steps(cimstack::axis_stream& in, cimstack::axis_stream& out, const Layer& L,
+                      uint32_t n_words, uint32_t n_steps) {
+    uint32_t t = 0, opened = 0;
+READ:
+    for (uint32_t i = 0; i < n_words; ++i) {
+#pragma HLS LOOP_TRIPCOUNT max = 4096
+        const u64 data = in.read().data;
+        const uint32_t lo = uint32_t(data), hi = uint32_t(data >> 32);
+        if (i == 0 || ((lo & MARKER) && lo != PAD && opened < n_steps)) {
+            if (opened) fire(out, L, t, false);
+            begin_timestep(L);
+            t = lo & ~MARKER;
+            ++opened;
+        } else {
+            take_event(L, lo);
+        }
+        take_event(L, hi);
+    }
+    fire(out, L, t, true);
 }
 
 static void read_membranes(cimstack::axis_stream& out, const Layer& L) {
@@ -221,7 +249,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> n_lo, ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits,
              ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
              ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
-             ap_uint<32> v_init, ap_uint<32> n_words) {
+             ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps) {
 #pragma HLS INTERFACE axis port = in
 #pragma HLS INTERFACE axis port = out
 #pragma HLS INTERFACE s_axilite port = mode bundle = control
@@ -248,6 +276,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
 #pragma HLS INTERFACE s_axilite port = leak_order bundle = control
 #pragma HLS INTERFACE s_axilite port = v_init bundle = control
 #pragma HLS INTERFACE s_axilite port = n_words bundle = control
+#pragma HLS INTERFACE s_axilite port = n_steps bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
 #pragma HLS INTERFACE ap_ctrl_hs port = return
     // The drivers check every register (cimstack_snn_words_needed refuses bad ones in
@@ -295,8 +324,13 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
                 put_field(L.v_base + j * L.vb, L.vb, unsigned(uint32_t(L.v_init)));
             break;
         case STEP:
-            if (L.in_c * L.in_h * L.in_w <= MAX_IN && n_words > 0) step(in, out, L, n_words);
+        case RUN: {
+            const unsigned steps = unsigned(mode) == STEP ? 1
+                : min_u(unsigned(n_steps) ? unsigned(n_steps) : 1, MAX_STEPS);
+            if (L.in_c * L.in_h * L.in_w <= MAX_IN && n_words > 0)
+                run_steps(in, out, L, n_words, steps);
             break;
+        }
         case READ_MEMBRANES:
             read_membranes(out, L);
             break;

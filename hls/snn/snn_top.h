@@ -19,10 +19,11 @@ const unsigned MAX_STRIDE = 7;                   // conv stride (above k it skip
 const unsigned MAX_POOL = 8;
 const unsigned MAX_SRC = 65535;                  // src_h, src_w
 const unsigned MAX_BITS = 16;
+const unsigned MAX_STEPS = 65535;                // timesteps of one RUN call
 const uint32_t MARKER = 0x80000000u;             // timestep marker flag
 const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a packet
 
-enum Mode { LOAD_WEIGHTS = 0, CLEAR = 1, STEP = 2, READ_MEMBRANES = 3 };
+enum Mode { LOAD_WEIGHTS = 0, CLEAR = 1, STEP = 2, READ_MEMBRANES = 3, RUN = 4 };
 enum Op { CONV = 0, FC = 1 };
 enum Reset { RESET_SUBTRACT = 0, RESET_ZERO = 1, RESET_STEP = 2 };   // STEP: every timestep
 
@@ -72,6 +73,6 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> n_lo, ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits,
              ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
              ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
-             ap_uint<32> v_init, ap_uint<32> n_words);
+             ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps);
 
 #endif

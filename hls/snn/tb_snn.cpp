@@ -1,7 +1,8 @@
 // Self-checking testbench of snn_top: random conv / fc layers with input pooling,
 // random event streams; the kernel's output spikes and membranes must equal a plain
-// integer model (docs/macros.md) bit for bit. Runs under g++ (make -C hls csim) and
-// Vitis HLS (csim / cosim).
+// integer model (docs/macros.md) bit for bit, run one timestep per call (STEP) and all
+// timesteps in one call (RUN). Runs under g++ (make -C hls csim) and Vitis HLS (csim /
+// cosim).
 #include <stdint.h>
 #include <stdio.h>
 
@@ -67,13 +68,39 @@ struct Model {  // plain integer model of one layer
 };
 
 void call(cimstack::axis_stream& in, cimstack::axis_stream& out, const Case& cs, const Model& m,
-          unsigned mode, unsigned n_lo, unsigned n_count, unsigned n_words) {
+          unsigned mode, unsigned n_lo, unsigned n_count, unsigned n_words, unsigned n_steps = 1) {
     snn_top(in, out, mode, cs.op, cs.src, cs.src, cs.pool, cs.c, m.in_h, m.in_h, cs.n, cs.k,
             cs.pad, cs.stride, n_lo, n_count, cs.wb, cs.vb, m.theta, cs.leak, cs.reset_zero, cs.wrap,
-            0, 0, 0, n_words);   // fire at v >= theta, leak after the input, membranes from 0
+            0, 0, 0, n_words, n_steps);   // fire at v >= theta, leak after the input, v from 0
 }
 
-int run_case(const Case& cs) {
+// Drain `out`: n spike packets of timesteps t0, t0 + 1, ... (each opened by its marker in
+// the low half of a beat), TLAST on the very last beat only; spikes appended to got[t].
+// Returns the errors.
+int read_packets(cimstack::axis_stream& out, unsigned t0, unsigned n,
+                 std::vector<std::vector<uint32_t> >& got) {
+    int errors = 0;
+    unsigned opened = 0;
+    bool last = false;
+    while (!out.empty()) {
+        const cimstack::axis_word wd = out.read();
+        if (last) ++errors;  // words after TLAST
+        last = wd.last;
+        const uint32_t lo = uint32_t(uint64_t(wd.data)), hi = uint32_t(uint64_t(wd.data) >> 32);
+        if ((lo & snn::MARKER) && lo != snn::PAD) {
+            if (opened == n || lo != (snn::MARKER | (t0 + opened))) ++errors;
+            ++opened;
+        } else if (!opened) {
+            ++errors;        // no marker opens the answer
+        } else if (lo != snn::PAD) {
+            got[t0 + opened - 1].push_back(lo);
+        }
+        if (opened && opened <= n && hi != snn::PAD) got[t0 + opened - 1].push_back(hi);
+    }
+    return errors + (!last) + (opened != n);
+}
+
+int run_case(const Case& cs, unsigned mode) {
     Model m;
     m.cs = cs;
     m.in_h = cs.src / cs.pool;
@@ -113,6 +140,7 @@ int run_case(const Case& cs) {
         cimstack::push_words(in, words);
         call(in, out, cs, m, snn::LOAD_WEIGHTS, lo, cnt, unsigned(words.size()));
         call(in, out, cs, m, snn::CLEAR, lo, cnt, 0);
+        std::vector<uint64_t> stream;     // every timestep's packet, back to back
         for (unsigned t = 0; t < cs.steps; ++t) {
             std::vector<uint32_t> w32(1, snn::MARKER | t);
             for (size_t a = 0; a < frames[t].size(); ++a)
@@ -120,20 +148,17 @@ int run_case(const Case& cs) {
             if (w32.size() & 1) w32.push_back(snn::PAD);
             std::vector<uint64_t> packet;
             cimstack::pack_fields(w32.begin(), w32.end(), 32, packet);
-            cimstack::push_words(in, packet);
-            call(in, out, cs, m, snn::STEP, lo, cnt, unsigned(packet.size()));
-            bool first = true, last = false;
-            while (!out.empty()) {
-                const cimstack::axis_word wd = out.read();
-                if (last) ++errors;  // words after TLAST
-                last = wd.last;
-                for (unsigned h = 0; h < 2; ++h) {
-                    const uint32_t x = uint32_t(uint64_t(wd.data) >> (32 * h));
-                    if (first) { first = false; if (x != (snn::MARKER | t)) ++errors; continue; }
-                    if (x != snn::PAD) got[t].push_back(x);
-                }
+            if (mode == snn::STEP) {
+                cimstack::push_words(in, packet);
+                call(in, out, cs, m, snn::STEP, lo, cnt, unsigned(packet.size()));
+                errors += read_packets(out, t, 1, got);
             }
-            if (!last) ++errors;
+            stream.insert(stream.end(), packet.begin(), packet.end());
+        }
+        if (mode == snn::RUN) {
+            cimstack::push_words(in, stream);
+            call(in, out, cs, m, snn::RUN, lo, cnt, unsigned(stream.size()), cs.steps);
+            errors += read_packets(out, 0, cs.steps, got);
         }
         call(in, out, cs, m, snn::READ_MEMBRANES, lo, cnt, 0);
         for (unsigned j = 0; j < cnt; j += 2) {
@@ -161,9 +186,12 @@ int main() {
     };
     int failed = 0;
     for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
-        const int e = run_case(cases[i]);
-        printf("case %u: %s (%d errors)\n", i, e ? "FAIL" : "ok", e);
-        failed += e != 0;
+        for (unsigned mode : {unsigned(snn::STEP), unsigned(snn::RUN)}) {
+            const int e = run_case(cases[i], mode);
+            printf("case %u %s: %s (%d errors)\n", i, mode == snn::STEP ? "step" : "run",
+                   e ? "FAIL" : "ok", e);
+            failed += e != 0;
+        }
     }
     printf("%s\n", failed ? "snn testbench FAILED" : "snn testbench passed");
     return failed;

@@ -134,7 +134,8 @@ SNN = KernelDecl(
     top="snn_top",
     vlnv="cimstack.org:hls:snn_top:1.0",
     registers=_args(
-        ("mode", "0 load weights, 1 set membranes to v_init, 2 one timestep, 3 read membranes"),
+        ("mode", "0 load weights, 1 set membranes to v_init, 2 one timestep, 3 read "
+                 "membranes, 4 n_steps timesteps"),
         ("op", "0 conv (square kernel), 1 fully connected"),
         ("src_h", "height of the incoming event map (before input pooling)"),
         ("src_w", "width of the incoming event map (before input pooling)"),
@@ -157,11 +158,13 @@ SNN = KernelDecl(
         ("fire_mode", "0 fire at v >= theta, 1 at v > theta"),
         ("leak_order", "0 leak after adding the input, 1 before"),
         ("v_init", "membrane value set by mode 1 (clear), signed v_bits", True),
-        ("n_words", "64-bit words of this call's input (load weights / one timestep)"),
+        ("n_words", "64-bit words of this call's input (load weights / timestep packets)"),
+        ("n_steps", "timesteps of a mode 4 (run) call, 1..MAX_STEPS: its input holds that "
+                    "many event packets, its output one spike packet each"),
     ),
     capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 16384, "MAX_COUNT": 8192,
-              "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7},
-    modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3},
+              "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_STEPS": 65535},
+    modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3, "run": 4},
 )
 
 KERNELS = {k.name: k for k in (DCIM, ACIM, SNN)}

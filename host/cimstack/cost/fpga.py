@@ -238,10 +238,11 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
     ``board``'s overlay for the event counts of a run (``result``: the
     :class:`~cimstack.ref.snn.SnnResult` of ``samples`` samples), driven as
     :mod:`cimstack.hw.snn` does: per layer, sample and slice of resident neurons, load
-    the slice's weights, clear its membranes, one call per timestep, read the
-    membranes. Per layer over the run (E loop entry, S sample-timesteps, B samples,
-    slices of ``n_s`` neurons, N neurons, n_in inputs after pooling, W_s int16 weight
-    words and V_s = ceil(n_s/2) membrane words of slice s):
+    the slice's weights, clear its membranes, run all its timesteps in one call (mode 4:
+    per timestep the same loops as a one-timestep call), read the membranes. Per layer
+    over the run (E loop entry, S sample-timesteps, B samples, slices of ``n_s``
+    neurons, N neurons, n_in inputs after pooling, W_s int16 weight words and V_s =
+    ceil(n_s/2) membrane words of slice s):
 
     - per sample and slice: ``W_s * (4 + E)`` (each word's 4 weights, one pipelined
       loop per word), ``n_s + E`` membrane clear, ``V_s + E`` membrane read;
@@ -257,8 +258,9 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
     DMA bytes: the event packets once per slice, the output spike packets, the weights
     and membranes once per sample and slice. Images/s: compute bound (B * clock over
     the cycles), DMA bound (B * port bytes/s over the bytes) and their min; the
-    driver's per-call set-up is not counted. The events streamed to the first layer
-    are the integrated ones (with an OR pool in front, a lower bound)."""
+    driver's per-call set-up (four calls per sample and slice) is not counted. The
+    events streamed to the first layer are the integrated ones (with an OR pool in
+    front, a lower bound)."""
     check_count("samples", samples, "samples in the run")
     t = timing or FpgaTiming()
     shape = board_shape(board)

@@ -9,7 +9,9 @@
 
 One packet per timestep (also when it has no events: marker only), TLAST on its last
 beat. The kernel answers each input packet with one output packet in the same format
-(the layer's output spikes of that timestep).
+(the layer's output spikes of that timestep). Several packets sent back to back as one
+transfer (the kernel's RUN mode) carry TLAST on the transfer's last beat only; their
+boundaries are the beats that open with a marker (:func:`packet_ends`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ def pack_stream(packets) -> tuple[np.ndarray, np.ndarray]:
     if not beats:
         return np.zeros(0, np.uint64), np.zeros(0, bool)
     return np.concatenate(beats).astype(np.uint64), np.concatenate(last)
+
+
+def packet_ends(beats) -> np.ndarray:
+    """TLAST flags of whole packets sent back to back: a beat ends a packet where the
+    next beat opens with a marker (packets fill whole beats, so a marker is always the
+    low half of one), and the last beat ends the last packet."""
+    low = np.ascontiguousarray(beats, dtype="<u8").view("<u4")[0::2]
+    opens = ((low & np.uint32(MARKER)) != 0) & (low != np.uint32(PAD))
+    last = np.zeros(low.size, bool)
+    last[:-1] = opens[1:]
+    if low.size:
+        last[-1] = True
+    return last
 
 
 def unpack_stream(beats, last=None) -> list[tuple[int, np.ndarray]]:

@@ -7,10 +7,16 @@ Per spiking layer and sample the driver makes a slice of output neurons resident
 
 1. load weights (mode 0): the slice's weights, int16, 4 per word;
 2. clear (mode 1): membranes to ``v_init`` (0 unless the layer says otherwise);
-3. one call per timestep (mode 2): the timestep's input event packet in (marker,
-   addresses, TLAST), the output spike packet out (TLAST per timestep, so one S2MM
-   transfer per timestep with simple-mode DMA);
+3. run (mode 4, ``n_steps`` = T): every timestep's input event packet (marker,
+   addresses, pad) back to back in one MM2S transfer; the kernel answers one spike
+   packet per timestep, TLAST only on the last beat, so one S2MM transfer with
+   simple-mode DMA. A run is cut into several calls only where its input words or
+   its output cap would exceed the DMA's largest transfer (``DmaDecl.max_transfer``
+   of the overlay's snn slot) or ``MAX_STEPS`` (:func:`plan_runs`); the answer's
+   markers must name every timestep of the call, in order;
 4. read membranes (mode 3) for the last layer's tie-break.
+
+Mode 2 (one timestep per call) is the same kernel loop with ``n_steps`` = 1.
 
 An OR-pooling layer in front of a spiking layer is done by the kernel on the incoming
 addresses (``pool`` register). Layers run one after another over all timesteps; with
@@ -24,8 +30,8 @@ import time
 import numpy as np
 
 from ..errors import HardwareError
-from ..events.wire import pack_stream, unpack_stream
-from ..overlay_shape import SNN, STREAM_BYTES
+from ..events.wire import pack_stream, packet_ends, unpack_stream
+from ..overlay_shape import SNN, STREAM_BYTES, overlay_shape
 from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map,
                        weight_slices)
 from .kernel import DmaTransactor, KernelIP, StageTimes
@@ -64,6 +70,29 @@ def plan_slices(layer) -> list[tuple[int, int]]:
             f"{cap['MAX_IN']}; downsample or pool the input before this layer")
     per = min(per, cap["MAX_COUNT"])
     return [(lo, min(per, n - lo)) for lo in range(0, n, per)]
+
+
+def plan_runs(packet_beats: list[int], out_beats: int, max_beats: int) -> list[tuple[int, int]]:
+    """(first timestep, timesteps) of the RUN calls over timesteps whose input packets
+    have ``packet_beats`` beats: consecutive timesteps, as many per call as keep its
+    input and its output cap (``out_beats`` per timestep) within ``max_beats`` and the
+    kernel's ``MAX_STEPS``."""
+    per_call = min(SNN.capacity["MAX_STEPS"], max_beats // out_beats)
+    if per_call < 1 or max(packet_beats, default=0) > max_beats:
+        from ..mapping.snn import SnnMappingError
+        raise SnnMappingError(
+            f"one timestep needs {max(max(packet_beats, default=0), out_beats)} beats in or "
+            f"out, more than the snn DMA's largest transfer of {max_beats} beats; "
+            "downsample the input or slice the layer smaller")
+    runs, first, used = [], 0, 0            # used: input beats of the call being filled
+    for t, beats in enumerate(packet_beats):
+        if t - first == per_call or used + beats > max_beats:
+            runs.append((first, t - first))
+            first, used = t, 0
+        used += beats
+    if packet_beats:
+        runs.append((first, len(packet_beats) - first))
+    return runs
 
 
 def layer_args(layer, src_shape: tuple, pool: int, n_lo: int, n_count: int) -> dict:
@@ -129,11 +158,14 @@ class SnnIP(KernelIP):
 
 class SnnKernelRunner:
     """Runs an :class:`~cimstack.ref.snn.SnnNet` on the snn kernel through ``transact``
-    (a :class:`DmaTransactor` or :class:`CsimTransactor`)."""
+    (a :class:`DmaTransactor` or :class:`CsimTransactor`). ``max_transfer``: bytes of
+    the largest DMA transfer, by default the overlay's snn DMA's."""
 
-    def __init__(self, transact, times: StageTimes | None = None):
+    def __init__(self, transact, times: StageTimes | None = None,
+                 max_transfer: int | None = None):
         self.transact = transact
         self.times = times or getattr(transact, "times", None) or StageTimes()
+        self.max_transfer = max_transfer or overlay_shape().slot("snn").dma.max_transfer
 
     def _call(self, args: dict, mode: str, words=None, out_cap: int = 0, what: str = ""):
         """One kernel call; returns (words, TLAST flags). A transactor that returns the
@@ -150,6 +182,25 @@ class SnnKernelRunner:
             last[-1] = True
         return res, last
 
+    @staticmethod
+    def _answer(res: np.ndarray, last: np.ndarray, first: int, n: int, what: str):
+        """The spike packets of a RUN answer, checked: TLAST on its last beat only, one
+        packet per timestep first .. first + n - 1, in order."""
+        if not len(res) or not last[-1] or last[:-1].any():
+            raise HardwareError(f"{what}: the answer has TLAST on beats "
+                                f"{np.flatnonzero(last).tolist()} of {len(res)}; expected "
+                                "on its last beat only")
+        packets = unpack_stream(res, packet_ends(res))
+        marks = [t for t, _ in packets]
+        want = list(range(first, first + n))
+        if marks != want:
+            i = next((i for i, (m, w) in enumerate(zip(marks, want)) if m != w),
+                     min(len(marks), n))
+            got = marks[i] if i < len(marks) else "missing"
+            raise HardwareError(f"{what}: the answer holds {len(marks)} packets; packet {i} "
+                                f"is marked {got}, expected timestep {first + i}")
+        return packets
+
     def run_layer(self, layer, src_shape: tuple, pool: int, frames: np.ndarray):
         """One sample through one spiking layer: bool [T, n_src] -> (bool [T, n_out],
         final membranes int32 [n_out])."""
@@ -157,23 +208,24 @@ class SnnKernelRunner:
         out = np.zeros((t_steps, layer.n_neurons), bool)
         v = np.zeros(layer.n_neurons, np.int32)
         t0 = time.perf_counter()
-        packets = [pack_stream([(t, np.flatnonzero(frames[t]))]) for t in range(t_steps)]
+        packets = [pack_stream([(t, np.flatnonzero(frames[t]))])[0] for t in range(t_steps)]
         self.times.add("pack", time.perf_counter() - t0)
         for lo, cnt in plan_slices(layer):
             args = layer_args(layer, src_shape, pool, lo, cnt)
             self._call(args, "load_weights", pack_weights(layer, lo, cnt),
                        what=f"loading weights of {layer.name}")
             self._call(args, "clear", what=f"clearing {layer.name}")
-            cap = (cnt + 2) // 2
-            for t, (words, _) in enumerate(packets):
-                res, last = self._call(args, "step", words, cap, f"{layer.name} timestep {t}")
+            cap = (cnt + 2) // 2                 # beats of one timestep's spike packet, at most
+            runs = plan_runs([p.size for p in packets], cap, self.max_transfer // STREAM_BYTES)
+            for first, n in runs:
+                words = np.concatenate(packets[first:first + n])
+                what = f"{layer.name} timesteps {first}..{first + n - 1}"
+                res, last = self._call({**args, "n_steps": n}, "run", words, n * cap, what)
                 t1 = time.perf_counter()
-                (tt, addrs), = unpack_stream(res, last)
-                if tt != t:
-                    raise HardwareError(f"{layer.name}: answer to timestep {t} is marked {tt}")
-                out[t, addrs] = True
+                for t, addrs in self._answer(res, last, first, n, what):
+                    out[t, addrs] = True
                 self.times.add("unpack", time.perf_counter() - t1)
-                self.times.items += 1
+                self.times.items += n
             res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
                                 what=f"reading membranes of {layer.name}")
             v[lo:lo + cnt] = unpack_membranes(res, cnt)
