@@ -13,8 +13,8 @@ from cimstack.bundle import bundle_digest, load_bundle, save_bundle
 from cimstack.config import AcimSpec
 from cimstack.errors import ConfigError
 from cimstack.quant.data import load_digits_split
-from cimstack.study.search import (Setting, apply_assignment, dominates, knee_index,
-                                   pareto_front, run_search)
+from cimstack.study.search import (Setting, apply_assignment, dominates, holdout_split,
+                                   knee_index, pareto_front, run_search)
 
 from badcase import run_cli
 from conftest import lstsq_bundle
@@ -56,6 +56,16 @@ def test_front_point_figures_equal_run_and_cost(base, digits, tmp_path):
     cands, front, knee, _ = _doc(tmp_path / "s")
     assert len(cands) == 40 and knee in [{k: v for k, v in f.items() if k != "knee"}
                                           for f in front]
+    # the default holds a quarter of the test split out; the search saw the rest
+    held = np.array(json.loads((tmp_path / "s" / "front.json").read_text())
+                    ["held_out"]["indices"], int)
+    guide = np.setdiff1d(np.arange(len(digits.y_test)), held)
+    assert len(held) == round(0.25 * len(digits.y_test)) and "held-out" in text
+    for name, idx in (("guide", guide), ("held", held)):
+        np.savez(tmp_path / f"{name}.npz", x=digits.x_test[idx], y=digits.y_test[idx])
+    assert all(f["held_out_accuracy"] is not None for f in front)
+    assert all(c["held_out_accuracy"] is None for c in cands
+               if c["index"] not in {f["index"] for f in front})
     # the knee's bundle and an analog candidate's, through the user's commands
     def best(has):
         return max((c for c in cands if c["accuracy"] is not None
@@ -68,12 +78,14 @@ def test_front_point_figures_equal_run_and_cost(base, digits, tmp_path):
                                                            if k != "layer"})
                                                  for r in cand["layers"]), spec),
                     tmp_path / name)
+    def run_accuracy(folder, data):
+        assert run_cli(["run", folder, "--data", data, "--json", "run.json"], tmp_path)[0] == 0
+        return json.loads((tmp_path / "run.json").read_text())["accuracy"]
+    assert run_accuracy("s/knee", "held.npz") == knee["held_out_accuracy"]
     for folder, cand in (("s/knee", knee), ("analog", analog), ("sparse", sparse)):
-        assert run_cli(["run", folder, "--json", "run.json"], tmp_path)[0] == 0
         assert run_cli(["cost", folder, "--json", "cost.json"], tmp_path)[0] == 0
-        run = json.loads((tmp_path / "run.json").read_text())
         cost = json.loads((tmp_path / "cost.json").read_text())["network"]["totals"]
-        assert run["accuracy"] == cand["accuracy"]
+        assert run_accuracy(folder, "guide.npz") == cand["accuracy"]
         assert (cost["energy_pj"], cost["latency_s"], cost["area_mm2"]) == (
             cand["energy_pj"], cand["latency_s"], cand["area_mm2"])
     assert any(c["layers"][0]["family"] == "acim" for c in cands)
@@ -99,6 +111,28 @@ def test_front_is_the_undominated_set(values, larger_better):
         assert any(dominates(values[j], values[i], larger_better) for j in front)
     knee = knee_index([values[i] for i in front], larger_better)
     assert 0 <= knee < len(front)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=60),
+       st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75]))
+@example([3], 0.0)                                   # one image, nothing held
+@example([0, 0, 1, 1], 0.5)                          # one of each label held
+@example([0] * 8 + [1], 0.25)                        # a label too rare to lose one
+def test_holdout_split_keeps_the_label_mix(labels, fraction):
+    labels = np.array(labels)
+    try:
+        guide, held = holdout_split(labels, fraction)
+    except ConfigError as exc:                       # only when a part would be empty
+        assert fraction > 0 and "leaves" in str(exc)
+        return
+    assert np.array_equal(np.sort(np.concatenate([guide, held])), np.arange(len(labels)))
+    assert (np.diff(guide) > 0).all() and (np.diff(held) > 0).all()
+    for value in np.unique(labels):                  # per label, its share held out
+        assert (labels[held] == value).sum() == round(fraction * (labels == value).sum())
+    again = holdout_split(labels, fraction)          # the same on every call and machine
+    assert np.array_equal(again[0], guide) and np.array_equal(again[1], held)
+    assert len(held) > 0 if fraction > 0 else len(held) == 0
 
 
 def test_knee_is_farthest_from_the_line_between_the_ends():
@@ -153,6 +187,8 @@ def test_bad_inputs_one_line(base, digits, tmp_path):
              (["--data", "nolabels.npz"], "needs labels"),
              (["--min-accuracy", "1.5"], "--min-accuracy"),
              (["--min-accuracy", "0.99"], "the bundle itself reaches"),
+             (["--holdout", "1"], "--holdout"),
+             (["--holdout", "0.999"], "leaves 0 to guide the search"),
              (["--out", "mine"], "did not write")]
     for args, match in cases:
         code, text = run_cli(["search", "b", "--workers", "0", *args], tmp_path)
@@ -217,7 +253,8 @@ def test_search_on_a_qonnx_model_imports_it_into_out_base(tmp_path):
 def test_its_sensitivities_are_the_sensitivity_study(pool_search, base, digits):
     from cimstack.study.sensitivity import sensitivity
     doc = json.loads((pool_search.out / "sensitivity.json").read_text())
-    study = sensitivity(base, digits.x_test, digits.y_test, sigma=SIGMA)
+    guide, _ = holdout_split(digits.y_test, 0.25)       # the images the search saw
+    study = sensitivity(base, digits.x_test[guide], digits.y_test[guide], sigma=SIGMA)
     assert doc["baseline"] == study.baseline
     assert [(c["layer"], c["change"], c["value"], c["accuracy"]) for c in doc["changes"]] == [
         (c.layer, c.change, c.value, c.accuracy) for c in study.changes]

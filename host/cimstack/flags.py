@@ -21,6 +21,7 @@ from .events.core import FIT_MODES
 
 SEED_MAX = 2**32 - 1          # numpy and torch seeds, and AcimSpec.seed: 0..2^32-1
 EPOCHS_MAX = 1000             # the sweep's bound on training epochs (sweep.points)
+SEARCH_HOLDOUT = 0.25         # share of the labelled images a design search holds out
 
 # --force: a folder cimstack did not write (no .cimstack marker; cimstack.fileio)
 FORCE_HELP = "replace an --out folder that cimstack did not write (its files are lost)"

@@ -722,10 +722,14 @@ def search_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
                             "x_bits": [r["x_bits"] for r in layers],
                             "adc_bits": [r["adc_bits"] or 0 for r in layers]},
                            notes=tuple(r["family"] for r in layers)))
+        held = (front.get("held_out") or {}).get("images", 0)
         section.tables += [
-            Table("Pareto front (cheapest first)", ["#", "accuracy", "energy pJ",
-                                                    "latency s", "area mm^2", "assignment"],
+            Table("Pareto front (cheapest first)" + (
+                f"; held-out: accuracy on {held} images the search did not see" if held
+                else ""), ["#", "accuracy", *(("held-out",) if held else ()), "energy pJ",
+                           "latency s", "area mm^2", "assignment"],
                   [[str(c["index"]) + (" (knee)" if c["knee"] else ""), pct(c["accuracy"]),
+                    *((pct(c["held_out_accuracy"]),) if held else ()),
                     fmt(c["energy_pj"]), fmt(c["latency_s"]), fmt(c["area_mm2"]),
                     c["assignment"]] for c in pts]),
             Table("knee point", ["layer", "family", "w_bits", "x_bits", "adc_bits",
@@ -750,5 +754,6 @@ def search_sections(inputs: RunInputs, fig_dir: Path) -> list[Section]:
         "between its ends, both axes scaled to [0, 1]); middle: each layer's accuracy "
         "change when only it moves to acim, loses a bit or is block-pruned; right: the "
         "knee's bits per layer, its family above. The accuracies are on the images that "
-        "guided the search. From " + "; ".join(sources) + ".")
+        "guided the search (optimistic by selection); the front table's held-out column, "
+        "where there is one, is on images that chose nothing. From " + "; ".join(sources) + ".")
     return [_draw(section, panels, fig_dir)]

@@ -9,7 +9,8 @@ import typer
 
 from ..config import AcimSpec
 from ..errors import ConfigError
-from ..flags import EPOCHS_MAX, FORCE_WRITE_HELP, SEED_MAX, finite, knob_limits, knob_range
+from ..flags import (EPOCHS_MAX, FORCE_WRITE_HELP, SEARCH_HOLDOUT, SEED_MAX, finite,
+                     knob_limits, knob_range)
 from ..report.console import console, long_step
 
 study_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -150,6 +151,10 @@ def search_command(
         min_accuracy: float = typer.Option(0.0, help="keep candidates below this accuracy "
                                            "(a fraction) out of the front",
                                            callback=finite(0.0, 1.0)),
+        holdout: float = typer.Option(
+            SEARCH_HOLDOUT, help="share of the labelled images kept out of the search: they "
+                                 "only measure the front's held-out accuracy (0: none)",
+            callback=finite(0.0, 1.0, below_hi=True)),
         seed: int = typer.Option(0, help="seed of the evolutionary refinement", min=0,
                                  max=SEED_MAX),
         workers: Optional[int] = typer.Option(None, help="local pool processes (default: "
@@ -168,7 +173,8 @@ def search_command(
     try:
         with long_step("search") as step:
             res = run_search(b, x, y, out, objectives=objective, budget=budget, seed=seed,
-                             sigma=noise, min_accuracy=min_accuracy, source=source,
+                             sigma=noise, min_accuracy=min_accuracy, holdout=holdout,
+                             source=source,
                              workers=workers, cluster=cluster,
                              progress=lambda n, total, what: step.update(
                                  f"search: {n}/{total} {what}"), force=force)
@@ -176,19 +182,23 @@ def search_command(
         console.print(f"interrupted: evaluated candidates are kept in {out / 'candidates'}; "
                       "run the same command again to resume")
         raise typer.Exit(130)
-    rows = [(str(c.index), f"{100 * c.accuracy:.1f}%", f"{c.energy_pj / 1e3:,.3f}",
+    held = res.held_images > 0
+    rows = [(str(c.index), f"{100 * c.accuracy:.1f}%",
+             *((f"{100 * c.held_out_accuracy:.1f}%" if c.held_out_accuracy is not None
+                else "n/a",) if held else ()), f"{c.energy_pj / 1e3:,.3f}",
              f"{c.latency_s * 1e9:,.1f}", f"{c.area_mm2:.3f}",
              ("knee " if c is res.knee else "") + "; ".join(s.label() for s in c.settings))
             for c in res.front]
     console.print(rich_table(
         f"{b.name}: Pareto front of {len(res.candidates)} candidates ({', '.join(res.objectives)})",
-        ["#", "accuracy", "nJ/image", "latency ns", "area mm^2",
-         f"assignment ({', '.join(res.names)})"], rows,
-        right=[True, True, True, True, True, False]))
+        ["#", "accuracy", *(("held-out",) if held else ()), "nJ/image", "latency ns",
+         "area mm^2", f"assignment ({', '.join(res.names)})"], rows,
+        right=[True] * (6 if held else 5) + [False]))
     ran = (f"{res.computed} evaluated ({res.engine})" if res.engine else
            "nothing to evaluate")
     console.print(f"{ran}, {len(res.candidates) - res.computed} from {res.out / 'candidates'}; "
-                  f"images: {source}")
+                  f"images: {source}, {res.images} guided the search"
+                  + (f", {res.held_images} held out (front.json: held_out)" if held else ""))
     console.print(f"written: {res.out / 'front.csv'}, front.json, candidates.json, "
                   f"sensitivity.json, knee bundle {res.out / 'knee'}")
 

@@ -10,11 +10,12 @@ narrowed codes. Layers already analog in the base keep their family and ADC (no 
 a layer back); only their precisions are searched. A candidate a transform refuses is
 kept with the reason and no figures.
 
-Each candidate is **evaluated** for accuracy on the integer reference (the engine and
-the images of ``cimstack run``; the same images guide the search and are reported, so
-the front's accuracies are optimistic by selection: check the knee on other images with
-``cimstack run KNEE --data ...``), and for energy per inference, latency and area with
-:func:`cimstack.cost.network_cost` (the totals ``cimstack cost`` prints).
+Each candidate is **evaluated** for accuracy on the integer reference (the engine of
+``cimstack run``) and for energy per inference, latency and area with
+:func:`cimstack.cost.network_cost` (the totals ``cimstack cost`` prints). The labelled
+images are split first (:func:`holdout_split`): the search sees only the guiding part,
+so its accuracies are optimistic by selection; the front's points are then evaluated
+once more on the **held-out** part, which chose nothing (``held_out_accuracy``).
 
 **Strategy**: greedy steepest descent guided by per-layer sensitivities, then a small
 seeded evolutionary refinement with the budget left.
@@ -42,8 +43,10 @@ The ``budget`` is the number of candidates evaluated, refused ones included; the
 sequence of candidates depends only on the results before them, so a smaller budget
 evaluates a prefix of a larger one's candidates and a resumed search gives the same
 front. Every candidate is written to ``OUT/candidates/<id>.json`` as soon as it is
-evaluated; a re-run takes those with the same base, images and noise from there (files
-written before settings had a ``sparsity`` do not match and are evaluated again).
+evaluated (a front point's held-out accuracy to ``<id>.held.json``; these do not count
+towards the budget); a re-run takes those with the same base, images and noise from
+there (files written before settings had a ``sparsity`` do not match and are evaluated
+again).
 
 The **front** holds the candidates (with at least ``min_accuracy``) no other one
 dominates (at least as good in every objective, better in one); ties stay. The
@@ -68,6 +71,7 @@ from ..bundle import Bundle, bundle_digest, load_bundle, save_bundle
 from ..config import AcimSpec, knob_bounds
 from ..errors import CimstackError, ConfigError
 from ..fileio import claim_folder, write_csv_atomic, write_json_atomic
+from ..flags import SEARCH_HOLDOUT
 from ..importer.qonnx_import import import_qonnx
 from ..mapping.tiling import blocks_pruned_per_tile
 from ..sweep.engines import SweepError, cluster_address, open_engine
@@ -119,6 +123,30 @@ def check_objectives(objectives: str | tuple) -> tuple[str, ...]:
     return names
 
 
+def holdout_split(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(guide, held)``: ascending indices of the images that guide the search and of
+    those held out. Per label, a fixed shuffle (``numpy.random.default_rng(0)``, the
+    same on any machine and for any seed of the search) puts ``round(fraction * n)`` of
+    its ``n`` images in the held-out part, so both parts keep the label mix. ConfigError
+    unless ``0 <= fraction < 1`` and both parts get images (fraction 0: nothing held)."""
+    if isinstance(fraction, bool) or not 0.0 <= float(fraction) < 1.0:
+        raise ConfigError(f"--holdout {fraction!r}: give the share of the images to hold "
+                          "out, a fraction in [0, 1) (0: none)")
+    labels = np.asarray(labels).reshape(-1)
+    rng = np.random.default_rng(0)
+    held = []
+    for value in np.unique(labels):
+        idx = np.flatnonzero(labels == value)
+        held.append(rng.permutation(idx)[:int(round(fraction * idx.size))])
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    guide = np.setdiff1d(np.arange(labels.size), held)
+    if fraction > 0 and (held.size == 0 or guide.size == 0):
+        raise ConfigError(f"--holdout {fraction:g} of {labels.size} images leaves "
+                          f"{guide.size} to guide the search and {held.size} held out; give "
+                          "more images or another fraction (0: none held out)")
+    return guide, held
+
+
 def base_assignment(bundle: Bundle) -> Assignment:
     """The settings the bundle's macro layers have."""
     return tuple(Setting(layer.macro, layer.w_bits, layer.x_bits,
@@ -161,6 +189,17 @@ def evaluate_candidate(base: Bundle, spec: AcimSpec, assignment: Assignment,
     t = network_cost(bundle).totals
     return {"accuracy": integer_accuracy(bundle, images, labels), "energy_pj": t["energy_pj"],
             "latency_s": t["latency_s"], "area_mm2": t["area_mm2"], "note": ""}
+
+
+def held_out_accuracy(base: Bundle, spec: AcimSpec, assignment: Assignment,
+                      images: np.ndarray, labels: np.ndarray) -> dict:
+    """A front point's accuracy on the held-out images: the search's second task."""
+    from ..ref.network import integer_accuracy
+    try:
+        bundle = apply_assignment(base, assignment, spec)
+    except CimstackError as exc:
+        return {"note": str(exc)}
+    return {"accuracy": integer_accuracy(bundle, images, labels)}
 
 
 # ----------------------------------------------------------------------- the front
@@ -211,6 +250,7 @@ class Candidate:
     latency_s: float | None
     area_mm2: float | None
     note: str = ""
+    held_out_accuracy: float | None = None    # front points, when images are held out
 
     @property
     def ok(self) -> bool:
@@ -220,7 +260,8 @@ class Candidate:
         return {"index": self.index, "phase": self.phase,
                 "assignment": assignment_label(names, self.settings),
                 "layers": [{"layer": n, **asdict(s)} for n, s in zip(names, self.settings)],
-                **{m: getattr(self, m) for m in METRICS}, "note": self.note}
+                **{m: getattr(self, m) for m in METRICS},
+                "held_out_accuracy": self.held_out_accuracy, "note": self.note}
 
 
 def assignment_label(names: list[str], settings: Assignment) -> str:
@@ -252,25 +293,40 @@ class _Evaluator:
         self.order: list[Candidate] = []
         self.computed = 0
         self.engine = None
-        self._shared = None
+        self._shared: dict[bool, tuple] = {}       # held -> (base, images, labels) shared
 
     @property
     def left(self) -> int:
         return self.s.budget - len(self.order)
 
-    def _file(self, settings: Assignment) -> Path:
+    def _file(self, settings: Assignment, held: bool = False) -> Path:
         key = digest([asdict(x) for x in settings], 16)
-        return self.s.out / "candidates" / f"{key}.json"
+        return self.s.out / "candidates" / f"{key}{'.held' if held else ''}.json"
 
-    def _stored(self, settings: Assignment) -> dict | None:
+    def _context(self, held: bool) -> str:
+        return self.s.held_context if held else self.s.context
+
+    def _stored(self, settings: Assignment, held: bool = False) -> dict | None:
         try:
-            doc = json.loads(self._file(settings).read_text())
+            doc = json.loads(self._file(settings, held).read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(doc, dict) or doc.get("context") != self.s.context or \
+        if not isinstance(doc, dict) or doc.get("context") != self._context(held) or \
                 doc.get("settings") != [asdict(x) for x in settings]:
             return None
         return doc.get("metrics") if isinstance(doc.get("metrics"), dict) else None
+
+    def held_out(self, cands: list[Candidate]) -> None:
+        """Sets ``held_out_accuracy`` of ``cands`` (front points): from OUT/candidates
+        or evaluated now on the held-out images; nothing when none are held out."""
+        if not len(self.s.held_labels):
+            return
+        results = {c.settings: self._stored(c.settings, held=True) for c in cands}
+        todo = [a for a, m in results.items() if m is None]
+        if todo:
+            results.update(self._run(todo, len(self.order), held=True))
+        for c in cands:
+            c.held_out_accuracy = results[c.settings].get("accuracy")
 
     def batch(self, wanted: list[Assignment], phase: str) -> list[Candidate]:
         """The candidates of ``wanted`` not evaluated yet, in order, cut to the budget."""
@@ -289,13 +345,18 @@ class _Evaluator:
             made.append(cand)
         return made
 
-    def _run(self, todo: list[Assignment], before: int) -> dict:
+    def _run(self, todo: list[Assignment], before: int, held: bool = False) -> dict:
+        """Evaluates ``todo`` on the engine (the held-out accuracy with ``held``) and
+        writes every result as it arrives."""
         s = self.s
         if self.engine is None:
             self.engine = open_engine(s.workers, s.cluster, s.connect_timeout)
-            self._shared = tuple(self.engine.share(o) for o in (s.base, s.images, s.labels))
-        base, images, labels = self._shared
-        pending = {self.engine.submit(evaluate_candidate, base, s.spec, a, images, labels,
+        if held not in self._shared:
+            images, labels = (s.held_images, s.held_labels) if held else (s.images, s.labels)
+            self._shared[held] = tuple(self.engine.share(o) for o in (s.base, images, labels))
+        base, images, labels = self._shared[held]
+        task = held_out_accuracy if held else evaluate_candidate
+        pending = {self.engine.submit(task, base, s.spec, a, images, labels,
                                       tag="search"): a for a in todo}
         results = {}
         while pending:
@@ -312,9 +373,14 @@ class _Evaluator:
                     raise SweepError(f"the {self.engine.name} lost a worker process ({exc}); "
                                      f"evaluated candidates are kept in "
                                      f"{s.out / 'candidates'} (a re-run resumes)") from None
-                write_json_atomic(self._file(a), {"context": s.context,
-                                                  "settings": [asdict(x) for x in a],
-                                                  "metrics": results[a]})
+                write_json_atomic(self._file(a, held), {"context": self._context(held),
+                                                        "settings": [asdict(x) for x in a],
+                                                        "metrics": results[a]})
+                if held:
+                    if s.progress:
+                        s.progress(before, s.budget, "held-out images: "
+                                   f"{len(results)}/{len(todo)} front points")
+                    continue
                 self.computed += 1
                 if s.progress:
                     s.progress(before + len(results), s.budget,
@@ -340,7 +406,11 @@ class _Search:
     task_timeout: float
     progress: Progress | None
     min_accuracy: float = 0.0
-    context: str = ""
+    held_images: np.ndarray = None            # the held-out part (empty: none)
+    held_labels: np.ndarray = None
+    held_indices: np.ndarray = None           # their places in the images given
+    context: str = ""                         # resume keys (_fingerprint)
+    held_context: str = ""
     base_settings: Assignment = ()            # base_assignment(base)
 
     @property
@@ -457,6 +527,8 @@ class SearchResult:
     knee: Candidate
     computed: int             # evaluated in this run (the others came from OUT)
     engine: str | None
+    images: int = 0           # that guided the search
+    held_images: int = 0      # held out (front points' held_out_accuracy)
 
 
 def search_base(path: str | Path, out: str | Path, force: bool = False) -> Bundle:
@@ -479,7 +551,7 @@ def search_base(path: str | Path, out: str | Path, force: bool = False) -> Bundl
 def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str | Path, *,
                objectives: str | tuple = ("accuracy", "energy"), budget: int = 200,
                seed: int = 0, sigma: float | None = None, min_accuracy: float = 0.0,
-               source: str = "",
+               holdout: float = SEARCH_HOLDOUT, source: str = "",
                workers: int | None = None, cluster: str | None = None,
                connect_timeout: float = 10.0, task_timeout: float = POINT_TIMEOUT,
                progress: Progress | None = None, force: bool = False) -> SearchResult:
@@ -487,7 +559,9 @@ def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str 
     ``labels``, evaluating at most ``budget`` candidates on a local pool of ``workers``
     processes (0: this process) or the Dask scheduler at ``cluster``; ``sigma`` the
     analog noise of every acim layer (None: the bundle's); candidates below
-    ``min_accuracy`` are kept out of the front and end the greedy path. Writes into ``out``:
+    ``min_accuracy`` are kept out of the front and end the greedy path; the share
+    ``holdout`` of the images (:func:`holdout_split`) only measures the front's
+    ``held_out_accuracy``. Writes into ``out``:
     ``candidates/`` (one file per candidate, the resume state), ``candidates.json``,
     ``front.csv``, ``front.json``, ``sensitivity.json`` (the base's one-step moves in
     the sensitivity study's format) and the knee's bundle ``knee/``."""
@@ -499,14 +573,18 @@ def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str 
         raise ConfigError(f"--min-accuracy {min_accuracy!r}: give a fraction in [0, 1]")
     if cluster is not None:
         cluster_address(cluster)
+    images, labels = np.asarray(images), np.asarray(labels)
+    guide, held = holdout_split(labels, holdout)
     if not bundle.macro_layers:
         raise ConfigError(f"bundle {bundle.name} has no macro layer to assign")
     spec = bundle.acim or AcimSpec()
     spec = spec if sigma is None else replace(spec, sigma=sigma)
     out = claim_folder(out, force, kind="search")
-    search = _Search(bundle, spec, images, labels, out, objectives, budget, seed, workers,
-                     cluster, connect_timeout, task_timeout, progress, min_accuracy)
-    search.context = _fingerprint(bundle, spec, np.asarray(images), np.asarray(labels))
+    search = _Search(bundle, spec, images[guide], labels[guide], out, objectives, budget,
+                     seed, workers, cluster, connect_timeout, task_timeout, progress,
+                     min_accuracy, images[held], labels[held], held)
+    search.context = _fingerprint(bundle, spec, search.images, search.labels)
+    search.held_context = _fingerprint(bundle, spec, search.held_images, search.held_labels)
     search.base_settings = base_assignment(bundle)
     ev = _Evaluator(search)
     t0 = time.perf_counter()
@@ -519,28 +597,33 @@ def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str 
                               f"{start.accuracy:.4f}; give a lower one")
         _greedy(search, ev, start)
         _evolve(search, ev)
+        result = _write(search, ev, source, t0)
     except BaseException:
         if ev.engine is not None:
             ev.engine.close(cancel=True)
         raise
     if ev.engine is not None:
         ev.engine.close()
-    return _write(search, ev, source, time.perf_counter() - t0)
+    return result
 
 
-def _write(search: _Search, ev: _Evaluator, source: str, seconds: float) -> SearchResult:
+def _write(search: _Search, ev: _Evaluator, source: str, t0: float) -> SearchResult:
     names, cands = search.names, ev.order
     cost = search.cost_metric
     front = sorted((cands[i] for i in _front(search, cands)),
                    key=lambda c: (getattr(c, cost), -c.accuracy, c.index))
+    ev.held_out(front)
     metrics = [OBJECTIVES[o] for o in search.objectives]
     knee = front[knee_index([tuple(getattr(c, m) for m, _ in metrics) for c in front],
                             tuple(up for _, up in metrics))]
     settings = {"bundle": search.base.name, "objectives": list(search.objectives),
                 "budget": search.budget, "seed": search.seed, "sigma": search.spec.sigma,
                 "min_accuracy": search.min_accuracy, "base_digest": bundle_digest(search.base),
-                "images": len(search.images), "source": source, "evaluated": len(cands),
-                "computed": ev.computed, "seconds": seconds}
+                "images": len(search.images), "source": source,
+                "held_out": {"images": len(search.held_labels),
+                             "indices": search.held_indices.tolist()},
+                "evaluated": len(cands), "computed": ev.computed,
+                "seconds": time.perf_counter() - t0}
     write_json_atomic(search.out / "candidates.json",
                       {**settings, "candidates": [c.to_dict(names) for c in cands]})
     rows = [{**c.to_dict(names), "knee": c is knee} for c in front]
@@ -555,11 +638,12 @@ def _write(search: _Search, ev: _Evaluator, source: str, seconds: float) -> Sear
         "assignment": assignment_label(names, knee.settings), "index": knee.index}})
     save_bundle(knee_bundle, search.out / "knee")
     return SearchResult(search.out, names, search.objectives, cands, front, knee,
-                        ev.computed, ev.engine.name if ev.engine else None)
+                        ev.computed, ev.engine.name if ev.engine else None,
+                        len(search.labels), len(search.held_labels))
 
 
-FRONT_COLUMNS = ("index", "accuracy", "energy_pj", "latency_s", "area_mm2", "knee",
-                 "assignment")
+FRONT_COLUMNS = ("index", "accuracy", "held_out_accuracy", "energy_pj", "latency_s",
+                 "area_mm2", "knee", "assignment")
 
 
 def _sensitivity(search: _Search, cands: list[Candidate], source: str) -> Sensitivity:
