@@ -43,7 +43,8 @@ def _dcim_acc_bound(bundle: Bundle, layer: MacroLayer) -> tuple[np.ndarray, str]
 
 def _dcim_reference(layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.ndarray:
     rq = layer.requant
-    acc = macro_matmul(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim)
+    acc = macro_matmul(x_mat, layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim,
+                       as_float=True)
     return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
 
 

@@ -98,8 +98,10 @@ def macro_matmul_bitserial(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: in
 
 
 def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
-                 spec: DcimSpec) -> np.ndarray:
-    """Macro result int64 [V, N]; with exact partial sums the integer product."""
+                 spec: DcimSpec, as_float: bool = False) -> np.ndarray:
+    """Macro result int64 [V, N]; with exact partial sums the integer product. With
+    ``as_float`` an exact product comes as the integer-valued float32/float64 array
+    BLAS gave (no int64 copy; the requantizer reads either)."""
     if not spec.psum_exact:
         return macro_matmul_bitserial(x, w, w_bits, x_bits, spec)
     x, w = np.asarray(x), np.asarray(w)
@@ -111,4 +113,5 @@ def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
     lo, hi = weight_range(w_bits)
     bound = x.shape[1] * ((1 << x_bits) - 1) * max(-lo, hi)
     dtype = np.float32 if bound < 1 << 24 else np.float64
-    return (x.astype(dtype) @ w.astype(dtype)).astype(np.int64)
+    product = x.astype(dtype) @ w.astype(dtype)
+    return product if as_float else product.astype(np.int64)

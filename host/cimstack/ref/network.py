@@ -15,6 +15,7 @@ reference, emulation and board differ only in where the macro layers run.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroL
                       PoolLayer)
 from ..errors import ConfigError
 from ..families import get_family
+from . import requant_fast
 from .requant import shift_round
 
 Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
@@ -67,8 +69,14 @@ class NetworkResult:
     """Outputs of a run: logits, optional per-layer activations, statistics."""
 
     logits: np.ndarray
-    stats: list[LayerStats]
+    bundle: Bundle = field(repr=False)
     activations: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def stats(self) -> list[LayerStats]:
+        """The bundle's :func:`layer_stats`, computed at first use: they do not depend on
+        the data, and the block counts of a large network cost a tenth of a run."""
+        return layer_stats(self.bundle)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -141,7 +149,19 @@ def host_requant(acc: np.ndarray, layer, multiplier_b: np.ndarray | None = None,
                  b: np.ndarray | None = None) -> np.ndarray:
     """A host node's requantizer on [B, C, ...] accumulators:
     ``clamp(round((acc*M + b*M_b + B) / 2^shift), lo, hi)`` per channel C, int64, with
-    the node's rounding (``b*M_b``: a residual add's second operand)."""
+    the node's rounding (``b*M_b``: a residual add's second operand): fused in one
+    compiled pass with numba (:mod:`.requant_fast`), else :func:`host_requant_numpy`
+    (the definition; the same integers, a test)."""
+    rq = layer.requant
+    if requant_fast.AVAILABLE and acc.ndim >= 2 and (b is None or b.shape == acc.shape):
+        return requant_fast.host_requantize(acc, rq.multiplier, rq.bias, rq.shift,
+                                            layer.rounding, rq.lo, rq.hi, b, multiplier_b)
+    return host_requant_numpy(acc, layer, multiplier_b, b)
+
+
+def host_requant_numpy(acc: np.ndarray, layer, multiplier_b: np.ndarray | None = None,
+                       b: np.ndarray | None = None) -> np.ndarray:
+    """:func:`host_requant` in NumPy, pass by pass."""
     rq, nd = layer.requant, acc.ndim
     y = acc.astype(np.int64) * _per_channel(rq.multiplier, nd)
     if b is not None:
@@ -242,5 +262,5 @@ def run_network(bundle: Bundle, x_int: np.ndarray, engine: Engine = reference_en
                 values.pop(src, None)     # no later node reads it (None: read twice)
         if keep_activations:
             acts[layer.name] = x
-    return NetworkResult(logits=x.reshape(x.shape[0], -1), stats=layer_stats(bundle),
+    return NetworkResult(logits=x.reshape(x.shape[0], -1), bundle=bundle,
                          activations=acts)

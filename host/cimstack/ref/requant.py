@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..bundle import INT64_MAX, Requant, requant_peak
+from . import requant_fast
 
 
 def shift_round(y: np.ndarray, shift: int, rounding: str) -> np.ndarray:
@@ -30,8 +31,13 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift:
 
     The macros round half up (``+2^(shift-1)``, then ``>>``, which floors); the host
     nodes (average pools, residual adds) round as their ``rounding`` says
-    (:func:`shift_round`; docs/macros.md).
+    (:func:`shift_round`; docs/macros.md). ``acc`` may be an integer-valued float
+    array (an exact float product, :func:`cimstack.ref.dcim.macro_matmul`). A 2-D
+    ``half_up`` requantization runs fused in one compiled pass when numba is there
+    (:mod:`.requant_fast`, the same integers); this NumPy form is its definition.
     """
+    if rounding == "half_up" and np.ndim(acc) == 2 and requant_fast.AVAILABLE:
+        return requant_fast.requantize_half_up(acc, multiplier, bias, shift, lo, hi)
     y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
     y += np.asarray(bias, np.int64)
     y = shift_round(y, shift, rounding)
