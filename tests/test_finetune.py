@@ -91,12 +91,22 @@ def test_front_points_are_the_searchs_candidates(work, tmp_path):
             apply_assignment(base, settings, AcimSpec(sigma=SIGMA)))
     knee = candidate_bundle(ck, read_assignment(tmp_path / "s" / "knee"))
     assert base_assignment(knee) == base_assignment(load_bundle(tmp_path / "s" / "knee"))
-    # a point that block-prunes beyond the checkpoint: fine-tuning would lose the mask
+    assert read_assignment(tmp_path / "s" / "knee").exact      # the knee records them
+    # a point that block-prunes beyond the checkpoint: the tuned bundle keeps its mask
     first = read_assignment(f"{tmp_path / 's' / 'front.json'}#{front['front'][0]['index']}")
-    sparse = replace(first, settings=tuple(replace(s, sparsity=0.95) if i == 1 else s
+    more = round(base_assignment(base)[1].sparsity + 0.25, 2)
+    sparse = replace(first, settings=tuple(replace(s, family="dcim", adc_bits=None,
+                                                   sparsity=more) if i == 1 else s
                                            for i, s in enumerate(first.settings)))
-    with pytest.raises(ConfigError, match="fine-tuning keeps no pruning mask"):
-        candidate_bundle(ck, sparse)
+    res = finetune(ck, sparse, epochs=1, seed=1, train_images=256)
+    assert bundle_digest(res.before) == bundle_digest(candidate_bundle(ck, sparse))
+    was, now = res.before.macro_layers[1], res.after.macro_layers[1]
+    assert base_assignment(res.before)[1].sparsity > base_assignment(base)[1].sparsity
+    from cimstack.mapping.tiling import kept_blocks
+    rows_on = res.before.dcim.rows_on           # every block zero before stays zero
+    assert not (kept_blocks(now.matrix(), rows_on) & ~kept_blocks(was.matrix(), rows_on)).any()
+    assert base_assignment(res.after)[1].sparsity >= base_assignment(res.before)[1].sparsity
+    assert res.after.meta["finetune"]["accuracy_after"] == res.accuracy_after
     # a search on another network: its points are refused
     other = replace(base, layers=[replace(node, weight=-node.weight) if node.name == "conv1"
                                   else node for node in base.layers])

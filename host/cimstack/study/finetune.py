@@ -26,7 +26,9 @@ at hand (``cimstack train --checkpoint``), this module retrains the candidate in
 - **training**: Adam with a one-cycle schedule (:func:`~cimstack.quant.analog.fit`) on the digits'
   training split, noise drawn from ``torch.randn`` after ``torch.manual_seed(seed)`` on
   ``threads`` threads (deterministic for a seed on one machine); weights that are zero
-  in the checkpoint (pruned blocks) stay zero;
+  in the checkpoint (pruned blocks) stay zero, and so do the blocks of a layer the
+  assignment prunes further (its ``sparsity`` above the checkpoint's): the blocks that
+  are zero in the candidate (:func:`pruning_masks`), so the tuned bundle keeps them;
 - **after** is the exported bundle (dcim requantizers as :mod:`cimstack.quant.export`, acim ABN
   parameters as :mod:`cimstack.quant.analog`, the same noise keys as the candidate): a mixed bundle
   like any other, bit-exact on the reference and the emulated overlay.
@@ -82,6 +84,7 @@ class AssignmentSource:
     spec: AcimSpec | None
     knee: Bundle | None = None
     base_digest: str | None = None
+    exact: bool = False       # settings as searched (sparsity included), not measured
 
 
 def read_assignment(ref: str | Path) -> AssignmentSource:
@@ -94,8 +97,12 @@ def read_assignment(ref: str | Path) -> AssignmentSource:
             raise ConfigError(f"--assignment {text}: #N selects a point of a front.json; "
                               "give OUT/front.json#N or the bundle folder alone")
         knee = load_bundle(path)
-        return AssignmentSource(text, tuple(layer.name for layer in knee.macro_layers),
-                                base_assignment(knee), knee.acim, knee=knee)
+        names = tuple(layer.name for layer in knee.macro_layers)
+        recorded = (knee.meta.get("search_knee") or {}).get("layers")
+        settings = (_settings(recorded, text, "its bundle.json") if recorded
+                    else base_assignment(knee))
+        return AssignmentSource(text, names, settings, knee.acim, knee=knee,
+                                exact=bool(recorded))
     try:
         doc = json.loads(Path(path).read_text())
         front = {str(row["index"]): row for row in doc["front"]}
@@ -103,12 +110,7 @@ def read_assignment(ref: str | Path) -> AssignmentSource:
         chosen = front.get(point, {}) if point else doc["knee"]
         layers = chosen.get("layers", [])
         names = tuple(str(d["layer"]) for d in layers)
-        settings = tuple(Setting(d["family"], int(d["w_bits"]), int(d["x_bits"]),
-                                 None if d["adc_bits"] is None else int(d["adc_bits"]),
-                                 float(d.get("sparsity", 0.0)))
-                         for d in layers)
-        if any(s.family not in ("dcim", "acim") for s in settings):
-            raise KeyError("family")
+        settings = _settings(layers, text, path)
     except OSError:
         raise ConfigError(f"--assignment {text}: no such file or folder; give a search's "
                           "OUT/knee or OUT/front.json#N") from None
@@ -119,7 +121,23 @@ def read_assignment(ref: str | Path) -> AssignmentSource:
         raise ConfigError(f"--assignment {text}: {path} has no front point {point}; its "
                           f"points are {', '.join(front)}")
     return AssignmentSource(text, names, settings, AcimSpec(sigma=sigma),
-                            base_digest=doc.get("base_digest"))
+                            base_digest=doc.get("base_digest"), exact=True)
+
+
+def _settings(layers: list, text: str, where) -> Assignment:
+    """The settings of a search's ``layers`` records (front.json, a knee's meta)."""
+    try:
+        settings = tuple(Setting(d["family"], int(d["w_bits"]), int(d["x_bits"]),
+                                 None if d["adc_bits"] is None else int(d["adc_bits"]),
+                                 float(d.get("sparsity", 0.0)))
+                         for d in layers)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"--assignment {text}: {where} does not hold a search's "
+                          "per-layer settings") from None
+    if any(s.family not in ("dcim", "acim") for s in settings):
+        raise ConfigError(f"--assignment {text}: {where} names a family other than dcim "
+                          "and acim")
+    return settings
 
 
 def candidate_bundle(checkpoint: Checkpoint, source: AssignmentSource) -> Bundle:
@@ -136,22 +154,45 @@ def candidate_bundle(checkpoint: Checkpoint, source: AssignmentSource) -> Bundle
                 "the checkpoint that bundle came from")
     if source.base_digest is not None and source.base_digest != bundle_digest(base):
         raise ConfigError(mismatch)
-    base_sparsity = [b.sparsity for b in base_assignment(base)]
-    # a knee folder's settings carry its measured block sparsity (the base's zero blocks
-    # and those lowered weights rounded to zero); the digests below tell a pruned knee
-    settings = source.settings if source.knee is None else tuple(
-        replace(s, sparsity=b) for s, b in zip(source.settings, base_sparsity))
-    pruned = ConfigError(f"--assignment {source.where} block-prunes layers beyond the "
-                         "checkpoint's and fine-tuning keeps no pruning mask; choose a "
-                         "front point whose layers keep the checkpoint's sparsity")
-    if any(s.sparsity > b for s, b in zip(settings, base_sparsity)):
-        raise pruned
-    before = apply_assignment(base, settings, source.spec or AcimSpec())
+    before = apply_assignment(base, searched_settings(source, base),
+                              source.spec or AcimSpec())
     if source.knee is not None and \
             bundle_digest(replace(before, meta=source.knee.meta)) != bundle_digest(source.knee):
-        raise pruned if any(k.sparsity > s.sparsity for k, s in zip(
-            source.settings, base_assignment(before))) else ConfigError(mismatch)
+        if not source.exact and any(k.sparsity > s.sparsity for k, s in zip(
+                source.settings, base_assignment(before))):
+            raise ConfigError(f"--assignment {source.where}: this knee prunes blocks beyond "
+                              "the checkpoint's and was written before knees recorded "
+                              "their settings; give the search's OUT/front.json#N")
+        raise ConfigError(mismatch)
     return before
+
+
+def searched_settings(source: AssignmentSource, base: Bundle) -> Assignment:
+    """The settings the search applied to ``base``: as recorded, or for a knee written
+    before knees recorded their settings, its families and bits with the base's block
+    sparsity (the knee's measured one also counts lowered weights rounded to zero; the
+    knee's digest confirms the guess unless the search pruned further)."""
+    if source.exact:
+        return source.settings
+    return tuple(replace(s, sparsity=b.sparsity)
+                 for s, b in zip(source.settings, base_assignment(base)))
+
+
+def pruning_masks(before: Bundle, base: Bundle, settings: Assignment) -> list:
+    """Per macro layer, the weights (bool, the layer's weight shape) the fine-tuning
+    keeps zero beyond the checkpoint's own zeros: for a layer the assignment prunes
+    further than ``base`` (its ``sparsity`` higher), every weight of a block that is zero
+    in the candidate ``before``; None for the other layers."""
+    from ..mapping.tiling import kept_blocks
+    rows_on = before.dcim.rows_on
+    masks = []
+    for layer, s, b in zip(before.macro_layers, settings, base_assignment(base)):
+        if s.sparsity <= b.sparsity:
+            masks.append(None)
+            continue
+        kept = np.repeat(kept_blocks(layer.matrix(), rows_on), rows_on, axis=0)[:layer.k]
+        masks.append(~kept.T.reshape(layer.weight.shape))
+    return masks
 
 
 # ----------------------------------------------------------------------- the model
@@ -161,7 +202,7 @@ class MixedDigitsNet(nn.Module):
     layers (module docstring)."""
 
     def __init__(self, checkpoint: Checkpoint, settings: Assignment, spec: AcimSpec,
-                 keys: list[int | None]):
+                 keys: list[int | None], pruned: list | None = None):
         super().__init__()
         src = checkpoint.model
         cfg = src.cfg
@@ -193,11 +234,18 @@ class MixedDigitsNet(nn.Module):
         self.pool = nn.MaxPool2d(2, 2)
         self.log_temp = nn.Parameter(torch.tensor(float(np.log(8.0))))   # loss only
         self._init_analog()
-        self._masks = [(layer.inner if isinstance(layer, AnalogQuantLayer) else layer)
-                       .weight.detach() != 0 for layer in self.layers]
-        for layer, mask in zip(self.layers, self._masks):
+        # weights kept at zero: the checkpoint's, and the blocks pruned further
+        # (``pruned``: pruning_masks)
+        self._masks = []
+        for layer, extra in zip(self.layers, pruned or [None] * len(self.layers)):
             w = (layer.inner if isinstance(layer, AnalogQuantLayer) else layer).weight
+            mask = w.detach() != 0
+            if extra is not None:
+                mask &= ~torch.from_numpy(np.asarray(extra, bool))
+                with torch.no_grad():
+                    w.mul_(mask)
             w.register_hook(lambda g, m=mask: g * m)
+            self._masks.append(mask)
 
     def in_scales(self) -> list[float]:
         """The scale of each macro layer's input codes."""
@@ -320,6 +368,8 @@ def finetune(checkpoint: Checkpoint, source: AssignmentSource, *, epochs: int = 
     split); ``train_images`` the first that many training images only (None: all)."""
     t0 = time.perf_counter()
     before = candidate_bundle(checkpoint, source)
+    base = checkpoint.export(dcim=before.dcim)
+    pruned = pruning_masks(before, base, searched_settings(source, base))
     spec = before.acim or AcimSpec()
     if spec.adc_per_input_bit and any(s.family == "acim" for s in source.settings):
         raise ConfigError("the analog training model converts each dot product once; the "
@@ -334,7 +384,7 @@ def finetune(checkpoint: Checkpoint, source: AssignmentSource, *, epochs: int = 
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
-        model = MixedDigitsNet(checkpoint, source.settings, spec, keys)
+        model = MixedDigitsNet(checkpoint, source.settings, spec, keys, pruned)
         model.set_noise(spec.sigma_q / 256)
         losses = fit(model, data.x_train[:train_images], data.y_train[:train_images], epochs,
                      lr, seed)

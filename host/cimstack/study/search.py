@@ -635,7 +635,8 @@ def _write(search: _Search, ev: _Evaluator, source: str, t0: float) -> SearchRes
                       _sensitivity(search, cands, source).to_dict())
     knee_bundle = apply_assignment(search.base, knee.settings, search.spec)
     knee_bundle = replace(knee_bundle, meta={**knee_bundle.meta, "search_knee": {
-        "assignment": assignment_label(names, knee.settings), "index": knee.index}})
+        "assignment": assignment_label(names, knee.settings), "index": knee.index,
+        "layers": knee.to_dict(names)["layers"]}})
     save_bundle(knee_bundle, search.out / "knee")
     return SearchResult(search.out, names, search.objectives, cands, front, knee,
                         ev.computed, ev.engine.name if ev.engine else None,
