@@ -195,7 +195,8 @@ def test_out_of_range_registers_are_refused():
                     stride=2, theta=2)
     args = {**layer_args(conv, (1, 8, 8), 1, 0, 9), "mode": 2, "n_words": 1}
     assert kernel.words_needed(args) == 1
-    for bad in ({"stride": 0}, {"stride": SNN.capacity["MAX_STRIDE"] + 1}, {"n_count": 10}):
+    for bad in ({"stride": 0}, {"stride": SNN.capacity["MAX_STRIDE"] + 1}, {"n_count": 10},
+                {"padding": SNN.capacity["MAX_PAD"] + 1}):
         with pytest.raises(ConfigError, match="out of the kernel's range"):
             kernel.words_needed({**args, **bad})
 
@@ -348,7 +349,7 @@ def test_registers_match_the_top_function():
     for r in SNN.registers:
         assert f"s_axilite port = {r.name} bundle = control" in top
     for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE", "MAX_STRIDE",
-                "MAX_STEPS"):
+                "MAX_PAD", "MAX_STEPS"):
         assert re.search(rf"const unsigned {key} = {SNN.capacity[key]};", header), key
 
 
@@ -360,3 +361,28 @@ def test_cpp_testbench(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run = subprocess.run([str(tmp_path / "tb_snn")], capture_output=True, text=True)
     assert run.returncode == 0 and "snn testbench passed" in run.stdout, run.stdout
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), extra=st.integers(0, 3),
+       stride=st.integers(1, 3))
+@example(seed=0, k=1, extra=2, stride=1)                 # a 1x1 kernel padded by 3
+@example(seed=1, k=3, extra=0, stride=2)                 # padding exactly k
+def test_padding_at_or_above_the_kernel_runs_on_the_kernel(seed, k, extra, stride):
+    """The kernel takes zero padding up to MAX_PAD like the reference; with p >= k the
+    border outputs see only padding (they integrate nothing and fire only by v_init)."""
+    from cimstack.hw.snn import csim_runner
+    from cimstack.ref.snn import SnnNet, conv_out, run_snn
+    rng = np.random.default_rng(seed)
+    pad, h = k + extra, 5
+    o = conv_out(h, k, pad, stride)
+    conv = SnnLayer("c", "conv", (2, h, h), (3, o, o),
+                    rng.integers(-3, 4, (3, 2, k, k)).astype(np.int32), padding=pad,
+                    stride=stride, theta=2)
+    net = SnnNet("pad", (2, h, h), [conv])
+    net.validate()
+    x = rng.random((2, 4, 2, h, h)) < 0.3
+    ref = run_snn(net, x, keep_spikes=True)
+    got = csim_runner().run(net, x)
+    assert np.array_equal(got.spikes["c"], ref.spikes["c"])
+    assert np.array_equal(got.v_final, ref.v_final)

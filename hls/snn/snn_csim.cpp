@@ -29,7 +29,7 @@ bool args_valid(const uint32_t* a) {
     if (!in_range(a[OUT_C], 1, MAX_OUT_C) || !in_range(a[N_COUNT], 1, MAX_COUNT)) return false;
     uint64_t n_out;
     if (a[OP] == CONV) {
-        if (!in_range(a[KSIZE], 1, MAX_KSIZE) || a[PADDING] >= a[KSIZE]) return false;
+        if (!in_range(a[KSIZE], 1, MAX_KSIZE) || a[PADDING] > MAX_PAD) return false;
         if (!in_range(a[STRIDE], 1, MAX_STRIDE)) return false;
         if (a[IN_H] + 2 * a[PADDING] < a[KSIZE] || a[IN_W] + 2 * a[PADDING] < a[KSIZE]) return false;
         const Divisor by_stride = divisor(a[STRIDE]);

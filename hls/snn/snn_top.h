@@ -16,6 +16,8 @@ const unsigned MAX_COUNT = 8192;                 // membranes of one resident sl
 const unsigned MAX_OUT_C = 256;
 const unsigned MAX_KSIZE = 7;
 const unsigned MAX_STRIDE = 7;                   // conv stride (above k it skips inputs)
+const unsigned MAX_PAD = 64;                     // conv zero padding (at or above k: outputs
+                                                 // on the border see only padding)
 const unsigned MAX_POOL = 8;
 const unsigned MAX_SRC = 65535;                  // src_h, src_w
 const unsigned MAX_BITS = 16;

@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ..overlay_shape import SNN
 
 MAX_STRIDE = SNN.capacity["MAX_STRIDE"]      # the event core's largest conv stride
+MAX_PAD = SNN.capacity["MAX_PAD"]            # and zero padding
 OPS = ("conv", "fc", "pool")
 # the neuron's string options and their values; the first is the default
 NEURON_CHOICES = {"reset": ("subtract", "zero", "step"), "fire": ("ge", "gt"),
@@ -130,7 +131,7 @@ class SnnLayer:
             raise ConfigError(f"{where}.v_bits = 1: a 1-bit signed membrane spans [-1, 0], so "
                               "no threshold theta >= 1 can ever fire; use v_bits 2..16")
         for name, lo, hi in (("w_bits", 1, 16), ("v_bits", 2, 16), ("leak_shift", 0, 15),
-                             ("padding", 0, 64), ("stride", 1, MAX_STRIDE),
+                             ("padding", 0, MAX_PAD), ("stride", 1, MAX_STRIDE),
                              ("theta", 1, None)):
             check_range(f"{where}.{name}", getattr(self, name), lo, hi)
         vlo, vhi = v_range(self.v_bits)
