@@ -51,9 +51,9 @@ static unsigned kept_k = 0, kept_rows_on = 0;  // geometry of kept_groups; 0 = s
 static int64_t rq_bias[MAX_N];
 static int64_t rq_mult[MAX_N];
 // Operand, result and input registers of the two shared units: lane_reads computes
-// lane_p[l][b] = popcount(lane_x[b] AND column l); add_lanes adds the lanes' lane_v.
+// lane_p[b][l] = popcount(lane_x[b] AND column l); add_lanes adds the lanes' lane_v.
 static u64 lane_x[MAX_X_BITS];
-static uint8_t lane_p[LANES][MAX_X_BITS];
+static uint8_t lane_p[MAX_X_BITS][LANES];
 static int32_t lane_v[LANES];
 
 static unsigned columns_per_channel(unsigned w_bits) { return w_bits == 1 ? 2 : w_bits; }
@@ -168,38 +168,44 @@ WRITE_SHORT_BAND:
 
 static unsigned lane_groups() { return (loaded_cols + LANES - 1) / LANES; }
 
-// Add the terms of lane group g's lanes (values lane_v) to their channels' accumulators;
-// with `start` a channel's column 0 sets its accumulator instead. One instance serves
-// both read-outs.
+// Add the terms of lane group g's lanes (values lane_v) to their channels' accumulators:
+// the terms of a channel's lanes are summed first, then added to its accumulator; with
+// `start` a channel whose column 0 is in the group sets its accumulator instead. One
+// instance serves both read-outs.
 static void add_lanes(unsigned g, bool start, int32_t acc[MAX_N]) {
 #pragma HLS INLINE off
     const unsigned cpc = columns_per_channel(loaded_w_bits);
-    const unsigned lanes = min_u(LANES, loaded_cols - LANES * g);
+    const unsigned last = min_u(LANES, loaded_cols - LANES * g) - 1;  // the group's last lane
     unsigned c = lane_chan[g], j = lane_bit[g];
+    bool set = start && j == 0;  // channel c's column 0 is in the group
+    int32_t sum = 0;             // the terms of channel c's lanes so far
 ADD_LANE:
     for (unsigned l = 0; l < LANES; ++l) {
-        if (l >= lanes) break;
-        const int32_t t = lane_term(j, loaded_w_bits, lane_v[l]);
-        acc[c] = start && j == 0 ? t : acc[c] + t;
-        if (++j == cpc) { j = 0; ++c; }
+        sum += lane_term(j, loaded_w_bits, lane_v[l]);
+        if (++j == cpc || l == last) {
+            acc[c] = set ? sum : acc[c] + sum;
+            if (l == last) break;
+            sum = 0;
+            set = start;
+            j = 0;
+            ++c;
+        }
     }
 }
 
-// The column reads of one step: lane_p[l][b] = popcount(lane_x[b] AND column l) for the
+// The column reads of one step: lane_p[b][l] = popcount(lane_x[b] AND column l) for the
 // LANES columns of lane group g over the 64-row word w and operands b < bits (at most
-// MAX_X_BITS); lanes past the loaded columns read nothing. One instance (LANES x
-// MAX_X_BITS popcounts) serves every caller.
+// MAX_X_BITS). Lanes past the loaded columns read stale bits their callers ignore. One
+// instance (MAX_X_BITS x LANES popcounts) serves every caller.
 static void lane_reads(unsigned bits, unsigned g, unsigned w) {
 #pragma HLS INLINE off
-    const unsigned lanes = min_u(LANES, loaded_cols - LANES * g);
-LR_LANE:
-    for (unsigned l = 0; l < LANES; ++l) {
-        if (l >= lanes) break;
-        const u64 col = w_col[l][g * PLANE_WORDS + w];
-        for (unsigned b = 0; b < MAX_X_BITS; ++b) {
-            if (b >= bits) break;
-            lane_p[l][b] = uint8_t(popcount64(lane_x[b] & col));
-        }
+LR_BIT:
+    for (unsigned b = 0; b < MAX_X_BITS; ++b) {
+        if (b >= bits) break;
+        const u64 x = lane_x[b];
+    LR_LANE:
+        for (unsigned l = 0; l < LANES; ++l)
+            lane_p[b][l] = uint8_t(popcount64(x & w_col[l][g * PLANE_WORDS + w]));
     }
 }
 
@@ -211,11 +217,10 @@ static void exact_step(const u64 xp[MAX_X_BITS][PLANE_WORDS], unsigned g, unsign
     lane_reads(x_bits, g, w);
 EX_LANE:
     for (unsigned l = 0; l < LANES; ++l) {
-        if (LANES * g + l >= loaded_cols) break;
         int32_t v = 0;
         for (unsigned b = 0; b < MAX_X_BITS; ++b) {
             if (b >= x_bits) break;
-            v += int32_t(lane_p[l][b]) << b;
+            v += int32_t(lane_p[b][l]) << b;
         }
         lane_v[l] = v;
     }
@@ -280,7 +285,7 @@ PREP_G:
             lane_reads(1, g, w);
             const unsigned lanes = min_u(LANES, loaded_cols - LANES * g);
             for (unsigned l = 0; l < LANES; ++l)
-                if (l < lanes && lane_p[l][0] != 0) kept |= u64(1) << g;
+                if (l < lanes && lane_p[0][l] != 0) kept |= u64(1) << g;
             if (w == w1) { w = w0; ++g; } else { ++w; }
         }
         kept_groups[gr] = kept;
@@ -340,9 +345,9 @@ BL_G:
         BL_LANE:
             for (unsigned l = 0; l < LANES; ++l) {
                 if (l >= lanes) break;
-                cnt[l] = uint16_t((first ? 0 : cnt[l]) + lane_p[l][0]);
+                cnt[l] = uint16_t((first ? 0 : cnt[l]) + lane_p[0][l]);
                 const bool ref = binary && j == 1;
-                nz[l] = ref && ((first ? false : nz[l]) || lane_p[l][1] != 0);
+                nz[l] = ref && ((first ? false : nz[l]) || lane_p[1][l] != 0);
                 lane_v[l] = last && !(ref && !nz[l])
                                 ? int32_t(adc.read(ref ? q[b] : cnt[l])) << b : 0;
                 if (++j == cpc) j = 0;

@@ -46,7 +46,9 @@ from ..fileio import write_text_atomic
 from ..overlay_shape import KERNELS, KernelDecl
 from ..paths import cache_dir, project_root
 
-CXXFLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC")
+# -O3: the kernels' fixed-size lane loops are unrolled and their helpers inlined (the dcim
+# C simulation runs about twice as fast as with -O2); the cache key includes the flags.
+CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 # x86-64 popcount is an extension (present on every x86-64 CPU since 2008); the kernels'
 # bit-serial column reads are popcounts.
 ARCH_FLAGS = ("-mpopcnt",) if platform.machine().lower() in ("x86_64", "amd64") else ()

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..mapping.tiling import kept_blocks
 
 _CHUNK_ELEMENTS = 1 << 24      # bounds the float32 partial-sum tensor of one chunk
+_FLOAT_CHUNK = 1 << 21         # input elements converted to float per product chunk
 
 
 def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
@@ -113,5 +114,9 @@ def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
     lo, hi = weight_range(w_bits)
     bound = x.shape[1] * ((1 << x_bits) - 1) * max(-lo, hi)
     dtype = np.float32 if bound < 1 << 24 else np.float64
-    product = x.astype(dtype) @ w.astype(dtype)
+    wf = w.astype(dtype)
+    product = np.empty((x.shape[0], w.shape[1]), dtype)
+    rows = max(1, _FLOAT_CHUNK // max(1, x.shape[1]))   # converted in cache-sized chunks
+    for start in range(0, x.shape[0], rows):
+        np.matmul(x[start:start + rows].astype(dtype), wf, out=product[start:start + rows])
     return product if as_float else product.astype(np.int64)
