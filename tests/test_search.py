@@ -250,6 +250,28 @@ def test_search_on_a_qonnx_model_imports_it_into_out_base(tmp_path):
     assert not (tmp_path / "t").exists()
 
 
+def test_search_imports_a_qonnx_model_on_the_macro_asked(digits, tmp_path):
+    import qonnx_models
+    import torch
+    qonnx_models.export(qonnx_models.mlp(), torch.rand(1, 64), tmp_path / "mlp.onnx")
+    np.savez(tmp_path / "d.npz", x=digits.x_test[:60].reshape(60, 64), y=digits.y_test[:60])
+    code, text = run_cli(["search", "mlp.onnx", "--macro", "acim", "--set", "adc_bits=6",
+                          "--data", "d.npz", "--budget", "3", "--workers", "0", "--out", "a"],
+                         tmp_path)
+    assert code == 0, text
+    base = load_bundle(tmp_path / "a" / "base")
+    assert {layer.macro for layer in base.macro_layers} == {"acim"}
+    assert base.acim.adc_bits == 6
+    save_bundle(base, tmp_path / "b")
+    for args, words in ((["b", "--macro", "acim"], "a bundle folder's layers already"),
+                        (["b", "--set", "adc_bits=6"], "a bundle folder's layers already"),
+                        (["mlp.onnx", "--macro", "xcim"], "--macro xcim"),
+                        (["mlp.onnx", "--set", "nosuch=1"], "nosuch")):
+        code, text = run_cli(["search", *args, "--workers", "0", "--out", "t"], tmp_path)
+        assert code != 0 and words in text and "Traceback" not in text, text
+        assert len(text.strip().splitlines()) == 1, text
+
+
 def test_its_sensitivities_are_the_sensitivity_study(pool_search, base, digits):
     from cimstack.study.sensitivity import sensitivity
     doc = json.loads((pool_search.out / "sensitivity.json").read_text())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -161,6 +161,11 @@ def search_command(
                                               "one per core; 0: run in this process)", min=0),
         cluster: Optional[str] = typer.Option(None, help="a running Dask scheduler, "
                                               "tcp://HOST:PORT: evaluate on its workers"),
+        macro: Optional[str] = typer.Option(
+            None, help="with MODEL.onnx: the macro family the import puts its layers on, "
+                       "dcim or acim (default dcim; as cimstack import)"),
+        sets: List[str] = typer.Option([], "--set", help="with MODEL.onnx: KNOB=VALUE of "
+                                       "that macro for the import (as cimstack import)"),
         force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
     """Per-layer design search: which macro layers go analog, at which precision; writes
     the accuracy/cost Pareto front (front.csv, front.json), every candidate and the knee
@@ -168,7 +173,7 @@ def search_command(
     from ..report.console import rich_table
     from .search import check_objectives, run_search, search_base
     check_objectives(objective)
-    b = search_base(bundle, out, force)
+    b = search_base(bundle, out, force, macro, sets)
     x, y, source = _labelled_images(b, data, "the search")
     try:
         with long_step("search") as step:

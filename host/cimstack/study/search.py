@@ -72,7 +72,8 @@ from ..config import AcimSpec, knob_bounds
 from ..errors import CimstackError, ConfigError
 from ..fileio import claim_folder, write_csv_atomic, write_json_atomic
 from ..flags import SEARCH_HOLDOUT
-from ..importer.qonnx_import import import_qonnx
+from ..importer.cli import macro_spec
+from ..importer.qonnx_import import check_macro, import_qonnx
 from ..mapping.tiling import blocks_pruned_per_tile
 from ..sweep.engines import SweepError, cluster_address, open_engine
 from ..sweep.points import digest
@@ -531,19 +532,28 @@ class SearchResult:
     held_images: int = 0      # held out (front points' held_out_accuracy)
 
 
-def search_base(path: str | Path, out: str | Path, force: bool = False) -> Bundle:
+def search_base(path: str | Path, out: str | Path, force: bool = False,
+                macro: str | None = None, sets: tuple | list = ()) -> Bundle:
     """The bundle a search starts from: the bundle folder ``path``, or the QONNX model
-    ``path`` (``*.onnx``) imported with the layers on dcim and the default ``DcimSpec``
-    (as ``cimstack import MODEL.onnx`` does) and written to ``OUT/base``, so that the
-    front's candidates can be rebuilt from it; ConfigError when ``path`` is neither."""
+    ``path`` (``*.onnx``) imported with the layers on ``macro`` (default dcim) with the
+    ``sets`` knobs (``KNOB=VALUE``), as ``cimstack import MODEL.onnx [--macro M] [--set
+    ...]`` does, and written to ``OUT/base``, so that the front's candidates can be
+    rebuilt from it; ConfigError when ``path`` is neither, or when a bundle folder comes
+    with a macro or knobs (its layers have theirs)."""
     path = Path(path)
     if path.is_dir():
+        if macro is not None or sets:
+            raise ConfigError(f"{path}: --macro and --set choose how a QONNX model is "
+                              "imported; a bundle folder's layers already have their macro "
+                              "(drop them, or give MODEL.onnx)")
         return load_bundle(path)
     if path.suffix.lower() != ".onnx" or not path.is_file():
         raise ConfigError(f"{path}: neither a bundle folder nor a QONNX model file (.onnx); "
                           "give a folder written by `cimstack export` or `cimstack import`, "
                           "or MODEL.onnx")
-    bundle = import_qonnx(path)
+    macro = macro or "dcim"
+    check_macro(macro)
+    bundle = import_qonnx(path, macro=macro, **({macro: macro_spec(sets, macro)} if sets else {}))
     save_bundle(bundle, claim_folder(out, force, kind="search") / "base")
     return bundle
 
