@@ -34,10 +34,17 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift:
     (:func:`shift_round`; docs/macros.md). ``acc`` may be an integer-valued float
     array (an exact float product, :func:`cimstack.ref.dcim.macro_matmul`). A 2-D
     ``half_up`` requantization runs fused in one compiled pass when numba is there
-    (:mod:`.requant_fast`, the same integers); this NumPy form is its definition.
+    (:mod:`.requant_fast`, the same integers); :func:`requantize_numpy` is its
+    definition.
     """
     if rounding == "half_up" and np.ndim(acc) == 2 and requant_fast.AVAILABLE:
         return requant_fast.requantize_half_up(acc, multiplier, bias, shift, lo, hi)
+    return requantize_numpy(acc, multiplier, bias, shift, lo, hi, rounding)
+
+
+def requantize_numpy(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift: int,
+                     lo: int, hi: int, rounding: str = "half_up") -> np.ndarray:
+    """:func:`requantize` in NumPy, pass by pass."""
     y = np.asarray(acc, np.int64) * np.asarray(multiplier, np.int64)
     y += np.asarray(bias, np.int64)
     y = shift_round(y, shift, rounding)

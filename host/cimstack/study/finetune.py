@@ -57,6 +57,7 @@ from ..bundle import (INT32, Bundle, InputSpec, MacroLayer, Requant, bundle_dige
                       load_bundle)
 from ..config import AcimSpec
 from ..errors import ConfigError
+from ..mapping.tiling import kept_blocks
 from ..quant.analog import AnalogQuantLayer, fit, round_ste
 from ..quant.checkpoint import Checkpoint
 from ..quant.data import load_digits_split
@@ -183,7 +184,6 @@ def pruning_masks(before: Bundle, base: Bundle, settings: Assignment) -> list:
     keeps zero beyond the checkpoint's own zeros: for a layer the assignment prunes
     further than ``base`` (its ``sparsity`` higher), every weight of a block that is zero
     in the candidate ``before``; None for the other layers."""
-    from ..mapping.tiling import kept_blocks
     rows_on = before.dcim.rows_on
     masks = []
     for layer, s, b in zip(before.macro_layers, settings, base_assignment(base)):
