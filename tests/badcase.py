@@ -95,6 +95,15 @@ def run_cli(args: list[str], cwd: Path) -> tuple[int, str]:
     return code, buf.getvalue()
 
 
+def assert_one_line(code: int, text: str, *words: str) -> None:
+    """A refused command: a non-zero exit, one line without a traceback, naming
+    ``words``."""
+    assert code != 0
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    for w in words:
+        assert w in text, text
+
+
 def check_case(case: Case, folder: Path, monkeypatch) -> None:
     """Build the case's input in ``folder``, run it, and assert everything above."""
     for key, value in (case.env or {}).items():

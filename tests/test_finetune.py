@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from badcase import run_cli
+from badcase import assert_one_line, run_cli
 from test_export_qonnx import tiny_checkpoint
 
 from cimstack.backends import open_backend
@@ -117,14 +117,7 @@ def test_front_points_are_the_searchs_candidates(work, tmp_path):
             candidate_bundle(ck, read_assignment(ref))
 
 
-def _one_line(code: int, text: str, *words: str) -> None:
-    assert code != 0
-    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
-    for w in words:
-        assert w in text, text
-
-
-def test_bad_inputs_one_line(work, tmp_path):
+def test_bad_inputsassert_one_line(work, tmp_path):
     ck, knee = str(work / "m.pt"), str(work / "knee")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "front.json").write_text(json.dumps({"front": [], "knee": {}, "sigma": 0}))
@@ -138,7 +131,7 @@ def test_bad_inputs_one_line(work, tmp_path):
         (["finetune", ck, "--assignment", f"{knee}#2"], ("#N selects a point",)),
     ]
     for args, words in cases:
-        _one_line(*run_cli(args + ["--out", "t"], tmp_path), *words)
+        assert_one_line(*run_cli(args + ["--out", "t"], tmp_path), *words)
     # an assignment for another network's layers
     other = load_bundle(work / "knee")
     layers = [replace(node, name=f"x{node.name}") if isinstance(node, MacroLayer) else node
@@ -148,12 +141,12 @@ def test_bad_inputs_one_line(work, tmp_path):
                       tensors={f"x{k}" if k in macros else k: v
                                for k, v in other.tensors.items()})
     save_bundle(renamed, tmp_path / "renamed")
-    _one_line(*run_cli(["finetune", ck, "--assignment", "renamed", "--out", "t"], tmp_path),
+    assert_one_line(*run_cli(["finetune", ck, "--assignment", "renamed", "--out", "t"], tmp_path),
               "assigns the layers xconv1, xconv2, xfc", "has conv1, conv2, fc")
     # the per-input-bit ADC is not trained
     per_bit = apply_assignment(load_checkpoint(ck).export(), MIXED,
                                AcimSpec(sigma=SIGMA, adc_per_input_bit=True))
     save_bundle(per_bit, tmp_path / "per_bit")
-    _one_line(*run_cli(["finetune", ck, "--assignment", "per_bit", "--out", "t"], tmp_path),
+    assert_one_line(*run_cli(["finetune", ck, "--assignment", "per_bit", "--out", "t"], tmp_path),
               "adc_per_input_bit")
     assert not (tmp_path / "t").exists()

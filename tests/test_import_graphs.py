@@ -143,6 +143,25 @@ def test_trained_user_cnn_keeps_its_accuracy(trained_user_cnn):
     assert rep.ok, rep.summary()
 
 
+def test_fine_tuning_the_imported_cnn_without_its_source(trained_user_cnn):
+    """The logits layer moved to a 5-bit analog ADC loses accuracy; fine-tuning the
+    bundle itself (no Brevitas source: cimstack.quant.graph_model) wins some back, and
+    the tuned graph (signed input, depthwise conv, residual add, pools) runs bit-exactly
+    on the emulated overlay."""
+    from cimstack.study.finetune import finetune_bundle
+    from cimstack.study.sensitivity import to_acim
+    _, path, _ = trained_user_cnn
+    data = load_digits_split()
+    bundle = to_acim(import_qonnx(path), "Gemm_0", AcimSpec(sigma=0.25), 5)
+    res = finetune_bundle(bundle, data.x_train, data.y_train, images=data.x_test,
+                          labels=data.y_test, epochs=2)
+    assert res.accuracy_after >= res.accuracy_before + 0.04, (res.accuracy_before,
+                                                              res.accuracy_after)
+    rep = verify(res.after, quantize_input(res.after, data.x_test[:8]),
+                 open_backend("emu", timeout_s=5.0).engine, "emu")
+    assert rep.ok, rep.summary()
+
+
 def test_the_whole_flow_through_the_cli(trained_user_cnn, tmp_path):
     """Brevitas -> QONNX -> cimstack import -> verify --backend emu -> verify --against ->
     cost, as a user runs it."""

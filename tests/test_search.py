@@ -224,6 +224,24 @@ def test_sparsity_moves_go_up_in_steps_and_back_only_to_the_base(base):
     assert not [a for a in _moves(search, acim) if a[0].sparsity != acim[0].sparsity]
 
 
+def test_layers_analog_in_the_base_search_their_adc(base):
+    """A base whose fc1 is on acim (8-bit ADC): its ADC goes down one bit per move, and
+    back up only to the base's; the search writes the base into OUT/base."""
+    from cimstack.study.search import _moves, _Search, base_assignment
+    from cimstack.study.sensitivity import to_acim
+    mixed = to_acim(base, "fc1", AcimSpec(adc_bits=8))
+    search = _Search(mixed, mixed.acim, None, None, None, ("accuracy", "energy"), 1, 0, 0,
+                     None, 1.0, 1.0, None)
+    search.base_settings = start = base_assignment(mixed)
+    assert start[0].family == "acim" and start[0].adc_bits == 8
+    down = [a[0].adc_bits for a in _moves(search, start) if a[0].adc_bits != 8]
+    assert down == [7]
+    lower = next(a for a in _moves(search, start) if a[0].adc_bits == 7)
+    assert [a[0].adc_bits for a in _moves(search, lower, up=True)
+            if a[0].adc_bits != 7] == [6, 8]
+    assert not [a for a in _moves(search, start, up=True) if a[0].adc_bits > 8]
+
+
 def test_search_on_a_qonnx_model_imports_it_into_out_base(tmp_path):
     import qonnx_models
     import torch
@@ -292,3 +310,7 @@ def test_report_draws_the_search(pool_search, tmp_path):
     assert "Pareto front" in section.caption
     knee = next(t for t in section.tables if t.title == "knee point")
     assert [r[0] for r in knee.rows] == ["fc1", "fc2"]
+
+
+def test_the_search_writes_its_base(pool_search, base):
+    assert bundle_digest(load_bundle(pool_search.out / "base")) == bundle_digest(base)

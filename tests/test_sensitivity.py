@@ -14,7 +14,11 @@ from cimstack.config import AcimLayerParams, AcimSpec
 from cimstack.errors import ConfigError
 from cimstack.quant.data import load_digits_split
 from cimstack.ref.network import integer_accuracy, quantize_input, run_network
-from cimstack.study.sensitivity import lower_w_bits, lower_x_bits, sensitivity, to_acim
+from cimstack.cost import network_cost
+from cimstack.bundle import bundle_digest
+from cimstack.study.search import apply_assignment, base_assignment
+from cimstack.study.sensitivity import (lower_adc_bits, lower_w_bits, lower_x_bits,
+                                        sensitivity, to_acim)
 
 from badcase import run_cli
 from conftest import lstsq_bundle
@@ -131,6 +135,47 @@ def test_moving_a_layer_to_acim_keeps_its_codes_within_one(fitted, seed, adc_bit
     a = run_network(fitted, x, keep_activations=True).activations["fc1"].astype(int)
     b = run_network(moved, x, keep_activations=True).activations["fc1"].astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), adc_bits=st.integers(6, 8), d=st.integers(1, 4))
+@example(seed=0, adc_bits=8, d=4)
+@example(seed=1, adc_bits=6, d=1)
+def test_a_lowered_adc_gives_coarser_codes_of_the_same_scale(fitted, seed, adc_bits, d):
+    """An acim layer's ADC at ``a - d`` bits: its outputs (the requantizer takes ``M *
+    2^d``) stay within ``2^d`` of the full ADC's, in the same format, and the cost model
+    prices the smaller ADC."""
+    x = quantize_input(fitted, np.random.default_rng(seed).random((40, 1, 8, 8)))
+    moved = to_acim(fitted, "fc1", AcimSpec(adc_bits=adc_bits))
+    low = lower_adc_bits(moved, "fc1", adc_bits - d)
+    layer = low.layers[1]
+    assert layer.adc_bits == adc_bits - d and low.acim_for(layer).adc_bits == adc_bits - d
+    assert np.array_equal(layer.requant.multiplier, moved.layers[1].requant.multiplier << d)
+    assert (layer.requant.lo, layer.requant.hi) == (moved.layers[1].requant.lo,
+                                                   moved.layers[1].requant.hi)
+    a = run_network(moved, x, keep_activations=True).activations["fc1"].astype(int)
+    b = run_network(low, x, keep_activations=True).activations["fc1"].astype(int)
+    assert np.abs(a - b).max() <= 2 ** d
+    hi = layer.requant.hi                      # the coarser codes, times 2^d, or the top
+    assert np.all((b % (1 << d) == 0) | (b == hi))
+    energy = [network_cost(bd).totals["energy_pj"] for bd in (moved, low)]
+    assert energy[1] < energy[0]
+    # the search's assignment with that ADC is the same bundle
+    settings_low = tuple(replace(s, adc_bits=adc_bits - d) if s.family == "acim" else s
+                         for s in base_assignment(moved))
+    assert bundle_digest(apply_assignment(moved, settings_low, moved.acim)) == \
+        bundle_digest(low)
+
+
+def test_the_adc_of_acim_layers_is_a_sensitivity(fitted, digits):
+    moved = to_acim(fitted, "fc1", AcimSpec(adc_bits=7))
+    res = sensitivity(moved, digits.x_test, digits.y_test, changes=("adc_bits",))
+    got = {c.layer: c for c in res.changes}
+    assert got["fc1"].value == 6 and got["fc1"].accuracy == integer_accuracy(
+        lower_adc_bits(moved, "fc1", 6), digits.x_test, digits.y_test)
+    assert "fc2" not in got                    # a dcim layer has no ADC
+    with pytest.raises(ConfigError, match="cannot be lowered to 7 bits"):
+        lower_adc_bits(moved, "fc1", 7)
 
 
 def test_cli_prints_the_table_and_writes_the_json(fitted, digits, tmp_path):

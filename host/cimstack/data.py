@@ -58,11 +58,12 @@ def input_range(bundle: Bundle) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """``x`` and ``y`` (or None) of an .npz file, without pickles; no checks of values."""
+def read_npz(path: Path, flag: str = "--data") -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``x`` and ``y`` (or None) of an .npz file, without pickles; no checks of values.
+    ``flag`` names the option that gave it in messages."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--data {path}: no such file; {FORMAT}")
+        raise ConfigError(f"{flag} {path}: no such file; {FORMAT}")
     try:
         with zipfile.ZipFile(path) as z:
             names = [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
@@ -70,22 +71,22 @@ def read_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
         with open(path, "rb") as f:
             npy = f.read(6) == b"\x93NUMPY"
         kind = "a plain .npy array, not an .npz" if npy else "not an .npz (zip) file"
-        raise ConfigError(f"--data {path}: {kind}; {FORMAT}, e.g. "
+        raise ConfigError(f"{flag} {path}: {kind}; {FORMAT}, e.g. "
                           "numpy.savez(path, x=images, y=labels)") from None
     except OSError as exc:
-        raise ConfigError(f"--data {path}: cannot read it ({exc.strerror or exc})") from None
+        raise ConfigError(f"{flag} {path}: cannot read it ({exc.strerror or exc})") from None
     if "x" not in names:
-        raise ConfigError(f"--data {path}: no array 'x' (found {', '.join(names) or 'none'}); "
+        raise ConfigError(f"{flag} {path}: no array 'x' (found {', '.join(names) or 'none'}); "
                           + FORMAT)
     unknown = sorted(set(names) - {"x", "y"})
     if unknown:
-        raise ConfigError(f"--data {path}: unknown arrays {', '.join(unknown)}; " + FORMAT)
+        raise ConfigError(f"{flag} {path}: unknown arrays {', '.join(unknown)}; " + FORMAT)
     try:
         with np.load(path, allow_pickle=False) as f:
             return f["x"], (f["y"] if "y" in names else None)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"--data {path}: cannot read its arrays ({detail}); {FORMAT}") from None
+        raise ConfigError(f"{flag} {path}: cannot read its arrays ({detail}); {FORMAT}") from None
 
 
 def _range_hint(lo: float, hi: float, signed: bool) -> str:
@@ -164,17 +165,18 @@ def random_images(bundle: Bundle, n: int, seed: int = 0) -> np.ndarray:
 
 
 def load_images(bundle: Bundle, path: Optional[Path] = None, random: Optional[int] = None,
-                seed: int = 0) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+                seed: int = 0, flag: str = "--data"
+                ) -> tuple[np.ndarray, Optional[np.ndarray], str]:
     """Checked images, labels and a line saying where they came from, for ``bundle``:
     the ``.npz`` at ``path``; else ``random`` seeded random images
     (:func:`random_images`); else the digits test split (360 images, pixels / 16) when
     the bundle takes the digits' 1x8x8 input, and :data:`RANDOM_IMAGES` random images
-    when it does not."""
+    when it does not. ``flag`` names the option that gave ``path`` in messages."""
     if path is not None and random is not None:
         raise ConfigError("--data and --random both give the inputs: choose one")
     if path is not None:
-        x, y = read_npz(Path(path))
-        return (*check_images(bundle, x, y, f"--data {path}"), f"--data {path}")
+        x, y = read_npz(Path(path), flag)
+        return (*check_images(bundle, x, y, f"{flag} {path}"), f"{flag} {path}")
     if random is None and tuple(bundle.input.shape) == DIGITS_SHAPE:
         from .quant.data import load_digits_split
         split = load_digits_split()

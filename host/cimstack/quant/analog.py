@@ -65,6 +65,31 @@ def fake_fixed(x: torch.Tensor, frac: int, lo: int, hi: int) -> torch.Tensor:
     return torch.clamp(round_ste(x * s), lo, hi) / s
 
 
+def fixed_gain(log2_gain: torch.Tensor, spec: AcimSpec) -> torch.Tensor:
+    """The ABN gains ``G`` of the learned ``log2 G``, in the spec's fixed-point format."""
+    return fake_fixed(torch.pow(2.0, log2_gain), spec.gain_frac_bits, *spec.gain_range)
+
+
+def fixed_offset(offset_h: torch.Tensor, spec: AcimSpec) -> torch.Tensor:
+    """The ABN offsets ``beta`` (LSB) of the learned ``beta / h``, in the spec's
+    fixed-point format."""
+    h = 2 ** (spec.adc_bits - 1)
+    return fake_fixed(offset_h * h, spec.offset_frac_bits, *spec.offset_range)
+
+
+def adc_codes(dot: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor, spec: AcimSpec,
+              fs: float, noise_sigma: float = 0.0) -> torch.Tensor:
+    """The ADC's codes of the dot products ``dot`` ([B, N] or [B, N, H, W]):
+    ``clip(round(h * (G * dot / FS + 1) + beta + sigma * n), 0, 2^adc_bits - 1)``
+    (module docstring), ``n`` from ``torch.randn`` when ``noise_sigma`` > 0."""
+    h = 2.0 ** (spec.adc_bits - 1)
+    shape = (1, -1) + (1,) * (dot.ndim - 2)
+    u = h * (gain.reshape(shape) * dot / fs + 1.0) + offset.reshape(shape)
+    if noise_sigma > 0:
+        u = u + noise_sigma * torch.randn_like(u)
+    return torch.clamp(round_ste(u), 0, 2 ** spec.adc_bits - 1)
+
+
 class AnalogQuantLayer(nn.Module):
     """A Brevitas conv/linear layer whose output goes through the analog macro's ADC."""
 
@@ -111,23 +136,14 @@ class AnalogQuantLayer(nn.Module):
         return F.linear(x_int, w)
 
     def gain(self) -> torch.Tensor:
-        s = self.spec
-        return fake_fixed(torch.pow(2.0, self.log2_gain), s.gain_frac_bits, *s.gain_range)
+        return fixed_gain(self.log2_gain, self.spec)
 
     def offset(self) -> torch.Tensor:
-        s = self.spec
-        h = 2 ** (s.adc_bits - 1)
-        return fake_fixed(self.offset_h * h, s.offset_frac_bits, *s.offset_range)
+        return fixed_offset(self.offset_h, self.spec)
 
     def forward(self, x_int: torch.Tensor) -> torch.Tensor:
-        s = self.spec
-        h = 2.0 ** (s.adc_bits - 1)
-        shape = (1, -1, 1, 1) if self.is_conv else (1, -1)
-        u = h * (self.gain().reshape(shape) * self.dot(x_int) / self.fs() + 1.0) \
-            + self.offset().reshape(shape)
-        if self.noise_sigma > 0:
-            u = u + self.noise_sigma * torch.randn_like(u)
-        return torch.clamp(round_ste(u), 0, 2 ** s.adc_bits - 1)
+        return adc_codes(self.dot(x_int), self.gain(), self.offset(), self.spec, self.fs(),
+                         self.noise_sigma)
 
     def export_params(self) -> tuple[np.ndarray, AcimLayerParams]:
         """(int8 weight in torch layout, integer ABN parameters)."""

@@ -669,7 +669,7 @@ SECTIONS: tuple[Callable[[RunInputs, Path], Section], ...] = (
 # ---------------------------------------------------------------- design search
 
 CHANGE_LABELS = {"acim": "to acim", "w_bits": "w_bits lowered", "x_bits": "x_bits lowered",
-                 "sparsity": "sparsity raised"}
+                 "sparsity": "sparsity raised", "adc_bits": "ADC bits lowered"}
 
 
 def _change_value(change: dict) -> str:

@@ -102,10 +102,13 @@ def sensitivity_command(
         sparsity: Optional[float] = typer.Option(
             None, help="raised block sparsity of a dcim layer, a fraction (default: the "
                        "layer's own plus 0.25)", callback=finite(0.0, 1.0, below_hi=True)),
+        lowered_adc_bits: Optional[int] = typer.Option(
+            None, help="lowered ADC bits of a layer already on acim (default: one less than "
+                       "its own)", **knob_limits(AcimSpec, "adc_bits")),
         out: Optional[Path] = typer.Option(None, help="write the result as JSON")):
     """Per macro layer, the accuracy change when only that layer moves to the analog
-    macro, loses precision (w_bits, x_bits) or is block-pruned (sparsity), on the integer
-    reference."""
+    macro, loses precision (w_bits, x_bits, an acim layer's ADC bits) or is block-pruned
+    (sparsity), on the integer reference."""
     from ..bundle import load_bundle
     from ..fileio import check_output_file, write_json_atomic
     from ..report.console import rich_table
@@ -117,7 +120,7 @@ def sensitivity_command(
     with long_step("sensitivity") as step:
         res = sensitivity(b, x, y, source=source, sigma=noise, adc_bits=adc_bits,
                           w_bits=w_bits, x_bits=x_bits, sparsity=sparsity,
-                          progress=step.update)
+                          lowered_adc_bits=lowered_adc_bits, progress=step.update)
     by = {(c.layer, c.change): c for c in res.changes}
     rows = [(layer.name, layer.macro, f"W{layer.w_bits} X{layer.x_bits}",
              *(_cell(by.get((layer.name, change))) for change in CHANGES))
@@ -126,8 +129,8 @@ def sensitivity_command(
         f"sensitivity of {b.name}: accuracy change in points (baseline "
         f"{100 * res.baseline:.1f}% on {res.images} images)",
         ["layer", "macro", "bits", f"to acim ({res.adc_bits}b ADC, sigma {res.sigma:g})",
-         "w_bits lowered", "x_bits lowered", "sparsity raised"], rows,
-        right=[False, False, False, True, True, True, True]))
+         "w_bits lowered", "x_bits lowered", "sparsity raised", "ADC bits lowered"], rows,
+        right=[False, False, False, True, True, True, True, True]))
     console.print(f"images: {source}")
     if out is not None:
         write_json_atomic(out, res.to_dict())
@@ -208,9 +211,28 @@ def search_command(
                   f"sensitivity.json, knee bundle {res.out / 'knee'}")
 
 
+def _training_images(bundle, train_data: Optional[Path]):
+    """The labelled images to fine-tune ``bundle`` on: ``--train-data``, else the digits
+    training split for a bundle of the digits' input."""
+    from ..data import DIGITS_SHAPE, load_images
+    if train_data is None:
+        if tuple(bundle.input.shape) != DIGITS_SHAPE:
+            raise ConfigError(f"bundle {bundle.name} takes {tuple(bundle.input.shape)} "
+                              "inputs, not the digits'; give --train-data an .npz with x and "
+                              "y to train on")
+        from ..quant.data import load_digits_split
+        split = load_digits_split()
+        return split.x_train, split.y_train
+    x, y, _ = load_images(bundle, train_data, flag="--train-data")
+    if y is None:
+        raise ConfigError(f"--train-data {train_data}: no labels y; training needs them")
+    return x, y
+
+
 def finetune_command(
-        checkpoint: Path = typer.Argument(..., help="checkpoint written by `cimstack train "
-                                          "--checkpoint` (the network the search ran on)"),
+        checkpoint: Optional[Path] = typer.Argument(
+            None, help="checkpoint written by `cimstack train --checkpoint` (the network the "
+                       "search ran on); without it the candidate bundle itself is trained"),
         assignment: str = typer.Option(..., help="the search's choice: OUT/knee (a bundle "
                                        "folder) or OUT/front.json#N (front point N)"),
         out: Path = typer.Option(Path("cimstack-out/finetuned"), help="bundle folder to write"),
@@ -220,24 +242,37 @@ def finetune_command(
         data: Optional[Path] = typer.Option(
             None, help="an .npz with x (float images) and y (labels) for the accuracies; "
                        "default: the digits test split"),
+        train_data: Optional[Path] = typer.Option(
+            None, help="an .npz with x and y to train on, without a checkpoint; default: "
+                       "the digits training split (for a bundle of the digits' input)"),
         force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP)):
-    """Noise-aware fine-tuning of a searched assignment from its Brevitas checkpoint: the
-    analog layers trained with the macro's ADC and noise; prints the accuracy before
-    (the search's candidate) and after (the written bundle) on the same images."""
+    """Noise-aware fine-tuning of a searched assignment, the analog layers trained with the
+    macro's ADC and noise: from its Brevitas checkpoint, or without one the candidate
+    bundle itself (any network); prints the accuracy before (the search's candidate) and
+    after (the written bundle) on the same images."""
     from ..bundle import save_bundle
     from ..data import load_images
     from ..fileio import check_output_folder
     from ..quant.checkpoint import load_checkpoint
-    from .finetune import candidate_bundle, finetune, read_assignment
+    from .finetune import (candidate_bundle, finetune, finetune_bundle, graph_candidate,
+                           read_assignment)
     check_output_folder(out, force)
-    ck = load_checkpoint(checkpoint)
     source = read_assignment(assignment)
-    x, y, images = load_images(candidate_bundle(ck, source), data)
+    if checkpoint is not None and train_data is not None:
+        raise ConfigError("--train-data: a checkpoint's network trains on the digits "
+                          "training split; drop --train-data, or the checkpoint to train "
+                          "the candidate bundle itself")
+    ck = load_checkpoint(checkpoint) if checkpoint is not None else None
+    before = candidate_bundle(ck, source) if ck is not None else graph_candidate(source)
+    if ck is None:
+        x_train, y_train = _training_images(before, train_data)
+    x, y, images = load_images(before, data)
     if y is None:
         raise ConfigError(f"{images}: fine-tuning needs labels; give --data an .npz with y")
+    kwargs = {"seed": seed, "images": x, "labels": y, **({"epochs": epochs} if epochs else {})}
     with long_step("fine-tuning"):
-        res = finetune(ck, source, seed=seed, images=x, labels=y,
-                       **({"epochs": epochs} if epochs else {}))
+        res = (finetune(ck, source, **kwargs) if ck is not None else
+               finetune_bundle(before, x_train, y_train, **kwargs))
     path = save_bundle(res.after, out, force)
     console.print(f"assignment: {res.assignment}")
     console.print(f"accuracy before {100 * res.accuracy_before:.2f}% (the search's candidate), "

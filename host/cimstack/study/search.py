@@ -6,9 +6,10 @@ A **candidate** gives every macro layer a :class:`Setting` (family dcim or acim,
 base bundle with the sensitivity study's transforms (:mod:`.sensitivity`): the inputs
 lowered first (layer order), then the weights, then the block pruning of the layers whose
 sparsity is above the base's, then the moves to acim, so an ADC sees the already
-narrowed codes. Layers already analog in the base keep their family and ADC (no transform moves
-a layer back); only their precisions are searched. A candidate a transform refuses is
-kept with the reason and no figures.
+narrowed codes, and last the lowered ADCs of the layers already analog in the base
+(:func:`~.sensitivity.lower_adc_bits`). Layers already analog keep their family (no
+transform moves a layer back); their precisions and ADC bits are searched. A candidate
+a transform refuses is kept with the reason and no figures.
 
 Each candidate is **evaluated** for accuracy on the integer reference (the engine of
 ``cimstack run``) and for energy per inference, latency and area with
@@ -79,7 +80,8 @@ from ..sweep.engines import SweepError, cluster_address, open_engine
 from ..sweep.points import digest
 from ..sweep.runner import POINT_TIMEOUT
 from .sensitivity import (SPARSITY_DIGITS, SPARSITY_STEP, LayerChange, Sensitivity,
-                          block_sparsity, lower_w_bits, lower_x_bits, prune_layer, to_acim)
+                          block_sparsity, lower_adc_bits, lower_w_bits, lower_x_bits,
+                          prune_layer, to_acim)
 
 # objective -> (metric, True when larger is better)
 OBJECTIVES = {"accuracy": ("accuracy", True), "energy": ("energy_pj", False),
@@ -171,9 +173,11 @@ def apply_assignment(base: Bundle, assignment: Assignment, spec: AcimSpec) -> Bu
     for layer, s, b in zip(layers, assignment, base_settings):
         if s.sparsity > b.sparsity:
             out = prune_layer(out, layer.name, s.sparsity)
-    for layer, s in zip(layers, assignment):
+    for layer, s, b in zip(layers, assignment, base_settings):
         if s.family == "acim" and layer.macro == "dcim":
             out = to_acim(out, layer.name, spec, s.adc_bits)
+        elif layer.macro == "acim" and s.adc_bits != b.adc_bits:
+            out = lower_adc_bits(out, layer.name, s.adc_bits)
     return out
 
 
@@ -430,12 +434,11 @@ def _moves(search: _Search, a: Assignment, up: bool = False) -> list[Assignment]
     out = []
     for i, (layer, s, b) in enumerate(zip(search.base.macro_layers, a, search.base_settings)):
         steps = []
-        if layer.macro == "dcim":
-            if s.family == "dcim":
-                steps.append(replace(s, family="acim", adc_bits=search.spec.adc_bits,
-                                     sparsity=b.sparsity))
-            elif s.adc_bits > adc_lo:
-                steps.append(replace(s, adc_bits=s.adc_bits - 1))
+        if s.family == "dcim":
+            steps.append(replace(s, family="acim", adc_bits=search.spec.adc_bits,
+                                 sparsity=b.sparsity))
+        elif s.adc_bits > adc_lo:           # moved to acim, or acim in the base
+            steps.append(replace(s, adc_bits=s.adc_bits - 1))
         if s.w_bits > 2:
             steps.append(replace(s, w_bits=s.w_bits - 1))
         if s.x_bits > 1:
@@ -449,6 +452,8 @@ def _moves(search: _Search, a: Assignment, up: bool = False) -> list[Assignment]
                 steps.append(replace(s, family="dcim", adc_bits=None) if
                              s.adc_bits >= search.spec.adc_bits else
                              replace(s, adc_bits=s.adc_bits + 1))
+            if layer.macro == "acim" and s.adc_bits < b.adc_bits:
+                steps.append(replace(s, adc_bits=s.adc_bits + 1))
             if s.w_bits < layer.w_bits:
                 steps.append(replace(s, w_bits=s.w_bits + 1))
             if s.x_bits < layer.x_bits:
@@ -574,7 +579,9 @@ def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str 
     ``held_out_accuracy``. Writes into ``out``:
     ``candidates/`` (one file per candidate, the resume state), ``candidates.json``,
     ``front.csv``, ``front.json``, ``sensitivity.json`` (the base's one-step moves in
-    the sensitivity study's format) and the knee's bundle ``knee/``."""
+    the sensitivity study's format), the knee's bundle ``knee/`` and ``bundle`` itself as
+    ``base/`` (``cimstack finetune`` rebuilds a front point from it without a
+    checkpoint)."""
     objectives = check_objectives(objectives)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"--budget {budget!r}: give the number of candidates to evaluate, "
@@ -590,6 +597,7 @@ def run_search(bundle: Bundle, images: np.ndarray, labels: np.ndarray, out: str 
     spec = bundle.acim or AcimSpec()
     spec = spec if sigma is None else replace(spec, sigma=sigma)
     out = claim_folder(out, force, kind="search")
+    save_bundle(bundle, out / "base", force=True)     # the front's points rebuild from it
     search = _Search(bundle, spec, images[guide], labels[guide], out, objectives, budget,
                      seed, workers, cluster, connect_timeout, task_timeout, progress,
                      min_accuracy, images[held], labels[held], held)
@@ -659,8 +667,8 @@ FRONT_COLUMNS = ("index", "accuracy", "held_out_accuracy", "energy_pj", "latency
 
 def _sensitivity(search: _Search, cands: list[Candidate], source: str) -> Sensitivity:
     """The base's one-step moves in the sensitivity study's format (acim at the spec's
-    ADC bits, w_bits and x_bits one less, sparsity one step higher), as far as the budget
-    reached them; an acim layer's ADC move has no column there and is left out."""
+    ADC bits, w_bits and x_bits one less, sparsity one step higher, an acim layer's ADC
+    one bit less), as far as the budget reached them."""
     base = cands[0]
     res = Sensitivity(search.base.name, len(search.images), source, search.spec.sigma,
                       search.spec.adc_bits, base.accuracy)
@@ -674,6 +682,7 @@ def _sensitivity(search: _Search, cands: list[Candidate], source: str) -> Sensit
                          ("w_bits", s.w_bits) if s.w_bits != t.w_bits else
                          ("x_bits", s.x_bits) if s.x_bits != t.x_bits else
                          ("sparsity", s.sparsity) if s.sparsity != t.sparsity else
+                         ("adc_bits", s.adc_bits) if s.adc_bits != t.adc_bits else
                          (None, None))
         if change is None:
             continue

@@ -39,6 +39,13 @@ Four changes per macro layer, each applied to that layer alone:
   cycles, less array and read-out energy). An acim layer is refused: the analog macro
   converts every active row, zero or not. So is a grouped conv (its block-diagonal
   matrix is zero blocks already) and a sparsity that zeroes no further block.
+- ``adc_bits``: an acim layer's ADC at ``a' = a - d`` bits (default one less than its
+  own; a dcim layer has no ADC and no entry). The ADC's codes get ``2^d`` times
+  coarser: ``h' = h / 2^d`` with the same gain ``G`` and the offset ``beta / 2^d``
+  (``o' = (o + 2^(d-1)) >> d`` in its fixed-point format), so ``code' ~ code / 2^d``;
+  the layer's requantizer on the codes takes ``M * 2^d`` (as for ``w_bits``), so its
+  output keeps its scale and format and no reader changes. The noise stays ``sigma``
+  LSB of the (now coarser) ADC; the cost model prices the smaller ADC.
 
 A change the layer cannot take (already analog, does not fit the array, a gain outside
 the ABN format, ...) is reported with the reason instead of an accuracy. The noise
@@ -55,13 +62,13 @@ import numpy as np
 
 from ..bundle import (INPUT, INT32, Bundle, FlattenLayer, MacroLayer, PoolLayer, Requant,
                       TensorFormat, weight_range)
-from ..config import AcimSpec
+from ..config import AcimSpec, knob_bounds
 from ..errors import CimstackError, ConfigError
 from ..importer.analog_map import map_analog
 from ..mapping.tiling import balanced_block_keep, kept_blocks
 from ..ref.network import integer_accuracy
 
-CHANGES = ("acim", "w_bits", "x_bits", "sparsity")
+CHANGES = ("acim", "w_bits", "x_bits", "sparsity", "adc_bits")
 SPARSITY_STEP = 0.25          # the default raise of a layer's block sparsity
 SPARSITY_DIGITS = 6           # block sparsities are rounded to this many decimals
 CODE_NODES = (PoolLayer, FlattenLayer)        # host nodes that pass codes on unchanged
@@ -76,7 +83,7 @@ class LayerChange:
 
     layer: str
     change: str               # one of CHANGES
-    value: int | float        # the new adc_bits (acim), w_bits, x_bits or sparsity
+    value: int | float        # the new adc_bits (acim, adc_bits), w_bits, x_bits or sparsity
     accuracy: float | None
     delta: float | None
     note: str = ""
@@ -164,6 +171,26 @@ def lower_w_bits(bundle: Bundle, name: str, bits: int) -> Bundle:
                                                                   f"layer {name}")
     out = _replace_layer(bundle, layer, weight=weight.astype(np.int8), w_bits=bits,
                          requant=rq)
+    out.validate()
+    return out
+
+
+def lower_adc_bits(bundle: Bundle, name: str, bits: int) -> Bundle:
+    """``bundle`` with the acim layer ``name``'s ADC at ``bits`` bits (module docstring)."""
+    layer = _macro(bundle, name)
+    if layer.macro != "acim":
+        raise ConfigError(f"layer {name} is on {layer.macro}, which has no ADC; move it to "
+                          "acim first")
+    adc = bundle.acim_for(layer).adc_bits
+    d = adc - bits
+    lowest, _ = knob_bounds(AcimSpec, "adc_bits")
+    if d <= 0 or bits < lowest:
+        raise ConfigError(f"layer {name}: its {adc}-bit ADC cannot be lowered to {bits} bits "
+                          f"({lowest} <= new adc_bits < {adc})")
+    offset = (np.asarray(layer.analog.offset, np.int64) + (1 << (d - 1))) >> d
+    out = _replace_layer(bundle, layer, adc_bits=bits,
+                         analog=replace(layer.analog, offset=offset),
+                         requant=_scale_acc(layer.requant, d, f"layer {name}"))
     out.validate()
     return out
 
@@ -286,15 +313,16 @@ def _macro(bundle: Bundle, name: str) -> MacroLayer:
 def sensitivity(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
                 source: str = "", sigma: float | None = None, adc_bits: int | None = None,
                 w_bits: int | None = None, x_bits: int | None = None,
-                sparsity: float | None = None, changes: tuple = CHANGES,
-                progress: Progress | None = None) -> Sensitivity:
+                sparsity: float | None = None, lowered_adc_bits: int | None = None,
+                changes: tuple = CHANGES, progress: Progress | None = None) -> Sensitivity:
     """Per macro layer and change (:data:`CHANGES`), the accuracy of ``bundle`` with only
     that change on ``images`` / ``labels`` and its difference from the baseline.
 
     ``sigma``, ``adc_bits``: the analog noise and the ADC bits of a moved layer (None:
-    the bundle's ``AcimSpec``, or the default one); ``w_bits``, ``x_bits``: the lowered
-    precisions (None: one bit less than each layer's); ``sparsity``: the raised block
-    sparsity (None: each layer's plus :data:`SPARSITY_STEP`)."""
+    the bundle's ``AcimSpec``, or the default one); ``w_bits``, ``x_bits``,
+    ``lowered_adc_bits``: the lowered precisions (None: one bit less than each layer's;
+    the ADC of acim layers only); ``sparsity``: the raised block sparsity (None: each
+    layer's plus :data:`SPARSITY_STEP`)."""
     unknown = set(changes) - set(CHANGES)
     if unknown or not changes:
         raise ConfigError(f"changes {sorted(unknown) or '(none)'}: choose from "
@@ -307,19 +335,24 @@ def sensitivity(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
                          integer_accuracy(base, images, labels))
     for layer in bundle.macro_layers:
         for change in changes:
+            if change == "adc_bits" and layer.macro != "acim":
+                continue                            # no ADC: no entry
             if progress:
                 progress(f"{layer.name}: {change}")
             value = {"acim": adc,
                      "w_bits": layer.w_bits - 1 if w_bits is None else w_bits,
                      "x_bits": layer.x_bits - 1 if x_bits is None else x_bits,
                      "sparsity": round(block_sparsity(base, layer) + SPARSITY_STEP,
-                                       SPARSITY_DIGITS) if sparsity is None else sparsity
+                                       SPARSITY_DIGITS) if sparsity is None else sparsity,
+                     "adc_bits": lowered_adc_bits if lowered_adc_bits is not None else
+                     base.acim_for(layer).adc_bits - 1 if layer.macro == "acim" else None,
                      }[change]
             try:
                 changed = (to_acim(base, layer.name, spec, adc) if change == "acim" else
                            lower_w_bits(base, layer.name, value) if change == "w_bits" else
                            lower_x_bits(base, layer.name, value) if change == "x_bits" else
-                           prune_layer(base, layer.name, value))
+                           lower_adc_bits(base, layer.name, value) if change == "adc_bits"
+                           else prune_layer(base, layer.name, value))
             except CimstackError as exc:
                 result.changes.append(LayerChange(layer.name, change, value, None, None,
                                                   str(exc)))
