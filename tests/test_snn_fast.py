@@ -129,3 +129,37 @@ def test_wrap_overflow_corner():
     fast = run_snn(net, frames, keep_spikes=True, engine="events")
     np.testing.assert_array_equal(fast.spikes["fc"], gold.spikes["fc"])
     np.testing.assert_array_equal(fast.v_final, gold.v_final)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), w_bits=st.integers(1, 16), v_bits=st.integers(2, 16),
+       leak_shift=st.integers(0, 15), theta_at=st.sampled_from([0.0, 0.5, 1.0]),
+       v_init_at=st.sampled_from([0.0, 0.5, 1.0]),
+       reset=st.sampled_from(OPTIONS["reset"]), fire=st.sampled_from(OPTIONS["fire"]),
+       leak_order=st.sampled_from(OPTIONS["leak_order"]),
+       overflow=st.sampled_from(OPTIONS["overflow"]))
+@example(seed=0, w_bits=16, v_bits=16, leak_shift=0, theta_at=1.0, v_init_at=1.0,
+         reset="subtract", fire="gt", leak_order="after", overflow="saturate")  # never fires
+@example(seed=1, w_bits=16, v_bits=16, leak_shift=15, theta_at=0.0, v_init_at=0.0,
+         reset="zero", fire="ge", leak_order="before", overflow="wrap")  # int32 currents, wrap
+@example(seed=2, w_bits=9, v_bits=2, leak_shift=1, theta_at=0.0, v_init_at=0.0,
+         reset="subtract", fire="ge", leak_order="after", overflow="saturate")  # v_bits 2
+def test_neuron_options_over_their_whole_ranges(seed, w_bits, v_bits, leak_shift, theta_at,
+                                                v_init_at, reset, fire, leak_order, overflow):
+    """The event engine's neuron step (16-bit lanes) against ``neuron_update`` at the
+    ends of every range: theta 1 .. v_max, v_init v_min .. v_max, leak shifts up to
+    15, currents far outside the membrane range (int16 and int32 ones)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = v_range(v_bits)
+    n_in = 40
+    net = SnnNet("neurons", (n_in, 1, 1), [
+        SnnLayer("fc", "fc", (n_in, 1, 1), (9,), snn_weights(rng, (9, n_in), w_bits),
+                 w_bits=w_bits, v_bits=v_bits, leak_shift=leak_shift,
+                 theta=1 + round(theta_at * (hi - 1)), v_init=lo + round(v_init_at * (hi - lo)),
+                 reset=reset, fire=fire, leak_order=leak_order, overflow=overflow)])
+    net.validate()
+    frames = rng.random((2, 12, n_in, 1, 1)) < rng.choice([0.05, 0.5, 1.0])
+    gold = run_snn(net, frames, keep_spikes=True, engine="numpy")
+    fast = run_snn(net, frames, keep_spikes=True, engine="events")
+    np.testing.assert_array_equal(fast.spikes["fc"], gold.spikes["fc"])
+    np.testing.assert_array_equal(fast.v_final, gold.v_final)

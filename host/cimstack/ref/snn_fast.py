@@ -9,12 +9,22 @@ maps, and one compiled call runs the whole network over all timesteps (samples i
 parallel), with no Python loop per timestep or layer.
 
 Layout inside the kernel: conv currents and membranes are channels-last
-(``[Ho, Wo, N]``), so the weights an event adds along one kernel row are one
-contiguous run (with a stride above 1: one run of N weights per output reached, after
-one division per axis and event); OR-pooling in front of a layer maps and de-duplicates
-the incoming addresses through lookup tables (no divisions per event). Currents are int16 when no
-neuron's sum of ``|w|`` over its inputs can leave int16 (twice the lanes per vector),
-else int32; membranes are int16 (``v_bits <= 16``). Optional: without numba the
+(``[Ho, Wo, N]``), so the weights an event adds along one kernel row are one contiguous
+run (with a stride above 1: one run of N weights per output reached, after one division
+per axis and event); kernel rows are padded with zero weights to whole 16-lane vectors
+(LANES), which a full row adds too, so that its run is whole vectors (N = 12, k = 5: one
+64-lane pass instead of 8-lane and scalar steps); OR-pooling in front of a layer maps
+and de-duplicates the incoming addresses through lookup tables (no divisions per event).
+Currents are int16 when no neuron's sum of ``|w|`` over its inputs can leave int16
+(twice the lanes per vector), else int32; membranes are int16 (``v_bits <= 16``). The
+neuron settings reach the kernel as an int16 table, so that the compiler keeps the
+neuron step in 16-bit vector lanes (numba computes in int64 otherwise; with int16
+currents, no leak and saturation the step is a saturating add, a clamp and a compare per
+16 neurons). Spike addresses come from 8-byte words of fire flags, a word with one spike
+in two multiplications (:func:`_set_bytes`). Per call, the Python side builds the tables
+and work arrays anew (under 1 ms on the benchmark network; not cached, since an
+``SnnNet`` and its weight arrays can change between calls) and hands the input frames
+over without a copy when a frame is whole 8-byte words. Optional: without numba the
 reference uses the dense engine.
 """
 
@@ -30,26 +40,45 @@ except ImportError:          # pragma: no cover - numba not installed
 
 AVAILABLE = numba is not None
 
-# columns of the per-layer parameter table handed to the kernel
+# columns of the per-layer parameter table handed to the kernel (int64)
 (P_OP, P_POOL, P_IN_H, P_IN_W, P_N, P_HO, P_WO, P_K, P_PAD, P_STRIDE, P_W_OFF, P_V_OFF,
- P_FLAG_OFF, P_SPK_OFF, P_POOL_OFF, P_DEC_OFF, P_ADDR_OFF, P_THETA_SUB, P_FIRE_AT, P_LO,
- P_HI, P_LEAK, P_LEAK_BEFORE, P_WRAP, P_KEEP_FIRED, P_KEEP_QUIET, P_V_INIT) = range(27)
+ P_FLAG_OFF, P_SPK_OFF, P_POOL_OFF, P_DEC_OFF, P_ADDR_OFF, P_W_ROW) = range(18)
+# columns of the per-layer neuron table (int16: loaded as int16, they let the compiler
+# keep the neuron arithmetic in 16-bit lanes)
+(N_THETA_SUB, N_FIRE_ABOVE, N_LO, N_HI, N_LEAK, N_LEAK_BEFORE, N_WRAP, N_KEEP_FIRED,
+ N_KEEP_QUIET, N_V_INIT, N_V_BITS) = range(11)
+# int16 lanes of a 256-bit vector: conv kernel rows are padded with zero weights to a
+# multiple of this, and the currents have this many spare entries at their end
+LANES = 16
+# multipliers of _set_bytes: a one in every byte, and byte j holding 7 - j
+BYTE_ONES = np.uint64(0x0101010101010101)
+BYTE_INDICES = np.uint64(0x0001020304050607)
 # columns of the per-sample statistics: LayerStats fields
 STAT_FIELDS = ("events_in", "active_steps", "sops", "slices_in", "events_out")
 
 
 if AVAILABLE:
     @njit(cache=True, nogil=True)
-    def _input_addresses(words, ev):              # pragma: no cover - compiled
-        """Addresses of the set bytes of ``words`` (a frame, 8 bytes per word) into
-        ``ev``; returns their count (ascending order)."""
+    def _set_bytes(words, ev):                    # pragma: no cover - compiled
+        """Indices of the set bytes (each 0 or 1, 8 per word) of ``words`` into ``ev``,
+        ascending; returns their count. Without a branch per byte: times 0x0101..01 the
+        top byte of a word is its number of set bytes and times 0x0001..07 the sum of
+        their indices (no carries: the sums stay below 256), which is the index when
+        there is one; a word with more takes all 8 bytes, writing every index and
+        counting the set ones (``ev`` has room for 7 entries past the last one)."""
+        flags = words.view(np.uint8)
         n = 0
         for i in range(words.size):
-            if words[i] != 0:
-                for b in range(8):
-                    if (words[i] >> np.uint64(8 * b)) & np.uint64(0xFF):
-                        ev[n] = i * 8 + b
-                        n += 1
+            word = words[i]
+            if word == 0:
+                continue
+            if (word * BYTE_ONES) >> np.uint64(56) == 1:
+                ev[n] = 8 * i + np.int64((word * BYTE_INDICES) >> np.uint64(56))
+                n += 1
+            else:
+                for b in range(8 * i, 8 * i + 8):
+                    ev[n] = b
+                    n += flags[b]
         return n
 
     @njit(cache=True, nogil=True)
@@ -70,15 +99,15 @@ if AVAILABLE:
         return n
 
     @njit(cache=True, nogil=True)
-    def _add_strided(w, w_c, cur, n, k, st, wo, qy, ry, i0, i1, qx, rx, j0,
+    def _add_strided(w, w_c, w_row, cur, n, k, st, wo, qy, ry, i0, i1, qx, rx, j0,
                      j1):                             # pragma: no cover - compiled
         """One event of a conv with stride ``st`` > 1 (:func:`_integrate`): the
-        weights of the channel at ``w[w_c:]``, kernel rows ``ry + i * st`` (i in [i0,
-        i1)) and columns ``rx + j * st`` (j in [j0, j1)), into output (qy - i, qx - j):
-        one run of N weights per output (apart so that the stride-1 loop stays
-        lean)."""
+        weights of the channel at ``w[w_c:]`` (kernel rows ``w_row`` apart), kernel rows
+        ``ry + i * st`` (i in [i0, i1)) and columns ``rx + j * st`` (j in [j0, j1)), into
+        output (qy - i, qx - j): one run of N weights per output (apart so that the
+        stride-1 loop stays lean)."""
         for i in range(i0, i1):
-            row = w_c + (ry + i * st) * k * n
+            row = w_c + (ry + i * st) * w_row
             for j in range(j0, j1):
                 d = ((qy - i) * wo + qx - j) * n
                 s = row + (k - 1 - rx - j * st) * n
@@ -87,8 +116,9 @@ if AVAILABLE:
 
     @njit(cache=True, nogil=True)
     def _integrate(p, w, tab, ev, n_ev, cur, mark, stats):  # pragma: no cover - compiled
-        """Adds the weight slices of the events ``ev[:n_ev]`` into ``cur`` and counts
-        events, synaptic operations and weight slices into ``stats``."""
+        """Adds the weight slices of the events ``ev[:n_ev]`` into ``cur`` (the layer's
+        currents and LANES spare entries) and counts events, synaptic operations and
+        weight slices into ``stats``."""
         n = p[P_N]
         w_off = p[P_W_OFF]
         stats[0] += n_ev
@@ -106,6 +136,7 @@ if AVAILABLE:
         ho = p[P_HO]
         wo = p[P_WO]
         k = p[P_K]
+        w_row = p[P_W_ROW]                            # k * N rounded up to LANES
         st = p[P_STRIDE]
         pad = p[P_PAD]
         sops = 0
@@ -133,87 +164,84 @@ if AVAILABLE:
             if i1 <= i0 or j1 <= j0:
                 continue
             sops += (i1 - i0) * (j1 - j0) * n
-            # w is [C, k, k (reversed dx), N]: kernel column dx at k - 1 - dx
-            if st == 1:           # output columns qx-j1+1 .. qx-j0: one contiguous run
-                run = (j1 - j0) * n
+            # w is [C, k, w_row]: k kernel columns (reversed dx) of N weights, then zeros;
+            # kernel column dx at k - 1 - dx
+            if st == 1:           # output columns qx-j1+1 .. qx-j0: one contiguous run,
+                run = (j1 - j0) * n   # up to the row's end (adding zeros) when j0 = 0,
+                if j0 == 0:           # so that full rows are whole vectors
+                    run = w_row - (k - j1) * n
                 for i in range(i0, i1):
                     d = ((qy - i) * wo + qx - j1 + 1) * n
-                    s = w_off + ((c * k + i) * k + k - j1) * n
+                    s = w_off + (c * k + i) * w_row + (k - j1) * n
                     row_cur = cur[d:d + run]
                     row_w = w[s:s + run]
                     for q in range(run):              # slices: this loop vectorizes
                         row_cur[q] += row_w[q]
             else:
-                _add_strided(w, w_off + c * k * k * n, cur, n, k, st, wo, qy, ry, i0, i1, qx,
-                             rx, j0, j1)
+                _add_strided(w, w_off + c * k * w_row, w_row, cur, n, k, st, wo, qy, ry, i0,
+                             i1, qx, rx, j0, j1)
         for e in range(n_ev):
             mark[tab[dec + 3 * ev[e]]] = 0
         stats[2] += sops
         stats[3] += slices
 
     @njit(cache=True, nogil=True)
-    def _step_neurons(p, cur, v, fired):             # pragma: no cover - compiled
+    def _step_neurons(nrn, cur, v, fired):           # pragma: no cover - compiled
         """One timestep of integrate-and-fire of all neurons (the arithmetic of
-        ``neuron_update``), branch-free apart from loop-invariant tests (which the
-        compiler hoists) so that it vectorizes; clears ``cur``, sets ``fired`` and returns
-        the spike count."""
-        lo = p[P_LO]
-        hi = p[P_HI]
-        span_mask = hi - lo                           # 2^v_bits - 1
-        leak = p[P_LEAK]
-        before = -p[P_LEAK_BEFORE] if leak > 0 else 0  # all ones: leak before the input
-        after = ~before if leak > 0 else 0             # all ones: leak after it
-        wrap = p[P_WRAP] != 0
-        fire_at = p[P_FIRE_AT]
-        theta = p[P_THETA_SUB]
-        keep_fired = p[P_KEEP_FIRED]                  # mask of u kept on a spike
-        keep_quiet = p[P_KEEP_QUIET]                  # mask of u kept without one
-        count = 0
+        ``neuron_update``, neuron settings ``nrn``); clears ``cur`` and sets ``fired``.
+        Every setting and intermediate fits int16 and the only branches are loop-invariant
+        tests (the compiler hoists them), so the compiler narrows the arithmetic to 16-bit
+        lanes; with int16 currents and saturation, the two clamps below become one
+        saturating add and a clamp."""
+        lo = nrn[N_LO]
+        hi = nrn[N_HI]
+        above = nrn[N_FIRE_ABOVE]                     # fires where u > above
+        theta = nrn[N_THETA_SUB]
+        keep_fired = nrn[N_KEEP_FIRED]                # mask of u kept on a spike
+        keep_quiet = nrn[N_KEEP_QUIET]                # mask of u kept without one
+        leak = nrn[N_LEAK] & 15                       # (the masks tell the compiler < 16)
+        before = np.int16(-nrn[N_LEAK_BEFORE])        # all ones: leak before the input
+        after = np.int16(~before)                     # all ones: leak after it
+        wrap = nrn[N_WRAP] != 0
+        unused = (16 - nrn[N_V_BITS]) & 15            # top bits a wrap sign-extends over
         for q in range(v.size):
-            u = np.int64(v[q])
-            if leak > 0:      # invariant: the compiler makes a loop without the shifts
-                u -= (u >> leak) & before
-            u += np.int64(cur[q])
-            cur[q] = 0
-            if wrap:
-                u = ((u - lo) & span_mask) + lo
-            else:
-                u = min(max(u, lo), hi)
+            u = v[q]
             if leak > 0:
-                u -= (u >> leak) & after
-            f = u >= fire_at
-            v[q] = np.int16(((u & keep_fired) - theta) if f else (u & keep_quiet))
+                u = np.int16(u - ((u >> leak) & before))
+            if wrap:          # modulo 2^16, then sign extension from bit v_bits - 1
+                u = np.int16(np.int16(u + cur[q]) << unused) >> unused
+            else:             # the int16 range first: a saturating add
+                u = min(max(min(max(u + cur[q], -32768), 32767), lo), hi)
+            if leak > 0:
+                u = np.int16(u - ((u >> leak) & after))
+            f = u > above
+            v[q] = ((u & keep_fired) - theta) if f else (u & keep_quiet)
             fired[q] = f
-            count += f
-        return count
+            cur[q] = 0
 
     @njit(cache=True, nogil=True)
     def _emit(p, tab, fired_words, ev, spikes_t, counts):  # pragma: no cover - compiled
         """Addresses (C, H, W order) of the set bytes of ``fired_words`` into ``ev``;
         marks them in ``spikes_t`` (when kept) and ``counts`` (last layer only, when
         given); returns their count."""
+        n_ev = _set_bytes(fired_words, ev)
         off = p[P_ADDR_OFF]                           # channels-last index -> address
-        n_ev = 0
-        for i in range(fired_words.size):
-            if fired_words[i] == 0:
-                continue
-            for b in range(8):
-                if (fired_words[i] >> np.uint64(8 * b)) & np.uint64(0xFF):
-                    a = tab[off + i * 8 + b]
-                    ev[n_ev] = a
-                    n_ev += 1
-                    if spikes_t.size:
-                        spikes_t[p[P_SPK_OFF] + a] = True
-                    if counts.size:
-                        counts[a] += 1
+        for e in range(n_ev):
+            ev[e] = tab[off + ev[e]]
+        if spikes_t.size:
+            for e in range(n_ev):
+                spikes_t[p[P_SPK_OFF] + ev[e]] = True
+        if counts.size:
+            for e in range(n_ev):
+                counts[ev[e]] += 1
         return n_ev
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _run(params, w, tab, x_words, cur_all, v_all, fired_all, ev_all, mark_all, spikes,
-             counts, stats):                          # pragma: no cover - compiled
-        """The network (``params`` rows, weights ``w``, lookup tables ``tab``) on the
-        input frames ``x_words`` ``[B, T, words]``; the other arguments are per-sample
-        work arrays and outputs (see :func:`run_events`)."""
+    def _run(params, neurons, w, tab, x_words, cur_all, v_all, fired_all, ev_all, mark_all,
+             spikes, counts, stats):                  # pragma: no cover - compiled
+        """The network (``params`` and ``neurons`` rows, weights ``w``, lookup tables
+        ``tab``) on the input frames ``x_words`` ``[B, T, words]``; the other arguments
+        are per-sample work arrays and outputs (see :func:`run_events`)."""
         b, t, _ = x_words.shape
         n_layers = params.shape[0]
         for s in prange(b):
@@ -225,9 +253,9 @@ if AVAILABLE:
             for l in range(n_layers):
                 p = params[l]
                 n_neurons = p[P_N] * p[P_HO] * p[P_WO]
-                v[p[P_V_OFF]:p[P_V_OFF] + n_neurons] = p[P_V_INIT]
+                v[p[P_V_OFF]:p[P_V_OFF] + n_neurons] = neurons[l, N_V_INIT]
             for step in range(t):
-                n_src = _input_addresses(x_words[s, step], ev[0])
+                n_src = _set_bytes(x_words[s, step], ev[0])
                 src = 0
                 for l in range(n_layers):
                     p = params[l]
@@ -237,33 +265,30 @@ if AVAILABLE:
                     if p[P_POOL] > 1:
                         n_src = _pool_addresses(p, tab, ev[src], n_src, ev[2], mark)
                         evi = 2
-                    _integrate(p, w, tab, ev[evi], n_src, cur[lv:lv + n_neurons], mark,
-                               stats[s, l])
+                    _integrate(p, w, tab, ev[evi], n_src, cur[lv:lv + n_neurons + LANES],
+                               mark, stats[s, l])
                     f0 = p[P_FLAG_OFF]
                     n_words = (n_neurons + 7) // 8
-                    n_out = _step_neurons(p, cur[lv:lv + n_neurons], v[lv:lv + n_neurons],
-                                          fired[f0 * 8:f0 * 8 + n_neurons])
+                    _step_neurons(neurons[l], cur[lv:lv + n_neurons], v[lv:lv + n_neurons],
+                                  fired[f0 * 8:f0 * 8 + n_neurons])
                     out = 1 - src
-                    if n_out:
-                        last = l == n_layers - 1
-                        n_src = _emit(p, tab, fired_all[s, f0:f0 + n_words], ev[out],
-                                      spikes[s, step] if spikes.size else spikes[0, 0, :0],
-                                      counts[s] if last else counts[0, :0])
-                    else:
-                        n_src = 0
+                    last = l == n_layers - 1
+                    n_src = _emit(p, tab, fired_all[s, f0:f0 + n_words], ev[out],
+                                  spikes[s, step] if spikes.size else spikes[0, 0, :0],
+                                  counts[s] if last else counts[0, :0])
                     stats[s, l, 4] += n_src
                     src = out
 
 
 def _neuron_params(layer) -> list:
-    """P_THETA_SUB .. P_V_INIT of a spiking layer."""
+    """The neuron table row (N_THETA_SUB .. N_V_BITS) of a spiking layer."""
     lo, hi = -(1 << (layer.v_bits - 1)), (1 << (layer.v_bits - 1)) - 1
-    fire_at = layer.theta + (1 if layer.fire == "gt" else 0)
+    fire_above = layer.theta - (1 if layer.fire == "ge" else 0)   # theta >= 1: fits int16
     keep_fired = -1 if layer.reset == "subtract" else 0          # u - theta, or 0
     theta_sub = layer.theta if layer.reset == "subtract" else 0
     keep_quiet = 0 if layer.reset == "step" else -1
-    return [theta_sub, fire_at, lo, hi, layer.leak_shift, int(layer.leak_order == "before"),
-            int(layer.overflow == "wrap"), keep_fired, keep_quiet, layer.v_init]
+    return [theta_sub, fire_above, lo, hi, layer.leak_shift, int(layer.leak_order == "before"),
+            int(layer.overflow == "wrap"), keep_fired, keep_quiet, layer.v_init, layer.v_bits]
 
 
 def _current_bound(layer) -> int:
@@ -272,11 +297,20 @@ def _current_bound(layer) -> int:
     return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
 
 
+def _row_length(k: int, n: int) -> int:
+    """Entries of one conv kernel row in the kernel's weights: ``k * n`` rounded up to
+    LANES."""
+    return -(-k * n // LANES) * LANES
+
+
 def _kernel_weights(layer) -> np.ndarray:
-    """conv ``[N, C, k, k]`` -> ``[C, k, k reversed, N]``; fc ``[N, K]`` -> ``[K, N]``."""
+    """conv ``[N, C, k, k]`` -> ``[C, k, row]``: per kernel row the k columns reversed,
+    N weights each, then zeros up to :func:`_row_length`; fc ``[N, K]`` -> ``[K, N]``."""
     if layer.op == "fc":
         return layer.weight.T.reshape(-1)
-    return layer.weight.transpose(1, 2, 3, 0)[:, :, ::-1, :].reshape(-1)
+    n, c, k, _ = layer.weight.shape
+    rows = layer.weight.transpose(1, 2, 3, 0)[:, :, ::-1, :].reshape(c, k, k * n)
+    return np.pad(rows, ((0, 0), (0, 0), (0, _row_length(k, n) - k * n))).reshape(-1)
 
 
 def _pool_table(src: tuple, k: int) -> np.ndarray:
@@ -307,7 +341,7 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
     ``spikes`` maps each spiking layer's name to bool ``[B, T, *out_shape]`` when
     ``keep_spikes``, else is empty."""
     b, t = x.shape[:2]
-    rows, weights, tables, layers = [], [], [], []
+    rows, neurons, weights, tables, layers = [], [], [], [], []
     src = tuple(net.input_shape)                      # the map the events arrive on
     pool, w_off, v_off, flag_off, tab_off = 1, 0, 0, 0, 0
     max_ev = int(np.prod(src))
@@ -332,7 +366,8 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
             w_off, v_off, flag_off, v_off,
             table(_pool_table(src, pool)) if pool > 1 else -1,
             table(_decode_table(in_shape)) if conv else -1,
-            table(_address_table(n, ho, wo)), *_neuron_params(layer)])
+            table(_address_table(n, ho, wo)), _row_length(k, n)])
+        neurons.append(_neuron_params(layer))
         weights.append(_kernel_weights(layer))
         layers.append(layer)
         w_off += weights[-1].size
@@ -345,16 +380,18 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
     cur_type = np.int16 if small else np.int32
     w = np.concatenate(weights).astype(cur_type)
     n_in = int(np.prod(net.input_shape))
-    x_bytes = np.zeros((b, t, -(-n_in // 8) * 8), np.uint8)
-    x_bytes[:, :, :n_in] = x.reshape(b, t, n_in)
+    x_bytes = np.ascontiguousarray(x).reshape(b, t, n_in).view(np.uint8)
+    if n_in % 8:                                        # whole 8-byte words per frame
+        x_bytes = np.pad(x_bytes, ((0, 0), (0, 0), (0, -n_in % 8)))
     spikes = np.zeros((b, t, v_off) if keep_spikes else (1, 1, 0), np.bool_)
     counts = np.zeros((b, layers[-1].n_neurons), np.int64)
     stats = np.zeros((b, len(layers), len(STAT_FIELDS)), np.int64)
     v_all = np.zeros((b, v_off), np.int16)              # v_bits <= 16
-    _run(params, w, np.concatenate(tables).astype(np.int64), x_bytes.view(np.uint64),
-         np.zeros((b, v_off), cur_type), v_all, np.zeros((b, flag_off), np.uint64),
-         np.zeros((b, 3, max_ev), np.int64), np.zeros((b, max_ev), np.uint8), spikes, counts,
-         stats)
+    ev_all = np.empty((b, 3, max_ev + 7), np.int64)    # every entry written before read
+    _run(params, np.array(neurons, np.int16), w, np.concatenate(tables).astype(np.int64),
+         x_bytes.view(np.uint64), np.zeros((b, v_off + LANES), cur_type), v_all,
+         np.zeros((b, flag_off), np.uint64), ev_all, np.zeros((b, max_ev), np.uint8), spikes,
+         counts, stats)
     last, row = layers[-1], params[-1]
     v_last = v_all[:, row[P_V_OFF]:row[P_V_OFF] + last.n_neurons]
     if last.op == "conv":                               # channels-last -> (N, Ho, Wo)
