@@ -25,10 +25,11 @@ at hand (``cimstack train --checkpoint``), this module retrains the candidate in
   maps a requantizer (the logits centred on ``h``, the largest one ``h - 1`` codes);
 - **training**: Adam with a one-cycle schedule (:func:`~cimstack.quant.analog.fit`) on the digits'
   training split, noise drawn from ``torch.randn`` after ``torch.manual_seed(seed)`` on
-  ``threads`` threads (deterministic for a seed on one machine); weights that are zero
-  in the checkpoint (pruned blocks) stay zero, and so do the blocks of a layer the
-  assignment prunes further (its ``sparsity`` above the checkpoint's): the blocks that
-  are zero in the candidate (:func:`pruning_masks`), so the tuned bundle keeps them;
+  ``threads`` threads (default one; deterministic for a seed on one machine); weights
+  that are zero in the checkpoint (pruned blocks) stay zero, and so do the blocks of a
+  layer the assignment prunes further (its ``sparsity`` above the checkpoint's): the
+  blocks that are zero in the candidate (:func:`pruning_masks`), so the tuned bundle
+  keeps them;
 - **after** is the exported bundle (dcim requantizers as :mod:`cimstack.quant.export`, acim ABN
   parameters as :mod:`cimstack.quant.analog`, the same noise keys as the candidate): a mixed bundle
   like any other, bit-exact on the reference and the emulated overlay.
@@ -409,10 +410,12 @@ def _result(before: Bundle, export: Callable[[dict], Bundle], label: str, images
 def finetune(checkpoint: Checkpoint, source: AssignmentSource, *, epochs: int = EPOCHS,
              lr: float = LR, seed: int = 0, images: np.ndarray | None = None,
              labels: np.ndarray | None = None, train_images: int | None = None,
-             threads: int = 2) -> FinetuneResult:
+             threads: int = 1) -> FinetuneResult:
     """Fine-tune ``checkpoint``'s network under the assignment of ``source`` (module
     docstring); ``images`` / ``labels`` the evaluation images (default: the digits test
-    split); ``train_images`` the first that many training images only (None: all)."""
+    split); ``train_images`` the first that many training images only (None: all). One
+    torch thread by default, as :func:`finetune_bundle` (the same bundle on 1 and 2
+    threads, measured; 2 threads were up to 3x slower on busy cores)."""
     t0 = time.perf_counter()
     before = candidate_bundle(checkpoint, source)
     base = checkpoint.export(dcim=before.dcim)
