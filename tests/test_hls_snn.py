@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from cimstack.emu.csim import CsimKernel
 from cimstack.errors import ConfigError
 from cimstack.events.wire import pack_stream, packet_ends, unpack_stream
-from cimstack.hw.snn import (ARRAY_BITS, CsimTransactor, SnnKernelRunner, layer_args,
+from cimstack.hw.snn import (ARRAY_BITS, CsimTransactor, SnnKernelRunner, conv_group,
+                             group_of, layer_args,
                              pack_weights, plan_runs, plan_slices, unpack_membranes)
 from cimstack.mapping.snn import SnnMappingError
 from cimstack.overlay_shape import KERNELS, SNN
@@ -156,6 +157,27 @@ def test_layer_larger_than_the_array_is_sliced(runner):
     assert all(conv.n_weights * 8 + c * 16 <= ARRAY_BITS for _, c in slices)
     frames = rng.random((1, 3, 2, 34, 34)) < 0.05
     np.testing.assert_array_equal(runner.run(net, frames).counts, run_snn(net, frames).counts)
+
+
+def test_conv_whose_weights_exceed_the_array_runs_in_channel_groups(runner):
+    """64 x 32 x 3 x 3 8-bit weights (147,456 bits) exceed the 131,072-bit array (as
+    FlexSpIM's conv4 does): the kernel runs groups of output channels, each a conv of its
+    own with its weights, and the layer's spikes and membranes are the reference's."""
+    rng = np.random.default_rng(3)
+    conv = SnnLayer("conv4", "conv", (32, 6, 6), (64, 4, 4),
+                    rng.integers(-128, 128, (64, 32, 3, 3)).astype(np.int32), theta=300)
+    fc = SnnLayer("fc", "fc", (64, 4, 4), (10,),
+                  rng.integers(-20, 20, (10, 1024)).astype(np.int32), theta=30)
+    net = SnnNet("wide", (32, 6, 6), [conv, fc])
+    net.validate()
+    assert conv_group(conv) == ARRAY_BITS // (32 * 9 * 8 + 16 * 16) == 51
+    assert [group_of(conv, lo)[1] for lo, _ in plan_slices(conv)] == [0, 51 * 16]
+    frames = rng.random((1, 3, 32, 6, 6)) < 0.15
+    got, want = runner.run(net, frames), run_snn(net, frames, keep_spikes=True)
+    assert want.spikes["conv4"].any() and not want.spikes["conv4"].all()
+    np.testing.assert_array_equal(got.spikes["conv4"], want.spikes["conv4"])
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.v_final, want.v_final)
 
 
 def test_fc_that_cannot_fit_one_neuron():

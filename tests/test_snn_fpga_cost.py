@@ -16,7 +16,7 @@ from cimstack.config import SnnSpec
 from cimstack.cost import FpgaTiming, snn_fpga_cost
 from cimstack.cost.fpga import snn_layer_fpga
 from cimstack.events.wire import packet_words32
-from cimstack.hw.snn import plan_slices
+from cimstack.hw.snn import ARRAY_BITS, conv_group, group_of, plan_slices
 from cimstack.ref.snn import LayerStats, SnnLayer, SnnNet, conv_out, run_snn
 from cimstack.snn_bundle import save_snn_bundle
 
@@ -25,17 +25,19 @@ N_IN = int(np.prod(IN))
 E = FpgaTiming().loop_entry_cycles
 
 
-def one_layer(op: str, pad: int = 0, neurons: int = 600, stride: int = 1) -> SnnNet:
-    """fc: 18 inputs -> ``neurons`` (600 at 16 bits need two slices); conv: 2 -> 4
-    channels, k = 3, padding ``pad``, stride ``stride``."""
+def one_layer(op: str, pad: int = 0, neurons: int = 600, stride: int = 1,
+              out_c: int = 4, w_bits: int = 8) -> SnnNet:
+    """fc: 18 inputs -> ``neurons`` (600 at 16 bits need two slices); conv: 2 ->
+    ``out_c`` channels, k = 3, padding ``pad``, stride ``stride``."""
     rng = np.random.default_rng(0)
     if op == "fc":
         layer = SnnLayer("fc", "fc", IN, (neurons,), rng.integers(-9, 10, (neurons, N_IN)),
                          theta=20, w_bits=16, v_bits=16)
     else:
         o = conv_out(IN[1], 3, pad, stride)
-        layer = SnnLayer("conv", "conv", IN, (4, o, o), rng.integers(-9, 10, (4, 2, 3, 3)),
-                         padding=pad, stride=stride, theta=20, w_bits=8, v_bits=16)
+        layer = SnnLayer("conv", "conv", IN, (out_c, o, o),
+                         rng.integers(-9, 10, (out_c, 2, 3, 3)), padding=pad, stride=stride,
+                         theta=20, w_bits=w_bits, v_bits=16)
     net = SnnNet("tiny", IN, [layer], SnnSpec())
     net.validate()
     return net
@@ -49,7 +51,8 @@ def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
     cycles = beats = 0
     for sample in frames:
         for lo, cnt in plan_slices(layer):
-            w_count = layer.n_weights if layer.op == "conv" else N_IN * cnt
+            part = group_of(layer, lo)[0]               # the slice's channel group
+            w_count = part.n_weights if layer.op == "conv" else N_IN * cnt
             cycles += -(-w_count // 4) * (4 + E)                 # LOAD_W (4-weight inner loop)
             cycles += cnt + E                                    # CLR_V
             for t, frame in enumerate(sample):
@@ -61,7 +64,7 @@ def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
                     if layer.op == "fc":
                         cycles += cnt + E
                         continue
-                    out_c, _, k, _ = layer.weight.shape
+                    out_c, _, k, _ = part.weight.shape
                     st, pad, oh = layer.stride, layer.padding, layer.out_shape[1]
                     qy, ry = divmod(a // IN[2] % IN[1] + pad, st)
                     qx, rx = divmod(a % IN[2] + pad, st)
@@ -131,6 +134,30 @@ def test_conv_fan_out_exact_when_every_row_is_inside_else_an_upper_bound(pad, st
         assert row["cycles"] == cycles
     else:
         assert row["cycles"] > cycles
+
+
+def test_a_conv_larger_than_the_array_runs_in_channel_groups():
+    """600 output channels of 2 x 3 x 3 16-bit weights (172,800 bits) do not fit the
+    131,072-bit array: groups of 190 channels (their weights and their 25 membranes
+    each), each slice loads its group's weights and enters its group's channels per
+    event."""
+    net = one_layer("conv", pad=2, out_c=600, w_bits=16)
+    layer = net.layers[0]
+    assert conv_group(layer) == ARRAY_BITS // (2 * 9 * 16 + 25 * 16) == 190
+    assert len(plan_slices(layer)) == 4                 # 190, 190, 190, 30 channels
+    slices = plan_slices(layer)
+    assert sum(c for _, c in slices) == layer.n_neurons
+    for lo, cnt in slices:
+        part, first = group_of(layer, lo)
+        assert first <= lo and lo + cnt <= first + part.n_neurons       # inside its group
+        assert part.n_weights * 16 + cnt * 16 <= ARRAY_BITS
+    x = frames_of({(0, 0, 4), (0, 1, 0), (0, 1, 8), (1, 2, 13), (1, 2, 17), (1, 0, 9)})
+    row, = snn_fpga_cost(net, run_snn(net, x), B)["layers"]
+    cycles, _ = hand_count(layer, x)
+    assert row["slices"] == len(slices)
+    assert row["cycles"] == cycles + len(slices) * 2 * extra_beats(x)
+    assert row["bytes_weights"] == B * sum(-(-group_of(layer, lo)[0].n_weights // 4)
+                                           for lo, _ in slices) * 8
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cimstack.cost.snn import policy_study
+from cimstack.cost.fpga import snn_fpga_cost
+from cimstack.cost.snn import event_run, policy_study
 from cimstack.errors import ConfigError
 from cimstack.mapping.flexspim import POLICIES
 from cimstack.models.flexspim import flexspim_net
@@ -70,6 +71,10 @@ def test_a_point_is_the_policy_study_row(macros, policy, sparsity, samples, seed
     got = evaluate_point(params, NET, {})
     _same(got["metrics"], got["layers"],
           _study(NET, sparsity, macros, policy, samples, 2, seed), samples)
+    # the snn kernel on the PYNQ-Z2 overlay, for the same events
+    fpga = snn_fpga_cost(NET, event_run(NET, sparsity, samples, 2, seed), samples)
+    assert got["metrics"]["fpga_samples_per_s"] == fpga["images_per_s"] > 0
+    assert got["metrics"]["fpga_cycles"] == fpga["cycles_per_image"]
 
 
 def test_sweep_rows_files_and_resume(swept):

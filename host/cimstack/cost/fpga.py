@@ -192,16 +192,17 @@ def snn_layer_fpga(layer, stats, samples: int, src_events: int, t: FpgaTiming) -
     :class:`~cimstack.ref.snn.LayerStats`; ``src_events``: the spikes streamed to it,
     before the kernel's OR pooling). Formula: :func:`snn_fpga_cost`."""
     # here, not at the top: hw.snn imports pynq, and cimstack imports this module
-    from ..hw.snn import plan_slices
+    from ..hw.snn import group_of, plan_slices
 
     e, steps = t.loop_entry_cycles, stats.steps
     slices = plan_slices(layer)
     counts = [cnt for _, cnt in slices]
     if layer.op == "conv":
-        out_c, _, k, _ = layer.weight.shape
-        w_counts = [layer.n_weights] * len(slices)
+        groups = [group_of(layer, lo)[0] for lo, _ in slices]   # each slice's weights
+        k = layer.weight.shape[2]
+        w_counts = [g.n_weights for g in groups]
         taps = -(-k // layer.stride)              # most kernel rows an event reaches
-        per_event = len(slices) * out_c * taps * (taps + e)
+        per_event = sum(g.weight.shape[0] for g in groups) * taps * (taps + e)
     else:
         w_counts = [layer.n_inputs * cnt for cnt in counts]
         per_event = layer.n_neurons + len(slices) * e
@@ -236,7 +237,8 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
                   timing: FpgaTiming | None = None) -> dict:
     """Kernel cycles and DMA bytes of the spiking ``net`` on the snn kernel of
     ``board``'s overlay for the event counts of a run (``result``: the
-    :class:`~cimstack.ref.snn.SnnResult` of ``samples`` samples), driven as
+    :class:`~cimstack.ref.snn.SnnResult` of ``samples`` samples, or anything with its
+    per-layer ``stats``, such as an :class:`~cimstack.cost.snn.EventRun`), driven as
     :mod:`cimstack.hw.snn` does: per layer, sample and slice of resident neurons, load
     the slice's weights, clear its membranes, run all its timesteps in one call (mode 4:
     per timestep the same loops as a one-timestep call), read the membranes. Per layer
@@ -249,11 +251,13 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
     - per timestep and slice: ``ceil(n_in/64) + E`` (seen bits) and ``n_s + E`` twice
       (accumulator clear, neuron update), and one cycle per 32-bit word read (marker,
       events, pad; ``S + floor(events/2)`` beats over the run);
-    - per integrated event: fc ``n_s + E`` per slice; conv ``C_out * r * (r + E)`` per
+    - per integrated event: fc ``n_s + E`` per slice; conv ``C_s * r * (r + E)`` per
       slice with ``r = ceil(k / stride)`` the kernel rows (columns) an event reaches
-      (every output channel and reached kernel row enters the r-wide pipelined loop; at
-      the borders, and for some positions when stride > 1, fewer rows are reached, so
-      there it is an upper bound).
+      and ``C_s`` the output channels whose weights the slice holds (all of them, or
+      its channel group when they do not fit: :func:`cimstack.hw.snn.conv_group`;
+      ``W_s`` then counts the group's weights): every one of them and every reached
+      kernel row enters the r-wide pipelined loop; at the borders, and for some
+      positions when stride > 1, fewer rows are reached, so there it is an upper bound.
 
     DMA bytes: the event packets once per slice, the output spike packets, the weights
     and membranes once per sample and slice. Images/s: compute bound (B * clock over

@@ -3,7 +3,9 @@ AXI DMA. The same code runs on the PYNQ-Z2 and on the emulated device; the layer
 logic (:class:`SnnKernelRunner`) also runs straight on a C-simulation kernel.
 
 Per spiking layer and sample the driver makes a slice of output neurons resident
-(weights + membranes must fit the kernel's 512 x 256-bit array), then:
+(weights + membranes must fit the kernel's 512 x 256-bit array; a conv layer runs as
+groups of output channels, as many as fit with all their membranes, each a conv of its
+own: :func:`conv_group`), then:
 
 1. load weights (mode 0): the slice's weights, int16, 4 per word;
 2. clear (mode 1): membranes to ``v_init`` (0 unless the layer says otherwise);
@@ -26,6 +28,7 @@ no feedback this gives the layer-first-per-timestep result exactly.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -40,19 +43,56 @@ ARRAY_BITS = SNN.capacity["ROWS"] * SNN.capacity["COLS"]
 MODES = SNN.modes
 
 
+def conv_group(layer) -> int:
+    """Output channels of a conv layer the kernel holds at once: the most whose weights
+    and membranes (all of their output positions) fit the array together and whose
+    neurons fit ``MAX_COUNT``, so that each group is one slice; 1 when not even one
+    channel's do (its positions are then cut into slices). A group is a conv of its own: the weights of its channels, loaded with
+    its slice, and per event the kernel enters only its channels' loops (a slice of the
+    whole layer would enter every channel's loop for a part of the positions)."""
+    out_c = int(layer.weight.shape[0])
+    per_channel = layer.n_weights // out_c * layer.w_bits
+    positions = int(np.prod(layer.out_shape[1:]))
+    plane = positions * layer.v_bits
+    if per_channel + layer.v_bits > ARRAY_BITS:
+        from ..mapping.snn import SnnMappingError
+        raise SnnMappingError(
+            f"layer {layer.name}: one output channel's {per_channel} weight bits leave no "
+            f"room for one {layer.v_bits}-bit membrane in the kernel's {ARRAY_BITS}-bit "
+            f"array: {per_channel + layer.v_bits - ARRAY_BITS} bits missing")
+    fit = min(ARRAY_BITS // (per_channel + plane), SNN.capacity["MAX_COUNT"] // positions)
+    return max(1, min(out_c, fit))
+
+
+def group_of(layer, n_lo: int):
+    """The conv layer's channel group holding neuron ``n_lo`` as a layer of its own (the
+    group's weights and output channels), and the group's first neuron; the layer
+    itself and 0 for an fc layer or a conv held whole (:func:`conv_group`)."""
+    if layer.op != "conv":
+        return layer, 0
+    g, out_c = conv_group(layer), int(layer.weight.shape[0])
+    if g == out_c:
+        return layer, 0
+    plane = int(np.prod(layer.out_shape[1:]))
+    c_lo = n_lo // plane // g * g
+    count = min(g, out_c - c_lo)
+    return (replace(layer, weight=layer.weight[c_lo:c_lo + count],
+                    out_shape=(count, *layer.out_shape[1:])), c_lo * plane)
+
+
 def plan_slices(layer) -> list[tuple[int, int]]:
-    """(n_lo, n_count) slices of the layer's output neurons that fit the kernel."""
+    """(n_lo, n_count) slices of the layer's output neurons that fit the kernel, within
+    one channel group each (:func:`conv_group`)."""
     cap = SNN.capacity
     n = layer.n_neurons
     if layer.op == "conv":
-        wbits = layer.n_weights * layer.w_bits
-        per = (ARRAY_BITS - wbits) // layer.v_bits
-        if per < 1:
-            from ..mapping.snn import SnnMappingError
-            raise SnnMappingError(
-                f"layer {layer.name}: its {wbits} weight bits leave no room for one "
-                f"{layer.v_bits}-bit membrane in the kernel's {ARRAY_BITS}-bit array: "
-                f"{wbits + layer.v_bits - ARRAY_BITS} bits missing")
+        g, out_c = conv_group(layer), int(layer.weight.shape[0])
+        if g < out_c:
+            plane = int(np.prod(layer.out_shape[1:]))
+            return [(first + lo, cnt) for c_lo in range(0, out_c, g)
+                    for first in (c_lo * plane,)
+                    for lo, cnt in plan_slices(group_of(layer, first)[0])]
+        per = (ARRAY_BITS - layer.n_weights * layer.w_bits) // layer.v_bits
     else:
         need = layer.n_inputs * layer.w_bits + layer.v_bits
         per = ARRAY_BITS // need
@@ -211,19 +251,20 @@ class SnnKernelRunner:
         packets = [pack_stream([(t, np.flatnonzero(frames[t]))])[0] for t in range(t_steps)]
         self.times.add("pack", time.perf_counter() - t0)
         for lo, cnt in plan_slices(layer):
-            args = layer_args(layer, src_shape, pool, lo, cnt)
-            self._call(args, "load_weights", pack_weights(layer, lo, cnt),
+            part, first = group_of(layer, lo)        # a conv's channel group, or the layer
+            args = layer_args(part, src_shape, pool, lo - first, cnt)
+            self._call(args, "load_weights", pack_weights(part, lo - first, cnt),
                        what=f"loading weights of {layer.name}")
             self._call(args, "clear", what=f"clearing {layer.name}")
             cap = (cnt + 2) // 2                 # beats of one timestep's spike packet, at most
             runs = plan_runs([p.size for p in packets], cap, self.max_transfer // STREAM_BYTES)
-            for first, n in runs:
-                words = np.concatenate(packets[first:first + n])
-                what = f"{layer.name} timesteps {first}..{first + n - 1}"
+            for first_step, n in runs:
+                words = np.concatenate(packets[first_step:first_step + n])
+                what = f"{layer.name} timesteps {first_step}..{first_step + n - 1}"
                 res, last = self._call({**args, "n_steps": n}, "run", words, n * cap, what)
                 t1 = time.perf_counter()
-                for t, addrs in self._answer(res, last, first, n, what):
-                    out[t, addrs] = True
+                for t, addrs in self._answer(res, last, first_step, n, what):
+                    out[t, addrs + first] = True
                 self.times.add("unpack", time.perf_counter() - t1)
                 self.times.items += n
             res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,

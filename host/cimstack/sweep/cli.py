@@ -37,7 +37,8 @@ _FLEXSPIM_METRICS = [("resident_vs_ws", "resident bits vs ws-only", 1, "+.0%"),
                      ("dram_bits", "DRAM Mbit/sample", 1e-6, ",.2f"),
                      ("dram_vs_ws", "DRAM / ws-only", 1, ".2f"),
                      ("energy_pj", "uJ/sample", 1e-6, ",.1f"),
-                     ("energy_vs_ws", "energy vs ws-only", 1, "+.0%")]
+                     ("energy_vs_ws", "energy vs ws-only", 1, "+.0%"),
+                     ("fpga_samples_per_s", "FPGA samples/s", 1, ",.1f")]
 
 
 def results_tables(result: SweepResult) -> list[Table]:

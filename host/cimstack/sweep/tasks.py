@@ -165,16 +165,27 @@ def _evaluate_snn(params: dict, net16, schedule: dict) -> tuple[dict, list]:
 
 def _evaluate_flexspim(params: dict, net) -> tuple[dict, list]:
     """The point's row of :func:`~cimstack.cost.snn.policy_rows` (the model of
-    ``policy_study``), per sample; per layer its dataflow, place and DRAM bits."""
+    ``policy_study``), per sample; per layer its dataflow, place and DRAM bits; and the
+    snn kernel's samples/s on the PYNQ-Z2 overlay for the same run
+    (:func:`~cimstack.cost.fpga.snn_fpga_cost`; None when a layer cannot run there, e.g.
+    an input wider than the kernel's ``MAX_IN``)."""
+    from ..cost.fpga import snn_fpga_cost
     from ..cost.snn import event_run, policy_rows
+    from ..mapping.snn import SnnMappingError
     run = event_run(net, params["input_sparsity"], params["samples"], params["steps"],
                     params["seed"])
+    try:
+        fpga = snn_fpga_cost(net, run, params["samples"])
+        fpga_rate, fpga_cycles = fpga["images_per_s"], fpga["cycles_per_image"]
+    except SnnMappingError:
+        fpga_rate = fpga_cycles = None
     row = next(r for r in policy_rows(net, run, params["macros"])
                if r["policy"] == params["policy"])
     metrics = {"energy_pj": row["energy_pj_per_sample"],
                "resident_bits": row["resident_bits"], "resident_vs_ws": row["resident_vs_ws"],
                "dram_bits": row["dram_bits_per_sample"], "dram_vs_ws": row["dram_vs_ws"],
-               "energy_vs_ws": row["energy_vs_ws"]}
+               "energy_vs_ws": row["energy_vs_ws"], "fpga_samples_per_s": fpga_rate,
+               "fpga_cycles": fpga_cycles}
     layers = [{"layer": l["name"], "dataflow": l["dataflow"], "resident": l["resident"],
                "stationary_bits": l["stationary_bits"], "rows": l["rows"],
                "dram_bits": l["dram_bits"] / params["samples"],
