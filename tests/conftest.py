@@ -215,6 +215,19 @@ class Doubler:
         return len(words), words * np.uint64(2), out_last
 
 
+@pytest.fixture
+def doubler_device():
+    """An emulated device whose first overlay slot's kernel is a :class:`Doubler`
+    (unset again afterwards)."""
+    from cimstack import emu
+    from cimstack.overlay_shape import overlay_shape
+    slot = overlay_shape("pynq-z2").slots[0]
+    device = emu.device()
+    device.set_kernels({slot.ip_name: Doubler})
+    yield device
+    device.set_kernels({slot.ip_name: None})
+
+
 @pytest.fixture(scope="module")
 def bitfile(tmp_path_factory):
     """The emulated overlay's .bit (with its .hwh) in a temporary folder."""

@@ -12,12 +12,10 @@ import pytest
 
 import pynq
 
-from cimstack import emu  # noqa: E402
 emu_device = importlib.import_module("cimstack.emu.device")   # emu.device is a function
 from cimstack.errors import DmaTimeout, HardwareError  # noqa: E402
 from cimstack.hw.dma_io import channel_status, decode_dmasr, reset_dma, wait_idle  # noqa: E402
 from bad_cases_emu import bounded  # noqa: E402
-from conftest import Doubler  # noqa: E402
 from cimstack.overlay_shape import AP_DONE, AP_START, CTRL, overlay_shape  # noqa: E402
 
 SLOT = overlay_shape("pynq-z2").slots[0]
@@ -26,11 +24,8 @@ T = 0.2          # seconds: every wait here is bounded by this
 
 
 @pytest.fixture
-def dev():
-    device = emu.device()
-    device.set_kernels({SLOT.ip_name: Doubler})
-    yield device
-    device.set_kernels({SLOT.ip_name: None})
+def dev(doubler_device):
+    return doubler_device
 
 
 @pytest.fixture

@@ -215,15 +215,19 @@ static void exact_step(const u64 xp[MAX_X_BITS][PLANE_WORDS], unsigned g, unsign
                        unsigned x_bits, int32_t acc[MAX_N]) {
     for (unsigned b = 0; b < MAX_X_BITS; ++b) lane_x[b] = xp[b][w];
     lane_reads(x_bits, g, w);
-EX_LANE:
-    for (unsigned l = 0; l < LANES; ++l) {
-        int32_t v = 0;
-        for (unsigned b = 0; b < MAX_X_BITS; ++b) {
-            if (b >= x_bits) break;
-            v += int32_t(lane_p[b][l]) << b;
-        }
-        lane_v[l] = v;
+    // v[l] = sum over b of lane_p[b][l] 2^b, one input bit at a time over all lanes (a
+    // local array: the host compiler keeps it in vector registers)
+    int32_t v[LANES];
+#pragma HLS ARRAY_PARTITION variable = v complete
+EX_INIT:
+    for (unsigned l = 0; l < LANES; ++l) v[l] = lane_p[0][l];
+EX_BIT:
+    for (unsigned b = 1; b < MAX_X_BITS; ++b) {
+        if (b >= x_bits) break;
+    EX_LANE:
+        for (unsigned l = 0; l < LANES; ++l) v[l] += int32_t(lane_p[b][l]) << b;
     }
+    for (unsigned l = 0; l < LANES; ++l) lane_v[l] = v[l];
     add_lanes(g, w == 0, acc);
 }
 

@@ -50,7 +50,9 @@ from ..paths import cache_dir, project_root
 # C simulation runs about twice as fast as with -O2); the cache key includes the flags.
 CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 # x86-64 popcount is an extension (present on every x86-64 CPU since 2008); the kernels'
-# bit-serial column reads are popcounts.
+# bit-serial column reads are popcounts. Wider vector flags (-mavx2 -mbmi2,
+# -march=x86-64-v3, -march=native) made the dcim C simulation slower on an AVX2 machine
+# (ResNet18's kernel calls about 1.3x the time), so none is added.
 ARCH_FLAGS = ("-mpopcnt",) if platform.machine().lower() in ("x86_64", "amd64") else ()
 
 # Return codes of cimstack_<kernel>_run (hls/include/cimstack/csim_bridge.h).

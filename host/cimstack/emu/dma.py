@@ -246,11 +246,14 @@ class Mm2sChannel(DmaChannel):
         nbytes = min(self._left, n * b)
         raw = self.dma.ddr.read(self._next, nbytes)
         beats = -(-nbytes // b)
-        padded = np.zeros(beats * 8, np.uint8).reshape(beats, 8)
-        full = np.zeros(beats * b, np.uint8)
-        full[:nbytes] = raw
-        padded[:, :b] = full.reshape(beats, b)
-        words = padded.reshape(-1).view("<u8").astype(np.uint64)
+        if b == 8 and nbytes % 8 == 0:      # whole 64-bit beats: the bytes are the words
+            padded = raw
+        else:
+            padded = np.zeros(beats * 8, np.uint8).reshape(beats, 8)
+            full = np.zeros(beats * b, np.uint8)
+            full[:nbytes] = raw
+            padded[:, :b] = full.reshape(beats, b)
+        words = padded.reshape(-1).view("<u8").astype(np.uint64, copy=False)
         self._next += nbytes
         self._left -= nbytes
         last = np.zeros(beats, bool)

@@ -116,10 +116,13 @@ class DmaTransactor:
         t1 = time.perf_counter()
         self.times.add("pack", t1 - t0)
         try:
+            # the buffers are views of the call's words: pynq flushes (send) and
+            # invalidates (receive) the transferred array, so only these words, not
+            # the whole kept buffer, go through the cache
             if outbuf is not None:
-                self.dma.recvchannel.transfer(outbuf, nbytes=out_cap * 8)
+                self.dma.recvchannel.transfer(outbuf[:out_cap])
             if inbuf is not None:
-                self.dma.sendchannel.transfer(inbuf, nbytes=words.size * 8)
+                self.dma.sendchannel.transfer(inbuf[:words.size])
             self.ip.set_args(**args)
             t2 = time.perf_counter()
             self.ip.start_kernel()            # the kernel drains MM2S while it computes
