@@ -117,7 +117,7 @@ def test_front_points_are_the_searchs_candidates(work, tmp_path):
             candidate_bundle(ck, read_assignment(ref))
 
 
-def test_bad_inputsassert_one_line(work, tmp_path):
+def test_bad_inputs_one_line(work, tmp_path):
     ck, knee = str(work / "m.pt"), str(work / "knee")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "front.json").write_text(json.dumps({"front": [], "knee": {}, "sigma": 0}))

@@ -131,7 +131,7 @@ def test_the_cli_tunes_a_knee_and_a_front_point_without_a_checkpoint(work, tmp_p
     assert bundle_digest(load_bundle(tmp_path / "k")) == bundle_digest(load_bundle(tmp_path / "p"))
 
 
-def test_bad_inputsassert_one_line(work, tmp_path):
+def test_bad_inputs_one_line(work, tmp_path):
     knee = str(work / "s" / "knee")
     (tmp_path / "alone").mkdir()
     front = json.loads((work / "s" / "front.json").read_text())
