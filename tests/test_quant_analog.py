@@ -25,7 +25,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def float_model(data):
-    return train_float(seed=0, epochs=3, data=data)
+    return train_float(seed=0, epochs=3, data=data, threads=1)
 
 
 def test_init_from_bn_matches_integer_reference(float_model, data):
@@ -65,7 +65,8 @@ def test_noise_aware_beats_noise_unaware(float_model, data):
     spec = AcimSpec(adc_bits=ADC_BITS)
     acc = {}
     for label, ts in (("unaware", 0.0), ("aware", TRAIN_SIGMA)):
-        res = train_analog_digits(spec, ts, epochs=3, seed=0, float_model=float_model)
+        res = train_analog_digits(spec, ts, epochs=3, seed=0, float_model=float_model,
+                                  threads=1)
         ex = res.export()
         clean = integer_accuracy(ex, data.x_test, data.y_test)
         assert clean > 0.9, (label, clean)

@@ -24,7 +24,7 @@ def test_enob_part_writes_csv_and_png(tmp_path):
 def test_accuracy_parts_quick(tmp_path):
     steps = []
     summary = run_analog_study(tmp_path, ["sigma", "bits"], quick=True, epochs=1,
-                               float_epochs=2, bits=[3], sigmas=[0, 2],
+                               float_epochs=2, bits=[3], sigmas=[0, 2], threads=1,
                                progress=lambda d, n=1: steps.append(d))
     for name in ("sigma", "adc_bits"):
         assert (tmp_path / f"{name}.csv").is_file() and (tmp_path / f"{name}.png").is_file()

@@ -105,26 +105,29 @@ def effective_bits_sweep(adc_bits: Iterable[int] = range(1, 9), active_rows: int
 
 # ------------------------------------------------------------- b/c. digits accuracy
 
-def _float_model(seed: int, epochs: int):
+def _float_model(seed: int, epochs: int, threads: int = 2):
     from ..quant.analog import train_float
-    return train_float(seed, epochs)
+    return train_float(seed, epochs, threads=threads)
 
 
 def accuracy_vs_sigma(sigmas: Sequence[float] = (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4),
                       adc_bits: int = 4, train_sigma: float = 2.0, epochs: int = 8,
                       float_epochs: int = 20, noise_seeds: int = 3, seed: int = 0,
-                      float_model=None, progress: Progress = _noop) -> list[dict]:
-    """Test accuracy of a noise-unaware and a noise-aware model over sigma (LSB)."""
+                      float_model=None, progress: Progress = _noop,
+                      threads: int = 2) -> list[dict]:
+    """Test accuracy of a noise-unaware and a noise-aware model over sigma (LSB), trained
+    on ``threads`` torch threads."""
     from ..quant.analog import train_analog_digits
     from ..ref.network import integer_accuracy
     fmodel = float_model
     if fmodel is None:
-        fmodel = _float_model(seed, float_epochs)
+        fmodel = _float_model(seed, float_epochs, threads)
         progress("float model", 1)
     spec = AcimSpec(adc_bits=adc_bits)
     rows = []
     for label, ts in (("unaware", 0.0), ("aware", float(train_sigma))):
-        res = train_analog_digits(spec, ts, epochs=epochs, seed=seed, float_model=fmodel)
+        res = train_analog_digits(spec, ts, epochs=epochs, seed=seed, float_model=fmodel,
+                                  threads=threads)
         progress(f"trained {label}", 1)
         ex = res.export()
         data = res.data
@@ -142,15 +145,16 @@ def accuracy_vs_sigma(sigmas: Sequence[float] = (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5,
 def accuracy_vs_adc_bits(adc_bits: Iterable[int] = range(1, 9), sigma_eval: float = 1.0,
                          train_sigma: float = 1.0, epochs: int = 8, float_epochs: int = 20,
                          noise_seeds: int = 3, seed: int = 0, float_model=None,
-                         progress: Progress = _noop) -> list[dict]:
-    """One noise-aware model per ADC resolution; accuracy at sigma 0 and sigma_eval."""
+                         progress: Progress = _noop, threads: int = 2) -> list[dict]:
+    """One noise-aware model per ADC resolution; accuracy at sigma 0 and sigma_eval
+    (trained on ``threads`` torch threads)."""
     from ..quant.analog import train_analog_digits
     from ..ref.network import integer_accuracy
-    fmodel = float_model or _float_model(seed, float_epochs)
+    fmodel = float_model or _float_model(seed, float_epochs, threads)
     rows = []
     for a in adc_bits:
         res = train_analog_digits(AcimSpec(adc_bits=a), train_sigma, epochs=epochs, seed=seed,
-                                  float_model=fmodel)
+                                  float_model=fmodel, threads=threads)
         ex = res.export()
         data = res.data
         clean = integer_accuracy(ex, data.x_test, data.y_test)
@@ -204,10 +208,12 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
                      active_rows: int = 144, sigma_adc_bits: int = 4, train_sigma: float = 2.0,
                      epochs: int | None = None, float_epochs: int | None = None, seed: int = 0,
                      bits: Sequence[int] | None = None, sigmas: Sequence[float] | None = None,
-                     progress: Progress = _noop, force: bool = False) -> dict:
+                     progress: Progress = _noop, force: bool = False,
+                     threads: int = 2) -> dict:
     """Run the selected parts; writes <part>.csv and <part>.png under ``out`` and
     summary.json. ``quick`` shrinks every sweep (for tests and smoke runs). ``out`` must
-    be a study folder (or new or empty): a folder of other files needs ``force``."""
+    be a study folder (or new or empty): a folder of other files needs ``force``.
+    ``threads``: torch threads of the trainings (results depend on it slightly)."""
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise ConfigError(f"unknown study part(s) {unknown}; choose from {list(PARTS)}")
@@ -227,13 +233,13 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
                                   for a in range(1, 9)}}
     fmodel = None
     if "sigma" in parts or "bits" in parts:
-        fmodel = _float_model(seed, float_epochs)
+        fmodel = _float_model(seed, float_epochs, threads)
         progress("float model", 1)
     if "sigma" in parts:
         sigmas = sigmas or ((0, 2, 4) if quick else (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4))
         rows = accuracy_vs_sigma(sigmas, sigma_adc_bits, train_sigma, epochs, seed=seed,
                                  noise_seeds=1 if quick else 3, float_model=fmodel,
-                                 progress=progress)
+                                 progress=progress, threads=threads)
         write_csv_atomic(out / "sigma.csv", rows)
         plot_sigma(rows, out / "sigma.png")
         summary["sigma"] = {f"{r['model']}@{r['sigma']:g}": r["accuracy"] for r in rows}
@@ -241,7 +247,7 @@ def run_analog_study(out: Path, parts: Sequence[str] = PARTS, *, quick: bool = F
         bits = bits or ((2, 4, 8) if quick else range(1, 9))
         rows = accuracy_vs_adc_bits(bits, epochs=epochs, seed=seed,
                                     noise_seeds=1 if quick else 3, float_model=fmodel,
-                                    progress=progress)
+                                    progress=progress, threads=threads)
         write_csv_atomic(out / "adc_bits.csv", rows)
         plot_adc_bits(rows, out / "adc_bits.png")
         summary["bits"] = {r["adc_bits"]: r["accuracy_sigma0"] for r in rows}
