@@ -261,3 +261,10 @@ def test_unknown_family_in_a_sweep_grid_lists_the_sweepable_macros(ideal):
     finally:
         unregister_family("ideal")
         register_family(IDEAL)
+
+
+def test_fine_tuning_refuses_a_family_it_does_not_model(ideal):
+    from cimstack.quant.graph_model import GraphModel
+    with pytest.raises(ConfigError, match="is on ideal: fine-tuning models the dcim and "
+                                          "acim macros only"):
+        GraphModel(on_family(digits_like_bundle(0), "ideal"))

@@ -44,11 +44,13 @@ from torch.nn import functional as F
 from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroLayer,
                       PoolLayer, weight_range)
 from ..config import AcimSpec
+from ..errors import ConfigError
 from ..mapping.tiling import kept_blocks
 from ..ref.requant import make_requant
 from .analog import adc_codes, fixed_gain, fixed_offset
 
 BIAS_STEP = 16.0              # a dcim bias parameter of 1 moves the output by 16 codes
+TRAINABLE = ("dcim", "acim")  # the macro families the model knows
 DTYPE = torch.float64
 F32_EXACT = 1 << 24           # float32 adds integers below 2^24 exactly
 
@@ -169,6 +171,10 @@ class GraphModel(nn.Module):
     def __init__(self, bundle: Bundle):
         super().__init__()
         bundle.validate()
+        for layer in bundle.macro_layers:
+            if layer.macro not in TRAINABLE:
+                raise ConfigError(f"layer {layer.name} is on {layer.macro}: fine-tuning "
+                                  f"models the {' and '.join(TRAINABLE)} macros only")
         self.bundle = bundle
         formats = bundle.formats()
         self.macros = nn.ModuleDict({
