@@ -191,9 +191,24 @@ def test_a_layer_over_the_kernels_input_limit_is_refused():
     of letting the kernel skip the layer's timesteps."""
     from cimstack.mapping.snn import SnnMappingError
     from cimstack.overlay_shape import SNN
-    side = 91                                     # 2 x 91 x 91 = 16,562 > 16,384 inputs
+    side = 182                                    # 2 x 182 x 182 = 66,248 > 65,536 inputs
     layer = SnnLayer("big", "conv", (2, side, side), (1, side, side),
                      weight=np.ones((1, 2, 1, 1), np.int64), theta=4)
-    assert 2 * side * side > SNN.capacity["MAX_IN"]
-    with pytest.raises(SnnMappingError, match="exceed the snn kernel's MAX_IN = 16384"):
+    assert 2 * side * side > SNN.capacity["MAX_IN"] == 65536
+    with pytest.raises(SnnMappingError, match="exceed the snn kernel's MAX_IN = 65536"):
         plan_slices(layer)
+
+
+def test_flexspims_network_runs_on_the_kernel_at_full_size():
+    """FlexSpIM's 6-conv + 3-FC network on 2 x 128 x 128 events: conv4's 147,456 weight
+    bits exceed the array (channel groups) and conv2 reads 65,536 inputs (MAX_IN)."""
+    from cimstack.cost.snn import event_run
+    from cimstack.models.flexspim import flexspim_net
+    net = flexspim_net(1)
+    conv4 = next(layer for layer in net.spiking_layers if layer.name == "conv4")
+    assert conv4.n_weights * conv4.w_bits > ARRAY_BITS and conv_group(conv4) < 64
+    assert max(layer.n_inputs for layer in net.spiking_layers) == 65536
+    fig = snn_fpga_cost(net, event_run(net, 0.99, 1, 2, 0), 1)
+    rows = {row["layer"]: row for row in fig["layers"]}
+    assert rows["conv4"]["slices"] == len(plan_slices(conv4)) > 1
+    assert fig["cycles"] > 0 and fig["images_per_s"] > 0

@@ -162,7 +162,7 @@ SNN = KernelDecl(
         ("n_steps", "timesteps of a mode 4 (run) call, 1..MAX_STEPS: its input holds that "
                     "many event packets, its output one spike packet each"),
     ),
-    capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 16384, "MAX_COUNT": 8192,
+    capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 65536, "MAX_COUNT": 8192,
               "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_PAD": 64, "MAX_STEPS": 65535},
     modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3, "run": 4},
 )
