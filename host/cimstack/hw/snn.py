@@ -87,11 +87,13 @@ def plan_slices(layer) -> list[tuple[int, int]]:
     n = layer.n_neurons
     if layer.op == "conv":
         g, out_c = conv_group(layer), int(layer.weight.shape[0])
-        if g < out_c:
+        if g < out_c:                            # each group's slices, shifted to it
             plane = int(np.prod(layer.out_shape[1:]))
-            return [(first + lo, cnt) for c_lo in range(0, out_c, g)
-                    for first in (c_lo * plane,)
-                    for lo, cnt in plan_slices(group_of(layer, first)[0])]
+            slices = []
+            for c_lo in range(0, out_c, g):
+                group, first = group_of(layer, c_lo * plane)
+                slices += [(first + lo, cnt) for lo, cnt in plan_slices(group)]
+            return slices
         per = (ARRAY_BITS - layer.n_weights * layer.w_bits) // layer.v_bits
     else:
         need = layer.n_inputs * layer.w_bits + layer.v_bits

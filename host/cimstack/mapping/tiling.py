@@ -30,6 +30,13 @@ def kept_blocks(w_mat: np.ndarray, rows_on: int) -> np.ndarray:
     return np.add.reduceat(nz, group_starts(nz.shape[0], rows_on), axis=0) > 0
 
 
+def kept_weights(layer, rows_on: int) -> np.ndarray:
+    """Boolean of an ungrouped macro layer's weight shape: True for the weights of its
+    stored blocks (:func:`kept_blocks` of its K x N matrix), False in the all-zero ones."""
+    kept = np.repeat(kept_blocks(layer.matrix(), rows_on), rows_on, axis=0)[:layer.k]
+    return kept.T.reshape(layer.weight.shape)
+
+
 def row_tile_spans(k: int, rows_on: int, rows: int = DEFAULT_ROWS) -> list[tuple[int, int]]:
     """(first group, number of groups) of every row tile of a K-row layer on macros of
     ``rows`` rows (the macro's tiles, not the FPGA kernel's of hw/tiles.py)."""

@@ -45,7 +45,7 @@ from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroL
                       PoolLayer, weight_range)
 from ..config import AcimSpec
 from ..errors import ConfigError
-from ..mapping.tiling import kept_blocks
+from ..mapping.tiling import kept_weights
 from ..ref.requant import make_requant
 from .analog import adc_codes, fixed_gain, fixed_offset
 
@@ -105,10 +105,9 @@ class TunedMacro(nn.Module):
         self.dw = nn.Parameter(torch.zeros_like(self.w0))
         self.w_step = 2.0 ** (layer.w_bits - 1)
         self.w_lo, self.w_hi = weight_range(layer.w_bits)
-        keep = np.ones(layer.weight.shape, bool)
-        if layer.macro == "dcim" and layer.groups == 1 and layer.w_bits > 1:
-            kept = np.repeat(kept_blocks(layer.matrix(), rows_on), rows_on, axis=0)[:layer.k]
-            keep = kept.T.reshape(layer.weight.shape)
+        keep = (kept_weights(layer, rows_on)
+                if layer.macro == "dcim" and layer.groups == 1 and layer.w_bits > 1
+                else np.ones(layer.weight.shape, bool))
         self.register_buffer("keep", torch.as_tensor(keep))
         # the product in float32 when every partial sum is an integer below 2^24 (exact in
         # any order, and several times faster than float64 convolutions), else float64

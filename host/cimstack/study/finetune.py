@@ -68,7 +68,7 @@ from ..bundle import (INT32, Bundle, InputSpec, MacroLayer, Requant, bundle_dige
                       load_bundle)
 from ..config import AcimSpec
 from ..errors import ConfigError
-from ..mapping.tiling import kept_blocks
+from ..mapping.tiling import kept_weights
 from ..quant.analog import AnalogQuantLayer, fit, round_ste
 from ..quant.checkpoint import Checkpoint
 from ..quant.data import load_digits_split
@@ -204,8 +204,7 @@ def pruning_masks(before: Bundle, base: Bundle, settings: Assignment) -> list:
         if s.sparsity <= b.sparsity:
             masks.append(None)
             continue
-        kept = np.repeat(kept_blocks(layer.matrix(), rows_on), rows_on, axis=0)[:layer.k]
-        masks.append(~kept.T.reshape(layer.weight.shape))
+        masks.append(~kept_weights(layer, rows_on))
     return masks
 
 

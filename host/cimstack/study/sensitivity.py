@@ -2,7 +2,7 @@
 layer is changed, measured on the integer reference (the engine of
 ``cimstack run --backend reference``) with labelled images.
 
-Four changes per macro layer, each applied to that layer alone:
+Five changes per macro layer, each applied to that layer alone:
 
 - ``acim``: the layer moved to the analog macro at the study's noise and ADC bits.
   Its requantizer ``y = round_half_up(acc*M/2^s + B/2^s)`` becomes the ABN of the ADC,
