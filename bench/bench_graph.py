@@ -10,8 +10,9 @@ run so that all see the same machine load (the cores are shared). Torch runs
 the same network twice: the Brevitas module in eval mode (fake quantization on every
 tensor) and a plain float network with the same layers and the dequantized weights
 (no quantizers): that one is "torch's float forward", as in bench_reference.py. The
-bound is the reference's lowered matrix products alone (the same macro_matmul calls on
-the layers' real inputs, without lowering, requantization, adds and pooling).
+bound is the reference's matrix products alone: each macro layer's lowered inputs and
+weights already in the float type of its exact product (float32 below 2^24), one BLAS
+product per layer, without lowering, conversion, requantization, adds and pooling.
 
     python bench/bench_graph.py               # writes bench/results/graph.json
 """
@@ -31,8 +32,9 @@ from cimstack.backends import open_backend
 from cimstack.bundle import INPUT
 from cimstack.data import random_images
 from cimstack.importer.qonnx_import import import_qonnx
-from cimstack.ref.dcim import macro_matmul
-from cimstack.ref.network import lower_conv, quantize_input, run_network
+from cimstack.ref.dcim import product_type
+from cimstack.ref.lowering import lower_conv
+from cimstack.ref.network import quantize_input, run_network
 
 from common import interleaved_medians, record
 
@@ -44,15 +46,17 @@ REPEAT = 7          # rounds; the overlay takes about 1.3 s a round
 
 
 def lowered_products(bundle, x_int: np.ndarray) -> list:
-    """``(x_mat, layer)`` of every macro layer on this batch: its real lowered input
-    (codes plus the input format's offset, as the executor passes them)."""
+    """``(x_mat, w_mat)`` of every macro layer on this batch: its real lowered input
+    (codes plus the input format's offset, as the executor passes them) and its weight
+    matrix, both in the float type of the layer's exact product."""
     acts = {INPUT: x_int, **run_network(bundle, x_int, keep_activations=True).activations}
     formats, mats = bundle.formats(), []
     for layer in bundle.macro_layers:
         x, offset = acts[layer.inputs[0]], formats[layer.inputs[0]].offset
         u = x.astype(np.int16) + offset if offset else x
-        mats.append((lower_conv(u, layer, offset) if layer.op == "conv2d"
-                     else u.reshape(len(u), -1), layer))
+        x_mat = lower_conv(u, layer, offset) if layer.op == "conv2d" else u.reshape(len(u), -1)
+        dtype = product_type(layer.k, layer.w_bits, layer.x_bits)
+        mats.append((x_mat.astype(dtype), layer.matrix().astype(dtype)))
     return mats
 
 
@@ -68,8 +72,7 @@ def bundle_runs(bundle, x_int: np.ndarray, emu, mats: list | None = None) -> dic
     runs = {"reference": lambda: run_network(bundle, x_int),
             "emu": lambda: run_network(bundle, x_int, engine=emu.engine)}
     if mats is not None:
-        runs["bound"] = lambda: [macro_matmul(xm, layer.matrix(), layer.w_bits, layer.x_bits,
-                                              bundle.dcim) for xm, layer in mats]
+        runs["bound"] = lambda: [x_mat @ w_mat for x_mat, w_mat in mats]
     return runs
 
 

@@ -13,8 +13,8 @@ import torch
 
 from cimstack.quant.train import train_digits
 from cimstack.ref.dcim import macro_matmul
-from cimstack.ref.network import (lower_conv, quantize_input, reference_engine, run_layer,
-                                  run_network)
+from cimstack.ref.lowering import lower_conv
+from cimstack.ref.network import quantize_input, reference_engine, run_layer, run_network
 
 from common import best_of, record
 

@@ -1,6 +1,7 @@
 """The board path against a real OpenSSH server on 127.0.0.1 (tests/sshd.py): this
 machine is the "board", its Python (``sys.executable``, no sudo) the board's, a
-temporary folder the remote root. Deploy and run --board go through the CLI as a user
+temporary folder the remote root. Deploy, run --board and verify --board go through
+the CLI as a user
 types them: the address form ``user@127.0.0.1:port`` with ``--ssh-option`` for the
 key and known_hosts, and a Host alias in an ssh config given with ``--ssh-config``;
 the run uses the remote emulated overlay (``--backend emu``) and verifies every layer
@@ -67,6 +68,16 @@ def test_deploy_and_run_on_the_remote_emulated_overlay(sshd, tmp_path):
     runs = list((root / "runs").iterdir())
     info = json.loads((runs[0] / "out" / "run.json").read_text())
     assert info["backend"] == "emu" and info["torch_imported"] is False
+
+    # verify through the same board: the report in --report, every layer compared here
+    code, out = run_cli(["verify", str(bundle), "--board", "cimstack-loopback",
+                         "--ssh-config", str(config), "--backend", "emu", "--random", "4",
+                         "--report", str(tmp_path / "checked"), *board_flags(root)], tmp_path)
+    assert code == 0, out
+    report = json.loads((tmp_path / "checked" / "verify.json").read_text())
+    assert report["backend"].startswith("emu@") and report["images"] == 4 and report["ok"]
+    assert [layer["name"] for layer in report["layers"]] == ["conv1", "pool1", "conv2",
+                                                             "pool2", "flatten", "fc"]
 
     # --board defaults to --backend board: on a host without an FPGA, one clear line
     code, out = run_cli(["run", str(bundle), "--board", sshd.address, "--random", "2",

@@ -20,8 +20,8 @@ from .errors import BundleError, ConfigError
 from .families import MacroFamily, register_family
 from .mapping.mars import network_map
 from .mapping.tiling import LayerCost, acim_cost, layer_cost
-from .ref.dcim import macro_matmul
-from .ref.requant import requantize
+from .ref.dcim import macro_conv, macro_matmul
+from .ref.requant import code_type, requantize
 from .sweep.points import AcimPoint, DcimPoint
 from .sweep.tasks import train_acim, train_dcim
 
@@ -48,6 +48,14 @@ def _dcim_reference(layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.
     return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi)
 
 
+def _dcim_reference_conv(layer: MacroLayer, x: np.ndarray, pad_value: int,
+                         bundle: Bundle) -> np.ndarray:
+    rq = layer.requant
+    acc = macro_conv(x, layer, bundle.dcim, pad_value, as_float=True)
+    return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi,
+                      dtype=code_type(rq.lo, rq.hi))
+
+
 def _dcim_cycles(layer: MacroLayer, bundle: Bundle) -> LayerCost:
     return layer_cost(layer.matrix(), layer.w_bits, layer.x_bits, bundle.dcim)
 
@@ -61,7 +69,7 @@ DCIM = MacroFamily(
     resident_tiles=lambda bundle: bundle.dcim.total_macros,
     area_mm2=lambda bundle, c: bundle.dcim.total_macros * c.macro_area_mm2,
     kernel="dcim", fpga_slice=dcim_slice_cycles, trainer=train_dcim, point=DcimPoint,
-    network_map=network_map)
+    network_map=network_map, reference_conv=_dcim_reference_conv)
 
 
 # --------------------------------------------------------------------------- acim

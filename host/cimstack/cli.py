@@ -40,10 +40,10 @@ DATA_HELP = ("dcim/acim bundles: an .npz with x, float images (N, *input shape),
              "Default: the digits test split (event digits for SNN)")
 
 
-def _verify_backend(name: str) -> str:
+def _verify_backend(name: Optional[str]) -> Optional[str]:
     """Typer callback: a backend that verify can compare with the reference."""
     from .backends import verify_backend
-    return verify_backend(name, VERIFY_BACKENDS)
+    return None if name is None else verify_backend(name, VERIFY_BACKENDS)
 
 
 def _backend_name(name: Optional[str]) -> Optional[str]:
@@ -271,15 +271,24 @@ def run(bundle: Path = typer.Argument(..., help="bundle folder"),
 
 @app.command("verify")
 def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
-               backend: str = typer.Option("emu", help="emu (emulated overlay), board "
-                                           "(PYNQ-Z2) or auto; compared with the reference",
-                                           callback=_verify_backend),
+               backend: Optional[str] = typer.Option(
+                   None, help="emu (emulated overlay; the default), board (PYNQ-Z2; the "
+                   "default with --board) or auto; compared with the reference",
+                   callback=_verify_backend),
                data: Optional[Path] = typer.Option(None, help=DATA_HELP),
                fit: Optional[str] = SNN_FIT,
                limit: Optional[int] = typer.Option(None, help="only the first N images",
                                                    min=1),
                bitfile: Optional[Path] = typer.Option(None, help=BITFILE_HELP,
                                                       callback=overlay_file),
+               board: Optional[str] = typer.Option(
+                   None, help="serial port or address (host, user@host:port, ssh alias) of a "
+                   "PYNQ-Z2: deploy there, run the backend there (board, or emu on a host "
+                   "without an FPGA) and compare with the reference here"),
+               board_type: str = BOARD_TYPE, via: Optional[str] = VIA,
+               user: Optional[str] = USER, ssh_option: Optional[list[str]] = SSH_OPTION,
+               ssh_config: Optional[str] = SSH_CONFIG, root: Optional[str] = ROOT,
+               python: Optional[str] = PYTHON, sudo: Optional[bool] = SUDO,
                report: Path = typer.Option(Path("cimstack-out/verify"),
                                            help="folder for verify.json and verify.txt"),
                force: bool = typer.Option(False, "--force", help=FORCE_WRITE_HELP),
@@ -310,9 +319,12 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
         if against is not None:
             raise ConfigError(f"--against: {bundle} is an SNN bundle; --against checks "
                               "bundles written by `cimstack import MODEL.onnx`")
+        if board is not None:
+            raise CimstackError("--board verifies dcim and acim bundles; verify an SNN bundle "
+                                "with --backend emu, or board with --bitfile on the board")
         from .snn_cli import verify_cmd as snn_verify
-        return snn_verify(bundle=bundle, backend=backend, samples=limit or 8, data=data,
-                          fit=fit, bitfile=bitfile, report=report, force=force)
+        return snn_verify(bundle=bundle, backend=backend or "emu", samples=limit or 8,
+                          data=data, fit=fit, bitfile=bitfile, report=report, force=force)
     _no_fit(fit)
     b = load_bundle(bundle)
     x, y, source = load_images(b, data, random)
@@ -324,20 +336,27 @@ def verify_cmd(bundle: Path = typer.Argument(..., help="bundle folder"),
         from .verify.against import check_against
         with long_step(f"running {against.name} on qonnx's executor"):
             model_rep = check_against(b, against, x, min_identical, min_agreement)
-    engine = open_backend(backend, bitfile=bitfile, console=console)
-    with long_step(f"verifying {len(x)} images on {engine.name}"):
-        rep = verify(b, quantize_input(b, x), engine.engine, engine.name, labels=y,
-                     stages=engine.stage_times)
-    rep.write(report, force)
-    console.print(rep.summary())
-    console.print(f"report: {report}/verify.json")
+    if board is not None:                        # deploy, run there, compare here
+        from .deploy.cli import board_options, run_board_command
+        options = board_options(board_type, via, user, ssh_option, ssh_config, root, python, sudo)
+        ok = run_board_command(bundle, board, quantize_input(b, x), y, backend or "board",
+                               options, bitfile, report, force) == 0
+    else:
+        engine = open_backend(backend or "emu", bitfile=bitfile, console=console)
+        with long_step(f"verifying {len(x)} images on {engine.name}"):
+            rep = verify(b, quantize_input(b, x), engine.engine, engine.name, labels=y,
+                         stages=engine.stage_times)
+        rep.write(report, force)
+        console.print(rep.summary())
+        console.print(f"report: {report}/verify.json")
+        ok = rep.ok
     if against is not None:
         model_rep.write(report)
         console.print(model_rep.table())
         for line in model_rep.failures():
             console.print(f"below threshold: {escape(line)}")
         console.print(f"report: {report}/against.json")
-    if not rep.ok or (against is not None and not model_rep.ok):
+    if not ok or (against is not None and not model_rep.ok):
         raise typer.Exit(1)
 
 

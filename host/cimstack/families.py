@@ -61,6 +61,11 @@ class MacroFamily:
     # cost: the family's network-level mapping (bundle, resident) -> {layer name: map},
     # each layer's map handed to layer_cost as a seventh argument; None: six arguments
     network_map: Callable[[Any, bool], dict] | None = None
+    # reference of a conv layer straight from its [B, C, H, W] unsigned codes and padding
+    # code (layer, x, pad_value, bundle) -> [B*Ho*Wo, N] requantized codes of any integer
+    # type, the same integers as ``reference`` on the lowered inputs (it may skip the
+    # lowering to macro vectors); None: the reference lowers and calls ``reference``
+    reference_conv: Callable[[Any, Any, int, Any], Any] | None = None
 
 
 _FAMILIES: dict[str, MacroFamily] = {}

@@ -170,7 +170,8 @@ def overlay_build(board: str = typer.Option("pynq-z2")):
 
 # -------------------------------------------------------------- deploy / run
 
-# One set of board options for every board command (deploy, run --board): defaults
+# One set of board options for every board command (deploy, run --board, verify
+# --board): defaults
 # from the board's board.toml ([remote], [serial] user), see cimstack.deploy.options.
 BOARD_TARGET_HELP = ("serial port (/dev/ttyUSB1) or network address of the board: host, "
                      "user@host, user@host:port or a Host alias from ~/.ssh/config")
@@ -238,14 +239,20 @@ def _progress():
 
 def run_board_command(bundle: Path, target: str, x_int, labels=None, backend: str = "board",
                       options=None, overlay: Optional[Path] = None,
-                      report: Path = Path("cimstack-out/verify-board")) -> int:
-    """What `cimstack run BUNDLE --board TARGET` does: deploy, run ``backend`` there
-    (board: the bitstream through pynq; emu: the emulated overlay, for a host without
-    an FPGA), verify; prints the report and returns 0 when bit-exact, 1 otherwise."""
+                      report: Path = Path("cimstack-out/verify-board"),
+                      force: bool = False) -> int:
+    """What `cimstack run BUNDLE --board TARGET` and `cimstack verify BUNDLE --board
+    TARGET` do: deploy, run ``backend`` there (board: the bitstream through pynq; emu:
+    the emulated overlay, for a host without an FPGA), verify every layer against the
+    reference here; prints the report, writes it into ``report`` (checked before the
+    run) and returns 0 when bit-exact, 1 otherwise."""
+    from ..verify.compare import check_report_folder
     from .remote import run_on_board
+    check_report_folder(report, force)
     res = run_on_board(bundle, target, x_int, labels=labels, backend=backend,
                        options=options or board_options(), overlay=overlay,
-                       report_dir=report, progress=_progress(), log=console.print)
+                       progress=_progress(), log=console.print)
+    res.report.write(report, force)
     if res.deploy:
         console.print(res.deploy.summary())
     info = res.info

@@ -174,7 +174,8 @@ def compare_layer_codes(bundle: Bundle, model: QuantDigitsNet,
     fixed-point error ``(sum_k |x_k*w_k| + 1) / 2^(shift+1)``. The first entry checks
     the input codes (``quantize_input`` against the model's input quantizer, exact).
     """
-    from ..ref.network import lower_conv, quantize_input, reference_engine
+    from ..ref.lowering import lower_conv
+    from ..ref.network import quantize_input, reference_engine
     model.eval()
     seen = {}                                    # module -> (its input, its output)
     hooks = [module.register_forward_hook(

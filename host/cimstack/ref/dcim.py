@@ -15,6 +15,7 @@ from ..bundle import check_binary_blocks, weight_range
 from ..config import DcimSpec, check_range
 from ..errors import ConfigError
 from ..mapping.tiling import kept_blocks
+from . import lowering
 
 _CHUNK_ELEMENTS = 1 << 24      # bounds the float32 partial-sum tensor of one chunk
 _FLOAT_CHUNK = 1 << 21         # input elements converted to float per product chunk
@@ -25,11 +26,17 @@ def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
     """Clear errors for shapes and values the macro cannot take; with ``rows_on`` (the
     dcim macro) also a binary 0 outside a whole pruned block, which the macro cannot
     store (:func:`~cimstack.bundle.check_binary_blocks`)."""
-    check_range("w_bits", w_bits, 1, 8)
-    check_range("x_bits", x_bits, 1, 8)
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
         raise ConfigError(f"inputs {x.shape} and weights {w.shape} do not chain: expected "
                           "x as [vectors, K] and w as [K, N]")
+    _check_values(x, w, w_bits, x_bits, rows_on)
+
+
+def _check_values(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
+                  rows_on: int | None) -> None:
+    """The value checks of :func:`check_operands` (``x`` of any shape)."""
+    check_range("w_bits", w_bits, 1, 8)
+    check_range("x_bits", x_bits, 1, 8)
     if x.size and (x.min() < 0 or x.max() > (1 << x_bits) - 1):
         raise ConfigError(f"inputs span [{x.min()}, {x.max()}], outside the unsigned "
                           f"{x_bits}-bit range [0, {(1 << x_bits) - 1}]")
@@ -107,16 +114,41 @@ def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
         return macro_matmul_bitserial(x, w, w_bits, x_bits, spec)
     x, w = np.asarray(x), np.asarray(w)
     check_operands(x, w, w_bits, x_bits, spec.rows_on)
-    # every product and partial sum is an integer of at most K * x_max * w_max, so a
-    # float product is exact in any summation order when that bound fits the mantissa:
-    # float32 (twice BLAS's float64 speed) below 2^24, else float64 (|acc| < 2^26,
-    # docs/macros.md)
-    lo, hi = weight_range(w_bits)
-    bound = x.shape[1] * ((1 << x_bits) - 1) * max(-lo, hi)
-    dtype = np.float32 if bound < 1 << 24 else np.float64
+    dtype = product_type(x.shape[1], w_bits, x_bits)
     wf = w.astype(dtype)
     product = np.empty((x.shape[0], w.shape[1]), dtype)
     rows = max(1, _FLOAT_CHUNK // max(1, x.shape[1]))   # converted in cache-sized chunks
     for start in range(0, x.shape[0], rows):
         np.matmul(x[start:start + rows].astype(dtype), wf, out=product[start:start + rows])
     return product if as_float else product.astype(np.int64)
+
+
+def macro_conv(x: np.ndarray, layer, spec: DcimSpec, pad_value: int = 0,
+               as_float: bool = False) -> np.ndarray:
+    """:func:`macro_matmul` of a conv ``layer`` (:class:`~cimstack.bundle.MacroLayer`) on
+    its NCHW unsigned codes ``x`` padded with ``pad_value``: [B*Ho*Wo, N], rows as
+    :func:`~cimstack.ref.lowering.lower_conv` gives them.
+
+    With exact partial sums the product does not depend on the order of K, so the
+    inputs are lowered tap-major straight into the product's float type
+    (:func:`~cimstack.ref.lowering.lower_taps`, the weight rows permuted to match);
+    otherwise (or without numba) the macro's lowering and :func:`macro_matmul`."""
+    w = layer.matrix()
+    if not (spec.psum_exact and lowering.AVAILABLE):
+        return macro_matmul(lowering.lower_conv(x, layer, pad_value), w, layer.w_bits, layer.x_bits,
+                            spec, as_float)
+    _check_values(x, w, layer.w_bits, layer.x_bits, spec.rows_on)
+    kh, kw = layer.weight.shape[2:]
+    dtype = product_type(w.shape[0], layer.w_bits, layer.x_bits)
+    product = (lowering.lower_taps(x, layer, pad_value, dtype)
+               @ lowering.tap_matrix(w, x.shape[1], kh * kw, dtype))
+    return product if as_float else product.astype(np.int64)
+
+
+def product_type(k: int, w_bits: int, x_bits: int) -> type:
+    """The float type that holds a K-long product exactly: every product and partial sum
+    is an integer of at most K * x_max * w_max, so a float product is exact in any
+    summation order when that bound fits the mantissa: float32 (twice BLAS's float64
+    speed) below 2^24, else float64 (|acc| < 2^26, docs/macros.md)."""
+    lo, hi = weight_range(w_bits)
+    return np.float32 if k * ((1 << x_bits) - 1) * max(-lo, hi) < 1 << 24 else np.float64

@@ -26,7 +26,8 @@ from ..bundle import (INPUT, AddLayer, AvgPoolLayer, Bundle, ConcatLayer, MacroL
 from ..errors import ConfigError
 from ..families import get_family
 from . import requant_fast
-from .requant import shift_round
+from .lowering import lower_conv
+from .requant import code_type, shift_round
 
 Engine = Callable[[MacroLayer, np.ndarray, Bundle], np.ndarray]
 
@@ -114,27 +115,6 @@ def integer_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray) -> 
     return float(np.mean(integer_predictions(bundle, images) == labels))
 
 
-def lower_conv(x: np.ndarray, layer: MacroLayer, pad_value: int = 0) -> np.ndarray:
-    """NCHW activations -> [B*Ho*Wo, C*kh*kw] input vectors (padding with ``pad_value``;
-    a dilated kernel reads every ``dilation``-th pixel of a wider window).
-
-    One strided copy per kernel position from the padded input in NHWC order (a
-    macro layer's output already is NHWC underneath): the copies run over C contiguous
-    values, not over kw (2-3x faster than copying a window view)."""
-    kh, kw = layer.weight.shape[2:]
-    d, p, s = layer.dilation, layer.padding, layer.stride
-    nhwc = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (p, p), (p, p), (0, 0)),
-                  constant_values=pad_value)
-    b, hp, wp, c = nhwc.shape
-    ho, wo = (hp - (kh - 1) * d - 1) // s + 1, (wp - (kw - 1) * d - 1) // s + 1
-    out = np.empty((b, ho, wo, c, kh, kw), x.dtype)
-    for ky in range(kh):
-        for kx in range(kw):
-            out[..., ky, kx] = nhwc[:, ky * d:ky * d + (ho - 1) * s + 1:s,
-                                    kx * d:kx * d + (wo - 1) * s + 1:s]
-    return out.reshape(b * ho * wo, c * kh * kw)
-
-
 def maxpool(x: np.ndarray, layer: PoolLayer) -> np.ndarray:
     win = sliding_window_view(x, (layer.kernel, layer.kernel), axis=(2, 3))
     return win[:, :, ::layer.stride, ::layer.stride].max(axis=(-2, -1))
@@ -186,21 +166,23 @@ def residual_add(a: np.ndarray, b: np.ndarray, layer: AddLayer) -> np.ndarray:
 
 def _smallest(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Codes in the narrowest of uint8 / int8 that holds [lo, hi] (8x less traffic)."""
-    if 0 <= lo and hi <= 255:
-        return y.astype(np.uint8)
-    if -128 <= lo and hi <= 127:
-        return y.astype(np.int8)
-    return y
+    return y.astype(code_type(lo, hi), copy=False)
 
 
 def run_macro(layer: MacroLayer, x: np.ndarray, bundle: Bundle, engine: Engine,
               offset: int = 0) -> np.ndarray:
     """A macro layer on codes ``x`` whose format adds ``offset`` (signed codes) to make
-    the macro's unsigned inputs."""
+    the macro's unsigned inputs. The reference engine runs a conv layer of a family with
+    a ``reference_conv`` straight from the activations (no lowering to macro vectors)."""
     batch = x.shape[0]
     u = x.astype(np.int16) + offset if offset else x
-    x_mat = lower_conv(u, layer, offset) if layer.op == "conv2d" else u.reshape(batch, -1)
-    y = _smallest(engine(layer, x_mat, bundle), layer.requant.lo, layer.requant.hi)
+    family = get_family(layer.macro)
+    if layer.op == "conv2d" and engine is reference_engine and family.reference_conv:
+        y = family.reference_conv(layer, u, offset, bundle)
+    else:
+        x_mat = lower_conv(u, layer, offset) if layer.op == "conv2d" else u.reshape(batch, -1)
+        y = engine(layer, x_mat, bundle)
+    y = _smallest(y, layer.requant.lo, layer.requant.hi)
     if layer.op == "conv2d":
         _, ho, wo = layer.out_shape
         return y.reshape(batch, ho, wo, -1).transpose(0, 3, 1, 2)

@@ -25,9 +25,21 @@ def shift_round(y: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     return q
 
 
+def code_type(lo: int, hi: int) -> type:
+    """The narrowest of uint8 / int8 / int64 that holds codes in [lo, hi] (a layer's
+    outputs: 8x less traffic than int64)."""
+    if 0 <= lo and hi <= 255:
+        return np.uint8
+    if -128 <= lo and hi <= 127:
+        return np.int8
+    return np.int64
+
+
 def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift: int,
-               lo: int, hi: int, rounding: str = "half_up") -> np.ndarray:
-    """``clamp(round((acc*M + B) / 2^shift), lo, hi)`` per channel (last axis), int64.
+               lo: int, hi: int, rounding: str = "half_up",
+               dtype: type = np.int64) -> np.ndarray:
+    """``clamp(round((acc*M + B) / 2^shift), lo, hi)`` per channel (last axis), as
+    ``dtype`` (int64, or a type that holds [lo, hi]: :func:`code_type`).
 
     The macros round half up (``+2^(shift-1)``, then ``>>``, which floors); the host
     nodes (average pools, residual adds) round as their ``rounding`` says
@@ -38,8 +50,9 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift:
     definition.
     """
     if rounding == "half_up" and np.ndim(acc) == 2 and requant_fast.AVAILABLE:
-        return requant_fast.requantize_half_up(acc, multiplier, bias, shift, lo, hi)
-    return requantize_numpy(acc, multiplier, bias, shift, lo, hi, rounding)
+        return requant_fast.requantize_half_up(acc, multiplier, bias, shift, lo, hi, dtype)
+    return requantize_numpy(acc, multiplier, bias, shift, lo, hi, rounding).astype(
+        dtype, copy=False)
 
 
 def requantize_numpy(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shift: int,

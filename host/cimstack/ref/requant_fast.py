@@ -1,7 +1,9 @@
 """The requantizers fused into one compiled pass each (numba), for the reference's hot
 path: ``clamp(round((acc*M + b*M_b + B) / 2^s), lo, hi)`` per channel, reading the
 accumulator as int64 (an exact float product is integer-valued, so the conversion is
-exact) and writing int64, in parallel. The same integers as
+exact) and writing int64 or the layer's narrow code type, on one thread (a parallel pass
+competed with BLAS's threads between the matrix products: 4-9x slower measured in a
+ResNet18 run). The same integers as
 :func:`cimstack.ref.requant.requantize` and :func:`cimstack.ref.network.host_requant`
 (tests); their NumPy forms are the definition and the fallback without numba.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from numba import njit, prange
+    from numba import njit
 except ImportError:          # pragma: no cover - numba not installed
     njit = None
 
@@ -35,17 +37,17 @@ if AVAILABLE:
                 q += 1
         return q
 
-    @njit(parallel=True, cache=True, nogil=True)
+    @njit(cache=True, nogil=True)
     def _macro_rows(acc, multiplier, bias, shift, lo, hi, out):  # pragma: no cover
-        for v in prange(acc.shape[0]):
+        for v in range(acc.shape[0]):
             for n in range(acc.shape[1]):
                 y = np.int64(acc[v, n]) * multiplier[n] + bias[n]
                 out[v, n] = min(max(_round_shift(y, shift, 0), lo), hi)
 
-    @njit(parallel=True, cache=True, nogil=True)
+    @njit(cache=True, nogil=True)
     def _host_planes(a, b, multiplier, multiplier_b, bias, shift, mode, lo, hi,
                      out):                                   # pragma: no cover - compiled
-        for i in prange(a.shape[0]):
+        for i in range(a.shape[0]):
             for c in range(a.shape[1]):
                 for p in range(a.shape[2]):
                     y = np.int64(a[i, c, p]) * multiplier[c] + bias[c]
@@ -61,10 +63,11 @@ def _per_channel(values, n: int) -> np.ndarray:
 
 
 def requantize_half_up(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray,
-                       shift: int, lo: int, hi: int) -> np.ndarray:
+                       shift: int, lo: int, hi: int, dtype: type = np.int64) -> np.ndarray:
     """The macros' requantizer (``half_up``) of a 2-D [V, N] accumulator, channels on
-    the last axis, in one pass; int64. Needs numba (:data:`AVAILABLE`)."""
-    out = np.empty(acc.shape, np.int64)
+    the last axis, in one pass; as ``dtype`` (int64, or one that holds [lo, hi]). Needs
+    numba (:data:`AVAILABLE`)."""
+    out = np.empty(acc.shape, dtype)
     n = acc.shape[1]
     _macro_rows(np.ascontiguousarray(acc), _per_channel(multiplier, n),
                 _per_channel(bias, n), np.int64(shift), np.int64(lo), np.int64(hi), out)

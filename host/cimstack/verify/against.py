@@ -33,8 +33,8 @@ from ..errors import ConfigError
 from ..fileio import write_json_atomic
 from ..importer.qonnx_import import load_qonnx
 from ..ref.codes import LayerCheck, check_codes, float32_bound
-from ..ref.network import (lower_conv, quantize_input, reference_engine, run_layer,
-                           run_network)
+from ..ref.lowering import lower_conv
+from ..ref.network import quantize_input, reference_engine, run_layer, run_network
 from ..report.console import rich_table
 
 MIN_IDENTICAL = 0.999       # default: matching fraction of every layer's codes
