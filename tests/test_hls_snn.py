@@ -408,3 +408,22 @@ def test_padding_at_or_above_the_kernel_runs_on_the_kernel(seed, k, extra, strid
     got = csim_runner().run(net, x)
     assert np.array_equal(got.spikes["c"], ref.spikes["c"])
     assert np.array_equal(got.v_final, ref.v_final)
+
+
+def test_fields_fill_the_array_to_its_last_bit(runner):
+    """fc 101 -> 256 with 5-bit weights and 7-bit membranes takes the whole array
+    (101 * 256 * 5 + 256 * 7 = 131,072 bits): fields cross word boundaries and the last
+    membrane ends at the array's last bit, where the kernel's field read wraps its second
+    word to the first (bits it masks off); spikes and membranes are the reference's."""
+    rng = np.random.default_rng(4)
+    fc = SnnLayer("fc", "fc", (101, 1, 1), (256,),
+                  rng.integers(-16, 16, (256, 101)).astype(np.int32), theta=20, w_bits=5,
+                  v_bits=7, leak_shift=1, overflow="wrap")
+    net = SnnNet("full", (101, 1, 1), [fc])
+    net.validate()
+    assert plan_slices(fc) == [(0, 256)] and fc.n_weights * 5 + 256 * 7 == ARRAY_BITS
+    frames = rng.random((1, 6, 101, 1, 1)) < 0.3
+    got, want = runner.run(net, frames), run_snn(net, frames)
+    assert want.counts.any() and want.v_final.min() < 0 < want.v_final.max()
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.v_final, want.v_final)

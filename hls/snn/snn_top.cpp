@@ -19,36 +19,50 @@ static u64 array_mem[ARRAY_WORDS];   // the array, row-major, bit i at word i/64
 static u64 seen[MAX_IN / 64];        // input neurons already integrated this timestep
 static int32_t acc[MAX_COUNT];       // this timestep's synaptic input per membrane
 
-// Unsigned field of `bits` (1..16) at bit offset `pos` of the array.
-static unsigned get_field(uint32_t pos, unsigned bits) {
-    const unsigned w = pos >> 6, o = pos & 63;
-    u64 v = array_mem[w] >> o;
-    if (o + bits > 64) v |= array_mem[w + 1] << (64 - o);
-    return unsigned(v & ((u64(1) << bits) - 1));
+// A field width of the array (1..16 bits) with the constants derived from it, computed
+// once per call rather than per field.
+struct Field {
+    unsigned bits;
+    u64 mask;        // (1 << bits) - 1
+    int32_t sign;    // 1 << (bits - 1): the sign bit of a signed field
+};
+
+static Field field_of(unsigned bits) {
+    return Field{bits, (u64(1) << bits) - 1, int32_t(1) << (bits - 1)};
 }
 
-static void put_field(uint32_t pos, unsigned bits, unsigned value) {
+// Unsigned field at bit offset `pos` of the array. Both words are read whether or not
+// the field crosses into the second (no branch): when it does not, the second word's
+// bits land above the field and are masked off (after the last word the index wraps to
+// the first, whose bits land there alike).
+static unsigned get_field(uint32_t pos, const Field& f) {
     const unsigned w = pos >> 6, o = pos & 63;
-    const u64 mask = (u64(1) << bits) - 1, v = u64(value) & mask;
-    array_mem[w] = (array_mem[w] & ~(mask << o)) | (v << o);
-    if (o + bits > 64) {
-        const unsigned hi = o + bits - 64;
+    const u64 next = array_mem[(w + 1) & (ARRAY_WORDS - 1)];
+    const u64 v = (array_mem[w] >> o) | ((next << 1) << (63 - o));
+    return unsigned(v & f.mask);
+}
+
+static void put_field(uint32_t pos, const Field& f, unsigned value) {
+    const unsigned w = pos >> 6, o = pos & 63;
+    const u64 v = u64(value) & f.mask;
+    array_mem[w] = (array_mem[w] & ~(f.mask << o)) | (v << o);
+    if (o + f.bits > 64) {
+        const unsigned hi = o + f.bits - 64;
         const u64 m2 = (u64(1) << hi) - 1;
         array_mem[w + 1] = (array_mem[w + 1] & ~m2) | (v >> (64 - o));
     }
 }
 
-static int32_t sign_extend(unsigned v, unsigned bits) {
-    const int32_t s = int32_t(v);
-    return (s ^ (1 << (bits - 1))) - (1 << (bits - 1));
+static int32_t sign_extend(unsigned v, const Field& f) {
+    return (int32_t(v) ^ f.sign) - f.sign;
 }
 
-static int32_t weight_at(uint32_t idx, unsigned wb) {
-    const unsigned raw = get_field(idx * wb, wb);
-    return wb == 1 ? 2 * int32_t(raw) - 1 : sign_extend(raw, wb);
+static int32_t weight_at(uint32_t idx, const Field& wf) {
+    const unsigned raw = get_field(idx * wf.bits, wf);
+    return wf.bits == 1 ? 2 * int32_t(raw) - 1 : sign_extend(raw, wf);
 }
 
-static void load_weights(cimstack::axis_stream& in, uint32_t count, unsigned wb) {
+static void load_weights(cimstack::axis_stream& in, uint32_t count, const Field& wf) {
     const uint32_t words = uint32_t(weight_words(count));
 LOAD_W:
     for (uint32_t i = 0; i < words; ++i) {
@@ -59,7 +73,7 @@ LOAD_W:
             const uint32_t idx = 4 * i + h;
             if (idx < count) {
                 const int v = int16_t(uint16_t(data >> (16 * h)));
-                put_field(idx * wb, wb, wb == 1 ? unsigned(v > 0) : unsigned(v));
+                put_field(idx * wf.bits, wf, wf.bits == 1 ? unsigned(v > 0) : unsigned(v));
             }
         }
     }
@@ -68,7 +82,8 @@ LOAD_W:
 struct Layer {
     unsigned op, src_h, src_w, pool, in_c, in_h, in_w, out_c, k, pad, stride, oh, ow;
     uint32_t n_lo, n_count, w_count, v_base;
-    unsigned wb, vb, leak, reset, wrap, fire_gt, leak_before;
+    Field wf, vf;                            // weight and membrane fields (w_bits, v_bits)
+    unsigned leak, reset, wrap, fire_gt, leak_before;
     int32_t theta, v_init;
     uint32_t plane;                          // src_h * src_w
     Divisor by_plane, by_src_w, by_pool, by_stride;   // division by plane, src_w, pool, stride
@@ -80,37 +95,48 @@ struct Layer {
 // and event), those are dy = ry + i * stride < k with yo = qy - i; columns alike. The
 // loops end at the first dy >= k or yo < 0: at most ceil(k / stride) trips each.
 static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
+    // L's fields as locals: the compiler must otherwise reload them after every store
+    // to acc (an int32_t may alias them)
+    const Field wf = L.wf;
     if (L.op == FC) {
-        const uint32_t ia = (c * L.in_h + y) * L.in_w + x;
+        const uint32_t n_count = L.n_count;
+        const uint32_t base = ((c * L.in_h + y) * L.in_w + x) * n_count;
     FC_J:
-        for (uint32_t j = 0; j < L.n_count; ++j) {
+        for (uint32_t j = 0; j < n_count; ++j) {
 #pragma HLS LOOP_TRIPCOUNT max = 8192
 #pragma HLS PIPELINE II = 1
-            acc[j] += weight_at(ia * L.n_count + j, L.wb);
+            acc[j] += weight_at(base + j, wf);
         }
         return;
     }
-    const unsigned qy = divide(y + L.pad, L.by_stride), ry = y + L.pad - qy * L.stride;
-    const unsigned qx = divide(x + L.pad, L.by_stride), rx = x + L.pad - qx * L.stride;
+    const unsigned k = L.k, stride = L.stride, oh = L.oh, ow = L.ow, in_c = L.in_c;
+    const unsigned out_c = L.out_c;
+    // o is in the slice when o - n_lo < n_span: o >= n_lo && o < n_lo + n_count, that
+    // sum taken in 32 bits (the slice is empty when it wraps)
+    const uint32_t n_lo = L.n_lo, n_span = L.n_lo + L.n_count >= L.n_lo ? L.n_count : 0;
+    const unsigned qy = divide(y + L.pad, L.by_stride), ry = y + L.pad - qy * stride;
+    const unsigned qx = divide(x + L.pad, L.by_stride), rx = x + L.pad - qx * stride;
 CONV_N:
-    for (unsigned n = 0; n < L.out_c; ++n) {
+    for (unsigned n = 0; n < out_c; ++n) {
 #pragma HLS LOOP_TRIPCOUNT max = 256
     CONV_DY:
         for (unsigned i = 0; i < MAX_KSIZE; ++i) {
-            const unsigned dy = ry + i * L.stride;
+            const unsigned dy = ry + i * stride;
             const int yo = int(qy) - int(i);
-            if (dy >= L.k || yo < 0) break;
-            if (yo >= int(L.oh)) continue;
+            if (dy >= k || yo < 0) break;
+            if (yo >= int(oh)) continue;
+            const uint32_t o_row = (n * oh + unsigned(yo)) * ow;     // output (n, yo, 0)
+            const uint32_t w_row = ((n * in_c + c) * k + dy) * k;    // weight (n, c, dy, 0)
         CONV_DX:
             for (unsigned j = 0; j < MAX_KSIZE; ++j) {
 #pragma HLS PIPELINE II = 1
-                const unsigned dx = rx + j * L.stride;
+                const unsigned dx = rx + j * stride;
                 const int xo = int(qx) - int(j);
-                if (dx >= L.k || xo < 0) break;
-                if (xo >= int(L.ow)) continue;
-                const uint32_t o = (n * L.oh + unsigned(yo)) * L.ow + unsigned(xo);
-                if (o < L.n_lo || o >= L.n_lo + L.n_count) continue;
-                acc[o - L.n_lo] += weight_at(((n * L.in_c + c) * L.k + dy) * L.k + dx, L.wb);
+                if (dx >= k || xo < 0) break;
+                if (xo >= int(ow)) continue;
+                const uint32_t o = o_row + unsigned(xo);
+                if (o - n_lo >= n_span) continue;
+                acc[o - n_lo] += weight_at(w_row + dx, wf);
             }
         }
     }
@@ -118,13 +144,13 @@ CONV_N:
 
 // Integrate-and-fire update of membrane j; returns whether it spikes.
 static bool update(const Layer& L, uint32_t j) {
-    const int64_t lo = -(int64_t(1) << (L.vb - 1)), hi = (int64_t(1) << (L.vb - 1)) - 1;
-    const uint32_t pos = L.v_base + j * L.vb;
-    int64_t u = sign_extend(get_field(pos, L.vb), L.vb);
+    const int64_t lo = -int64_t(L.vf.sign), hi = int64_t(L.vf.sign) - 1;
+    const uint32_t pos = L.v_base + j * L.vf.bits;
+    int64_t u = sign_extend(get_field(pos, L.vf), L.vf);
     if (L.leak && L.leak_before) u -= u >> L.leak;   // leak the old membrane, then integrate
     u += acc[j];
-    if (L.wrap) {                            // two's complement wrap: the low vb bits
-        u = sign_extend(unsigned(uint64_t(u) & ((u64(1) << L.vb) - 1)), L.vb);
+    if (L.wrap) {                            // two's complement wrap: the low v_bits bits
+        u = sign_extend(unsigned(uint64_t(u) & L.vf.mask), L.vf);
     } else {
         u = u < lo ? lo : (u > hi ? hi : u);
     }
@@ -132,7 +158,7 @@ static bool update(const Layer& L, uint32_t j) {
     const bool fire = L.fire_gt ? u > L.theta : u >= L.theta;
     if (L.reset == RESET_STEP || (fire && L.reset == RESET_ZERO)) u = 0;
     else if (fire) u -= L.theta;
-    put_field(pos, L.vb, unsigned(uint64_t(u)));
+    put_field(pos, L.vf, unsigned(uint64_t(u)));
     return fire;
 }
 
@@ -184,7 +210,8 @@ static void take_event(const Layer& L, uint32_t w) {
 
 // Update every membrane of the slice and write timestep t's spike packet (marker,
 // spikes, pad); its last beat carries TLAST when `tlast`.
-static void fire(cimstack::axis_stream& out, const Layer& L, uint32_t t, bool tlast) {
+static void fire(cimstack::axis_stream& out, const Layer& layer, uint32_t t, bool tlast) {
+    const Layer L = layer;   // a local copy: the compiler keeps it in registers across writes
     Packer pk(out);
     pk.push(MARKER | t, false, false);
     int32_t pending = -1;                    // spikes are emitted one behind to close the packet
@@ -235,7 +262,8 @@ READ_V:
         for (unsigned h = 0; h < 2; ++h) {
             const uint32_t j = 2 * i + h;
             if (j < L.n_count)
-                data |= u64(uint32_t(sign_extend(get_field(L.v_base + j * L.vb, L.vb), L.vb)))
+                data |= u64(uint32_t(sign_extend(get_field(L.v_base + j * L.vf.bits, L.vf),
+                                                 L.vf)))
                         << (32 * h);
         }
         out.write(cimstack::make_word(data, i + 1 == words));
@@ -302,8 +330,8 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     L.ow = L.op == CONV ? unsigned(out_h(L.in_w, L.k, L.pad, L.by_stride)) : 1;
     L.n_lo = uint32_t(n_lo);
     L.n_count = min_u(unsigned(n_count), MAX_COUNT);
-    L.wb = min_u(unsigned(w_bits) ? unsigned(w_bits) : 1, MAX_BITS);
-    L.vb = min_u(unsigned(v_bits) ? unsigned(v_bits) : 1, MAX_BITS);
+    L.wf = field_of(min_u(unsigned(w_bits) ? unsigned(w_bits) : 1, MAX_BITS));
+    L.vf = field_of(min_u(unsigned(v_bits) ? unsigned(v_bits) : 1, MAX_BITS));
     L.theta = int32_t(uint32_t(theta));
     L.leak = min_u(unsigned(leak_shift), 15);
     L.reset = min_u(unsigned(reset_mode), RESET_STEP);
@@ -312,16 +340,17 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     L.leak_before = unsigned(leak_order) != 0;
     L.v_init = int32_t(uint32_t(v_init));
     L.w_count = uint32_t(weight_count(L.op, L.in_c, L.in_h, L.in_w, L.out_c, L.k, L.n_count));
-    L.v_base = L.w_count * L.wb;
-    if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vb > ARRAY_BITS) return;   // does not fit
+    L.v_base = L.w_count * L.wf.bits;
+    if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vf.bits > ARRAY_BITS)
+        return;                              // does not fit
     switch (unsigned(mode)) {
         case LOAD_WEIGHTS:
-            load_weights(in, L.w_count, L.wb);
+            load_weights(in, L.w_count, L.wf);
             break;
         case CLEAR:
         CLR_V:
             for (uint32_t j = 0; j < L.n_count; ++j)
-                put_field(L.v_base + j * L.vb, L.vb, unsigned(uint32_t(L.v_init)));
+                put_field(L.v_base + j * L.vf.bits, L.vf, unsigned(uint32_t(L.v_init)));
             break;
         case STEP:
         case RUN: {

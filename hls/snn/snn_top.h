@@ -11,6 +11,7 @@ const unsigned ROWS = 512;                       // array rows (FlexSpIM)
 const unsigned COLS = 256;                       // array bit columns
 const unsigned ARRAY_BITS = ROWS * COLS;
 const unsigned ARRAY_WORDS = ARRAY_BITS / 64;
+static_assert((ARRAY_WORDS & (ARRAY_WORDS - 1)) == 0, "get_field wraps word indices by a mask");
 const unsigned MAX_IN = 65536;                   // input neurons of a layer (after pooling)
 const unsigned MAX_COUNT = 8192;                 // membranes of one resident slice
 const unsigned MAX_OUT_C = 256;
@@ -55,8 +56,11 @@ CEIL_LOG2:
     return Divisor{ap_uint<33>(((uint64_t(1) << (31 + l)) + d - 1) / d), 31 + l};
 }
 
+// The product of the 31- and 33-bit operands zero-extended to 64 bits: the value of
+// ap_uint<31> * ap_uint<33>, which in C simulation goes through a heap-allocating
+// 128-bit multiply (ap_private; about a tenth of the snn kernel's C-simulation time).
 inline uint32_t divide(uint32_t n, const Divisor& d) {
-    const ap_uint<64> p = ap_uint<31>(n) * d.m;
+    const uint64_t p = uint64_t(n & 0x7FFFFFFFu) * d.m.to_uint64();
     return uint32_t(p >> d.shift);
 }
 
