@@ -135,8 +135,8 @@ def macro_conv(x: np.ndarray, layer, spec: DcimSpec, pad_value: int = 0,
     otherwise (or without numba) the macro's lowering and :func:`macro_matmul`."""
     w = layer.matrix()
     if not (spec.psum_exact and lowering.AVAILABLE):
-        return macro_matmul(lowering.lower_conv(x, layer, pad_value), w, layer.w_bits, layer.x_bits,
-                            spec, as_float)
+        return macro_matmul(lowering.lower_conv(x, layer, pad_value), w, layer.w_bits,
+                            layer.x_bits, spec, as_float)
     _check_values(x, w, layer.w_bits, layer.x_bits, spec.rows_on)
     kh, kw = layer.weight.shape[2:]
     dtype = product_type(w.shape[0], layer.w_bits, layer.x_bits)
