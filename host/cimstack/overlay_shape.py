@@ -57,6 +57,12 @@ class KernelDecl:
     capacity: dict                # static array bounds compiled into the kernel
     modes: dict                   # values of the ``mode`` register
     splits_k: bool = False        # K > MAX_K runs as row tiles of dcim row groups (hw.tiles)
+    # The mode whose call streams vector_count input vectors, each vector's outputs a
+    # function of the kernel's loaded state and the registers alone (not of the call's
+    # other vectors): the emulator may run such a call as parts on several copies of the
+    # kernel (emu.csim.ParallelCsimKernel). None: the kernel's calls never split.
+    vector_mode: str | None = None
+    vector_count: str = "n_vec"
 
     def reg(self, name: str) -> Register:
         for r in self.registers:
@@ -96,6 +102,9 @@ DCIM = KernelDecl(
     capacity={"MAX_K": 1152, "MAX_N": 128},
     modes={"load_weights": 0, "load_requant": 1, "compute": 2},
     splits_k=True,
+    # compute: every vector is read, computed from the loaded weights, requantizer and
+    # block table, and written before the next one (hls/dcim/dcim_top.cpp)
+    vector_mode="compute",
 )
 
 ACIM = KernelDecl(
@@ -127,6 +136,8 @@ ACIM = KernelDecl(
     ),
     capacity={"MAX_K": 1152, "MAX_N": 128},
     modes={"load_weights": 0, "load_requant": 1, "compute": 2, "load_abn": 3},
+    # no vector_mode: a vector's noise is keyed by its index sample_base + v, so a part
+    # of a call would need its own sample_base, which past 2^32 the register cannot hold
 )
 
 SNN = KernelDecl(
@@ -165,6 +176,7 @@ SNN = KernelDecl(
     capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 65536, "MAX_COUNT": 8192,
               "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_PAD": 64, "MAX_STEPS": 65535},
     modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3, "run": 4},
+    # no vector_mode: the membranes carry state from one timestep to the next
 )
 
 KERNELS = {k.name: k for k in (DCIM, ACIM, SNN)}

@@ -20,6 +20,13 @@ rebuilt, with one logged line saying so. Each :class:`CsimKernel` loads its own 
 the checked bytes (``.<library>.<pid>.<random>``, removed as soon as it is mapped);
 copies and compiler outputs left by a process that crashed are removed by the next
 build.
+
+:func:`csim_kernel` gives the device its kernel: a :class:`ParallelCsimKernel` (the
+C simulation of one kernel on several private copies, one per host core, as a
+multi-threaded RTL simulator uses the host's cores) for a kernel that declares its
+vector-stream mode (``KernelDecl.vector_mode``), else a :class:`CsimKernel`. The number
+of copies is ``CIMSTACK_CSIM_WORKERS``, else the usable cores up to
+``DEFAULT_MAX_WORKERS``; 1 is a plain :class:`CsimKernel`.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Mapping
 
@@ -45,6 +54,7 @@ from ..errors import CimstackError, ConfigError, HardwareError, OutputError, Too
 from ..fileio import write_text_atomic
 from ..overlay_shape import KERNELS, KernelDecl
 from ..paths import cache_dir, project_root
+from ..threads import usable_cores
 
 # -O3: the kernels' fixed-size lane loops are unrolled and their helpers inlined (the dcim
 # C simulation runs about twice as fast as with -O2); the cache key includes the flags.
@@ -59,6 +69,13 @@ ARCH_FLAGS = ("-mpopcnt",) if platform.machine().lower() in ("x86_64", "amd64") 
 OK, ERR_ARGS, ERR_INPUT, ERR_OUTPUT, ERR_PROTOCOL = 0, -1, -2, -3, -4
 LEFTOVER_AGE_S = 600     # a temporary file this old whose process is gone is removed
 COMPILE_TIMEOUT_S = 900  # one kernel compiles in well under a minute
+WORKERS_ENV = "CIMSTACK_CSIM_WORKERS"  # copies of a splittable kernel (csim_kernel)
+DEFAULT_MAX_WORKERS = 4  # the default: the usable cores, at most this many
+MAX_WORKERS = 64         # the most CIMSTACK_CSIM_WORKERS may ask for
+# A part of a split call reads at least this many input words. Measured on the dcim
+# kernel (2-core host, shared): a split call costs about 0.15 ms more than one call, and
+# an input word about 0.1-0.2 us of C simulation (K = 27, N = 16 .. K = 1152, N = 128).
+MIN_PART_WORDS = 2048
 
 log = logging.getLogger(__name__)
 
@@ -386,3 +403,128 @@ class CsimKernel:
                                 f"(registers {dict(args)}, {data.size} input words)")
         n = produced.value
         return int(consumed.value), out[:n], out_last[:n].astype(bool)
+
+
+def csim_workers() -> int:
+    """Copies of a splittable kernel: ``CIMSTACK_CSIM_WORKERS`` if set, else the cores
+    this process may use (:func:`~cimstack.threads.usable_cores`), at most
+    ``DEFAULT_MAX_WORKERS``."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if not value:
+        return min(usable_cores(), DEFAULT_MAX_WORKERS)
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise ConfigError(f"{WORKERS_ENV}={value!r} is not a number of C-simulation "
+                          f"workers; set it to an integer 1..{MAX_WORKERS} (1 = one "
+                          "copy of each kernel) or unset it")
+    return int(value)
+
+
+def csim_kernel(kernel: KernelDecl | str = "dcim", workers: int | None = None,
+                hls_dir: Path | None = None,
+                cxx: str | None = None) -> CsimKernel | ParallelCsimKernel:
+    """The C simulation the emulated device runs for ``kernel``: a
+    :class:`ParallelCsimKernel` of ``workers`` copies (default :func:`csim_workers`)
+    when the kernel declares a ``vector_mode`` and ``workers`` > 1, else a
+    :class:`CsimKernel`."""
+    decl = KERNELS[kernel] if isinstance(kernel, str) else kernel
+    workers = csim_workers() if workers is None else workers
+    if decl.vector_mode is None or workers <= 1:
+        return CsimKernel(decl, hls_dir, cxx)
+    return ParallelCsimKernel(decl, workers, hls_dir, cxx)
+
+
+class ParallelCsimKernel:
+    """One kernel instance in C simulation on ``workers`` private :class:`CsimKernel`
+    copies, with the interface of :class:`CsimKernel` and the same results.
+
+    A call in the kernel's ``vector_mode`` with at least two vectors and
+    ``2 * min_part_words`` input words runs as up to ``workers`` contiguous vector
+    ranges of about ``min_part_words`` words or more, one per copy, concurrently on a
+    persistent thread pool (ctypes releases the GIL during the foreign call, so the
+    copies run on the host's cores at once); the input words are split at vector
+    boundaries, the outputs concatenated in order, and the TLAST every part but the last
+    sets on its last word is cleared, so the call writes TLAST once, on its last word,
+    as one call does. This gives one call's words because each vector's outputs depend
+    only on the registers and on the state the other modes loaded, never on the call's
+    other vectors: in the dcim kernel (hls/dcim/dcim_top.cpp, mode 2) the exact path
+    fully rewrites a vector's input planes (unpack_input clears each plane word at its
+    first byte) and sets each accumulator at its channel's first step before adding to
+    it; the ADC path clears its accumulators per vector, and its block table
+    (prepare_blocks) is a function of the loaded weights, k_rows and rows_on, rebuilt by
+    each copy that meets a new geometry; lane_x / lane_p / lane_v are written before
+    they are read in every step.
+
+    Every other call (loads of weights, requantizer) runs on every copy, concurrently,
+    so all copies hold the same state; shorter vector calls, and calls given too few
+    input words (refused: nothing consumed, nothing written), run on the first copy.
+    """
+
+    def __init__(self, kernel: KernelDecl | str, workers: int, hls_dir: Path | None = None,
+                 cxx: str | None = None, min_part_words: int = MIN_PART_WORDS):
+        self.decl = KERNELS[kernel] if isinstance(kernel, str) else kernel
+        if self.decl.vector_mode is None:
+            raise ConfigError(f"kernel {self.decl.name} declares no vector_mode, so its "
+                              "calls cannot be split; use CsimKernel")
+        if workers < 2:
+            raise ConfigError(f"a ParallelCsimKernel needs at least 2 workers, not "
+                              f"{workers}; use CsimKernel for one")
+        self.copies = [CsimKernel(self.decl, hls_dir, cxx) for _ in range(workers)]
+        self.build = self.copies[0].build
+        self._vector_mode = self.decl.modes[self.decl.vector_mode]
+        self.min_part_words = max(1, min_part_words)
+        self._pool = ThreadPoolExecutor(workers - 1,
+                                        thread_name_prefix=f"csim-{self.decl.name}")
+
+    @property
+    def workers(self) -> int:
+        return len(self.copies)
+
+    def args_array(self, args: Mapping[str, int]) -> np.ndarray:
+        """As :meth:`CsimKernel.args_array`."""
+        return self.copies[0].args_array(args)
+
+    def words_needed(self, args: Mapping[str, int]) -> int:
+        """As :meth:`CsimKernel.words_needed`."""
+        return self.copies[0].words_needed(args)
+
+    def words_out(self, args: Mapping[str, int]) -> int:
+        """As :meth:`CsimKernel.words_out`."""
+        return self.copies[0].words_out(args)
+
+    def _on_copies(self, calls: list[tuple[Mapping[str, int], np.ndarray, np.ndarray]]):
+        """Results of ``calls[i]`` run on copy i, the first in this thread and the rest on
+        the pool, all finished before this returns; the first error is raised."""
+        futures = [self._pool.submit(kernel.run, *call)
+                   for kernel, call in zip(self.copies[1:], calls[1:])]
+        try:
+            first = self.copies[0].run(*calls[0])
+        finally:
+            wait(futures)
+        return [first, *(f.result() for f in futures)]
+
+    def run(self, args: Mapping[str, int], in_words: np.ndarray,
+            in_last: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """As :meth:`CsimKernel.run`: one call on the head of the input stream."""
+        if int(args.get("mode", 0)) != self._vector_mode:
+            return self._on_copies([(args, in_words, in_last)] * self.workers)[0]
+        n_vec = int(args.get(self.decl.vector_count, 0))
+        need = self.words_needed(args)
+        parts = min(self.workers, n_vec, need // self.min_part_words)
+        if parts < 2 or np.shape(in_words) != np.shape(in_last) or np.size(in_words) < need:
+            return self.copies[0].run(args, in_words, in_last)
+        per_vec = self.words_needed({**args, self.decl.vector_count: 1})
+        if per_vec * n_vec != need:
+            raise HardwareError(f"{self.decl.name} mode {self.decl.vector_mode} reads "
+                                f"{need} words for {n_vec} vectors, not {per_vec} per "
+                                "vector, so its calls cannot be split; remove its "
+                                "vector_mode in overlay_shape.py")
+        bounds = [n_vec * i // parts for i in range(parts + 1)]
+        calls = [({**args, self.decl.vector_count: hi - lo},
+                  in_words[lo * per_vec:hi * per_vec], in_last[lo * per_vec:hi * per_vec])
+                 for lo, hi in pairwise(bounds)]
+        results = self._on_copies(calls)
+        out_last = [last for _, _, last in results]   # fresh arrays (CsimKernel.run)
+        for last in out_last[:-1]:
+            last[-1:] = False
+        return (sum(consumed for consumed, _, _ in results),
+                np.concatenate([words for _, words, _ in results]), np.concatenate(out_last))

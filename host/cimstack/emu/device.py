@@ -46,6 +46,7 @@ from pynq.pl_server.device import Device
 
 from ..errors import DmaTimeout, HardwareError
 from ..overlay_shape import ARG_BASE, KERNELS, overlay_shape
+from .csim import csim_kernel
 from .dma import AxiDmaModel
 from .hls_ip import HlsIpModel
 from .hwh import clock_plan
@@ -64,15 +65,15 @@ KernelFactory = Callable[[], object]
 
 
 def _default_kernel_factory(ip_name: str, vlnv: str) -> KernelFactory | None:
-    """The C-simulation kernel for a known cimstack VLNV, built on first AP_START."""
+    """The C-simulation kernel for a known cimstack VLNV, built on first AP_START
+    (:func:`~cimstack.emu.csim.csim_kernel`: split over ``CIMSTACK_CSIM_WORKERS``
+    copies when the kernel declares a vector mode)."""
     decl = next((k for k in KERNELS.values() if k.vlnv == vlnv), None)
     if decl is None:
         return None
 
     def build():
-        from .csim import CsimKernel      # provided by the C-simulation module
-        maker = getattr(CsimKernel, "for_kernel", None)
-        return maker(decl) if maker is not None else CsimKernel(decl)
+        return csim_kernel(decl)
 
     return build
 
