@@ -163,3 +163,25 @@ def test_neuron_options_over_their_whole_ranges(seed, w_bits, v_bits, leak_shift
     fast = run_snn(net, frames, keep_spikes=True, engine="events")
     np.testing.assert_array_equal(fast.spikes["fc"], gold.spikes["fc"])
     np.testing.assert_array_equal(fast.v_final, gold.v_final)
+
+
+@settings(max_examples=80, deadline=None)
+@given(n_words=st.integers(0, 40), density=st.sampled_from([0.0, 0.03, 0.3, 1.0]),
+       seed=st.integers(0, 10_000))
+@example(n_words=0, density=0.0, seed=0)           # no words
+@example(n_words=8, density=1.0, seed=0)           # one full mask: 64 set bits
+@example(n_words=13, density=1.0, seed=1)          # a partial last group, all set
+@example(n_words=16, density=0.0, seed=2)          # whole groups, none set
+@example(n_words=1, density=1.0, seed=3)           # one word alone
+def test_set_bytes_lists_every_set_flag(n_words, density, seed):
+    """``_set_bytes`` gives the ascending indices of the set 0/1 bytes, on word counts
+    with and without a partial group of 8, masks with fewer and more set bits than
+    UNROLLED; its branch-free writes stay inside the documented room (guards after it
+    keep their values)."""
+    flags = (np.random.default_rng(seed).random(8 * n_words) < density).astype(np.uint8)
+    room = flags.size + snn_fast.UNROLLED
+    buf = np.full(room + 16, -1, np.int32)
+    n = snn_fast._set_bytes(flags.view(np.uint64), buf[:room])
+    assert n == int(flags.sum())
+    np.testing.assert_array_equal(buf[:n], np.flatnonzero(flags))
+    assert (buf[room:] == -1).all()

@@ -2,8 +2,8 @@
 
 The same integers as the dense engine of :func:`cimstack.ref.snn.run_snn` (a test),
 computed the way the event core works: per sample and timestep, every layer takes the
-addresses of its input spikes, adds each one's weight slice into the currents of the
-neurons it reaches, steps all its neurons and hands the addresses of their spikes to
+indices of its input spikes, adds each one's weight slice into the currents of the
+neurons it reaches, steps all its neurons and hands the indices of their spikes to
 the next layer. The work is proportional to the synaptic operations, not to the dense
 maps, and one compiled call runs the whole network over all timesteps (samples in
 parallel), with no Python loop per timestep or layer.
@@ -13,28 +13,47 @@ Layout inside the kernel: conv currents and membranes are channels-last
 run (with a stride above 1: one run of N weights per output reached, after one division
 per axis and event); kernel rows are padded with zero weights to whole 16-lane vectors
 (LANES), which a full row adds too, so that its run is whole vectors (N = 12, k = 5: one
-64-lane pass instead of 8-lane and scalar steps); OR-pooling in front of a layer maps
-and de-duplicates the incoming addresses through lookup tables (no divisions per event).
-Currents are int16 when no neuron's sum of ``|w|`` over its inputs can leave int16
-(twice the lanes per vector), else int32; membranes are int16 (``v_bits <= 16``). The
-neuron settings reach the kernel as an int16 table, so that the compiler keeps the
-neuron step in 16-bit vector lanes (numba computes in int64 otherwise; with int16
-currents, no leak and saturation the step is a saturating add, a clamp and a compare per
-16 neurons). Spike addresses come from 8-byte words of fire flags, a word with one spike
-in two multiplications (:func:`_set_bytes`). Per call, the Python side builds the tables
-and work arrays anew (under 1 ms on the benchmark network; not cached, since an
-``SnnNet`` and its weight arrays can change between calls) and hands the input frames
-over without a copy when a frame is whole 8-byte words. Optional: without numba the
-reference uses the dense engine.
+64-lane pass instead of 8-lane and scalar steps). Spikes travel between layers as
+channels-last indices (the network input as addresses): OR-pooling in front of a layer
+maps and de-duplicates them through a lookup table (no divisions per event) and a conv
+layer reads each event's (c, y, x) from a table in that order, so that the lookups of
+a timestep's events walk their tables forwards; fc weight rows are stored in the same
+order; addresses ((C, H, W) order) are looked up only for the kept spikes and the
+output counts. Currents are int16 when no neuron's sum of ``|w|`` over its inputs can
+leave int16 (twice the lanes per vector), else int32; membranes are int16
+(``v_bits <= 16``). The neuron settings reach the kernel as an int16 table, so that the
+compiler keeps the neuron step in 16-bit vector lanes (numba computes in int64
+otherwise; with int16 currents, no leak and saturation the step is a saturating add, a
+clamp and a compare per 16 neurons). Spike indices come from the fire flags 64 at a
+time (:func:`_set_bytes`: eight multiplications pack them into a bit mask, then one
+trailing-zero count per spike, without a branch per flag word). The lookup tables and
+event lists are int32. Per call, the Python side builds the weights and work arrays
+anew (about 0.35 ms on the benchmark network; not cached, since an ``SnnNet`` and its
+weight arrays can change between calls; the tables that depend on shapes only are
+cached) and hands the input frames over without a copy when a frame is whole 8-byte
+words.
+
+Measured on the benchmark network (bench/bench_snn.py), one thread, CPU time of the old
+and new engine alternating in one process on a loaded machine: the mask-based spike
+collection 1.18x faster overall (it took about 17% of the time, mostly mispredicted
+branches on the flag words), the int32 tables and event lists 1.03-1.05x, the
+channels-last event order 1.03x; what is left is the conv additions (about 78% of the
+time: per kernel-row run the loop set-up, the overlap check of currents and weights,
+and the 8-lane tail of 160-value conv2 runs). Optional: without numba the reference
+uses the dense engine.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 try:
     import numba
-    from numba import njit, prange
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.extending import intrinsic
 except ImportError:          # pragma: no cover - numba not installed
     numba = None
 
@@ -50,42 +69,68 @@ AVAILABLE = numba is not None
 # int16 lanes of a 256-bit vector: conv kernel rows are padded with zero weights to a
 # multiple of this, and the currents have this many spare entries at their end
 LANES = 16
-# multipliers of _set_bytes: a one in every byte, and byte j holding 7 - j
-BYTE_ONES = np.uint64(0x0101010101010101)
-BYTE_INDICES = np.uint64(0x0001020304050607)
+# multiplier of _set_bytes: a word of 0/1 bytes times this holds byte j in bit 56 + j
+BYTE_BITS = np.uint64(0x0102040810204080)
+# set bits of a 64-flag mask that _set_bytes writes without a branch per bit
+UNROLLED = 4
 # columns of the per-sample statistics: LayerStats fields
 STAT_FIELDS = ("events_in", "active_steps", "sops", "slices_in", "events_out")
 
 
 if AVAILABLE:
+    @intrinsic
+    def _bit_count(typingctx, mask):
+        """Set bits of a uint64 (one popcnt)."""
+        def codegen(context, builder, signature, args):
+            return builder.ctpop(args[0])
+        return types.uint64(types.uint64), codegen
+
+    @intrinsic
+    def _trailing_zeros(typingctx, mask):
+        """Zero bits below the lowest set one of a uint64 (64 for 0; one tzcnt)."""
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+        return types.uint64(types.uint64), codegen
+
+    @njit(cache=True, nogil=True)
+    def _packed(word):                            # pragma: no cover - compiled
+        """The 8 bytes (each 0 or 1) of ``word`` as the bits of one byte (byte j in
+        bit j)."""
+        return (word * BYTE_BITS) >> np.uint64(56)
+
     @njit(cache=True, nogil=True)
     def _set_bytes(words, ev):                    # pragma: no cover - compiled
         """Indices of the set bytes (each 0 or 1, 8 per word) of ``words`` into ``ev``,
-        ascending; returns their count. Without a branch per byte: times 0x0101..01 the
-        top byte of a word is its number of set bytes and times 0x0001..07 the sum of
-        their indices (no carries: the sums stay below 256), which is the index when
-        there is one; a word with more takes all 8 bytes, writing every index and
-        counting the set ones (``ev`` has room for 7 entries past the last one)."""
-        flags = words.view(np.uint8)
+        ascending; returns their count. Per 8 words (64 flags): each word times
+        BYTE_BITS packs its 8 bytes into its top byte (byte j into bit j) and the 8
+        packed bytes form a 64-bit mask; the indices of its first UNROLLED set bits are
+        written without a branch per bit (trailing zeros of the mask, lowest bit cleared;
+        past the last set bit the writes are junk the count leaves out, ``ev`` has room
+        for UNROLLED entries past the last one), the rest, if any, in a loop."""
         n = 0
-        for i in range(words.size):
-            word = words[i]
-            if word == 0:
-                continue
-            if (word * BYTE_ONES) >> np.uint64(56) == 1:
-                ev[n] = 8 * i + np.int64((word * BYTE_INDICES) >> np.uint64(56))
-                n += 1
+        for g in range(0, words.size, 8):
+            mask = np.uint64(0)
+            if g + 8 <= words.size:               # (a fixed count: unrolled)
+                for j in range(8):
+                    mask |= _packed(words[g + j]) << np.uint64(8 * j)
             else:
-                for b in range(8 * i, 8 * i + 8):
-                    ev[n] = b
-                    n += flags[b]
+                for j in range(words.size - g):
+                    mask |= _packed(words[g + j]) << np.uint64(8 * j)
+            count = np.int64(_bit_count(mask))
+            for r in range(UNROLLED):
+                ev[n + r] = 8 * g + np.int64(_trailing_zeros(mask))
+                mask &= mask - np.uint64(1)
+            for r in range(n + UNROLLED, n + count):
+                ev[r] = 8 * g + np.int64(_trailing_zeros(mask))
+                mask &= mask - np.uint64(1)
+            n += count
         return n
 
     @njit(cache=True, nogil=True)
     def _pool_addresses(p, tab, src, n_src, dst, mark):  # pragma: no cover - compiled
-        """OR-pooling of event addresses: maps ``src[:n_src]`` (on the source map) to
-        the pooled map (table at P_POOL_OFF, -1 on the cropped border) and drops
-        repeats; returns the count."""
+        """OR-pooling of events: maps the indices ``src[:n_src]`` (on the source map)
+        to channels-last indices on the pooled map (table at P_POOL_OFF, -1 on the
+        cropped border) and drops repeats; returns the count."""
         off = p[P_POOL_OFF]
         n = 0
         for e in range(n_src):
@@ -221,19 +266,18 @@ if AVAILABLE:
 
     @njit(cache=True, nogil=True)
     def _emit(p, tab, fired_words, ev, spikes_t, counts):  # pragma: no cover - compiled
-        """Addresses (C, H, W order) of the set bytes of ``fired_words`` into ``ev``;
-        marks them in ``spikes_t`` (when kept) and ``counts`` (last layer only, when
-        given); returns their count."""
+        """Channels-last indices of the set bytes of ``fired_words`` into ``ev`` (the
+        order the next layer's tables take); marks their addresses (C, H, W order) in
+        ``spikes_t`` (when kept) and ``counts`` (last layer only, when given); returns
+        their count."""
         n_ev = _set_bytes(fired_words, ev)
         off = p[P_ADDR_OFF]                           # channels-last index -> address
-        for e in range(n_ev):
-            ev[e] = tab[off + ev[e]]
         if spikes_t.size:
             for e in range(n_ev):
-                spikes_t[p[P_SPK_OFF] + ev[e]] = True
+                spikes_t[p[P_SPK_OFF] + tab[off + ev[e]]] = True
         if counts.size:
             for e in range(n_ev):
-                counts[ev[e]] += 1
+                counts[tab[off + ev[e]]] += 1
         return n_ev
 
     @njit(parallel=True, cache=True, nogil=True)
@@ -303,32 +347,56 @@ def _row_length(k: int, n: int) -> int:
     return -(-k * n // LANES) * LANES
 
 
-def _kernel_weights(layer) -> np.ndarray:
+def _kernel_weights(layer, in_shape: tuple, channels_last: bool) -> np.ndarray:
     """conv ``[N, C, k, k]`` -> ``[C, k, row]``: per kernel row the k columns reversed,
-    N weights each, then zeros up to :func:`_row_length`; fc ``[N, K]`` -> ``[K, N]``."""
+    N weights each, then zeros up to :func:`_row_length`; fc ``[N, K]`` -> ``[K, N]``,
+    rows in the order of the input indices (of the (C, H, W) map ``in_shape``)."""
     if layer.op == "fc":
-        return layer.weight.T.reshape(-1)
+        rows = np.empty_like(layer.weight.T)
+        rows[_index_grid(in_shape, channels_last).reshape(-1)] = layer.weight.T
+        return rows.reshape(-1)
     n, c, k, _ = layer.weight.shape
-    rows = layer.weight.transpose(1, 2, 3, 0)[:, :, ::-1, :].reshape(c, k, k * n)
-    return np.pad(rows, ((0, 0), (0, 0), (0, _row_length(k, n) - k * n))).reshape(-1)
+    rows = np.zeros((c, k, _row_length(k, n)), layer.weight.dtype)
+    rows[:, :, :k * n] = layer.weight.transpose(1, 2, 3, 0)[:, :, ::-1, :].reshape(c, k, k * n)
+    return rows.reshape(-1)
 
 
-def _pool_table(src: tuple, k: int) -> np.ndarray:
-    """Pooled address of every address of a ``src`` (C, H, W) map, -1 where the
-    floor crop drops it."""
+def _index_grid(shape: tuple, channels_last: bool) -> np.ndarray:
+    """Index of every (c, y, x) of a (C, H, W) map, ``[C, H, W]``: its address
+    ``(c * H + y) * W + x``, or channels-last ``(y * W + x) * C + c``."""
+    c, h, w = shape
+    index = np.arange(c * h * w)
+    return (index.reshape(h, w, c).transpose(2, 0, 1) if channels_last
+            else index.reshape(c, h, w))
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_table(src: tuple, k: int, channels_last: bool) -> np.ndarray:
+    """For every index of a ``src`` (C, H, W) map (``channels_last`` or address
+    order), the channels-last index of its pooled position; -1 where the floor crop
+    drops it."""
     c, h, w = src
     cc, yy, xx = np.meshgrid(np.arange(c), np.arange(h) // k, np.arange(w) // k,
                              indexing="ij")
     ph, pw = h // k, w // k
-    return np.where((yy < ph) & (xx < pw), (cc * ph + yy) * pw + xx, -1).reshape(-1)
+    table = np.empty(c * h * w, np.int64)
+    table[_index_grid(src, channels_last)] = np.where((yy < ph) & (xx < pw),
+                                                      (yy * pw + xx) * c + cc, -1)
+    return table
 
 
-def _decode_table(shape: tuple) -> np.ndarray:
-    """(c, y, x) of every address of a (C, H, W) map, flattened."""
+@functools.lru_cache(maxsize=64)
+def _decode_table(shape: tuple, channels_last: bool) -> np.ndarray:
+    """(c, y, x) of every index of a (C, H, W) map (``channels_last`` or address
+    order), flattened."""
     grids = np.meshgrid(*(np.arange(d) for d in shape), indexing="ij")
-    return np.stack([g.reshape(-1) for g in grids], axis=1).reshape(-1)
+    table = np.empty((int(np.prod(shape)), 3), np.int64)
+    table[_index_grid(shape, channels_last).reshape(-1)] = np.stack(
+        [g.reshape(-1) for g in grids], axis=1)
+    return table.reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
 def _address_table(n: int, ho: int, wo: int) -> np.ndarray:
     """(N, Ho, Wo) address of every channels-last (Ho, Wo, N) neuron index."""
     return np.arange(n * ho * wo).reshape(n, ho, wo).transpose(1, 2, 0).reshape(-1)
@@ -343,6 +411,7 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
     b, t = x.shape[:2]
     rows, neurons, weights, tables, layers = [], [], [], [], []
     src = tuple(net.input_shape)                      # the map the events arrive on
+    src_cl = False          # its indices: addresses (the input), else channels-last
     pool, w_off, v_off, flag_off, tab_off = 1, 0, 0, 0, 0
     max_ev = int(np.prod(src))
 
@@ -357,6 +426,7 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
             pool *= layer.kernel
             continue
         in_shape = (src[0], src[1] // pool, src[2] // pool)
+        in_cl = src_cl or pool > 1                    # pooled indices are channels-last
         n, ho, wo = layer.out_shape if layer.op == "conv" else (layer.out_shape[0], 1, 1)
         conv = layer.op == "conv"
         k, pad, stride = ((layer.weight.shape[2], layer.padding, layer.stride) if conv
@@ -364,17 +434,17 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
         rows.append([
             0 if conv else 1, pool, in_shape[1], in_shape[2], n, ho, wo, k, pad, stride,
             w_off, v_off, flag_off, v_off,
-            table(_pool_table(src, pool)) if pool > 1 else -1,
-            table(_decode_table(in_shape)) if conv else -1,
+            table(_pool_table(src, pool, src_cl)) if pool > 1 else -1,
+            table(_decode_table(in_shape, in_cl)) if conv else -1,
             table(_address_table(n, ho, wo)), _row_length(k, n)])
         neurons.append(_neuron_params(layer))
-        weights.append(_kernel_weights(layer))
+        weights.append(_kernel_weights(layer, in_shape, in_cl))
         layers.append(layer)
         w_off += weights[-1].size
         v_off += layer.n_neurons
         flag_off += (layer.n_neurons + 7) // 8
         max_ev = max(max_ev, layer.n_neurons, int(np.prod(in_shape)))
-        src, pool = (n, ho, wo), 1
+        src, src_cl, pool = (n, ho, wo), True, 1
     params = np.array(rows, np.int64)
     small = max(_current_bound(l) for l in layers) <= np.iinfo(np.int16).max
     cur_type = np.int16 if small else np.int32
@@ -387,8 +457,9 @@ def run_events(net, x: np.ndarray, keep_spikes: bool = False):
     counts = np.zeros((b, layers[-1].n_neurons), np.int64)
     stats = np.zeros((b, len(layers), len(STAT_FIELDS)), np.int64)
     v_all = np.zeros((b, v_off), np.int16)              # v_bits <= 16
-    ev_all = np.empty((b, 3, max_ev + 7), np.int64)    # every entry written before read
-    _run(params, np.array(neurons, np.int16), w, np.concatenate(tables).astype(np.int64),
+    ev_all = np.empty((b, 3, max_ev + 7 + UNROLLED), np.int32)   # (_set_bytes' room; every
+    # entry is written before it is read)
+    _run(params, np.array(neurons, np.int16), w, np.concatenate(tables).astype(np.int32),
          x_bytes.view(np.uint64), np.zeros((b, v_off + LANES), cur_type), v_all,
          np.zeros((b, flag_off), np.uint64), ev_all, np.zeros((b, max_ev), np.uint8), spikes,
          counts, stats)
