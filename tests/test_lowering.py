@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
+from cimstack import threads
 from cimstack.bundle import MacroLayer, Requant
 from cimstack.config import DcimSpec
 from cimstack.errors import ConfigError
-from cimstack.ref import lowering
+from cimstack.ref import dcim, lowering
 from cimstack.ref.dcim import macro_conv, macro_matmul
 from cimstack.ref.lowering import lower_conv, lower_taps, tap_matrix
 from cimstack.ref.network import reference_engine, run_network
@@ -106,6 +107,33 @@ def test_macro_conv_equals_the_macro_on_lowered_vectors(case):
     want = macro_matmul(lower_conv(x, layer, pad_value), layer.matrix(), layer.w_bits,
                         layer.x_bits, spec)
     np.testing.assert_array_equal(macro_conv(x, layer, spec, pad_value), want)
+
+
+@settings(max_examples=80)
+@given(dcim_conv(), st.integers(1, 1 << 14), st.integers(1, 3))
+@example((MacroLayer("conv", "conv2d", np.ones((2, 1, 1, 1), np.int8), 4, 4,
+                     Requant(np.ones(2, np.int64), np.zeros(2, np.int64), 0, 0, 15),
+                     (1, 1, 1), (2, 1, 1)), DcimSpec(), np.full((3, 1, 1, 1), 15, np.uint8), 0),
+         1, 2)                                    # one image per chunk, on two threads
+def test_macro_conv_in_chunks_of_images_with_then(case, chunk_bytes, cores):
+    """Any chunk size (down to one image per chunk, the last chunk short), the chunks on
+    one to three threads, and ``then`` applied chunk by chunk: the same rows as ``then``
+    of the whole lowered product."""
+    layer, spec, x, pad_value = case
+    rq = layer.requant
+    then = lambda acc: requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi,  # noqa: E731
+                                  dtype=code_type(rq.lo, rq.hi))
+    want = then(macro_matmul(lower_conv(x, layer, pad_value), layer.matrix(), layer.w_bits,
+                             layer.x_bits, spec))
+    saved = dcim._LOWERED_BYTES, dcim.usable_cores, threads.usable_cores
+    dcim._LOWERED_BYTES = chunk_bytes
+    dcim.usable_cores = threads.usable_cores = lambda: cores
+    try:
+        got = macro_conv(x, layer, spec, pad_value, then=then)
+    finally:
+        dcim._LOWERED_BYTES, dcim.usable_cores, threads.usable_cores = saved
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
 
 
 def test_a_product_past_float32_is_taken_in_float64():

@@ -51,9 +51,9 @@ def _dcim_reference(layer: MacroLayer, x_mat: np.ndarray, bundle: Bundle) -> np.
 def _dcim_reference_conv(layer: MacroLayer, x: np.ndarray, pad_value: int,
                          bundle: Bundle) -> np.ndarray:
     rq = layer.requant
-    acc = macro_conv(x, layer, bundle.dcim, pad_value, as_float=True)
-    return requantize(acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi,
-                      dtype=code_type(rq.lo, rq.hi))
+    code = code_type(rq.lo, rq.hi)
+    return macro_conv(x, layer, bundle.dcim, pad_value, then=lambda acc: requantize(
+        acc, rq.multiplier, rq.bias, rq.shift, rq.lo, rq.hi, dtype=code))
 
 
 def _dcim_cycles(layer: MacroLayer, bundle: Bundle) -> LayerCost:

@@ -9,16 +9,20 @@ the same numbers, taking the plain integer product when the partial sums are exa
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..bundle import check_binary_blocks, weight_range
 from ..config import DcimSpec, check_range
 from ..errors import ConfigError
 from ..mapping.tiling import kept_blocks
+from ..threads import map_on_cores, usable_cores
 from . import lowering
 
 _CHUNK_ELEMENTS = 1 << 24      # bounds the float32 partial-sum tensor of one chunk
 _FLOAT_CHUNK = 1 << 21         # input elements converted to float per product chunk
+_LOWERED_BYTES = 1 << 20       # lowered conv inputs per chunk: in a core's L2 with its product
 
 
 def check_operands(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
@@ -124,25 +128,50 @@ def macro_matmul(x: np.ndarray, w: np.ndarray, w_bits: int, x_bits: int,
 
 
 def macro_conv(x: np.ndarray, layer, spec: DcimSpec, pad_value: int = 0,
-               as_float: bool = False) -> np.ndarray:
+               as_float: bool = False,
+               then: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """:func:`macro_matmul` of a conv ``layer`` (:class:`~cimstack.bundle.MacroLayer`) on
     its NCHW unsigned codes ``x`` padded with ``pad_value``: [B*Ho*Wo, N], rows as
-    :func:`~cimstack.ref.lowering.lower_conv` gives them.
+    :func:`~cimstack.ref.lowering.lower_conv` gives them; with ``then``, ``then`` of it
+    (a function of rows, e.g. the layer's requantizer).
 
     With exact partial sums the product does not depend on the order of K, so the
     inputs are lowered tap-major straight into the product's float type
-    (:func:`~cimstack.ref.lowering.lower_taps`, the weight rows permuted to match);
-    otherwise (or without numba) the macro's lowering and :func:`macro_matmul`."""
+    (:func:`~cimstack.ref.lowering.lower_taps`, the weight rows permuted to match), a
+    chunk of images at a time into one buffer of about :data:`_LOWERED_BYTES` that stays
+    in the cache with its product, and ``then`` runs on each chunk's product while it is
+    there; otherwise (or without numba) the macro's lowering and :func:`macro_matmul`."""
     w = layer.matrix()
     if not (spec.psum_exact and lowering.AVAILABLE):
-        return macro_matmul(lowering.lower_conv(x, layer, pad_value), w, layer.w_bits,
-                            layer.x_bits, spec, as_float)
+        y = macro_matmul(lowering.lower_conv(x, layer, pad_value), w, layer.w_bits,
+                         layer.x_bits, spec, as_float or then is not None)
+        return then(y) if then is not None else y
     _check_values(x, w, layer.w_bits, layer.x_bits, spec.rows_on)
+    b, c = x.shape[:2]
     kh, kw = layer.weight.shape[2:]
+    _, ho, wo = layer.out_shape
     dtype = product_type(w.shape[0], layer.w_bits, layer.x_bits)
-    product = (lowering.lower_taps(x, layer, pad_value, dtype)
-               @ lowering.tap_matrix(w, x.shape[1], kh * kw, dtype))
-    return product if as_float else product.astype(np.int64)
+    w_taps = lowering.tap_matrix(w, c, kh * kw, dtype)
+    rows = ho * wo                                       # output vectors per image
+    cores = usable_cores()
+    step = max(1, min(_LOWERED_BYTES // (rows * w.shape[0] * np.dtype(dtype).itemsize),
+                      -(-b // cores)))                   # images per chunk
+    chunks = [(start, min(b, start + step)) for start in range(0, b, step)]
+
+    def run(spans: list[tuple[int, int]]) -> list[np.ndarray]:
+        lowered = np.empty((step * rows, w.shape[0]), dtype)       # reused by every chunk
+        pieces = []
+        for start, stop in spans:
+            product = lowering.lower_taps(x[start:stop], layer, pad_value, dtype,
+                                          lowered[:(stop - start) * rows]) @ w_taps
+            pieces.append(then(product) if then is not None
+                          else product if as_float else product.astype(np.int64))
+        return pieces
+
+    groups = [chunks[i::cores] for i in range(min(cores, len(chunks)))]
+    done = dict(zip((start for spans in groups for start, _ in spans),
+                    (y for pieces in map_on_cores(run, groups) for y in pieces)))
+    return np.concatenate([done[start] for start, _ in chunks])
 
 
 def product_type(k: int, w_bits: int, x_bits: int) -> type:

@@ -49,21 +49,32 @@ def lower_conv(x: np.ndarray, layer, pad_value: int = 0) -> np.ndarray:
 
 if AVAILABLE:
     @njit(cache=True, nogil=True)
-    def _lower(x, kh, kw, stride, dilation, pad, pad_value, ho, wo,
+    def _lower(x, c, kh, kw, stride, dilation, pad, pad_value, ho, wo,
                out):                                          # pragma: no cover - compiled
-        b, h, w, c = x.shape
+        # x: NHWC codes as [B, H, W*C]; an undilated kernel row inside the image is one
+        # run of kw*C contiguous codes, copied at once (half the time with C = 3)
+        b, h, wc = x.shape
+        w, span = wc // c, kw * c
         r = 0
         for n in range(b):
             for oy in range(ho):
                 for ox in range(wo):
+                    ix0 = ox * stride - pad
+                    whole_rows = dilation == 1 and ix0 >= 0 and ix0 + kw <= w
                     col = 0
                     for ky in range(kh):
                         iy = oy * stride + ky * dilation - pad
+                        if whole_rows and 0 <= iy < h:
+                            dst, src = out[r, col:col + span], x[n, iy, ix0 * c:ix0 * c + span]
+                            for i in range(span):
+                                dst[i] = src[i]
+                            col += span
+                            continue
                         for kx in range(kw):
-                            ix = ox * stride + kx * dilation - pad
+                            ix = ix0 + kx * dilation
                             dst = out[r, col:col + c]
                             if 0 <= iy < h and 0 <= ix < w:
-                                src = x[n, iy, ix]
+                                src = x[n, iy, ix * c:ix * c + c]
                                 for ci in range(c):
                                     dst[ci] = src[ci]
                             else:
@@ -72,15 +83,20 @@ if AVAILABLE:
                     r += 1
 
 
-def lower_taps(x: np.ndarray, layer, pad_value: int, dtype: type) -> np.ndarray:
+def lower_taps(x: np.ndarray, layer, pad_value: int, dtype: type,
+               out: np.ndarray | None = None) -> np.ndarray:
     """:func:`lower_conv` with the row order ``(ky*kw + kx)*C + c``, as ``dtype``
-    [B*Ho*Wo, kh*kw*C]. Needs numba (:data:`AVAILABLE`)."""
+    [B*Ho*Wo, kh*kw*C], written into ``out`` when given (a C-contiguous array of that
+    shape and type: a caller's buffer reused chunk by chunk). Needs numba
+    (:data:`AVAILABLE`)."""
     b, c = x.shape[:2]
     kh, kw = layer.weight.shape[2:]
     _, ho, wo = layer.out_shape
-    out = np.empty((b * ho * wo, kh * kw * c), dtype)
-    _lower(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), kh, kw, layer.stride,
-           layer.dilation, layer.padding, pad_value, ho, wo, out)
+    if out is None:
+        out = np.empty((b * ho * wo, kh * kw * c), dtype)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    _lower(nhwc.reshape(b, nhwc.shape[1], -1), c, kh, kw, layer.stride, layer.dilation,
+           layer.padding, pad_value, ho, wo, out)
     return out
 
 
