@@ -5,7 +5,7 @@ The network is the CIFAR-shaped ResNet-8 of the QONNX import tests
 (``tests/qonnx_models.py``: Brevitas ``QuantBasicBlock`` blocks, residual adds,
 4-bit activations, seeded random weights), exported to QONNX and imported into a
 bundle; the batch is 64 seeded random images (:func:`cimstack.data.random_images`).
-Each figure is the median of 7 rounds after one warm-up, the rounds interleaving every
+Each figure is the median of 11 rounds after one warm-up, the rounds interleaving every
 run so that all see the same machine load (the cores are shared). Torch runs
 the same network twice: the Brevitas module in eval mode (fake quantization on every
 tensor) and a plain float network with the same layers and the dequantized weights
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from qonnx_models import export, resnet8  # noqa: E402  (the tests' network builders)
 
 BATCH = 64
-REPEAT = 7          # rounds; the overlay takes about 1.3 s a round
+REPEAT = 11         # rounds; the overlay takes about 0.5 s a round
 
 
 def lowered_products(bundle, x_int: np.ndarray) -> list:
