@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 HOST_ONLY = ("torch", "brevitas", "tonic", "numba", "sklearn", "matplotlib", "typer", "rich",
-             "snntorch")
+             "snntorch", "threadpoolctl")
 BOARD_MODULES = ("cimstack.hw.overlay", "cimstack.deploy.runner", "cimstack.backends",
                  "cimstack.ref.network", "cimstack.ref.snn", "cimstack.bundle",
                  "cimstack.snn_bundle", "cimstack.verify.compare")

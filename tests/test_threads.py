@@ -1,6 +1,7 @@
 """map_on_cores: every part's result in order, a part's error raised to the caller, BLAS
 on one thread while the parts run and as before afterwards."""
 
+import sys
 import threading
 
 import numpy as np
@@ -59,3 +60,13 @@ def test_an_error_in_a_part_reaches_the_caller(monkeypatch):
 
     with pytest.raises(ValueError, match="part 2 failed"):
         map_on_cores(part, [0, 1, 2, 3])
+
+
+def test_without_threadpoolctl_the_parts_still_run(monkeypatch):
+    """A board's Python has NumPy and pynq only: no BLAS control, the same results."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "_pool", None)
+    monkeypatch.setattr(threads, "_blas", None)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)     # importing it fails
+    assert map_on_cores(lambda v: v + 1, [1, 2, 3]) == [2, 3, 4]
+    assert threads._blas is None and threads._pool is not None

@@ -1,5 +1,6 @@
-"""The host's cores for work split into independent parts: how many this process may use,
-and a map of a function over parts on that many threads.
+"""The host's cores for work split into independent parts: how many this process may use
+(its CPU affinity: ``taskset -c 0 cimstack ...`` keeps cimstack on one core), and a map of
+a function over parts on that many threads.
 
 The parts' functions are expected to spend their time in code that releases the GIL
 (numba ``nogil`` kernels, NumPy's BLAS products). While the parts run, BLAS keeps to one
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Callable, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -35,8 +37,11 @@ def _shared_pool() -> tuple[ThreadPoolExecutor, object]:
     global _pool, _blas
     with _lock:
         if _pool is None:
-            from threadpoolctl import ThreadpoolController
-            _blas = ThreadpoolController()
+            try:
+                from threadpoolctl import ThreadpoolController
+                _blas = ThreadpoolController()
+            except ImportError:          # a board's Python: BLAS threads left as they are
+                _blas = None
             _pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="cimstack")
         return _pool, _blas
 
@@ -48,5 +53,5 @@ def map_on_cores(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     if len(parts) <= 1 or usable_cores() == 1:
         return [fn(part) for part in parts]
     pool, blas = _shared_pool()
-    with blas.limit(limits=1, user_api="blas"):
+    with blas.limit(limits=1, user_api="blas") if blas is not None else nullcontext():
         return list(pool.map(fn, parts))

@@ -159,13 +159,16 @@ def macro_conv(x: np.ndarray, layer, spec: DcimSpec, pad_value: int = 0,
     chunks = [(start, min(b, start + step)) for start in range(0, b, step)]
 
     def run(spans: list[tuple[int, int]]) -> list[np.ndarray]:
-        lowered = np.empty((step * rows, w.shape[0]), dtype)       # reused by every chunk
+        # buffers reused by every chunk (a fresh one per chunk faulted its pages in anew)
+        lowered = np.empty((step * rows, w.shape[0]), dtype)
+        product = np.empty((step * rows, w.shape[1]), dtype)
         pieces = []
         for start, stop in spans:
-            product = lowering.lower_taps(x[start:stop], layer, pad_value, dtype,
-                                          lowered[:(stop - start) * rows]) @ w_taps
-            pieces.append(then(product) if then is not None
-                          else product if as_float else product.astype(np.int64))
+            m = (stop - start) * rows
+            np.matmul(lowering.lower_taps(x[start:stop], layer, pad_value, dtype,
+                                          lowered[:m]), w_taps, out=product[:m])
+            pieces.append(then(product[:m]) if then is not None
+                          else product[:m].copy() if as_float else product[:m].astype(np.int64))
         return pieces
 
     groups = [chunks[i::cores] for i in range(min(cores, len(chunks)))]
