@@ -70,3 +70,21 @@ def test_without_threadpoolctl_the_parts_still_run(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)     # importing it fails
     assert map_on_cores(lambda v: v + 1, [1, 2, 3]) == [2, 3, 4]
     assert threads._blas is None and threads._pool is not None
+
+
+def test_a_map_inside_a_part_runs_in_that_part(monkeypatch):
+    """Parts that map again (on every pool thread at once) finish: the inner maps run in
+    their part's thread instead of waiting for the occupied pool."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    barrier = threading.Barrier(2, timeout=30)
+
+    def part(v):
+        barrier.wait()                        # both pool threads busy with a part
+        return sum(map_on_cores(lambda u: u * v, [1, 2, 3]))
+
+    result = []
+    outer = threading.Thread(target=lambda: result.append(map_on_cores(part, [1, 10])),
+                             daemon=True)             # a deadlock fails, it does not hang
+    outer.start()
+    outer.join(timeout=60)
+    assert result == [[6, 60]], "the nested map did not finish within 60 s"

@@ -24,6 +24,7 @@ R = TypeVar("R")
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _blas = None                  # threadpoolctl's controller, made on first use
+_PREFIX = "cimstack-part"      # the pool's thread names
 
 
 def usable_cores() -> int:
@@ -42,15 +43,17 @@ def _shared_pool() -> tuple[ThreadPoolExecutor, object]:
                 _blas = ThreadpoolController()
             except ImportError:          # a board's Python: BLAS threads left as they are
                 _blas = None
-            _pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="cimstack")
+            _pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix=_PREFIX)
         return _pool, _blas
 
 
 def map_on_cores(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     """``[fn(part) for part in parts]``, the parts on up to :func:`usable_cores` threads
     with BLAS on one thread each; in the calling thread alone when there is one part or
-    one core. An exception of any part is raised here."""
-    if len(parts) <= 1 or usable_cores() == 1:
+    one core, or when the caller is itself running a part (a nested map would wait on
+    the threads it occupies). An exception of any part is raised here."""
+    nested = threading.current_thread().name.startswith(_PREFIX)
+    if len(parts) <= 1 or usable_cores() == 1 or nested:
         return [fn(part) for part in parts]
     pool, blas = _shared_pool()
     with blas.limit(limits=1, user_api="blas") if blas is not None else nullcontext():
