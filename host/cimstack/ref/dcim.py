@@ -171,10 +171,10 @@ def macro_conv(x: np.ndarray, layer, spec: DcimSpec, pad_value: int = 0,
                           else product[:m].copy() if as_float else product[:m].astype(np.int64))
         return pieces
 
-    groups = [chunks[i::cores] for i in range(min(cores, len(chunks)))]
-    done = dict(zip((start for spans in groups for start, _ in spans),
-                    (y for pieces in map_on_cores(run, groups) for y in pieces)))
-    return np.concatenate([done[start] for start, _ in chunks])
+    parts = min(cores, len(chunks))                     # consecutive chunks per core
+    groups = [chunks[len(chunks) * i // parts:len(chunks) * (i + 1) // parts]
+              for i in range(parts)]
+    return np.concatenate([y for pieces in map_on_cores(run, groups) for y in pieces])
 
 
 def product_type(k: int, w_bits: int, x_bits: int) -> type:
