@@ -85,3 +85,20 @@ def test_block_table_follows_rows_on(kernel):
         spec = DcimSpec(rows=rows_on * 16, rows_on=rows_on, psum_bits=psum_bits or None)
         np.testing.assert_array_equal(streams.unpack_outputs(out, n, len(x)),
                                       macro_matmul(x, w, w_bits, x_bits, spec))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 5), st.integers(1, 40), st.integers(0, 2**32 - 1), st.booleans())
+@example(3, 16, 0, True)                   # whole words, strided rows: a copy, not a view
+@example(0, 8, 1, False)                   # no vectors
+def test_input_words_are_the_rows_zero_padded_to_whole_words(n, width, seed, strided):
+    """pack_inputs: every row's bytes, then zeros to its word boundary, little endian; rows
+    of whole words are taken as they are (no padding copy) with the same words."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 256, (n, 2 * width if strided else width)).astype(np.uint8)
+    rows = rows[:, ::2] if strided else rows
+    padded = np.zeros((n, -(-width // 8) * 8), np.uint8)
+    padded[:, :width] = rows
+    words = streams.pack_inputs(rows)
+    assert words.dtype == np.dtype("<u8")
+    np.testing.assert_array_equal(words.view(np.uint8), padded.reshape(-1))

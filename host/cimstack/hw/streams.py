@@ -29,8 +29,11 @@ def words_for(n_bytes: int) -> int:
 
 
 def _rows_to_words(rows: np.ndarray) -> np.ndarray:
-    """Pack a 2-D byte array row by row, each row padded to whole words."""
+    """Pack a 2-D byte array row by row, each row padded to whole words (rows of whole
+    words as they are: a view of contiguous bytes, no copy)."""
     n, width = rows.shape
+    if width % STREAM_BYTES == 0:
+        return np.ascontiguousarray(rows).reshape(-1).view("<u8")
     padded = np.zeros((n, words_for(width) * STREAM_BYTES), dtype=np.uint8)
     padded[:, :width] = rows
     return padded.reshape(-1).view("<u8")
