@@ -3,6 +3,7 @@ on one thread while the parts run and as before afterwards."""
 
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -48,18 +49,26 @@ def test_parts_run_on_several_threads_with_blas_on_one(monkeypatch):
     assert all(counts and set(counts) == {1} for _, counts in seen), seen
     assert _blas_threads() == before
     np.testing.assert_array_equal(results[1], np.full((4, 4), 4.0))
+    seen.clear()                              # parts without BLAS calls: left as it is
+    map_on_cores(part, [0, 1], blas=False)
+    assert [counts for _, counts in seen] == [before, before]
 
 
 def test_an_error_in_a_part_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
 
+    finished = []
+
     def part(v):
-        if v == 2:
-            raise ValueError("part 2 failed")
+        if v == 0:
+            raise ValueError("part 0 failed")  # in the calling thread, at once
+        time.sleep(0.2)
+        finished.append(v)
         return v
 
-    with pytest.raises(ValueError, match="part 2 failed"):
+    with pytest.raises(ValueError, match="part 0 failed"):
         map_on_cores(part, [0, 1, 2, 3])
+    assert sorted(finished) == [1, 2, 3]      # the others had finished when it was raised
 
 
 def test_without_threadpoolctl_the_parts_still_run(monkeypatch):

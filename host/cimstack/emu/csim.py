@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -54,7 +53,7 @@ from ..errors import CimstackError, ConfigError, HardwareError, OutputError, Too
 from ..fileio import write_text_atomic
 from ..overlay_shape import KERNELS, KernelDecl
 from ..paths import cache_dir, project_root
-from ..threads import usable_cores
+from ..threads import map_on_cores, usable_cores
 
 # -O3: the kernels' fixed-size lane loops are unrolled and their helpers inlined (the dcim
 # C simulation runs about twice as fast as with -O2); the cache key includes the flags.
@@ -439,9 +438,9 @@ class ParallelCsimKernel:
 
     A call in the kernel's ``vector_mode`` with at least two vectors and
     ``2 * min_part_words`` input words runs as up to ``workers`` contiguous vector
-    ranges of about ``min_part_words`` words or more, one per copy, concurrently on a
-    persistent thread pool (ctypes releases the GIL during the foreign call, so the
-    copies run on the host's cores at once); the input words are split at vector
+    ranges of about ``min_part_words`` words or more, one per copy, concurrently on the
+    shared thread pool of :mod:`cimstack.threads` (ctypes releases the GIL during the
+    foreign call, so the copies run on the host's cores at once); the input words are split at vector
     boundaries, the outputs concatenated in order, and the TLAST every part but the last
     sets on its last word is cleared, so the call writes TLAST once, on its last word,
     as one call does. This gives one call's words because each vector's outputs depend
@@ -472,8 +471,6 @@ class ParallelCsimKernel:
         self.build = self.copies[0].build
         self._vector_mode = self.decl.modes[self.decl.vector_mode]
         self.min_part_words = max(1, min_part_words)
-        self._pool = ThreadPoolExecutor(workers - 1,
-                                        thread_name_prefix=f"csim-{self.decl.name}")
 
     @property
     def workers(self) -> int:
@@ -492,15 +489,11 @@ class ParallelCsimKernel:
         return self.copies[0].words_out(args)
 
     def _on_copies(self, calls: list[tuple[Mapping[str, int], np.ndarray, np.ndarray]]):
-        """Results of ``calls[i]`` run on copy i, the first in this thread and the rest on
-        the pool, all finished before this returns; the first error is raised."""
-        futures = [self._pool.submit(kernel.run, *call)
-                   for kernel, call in zip(self.copies[1:], calls[1:])]
-        try:
-            first = self.copies[0].run(*calls[0])
-        finally:
-            wait(futures)
-        return [first, *(f.result() for f in futures)]
+        """Results of ``calls[i]`` run on copy i, at once on the host's cores
+        (:func:`~cimstack.threads.map_on_cores`; they make no BLAS call), all finished
+        before this returns; the first error is raised."""
+        return map_on_cores(lambda job: job[0].run(*job[1]), list(zip(self.copies, calls)),
+                            blas=False)
 
     def run(self, args: Mapping[str, int], in_words: np.ndarray,
             in_last: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:

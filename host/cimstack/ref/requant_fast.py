@@ -5,8 +5,7 @@ exact; a float32 one through int32, checked) and writing int64 or the layer's na
 type. The macro requantizer runs on the chunk of rows its caller gives (the dcim
 reference's chunks already run on every core); a host node's requantizer with at least
 :data:`SPLIT_ELEMENTS` values runs its rows on every core
-(:func:`cimstack.threads.map_on_cores`, BLAS on one thread meanwhile: parallel numba
-passes between threaded BLAS products ran 4-9x slower in a ResNet18 run). The same
+(:func:`cimstack.threads.map_on_cores`). The same
 integers as :func:`cimstack.ref.requant.requantize` and
 :func:`cimstack.ref.network.host_requant` (tests); their NumPy forms are the definition
 and the fallback without numba.
@@ -154,7 +153,7 @@ def host_requantize(a: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, shi
     params = (_per_channel(multiplier, c), mb, _per_channel(bias, c), np.int64(shift),
               np.int64(ROUNDING[rounding]), np.int64(lo), np.int64(hi))
     map_on_cores(lambda rows: kernel(a2[rows], b2[rows], *params, out[rows]),
-                 _row_parts(a2.shape[0], a2[0].size if len(a2) else 0))
+                 _row_parts(a2.shape[0], a2[0].size if len(a2) else 0), blas=False)
     if order is None:
         return out.reshape(shape)
     return out.reshape([shape[i] for i in order]).transpose(np.argsort(order))
