@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cimstack.events import (EVENT_DTYPE, EventFormatError, bin_events, encode_aedat,
@@ -16,7 +16,8 @@ from cimstack.events import (EVENT_DTYPE, EventFormatError, bin_events, encode_a
                              unpack_stream, write_nmnist)
 from cimstack.events.camera import CameraConfig, render
 from cimstack.events.datasets import event_digits, load_dvs_gesture, load_nmnist
-from cimstack.events.wire import MARKER, PAD, frames_to_packets, packets_to_frames
+from cimstack.events.wire import (MARKER, PAD, frames_to_beats, frames_to_packets,
+                                  packet_ends, packets_to_frames, unpack_events)
 
 
 def random_events(rng, n, w=34, h=34, t_max=300_000):
@@ -260,6 +261,38 @@ def test_wire_errors():
     two, _ = pack_stream([(0, [1]), (1, [2])])
     with pytest.raises(EventFormatError, match="second marker"):
         unpack_stream(two, np.array([False, True]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.floats(0, 1), st.integers(0, 10_000))
+@example(1, 1, 0.0, 0)                       # one empty timestep: a marker and a pad
+@example(3, 5, 1.0, 0)                       # every neuron every timestep
+@example(2, 2, 1.0, 0)                       # one event: marker + event fill one beat
+def test_frames_to_beats_is_the_packets_back_to_back(t_steps, n, density, seed):
+    """All timesteps packed in one pass: the beats of pack_stream on every packet, its
+    packets' beat counts, and unpack_events gives back the markers and the events."""
+    frames = np.random.default_rng(seed).random((t_steps, n)) < density
+    beats, per_packet = frames_to_beats(frames)
+    want, last = pack_stream(frames_to_packets(frames))
+    np.testing.assert_array_equal(beats, want)
+    assert per_packet.tolist() == np.diff(np.flatnonzero(np.r_[True, last])).tolist()
+    assert (packet_ends(beats) == last).all()
+    marks, t_of, addr = unpack_events(beats)
+    assert marks.tolist() == list(range(t_steps))
+    back = np.zeros_like(frames)
+    back[t_of, addr] = True
+    np.testing.assert_array_equal(back, frames)
+
+
+def test_unpack_events_errors():
+    no_marker = pack_stream([(0, [1, 2, 3])])[0].view("<u4").copy()
+    no_marker[0] = 5
+    with pytest.raises(EventFormatError, match="beat 0 does not start with a timestep marker"):
+        unpack_events(no_marker.view("<u8"))
+    inside = np.array([MARKER | 0, MARKER | 1], np.uint32).view("<u8")
+    with pytest.raises(EventFormatError, match="second marker"):
+        unpack_events(inside)
+    assert [a.size for a in unpack_events(np.zeros(0, np.uint64))] == [0, 0, 0]
 
 
 def test_frames_packets_round_trip():

@@ -25,6 +25,7 @@ from cimstack.paths import project_root
 from cimstack.config import SnnSpec
 from cimstack.ref.snn import SnnLayer, SnnNet, conv_out, run_snn, v_range
 
+from conftest import snn_weights
 from test_ref_snn import random_net
 
 
@@ -427,3 +428,61 @@ def test_fields_fill_the_array_to_its_last_bit(runner):
     assert want.counts.any() and want.v_final.min() < 0 < want.v_final.max()
     np.testing.assert_array_equal(got.counts, want.counts)
     np.testing.assert_array_equal(got.v_final, want.v_final)
+
+
+def _run_slice(kernel: CsimKernel, layer: SnnLayer, src: tuple, lo: int, count: int,
+               frames: np.ndarray):
+    """Load, clear, run all of ``frames`` ([T, n_src] bool) in one RUN call and read the
+    membranes of the slice lo .. lo + count of ``layer``: (spikes [T, count], membranes)."""
+    args = layer_args(layer, src, 1, lo, count)
+    w = pack_weights(layer, lo, count)
+    kernel.run({**args, "mode": SNN.modes["load_weights"], "n_words": w.size}, w,
+               np.ones(w.size, bool))
+    kernel.run({**args, "mode": SNN.modes["clear"]}, np.zeros(0, np.uint64), np.zeros(0, bool))
+    words = np.concatenate([pack_stream([(t, np.flatnonzero(f))])[0]
+                            for t, f in enumerate(frames)])
+    used, out, _ = kernel.run({**args, "mode": SNN.modes["run"], "n_words": words.size,
+                               "n_steps": len(frames)}, words, np.ones(words.size, bool))
+    assert used == words.size
+    spikes = np.zeros((len(frames), count), bool)
+    for t, addrs in unpack_stream(out, packet_ends(out)):
+        spikes[t, addrs - lo] = True              # the kernel sends neuron numbers n_lo + j
+    _, v, _ = kernel.run({**args, "mode": SNN.modes["read_membranes"]}, np.zeros(0, np.uint64),
+                         np.zeros(0, bool))
+    return spikes, unpack_membranes(v, count)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), out_c=st.integers(1, 5), k=st.integers(1, 4),
+       stride=st.integers(1, 3), pad=st.integers(0, 2), w_bits=st.integers(1, 16),
+       v_bits=st.integers(2, 16), lo=st.integers(0, 300), count=st.integers(1, 300))
+@example(seed=0, out_c=4, k=3, stride=1, pad=1, w_bits=8, v_bits=12, lo=36, count=72)
+#        6 x 6 outputs: channels 1 and 2 of 4, whole: position-major accumulators from 1
+@example(seed=1, out_c=3, k=3, stride=2, pad=0, w_bits=5, v_bits=9, lo=1, count=5)
+#        2 x 2 outputs: cut inside channels 0 and 1: accumulators in neuron order
+@example(seed=2, out_c=1, k=4, stride=1, pad=2, w_bits=1, v_bits=2, lo=0, count=49)
+#        one whole channel of 7 x 7, binary weights, 2-bit membranes
+def test_any_slice_of_a_conv_layer_on_the_kernel(runner, seed, out_c, k, stride, pad, w_bits,
+                                                 v_bits, lo, count):
+    """A slice of any neurons n_lo .. n_lo + n_count of a conv layer (whole output
+    channels or cut inside them, from any first neuron) spikes and ends with the
+    membranes of the reference's neurons n_lo .. n_lo + n_count."""
+    rng = np.random.default_rng(seed)
+    h = 6
+    o = conv_out(h, k, pad, stride)
+    n = out_c * o * o
+    first = lo % n
+    size = min(count, n - first)
+    conv = SnnLayer("c", "conv", (3, h, h), (out_c, o, o), snn_weights(rng, (out_c, 3, k, k),
+                    w_bits), padding=pad, stride=stride,
+                    theta=int(rng.integers(1, v_range(v_bits)[1] + 1)), w_bits=w_bits,
+                    v_bits=v_bits)
+    net = SnnNet("slice", (3, h, h), [conv])
+    net.validate()
+    frames = rng.random((1, 5, 3, h, h)) < 0.3
+    ref = run_snn(net, frames, keep_spikes=True)
+    spikes, v = _run_slice(runner.transact.kernel, conv, (3, h, h), first, size,
+                           frames[0].reshape(5, -1))
+    np.testing.assert_array_equal(spikes, ref.spikes["c"][0].reshape(5, n)[:, first:first + size])
+    np.testing.assert_array_equal(v, ref.v_final[0, first:first + size])

@@ -17,7 +17,20 @@ using namespace snn;
 
 static u64 array_mem[ARRAY_WORDS];   // the array, row-major, bit i at word i/64, bit i%64
 static u64 seen[MAX_IN / 64];        // input neurons already integrated this timestep
-static int32_t acc[MAX_COUNT];       // this timestep's synaptic input per membrane
+// This timestep's synaptic input per membrane of the slice. A slice of whole output
+// channels c_lo .. c_lo + c_n - 1 keeps them position-major, its channels side by side
+// (acc[p * c_n + n - c_lo] for output (n, p)): an event's weight row adds into
+// consecutive accumulators, as the columns of the array add in parallel; any other
+// slice keeps them in neuron order (acc[j] for neuron n_lo + j).
+static int32_t acc[MAX_COUNT];
+// conv: the weights of one input channel c, kernel position (dy, dx) major and the
+// slice's output channels side by side, read from the array when an event of another
+// channel arrives and kept for the channel's next events (a packet's addresses
+// ascend, so a channel's events of a timestep arrive together); valid for slice_c
+// only, within one call
+static int32_t slice_w[MAX_OUT_C * MAX_KSIZE * MAX_KSIZE];
+static uint32_t slice_c;             // the input channel slice_w holds, NO_SLICE if none
+const uint32_t NO_SLICE = 0xFFFFFFFFu;
 
 // A field width of the array (1..16 bits) with the constants derived from it, computed
 // once per call rather than per field.
@@ -42,15 +55,15 @@ static unsigned get_field(uint32_t pos, const Field& f) {
     return unsigned(v & f.mask);
 }
 
+// Write an unsigned field at bit offset `pos`. Both words are written whether or not
+// the field crosses into the second (no branch): the second word's mask is empty when
+// it does not ((x >> 1) >> (63 - o) is x >> (64 - o) for o > 0, and 0 for o = 0).
 static void put_field(uint32_t pos, const Field& f, unsigned value) {
-    const unsigned w = pos >> 6, o = pos & 63;
+    const unsigned w = pos >> 6, o = pos & 63, w2 = (w + 1) & (ARRAY_WORDS - 1);
     const u64 v = u64(value) & f.mask;
     array_mem[w] = (array_mem[w] & ~(f.mask << o)) | (v << o);
-    if (o + f.bits > 64) {
-        const unsigned hi = o + f.bits - 64;
-        const u64 m2 = (u64(1) << hi) - 1;
-        array_mem[w + 1] = (array_mem[w + 1] & ~m2) | (v >> (64 - o));
-    }
+    const u64 hi_mask = (f.mask >> 1) >> (63 - o), hi = (v >> 1) >> (63 - o);
+    array_mem[w2] = (array_mem[w2] & ~hi_mask) | hi;
 }
 
 static int32_t sign_extend(unsigned v, const Field& f) {
@@ -86,14 +99,37 @@ struct Layer {
     unsigned leak, reset, wrap, fire_gt, leak_before;
     int32_t theta, v_init;
     uint32_t plane;                          // src_h * src_w
+    uint32_t out_plane, c_lo, c_n;           // oh * ow; the output channels the slice touches
+    bool whole;                              // the slice is whole output channels
     Divisor by_plane, by_src_w, by_pool, by_stride;   // division by plane, src_w, pool, stride
 };
 
-// Add the weights of input neuron (c, y, x) into the accumulators of the slice.
-// conv: input row y reaches output row yo through kernel row dy when
-// y + pad - dy = yo * stride; with y + pad = qy * stride + ry (one division per axis
-// and event), those are dy = ry + i * stride < k with yo = qy - i; columns alike. The
-// loops end at the first dy >= k or yo < 0: at most ceil(k / stride) trips each.
+// The kernel rows (columns) an input row y (column x) reaches and the output rows
+// (columns) they feed: input row y reaches output row yo through kernel row dy when
+// y + pad - dy = yo * stride; with y + pad = q * stride + r (one division per axis and
+// event), those are dy = r + i * stride < k with yo = q - i >= 0, i = 0, 1, ...; of
+// them the ones with yo < out_h count. They are consecutive values of i, so an
+// arithmetic run: dy = d + b * stride, yo = o - b for b < n (n <= ceil(k / stride)).
+struct Reach {
+    unsigned n, d, o;
+};
+
+static Reach reach(unsigned yp, const Divisor& by_stride, unsigned stride, unsigned k,
+                   unsigned out) {
+    const unsigned q = divide(yp, by_stride), rem = yp - q * stride;
+    const unsigned i0 = q >= out ? q - out + 1 : 0;     // the first i with yo < out
+    const unsigned d0 = rem + i0 * stride;
+    Reach r{0, d0, q - i0};
+    if (d0 >= k || i0 > q) return r;
+REACH:
+    for (unsigned i = 0; i < MAX_KSIZE; ++i)    // n <= ceil(k / stride) <= MAX_KSIZE
+        r.n += d0 + i * stride < k && i <= r.o;
+    return r;
+}
+
+// Add the weights of input neuron (c, y, x) into the accumulators of the slice: for
+// each kernel position the event reaches (Reach, once per event), one row of weights
+// over the slice's output channels.
 static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
     // L's fields as locals: the compiler must otherwise reload them after every store
     // to acc (an int32_t may alias them)
@@ -109,57 +145,77 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
         }
         return;
     }
-    const unsigned k = L.k, stride = L.stride, oh = L.oh, ow = L.ow, in_c = L.in_c;
-    const unsigned out_c = L.out_c;
-    // o is in the slice when o - n_lo < n_span: o >= n_lo && o < n_lo + n_count, that
-    // sum taken in 32 bits (the slice is empty when it wraps)
-    const uint32_t n_lo = L.n_lo, n_span = L.n_lo + L.n_count >= L.n_lo ? L.n_count : 0;
-    const unsigned qy = divide(y + L.pad, L.by_stride), ry = y + L.pad - qy * stride;
-    const unsigned qx = divide(x + L.pad, L.by_stride), rx = x + L.pad - qx * stride;
-CONV_N:
-    for (unsigned n = 0; n < out_c; ++n) {
+    const unsigned k = L.k, ow = L.ow, kk = k * k, stride = L.stride;
+    const uint32_t c_lo = L.c_lo, c_n = L.c_n;
+    const Reach ry = reach(y + L.pad, L.by_stride, stride, k, L.oh);
+    const Reach rx = reach(x + L.pad, L.by_stride, stride, k, ow);
+    if (ry.n == 0 || rx.n == 0) return;
+    if (slice_c != c) {                  // read channel c's weights into the slice buffer
+    SLICE_N:
+        for (uint32_t n = 0; n < c_n; ++n) {
 #pragma HLS LOOP_TRIPCOUNT max = 256
-    CONV_DY:
-        for (unsigned i = 0; i < MAX_KSIZE; ++i) {
-            const unsigned dy = ry + i * stride;
-            const int yo = int(qy) - int(i);
-            if (dy >= k || yo < 0) break;
-            if (yo >= int(oh)) continue;
-            const uint32_t o_row = (n * oh + unsigned(yo)) * ow;     // output (n, yo, 0)
-            const uint32_t w_row = ((n * in_c + c) * k + dy) * k;    // weight (n, c, dy, 0)
-        CONV_DX:
-            for (unsigned j = 0; j < MAX_KSIZE; ++j) {
+            const uint32_t w0 = ((c_lo + n) * L.in_c + c) * kk;      // weight (n, c, 0, 0)
+        SLICE_T:
+            for (unsigned t = 0; t < kk; ++t) {
+#pragma HLS LOOP_TRIPCOUNT max = 49
 #pragma HLS PIPELINE II = 1
-                const unsigned dx = rx + j * stride;
-                const int xo = int(qx) - int(j);
-                if (dx >= k || xo < 0) break;
-                if (xo >= int(ow)) continue;
-                const uint32_t o = o_row + unsigned(xo);
-                if (o - n_lo >= n_span) continue;
-                acc[o - n_lo] += weight_at(w_row + dx, wf);
+                slice_w[t * c_n + n] = weight_at(w0 + t, wf);
+            }
+        }
+        slice_c = c;
+    }
+    // neuron order: output (n, p) is acc[p + n * out_plane - n_lo] if that is below
+    // n_span (n_count, or 0 when n_lo + n_count wraps in 32 bits)
+    const uint32_t n_lo = L.n_lo, n_span = L.n_lo + L.n_count >= L.n_lo ? L.n_count : 0;
+    const uint32_t first = c_lo * L.out_plane - n_lo;     // output (c_lo, 0) in neuron order
+CONV_DY:
+    for (unsigned a = 0; a < ry.n; ++a) {
+#pragma HLS LOOP_TRIPCOUNT max = 7
+    CONV_DX:
+        for (unsigned b = 0; b < rx.n; ++b) {
+#pragma HLS LOOP_TRIPCOUNT max = 7
+            const uint32_t p = (ry.o - a) * ow + rx.o - b;           // output position
+            const int32_t* wv = slice_w + ((ry.d + a * stride) * k + rx.d + b * stride) * c_n;
+            if (L.whole) {
+                int32_t* av = acc + p * c_n;
+            LANES:
+                for (uint32_t n = 0; n < c_n; ++n) {
+#pragma HLS LOOP_TRIPCOUNT max = 256
+#pragma HLS PIPELINE II = 1
+                    av[n] += wv[n];
+                }
+            } else {
+            LANES_CUT:
+                for (uint32_t n = 0; n < c_n; ++n) {
+#pragma HLS LOOP_TRIPCOUNT max = 256
+#pragma HLS PIPELINE II = 1
+                    const uint32_t j = first + p + n * L.out_plane;
+                    if (j < n_span) acc[j] += wv[n];
+                }
             }
         }
     }
 }
 
-// Integrate-and-fire update of membrane j; returns whether it spikes.
-static bool update(const Layer& L, uint32_t j) {
+// Integrate-and-fire update of membrane value `v` (the field as stored) with synaptic
+// input `in`: the new field value, and whether it spikes in `fire`. The branches on
+// L's modes are the same for every membrane; the ones on the data are selections.
+static unsigned update(const Layer& L, unsigned v, int32_t in, bool& fire) {
     const int64_t lo = -int64_t(L.vf.sign), hi = int64_t(L.vf.sign) - 1;
-    const uint32_t pos = L.v_base + j * L.vf.bits;
-    int64_t u = sign_extend(get_field(pos, L.vf), L.vf);
+    int64_t u = sign_extend(v, L.vf);
     if (L.leak && L.leak_before) u -= u >> L.leak;   // leak the old membrane, then integrate
-    u += acc[j];
+    u += in;
     if (L.wrap) {                            // two's complement wrap: the low v_bits bits
         u = sign_extend(unsigned(uint64_t(u) & L.vf.mask), L.vf);
     } else {
         u = u < lo ? lo : (u > hi ? hi : u);
     }
     if (L.leak && !L.leak_before) u -= u >> L.leak;   // arithmetic shift (floor)
-    const bool fire = L.fire_gt ? u > L.theta : u >= L.theta;
-    if (L.reset == RESET_STEP || (fire && L.reset == RESET_ZERO)) u = 0;
-    else if (fire) u -= L.theta;
-    put_field(pos, L.vf, unsigned(uint64_t(u)));
-    return fire;
+    fire = L.fire_gt ? u > L.theta : u >= L.theta;
+    const int64_t reset = L.reset == RESET_SUBTRACT ? u - L.theta : 0;
+    u = fire ? reset : u;
+    if (L.reset == RESET_STEP) u = 0;
+    return unsigned(uint64_t(u) & L.vf.mask);
 }
 
 // Emit one 32-bit word; two make a beat. `end` closes the packet: PAD fills the
@@ -209,20 +265,53 @@ static void take_event(const Layer& L, uint32_t w) {
 }
 
 // Update every membrane of the slice and write timestep t's spike packet (marker,
-// spikes, pad); its last beat carries TLAST when `tlast`.
+// spikes, pad); its last beat carries TLAST when `tlast`. The membranes are contiguous
+// fields: the array's words stream through two registers, each field is read from the
+// words as they were and its new value ORed into the word being written back, which
+// goes back to the array when the fields move past it (bits outside the membranes:
+// weights before them, free bits after, are kept).
 static void fire(cimstack::axis_stream& out, const Layer& layer, uint32_t t, bool tlast) {
     const Layer L = layer;   // a local copy: the compiler keeps it in registers across writes
+    const Field vf = L.vf;
     Packer pk(out);
     pk.push(MARKER | t, false, false);
     int32_t pending = -1;                    // spikes are emitted one behind to close the packet
+    // membrane j is output (c_lo + n, p): its input is acc[p * c_n + n] for a slice of
+    // whole channels (which starts at p = 0), else acc[j]
+    uint32_t p = 0, n = 0;
+    uint32_t w = L.v_base >> 6;
+    unsigned o = L.v_base & 63;
+    u64 in0 = array_mem[w], in1 = array_mem[(w + 1) & (ARRAY_WORDS - 1)];
+    u64 out0 = in0 & ((u64(1) << o) - 1), out1 = 0;
 FIRE:
     for (uint32_t j = 0; j < L.n_count; ++j) {
 #pragma HLS LOOP_TRIPCOUNT max = 8192
-        if (update(L, j)) {
+#pragma HLS PIPELINE II = 1
+        const unsigned v = unsigned(((in0 >> o) | ((in1 << 1) << (63 - o))) & vf.mask);
+        bool spike;
+        const u64 nv = update(L, v, acc[L.whole ? p * L.c_n + n : j], spike);
+        if (++p == L.out_plane) {
+            p = 0;
+            ++n;
+        }
+        out0 |= nv << o;
+        out1 |= (nv >> 1) >> (63 - o);
+        o += vf.bits;
+        if (o >= 64) {                       // the fields moved past word w
+            array_mem[w] = out0;
+            w = (w + 1) & (ARRAY_WORDS - 1);
+            in0 = in1;
+            in1 = array_mem[(w + 1) & (ARRAY_WORDS - 1)];
+            out0 = out1;
+            out1 = 0;
+            o -= 64;
+        }
+        if (spike) {
             if (pending >= 0) pk.push(uint32_t(pending), false, false);
             pending = int32_t(L.n_lo + j);
         }
     }
+    array_mem[w] = out0 | (in0 & ~((u64(1) << o) - 1));   // the bits after the last field
     if (pending >= 0) pk.push(uint32_t(pending), true, tlast);
     else pk.push(PAD, true, tlast);          // the marker's beat: half full
 }
@@ -339,10 +428,16 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     L.fire_gt = unsigned(fire_mode) != 0;
     L.leak_before = unsigned(leak_order) != 0;
     L.v_init = int32_t(uint32_t(v_init));
+    L.out_plane = L.oh * L.ow;
+    L.c_lo = L.n_lo / L.out_plane;           // once per call: a divider, not per event
+    L.c_n = L.n_count ? (L.n_lo + L.n_count - 1) / L.out_plane + 1 - L.c_lo : 0;
+    L.c_n = L.c_lo < L.out_c ? min_u(L.c_n, L.out_c - L.c_lo) : 0;   // slice_w's bound
+    L.whole = L.n_lo % L.out_plane == 0 && L.n_count % L.out_plane == 0;
     L.w_count = uint32_t(weight_count(L.op, L.in_c, L.in_h, L.in_w, L.out_c, L.k, L.n_count));
     L.v_base = L.w_count * L.wf.bits;
     if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vf.bits > ARRAY_BITS)
         return;                              // does not fit
+    slice_c = NO_SLICE;                      // the weights may have changed since
     switch (unsigned(mode)) {
         case LOAD_WEIGHTS:
             load_weights(in, L.w_count, L.wf);

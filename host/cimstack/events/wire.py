@@ -101,6 +101,52 @@ def unpack_stream(beats, last=None) -> list[tuple[int, np.ndarray]]:
     return out
 
 
+def frames_to_beats(frames) -> tuple[np.ndarray, np.ndarray]:
+    """Binary maps ``[T, C, H, W]`` (or ``[T, N]``) -> (uint64 beats of the T timestep
+    packets back to back, beats of each packet): the beats :func:`pack_stream` makes of
+    :func:`frames_to_packets`, built in one pass over all timesteps."""
+    f = np.asarray(frames, bool).reshape(len(frames), -1)
+    t_steps = len(f)
+    if t_steps - 1 > MAX_T or f.shape[1] - 1 > MAX_ADDR:
+        raise ValueError(f"{t_steps} timesteps x {f.shape[1]} neurons: at most {MAX_T + 1} "
+                         f"timesteps and {MAX_ADDR + 1} addresses fit the wire format")
+    t_of, addr = np.nonzero(f)                   # row-major: by timestep, addresses ascending
+    counts = np.bincount(t_of, minlength=t_steps)
+    beats = (counts + 2) // 2                    # marker + events, padded to whole beats
+    start = np.zeros(t_steps + 1, np.int64)      # first word of each packet
+    np.cumsum(2 * beats, out=start[1:])
+    words = np.full(start[-1], PAD, np.uint32)
+    words[start[:-1]] = MARKER | np.arange(t_steps, dtype=np.uint32)
+    first_event = np.cumsum(counts) - counts     # index in addr of each packet's first event
+    words[start[t_of] + 1 + np.arange(addr.size) - first_event[t_of]] = addr
+    return words.view("<u8"), beats
+
+
+def unpack_events(beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packets sent back to back (boundaries at the markers, as :func:`packet_ends`) ->
+    (the packets' timestep markers, timestep of each event, its address), in one pass;
+    a stream not opened by a marker, or a marker in the high half of a beat (TLAST
+    missing between two timesteps), is an error, as in :func:`unpack_stream`."""
+    words = np.ascontiguousarray(beats, dtype="<u8").view("<u4")
+    if not words.size:
+        return (np.zeros(0, np.int64),) * 3
+    low, high = words[0::2], words[1::2]
+    is_marker = ((words & np.uint32(MARKER)) != 0) & (words != np.uint32(PAD))
+    opens = is_marker[0::2]
+    if not opens[0]:
+        raise EventFormatError("packet at beat 0 does not start with a timestep marker "
+                               f"(word 0x{int(low[0]):08X})")
+    if is_marker[1::2].any():
+        beat = int(np.flatnonzero(is_marker[1::2])[0])
+        raise EventFormatError(f"packet ending at beat {beat} holds a second marker "
+                               f"(word 0x{int(high[beat]):08X}): TLAST missing between "
+                               "two timesteps")
+    marks = (low[opens] & np.uint32(~MARKER & 0xFFFFFFFF)).astype(np.int64)
+    packet_of_word = np.repeat(np.cumsum(opens) - 1, 2)
+    event = ~is_marker & (words != np.uint32(PAD))
+    return marks, marks[packet_of_word[event]], words[event].astype(np.int64)
+
+
 def frames_to_packets(frames: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """Binary maps ``[T, C, H, W]`` (or ``[T, N]``) -> one packet of flat addresses per
     timestep."""

@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import HardwareError
-from ..events.wire import pack_stream, packet_ends, unpack_stream
+from ..events.wire import frames_to_beats, unpack_events
 from ..overlay_shape import SNN, STREAM_BYTES, overlay_shape
 from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map,
                        weight_slices)
@@ -226,22 +226,21 @@ class SnnKernelRunner:
 
     @staticmethod
     def _answer(res: np.ndarray, last: np.ndarray, first: int, n: int, what: str):
-        """The spike packets of a RUN answer, checked: TLAST on its last beat only, one
-        packet per timestep first .. first + n - 1, in order."""
+        """The spikes of a RUN answer as (timestep, address) arrays, checked: TLAST on
+        its last beat only, one packet per timestep first .. first + n - 1, in order."""
         if not len(res) or not last[-1] or last[:-1].any():
             raise HardwareError(f"{what}: the answer has TLAST on beats "
                                 f"{np.flatnonzero(last).tolist()} of {len(res)}; expected "
                                 "on its last beat only")
-        packets = unpack_stream(res, packet_ends(res))
-        marks = [t for t, _ in packets]
-        want = list(range(first, first + n))
-        if marks != want:
-            i = next((i for i, (m, w) in enumerate(zip(marks, want)) if m != w),
-                     min(len(marks), n))
-            got = marks[i] if i < len(marks) else "missing"
-            raise HardwareError(f"{what}: the answer holds {len(marks)} packets; packet {i} "
+        marks, t_of, addrs = unpack_events(res)
+        want = np.arange(first, first + n)
+        if marks.size != n or (marks != want).any():
+            i = int(np.flatnonzero(marks[:n] != want[:marks.size])[0]) \
+                if (marks[:n] != want[:marks.size]).any() else min(marks.size, n)
+            got = int(marks[i]) if i < marks.size else "missing"
+            raise HardwareError(f"{what}: the answer holds {marks.size} packets; packet {i} "
                                 f"is marked {got}, expected timestep {first + i}")
-        return packets
+        return t_of, addrs
 
     def run_layer(self, layer, src_shape: tuple, pool: int, frames: np.ndarray):
         """One sample through one spiking layer: bool [T, n_src] -> (bool [T, n_out],
@@ -250,7 +249,8 @@ class SnnKernelRunner:
         out = np.zeros((t_steps, layer.n_neurons), bool)
         v = np.zeros(layer.n_neurons, np.int32)
         t0 = time.perf_counter()
-        packets = [pack_stream([(t, np.flatnonzero(frames[t]))])[0] for t in range(t_steps)]
+        beats, packet_beats = frames_to_beats(frames)
+        starts = np.concatenate([[0], np.cumsum(packet_beats)])
         self.times.add("pack", time.perf_counter() - t0)
         for lo, cnt in plan_slices(layer):
             part, first = group_of(layer, lo)        # a conv's channel group, or the layer
@@ -259,14 +259,14 @@ class SnnKernelRunner:
                        what=f"loading weights of {layer.name}")
             self._call(args, "clear", what=f"clearing {layer.name}")
             cap = (cnt + 2) // 2                 # beats of one timestep's spike packet, at most
-            runs = plan_runs([p.size for p in packets], cap, self.max_transfer // STREAM_BYTES)
+            runs = plan_runs(packet_beats.tolist(), cap, self.max_transfer // STREAM_BYTES)
             for first_step, n in runs:
-                words = np.concatenate(packets[first_step:first_step + n])
+                words = beats[starts[first_step]:starts[first_step + n]]
                 what = f"{layer.name} timesteps {first_step}..{first_step + n - 1}"
                 res, last = self._call({**args, "n_steps": n}, "run", words, n * cap, what)
                 t1 = time.perf_counter()
-                for t, addrs in self._answer(res, last, first_step, n, what):
-                    out[t, addrs + first] = True
+                t_of, addrs = self._answer(res, last, first_step, n, what)
+                out[t_of, addrs + first] = True
                 self.times.add("unpack", time.perf_counter() - t1)
                 self.times.items += n
             res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
