@@ -152,6 +152,25 @@ def test_kernel_stalls_until_its_input_arrives(ol, dev):
     np.testing.assert_array_equal(dst, 2 * np.arange(n, dtype=np.uint64))
 
 
+def test_only_writes_that_can_start_something_pump_the_device(ol, dev, monkeypatch):
+    """An argument register write starts nothing (the kernel reads its arguments when it
+    starts), so it does not run the device's pump; a control or DMA write does, and a
+    kernel started after argument writes sees every value."""
+    pumps = []
+    real = dev.pump
+    monkeypatch.setattr(dev, "pump", lambda: (pumps.append(1), real())[1])
+    ip = getattr(ol, SLOT.ip_name)
+    ip.write(SLOT.kernel.reg("k_rows").offset, 7)
+    ip.write(SLOT.kernel.reg("n_vec").offset, 0)
+    assert pumps == []
+    ip.write(GIER, 0)
+    assert len(pumps) == 1
+    ip.write(CTRL, AP_START)
+    assert len(pumps) == 2 and ol.kernels["k"].calls[-1]["k_rows"] == 7
+    getattr(ol, SLOT.dma.name).sendchannel.stop()        # DMA register writes
+    assert len(pumps) > 2
+
+
 def test_auto_restart_runs_again(ol, dev):
     ip = getattr(ol, SLOT.ip_name)
     ip.write(SLOT.kernel.reg("n_vec").offset, 0)

@@ -1,5 +1,6 @@
-"""The dcim C simulation split over several kernel copies (emu.csim.ParallelCsimKernel)
-gives the words, TLAST flags and consumed counts of one copy, call for call."""
+"""The dcim and snn C simulations split over several kernel copies
+(emu.csim.ParallelCsimKernel) give the words, TLAST flags and consumed counts of one
+copy, call for call."""
 
 from __future__ import annotations
 
@@ -135,9 +136,57 @@ def test_which_kernels_split():
     assert type(csim_kernel("dcim", workers=1)) is CsimKernel
     assert type(csim_kernel("dcim", workers=2)) is ParallelCsimKernel
     assert type(csim_kernel("acim", workers=2)) is CsimKernel   # noise keyed by vector index
-    assert type(csim_kernel("snn", workers=2)) is CsimKernel    # membranes carry state
+    assert type(csim_kernel("snn", workers=2)) is ParallelCsimKernel   # runs of samples
     with pytest.raises(ConfigError, match="vector_mode"):
-        ParallelCsimKernel("snn", 2)
+        ParallelCsimKernel("acim", 2)
+
+
+@pytest.fixture(scope="module")
+def snn_kernels() -> list:
+    return [CsimKernel("snn"), ParallelCsimKernel("snn", 2, min_part_words=1),
+            ParallelCsimKernel("snn", 3, min_part_words=1)]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), samples=st.integers(0, 7), t_steps=st.integers(1, 4),
+       density=st.sampled_from([0.0, 0.1, 0.6]), v_init=st.integers(-9, 9))
+@example(seed=0, samples=0, t_steps=2, density=0.3, v_init=0)   # continues: one copy
+@example(seed=1, samples=2, t_steps=1, density=0.0, v_init=3)   # empty packets only
+@example(seed=2, samples=7, t_steps=3, density=0.6, v_init=-9)  # 7 = 2 + 2 + 3 parts
+def test_snn_runs_of_samples_split_like_one_copy(snn_kernels, seed, samples, t_steps,
+                                                 density, v_init):
+    """A RUN of S samples split at sample boundaries answers as one copy; the first
+    copy, which ran the last part, then reads the last sample's membranes, and a run
+    that continues them (n_samples = 0) answers as one copy too."""
+    from cimstack.events.wire import frames_to_beats
+    from cimstack.hw.snn import layer_args, pack_weights
+    from cimstack.overlay_shape import SNN
+    from cimstack.ref.snn import SnnLayer
+    rng = np.random.default_rng(seed)
+    conv = SnnLayer("c", "conv", (2, 6, 6), (3, 4, 4),
+                    rng.integers(-20, 20, (3, 2, 3, 3)).astype(np.int32), theta=25,
+                    v_bits=8, v_init=v_init)
+    args = layer_args(conv, (2, 6, 6), 1, 0, 48)
+    modes = SNN.modes
+    w = pack_weights(conv, 0, 48)
+    same_call(snn_kernels, {**args, "mode": modes["load_weights"], "n_words": w.size},
+              *stream(w))
+    same_call(snn_kernels, {**args, "mode": modes["clear"]}, *stream(np.zeros(0, np.uint64)))
+    frames = rng.random((max(samples, 1), t_steps, 2, 6, 6)) < density
+    words = np.concatenate([frames_to_beats(f)[0] for f in frames])
+    run = {**args, "mode": modes["run"], "n_words": words.size, "n_steps": t_steps,
+           "n_samples": samples}
+    consumed, out, last = same_call(snn_kernels, run, *stream(np.concatenate([words,
+                                                                              words[:3]])))
+    assert consumed == words.size               # the extra words are left in the stream
+    assert last.tolist() == [False] * (len(out) - 1) + [True]
+    same_call(snn_kernels, {**args, "mode": modes["read_membranes"]},
+              *stream(np.zeros(0, np.uint64)))
+    more = frames_to_beats(frames[0])[0]
+    same_call(snn_kernels, {**run, "n_words": more.size, "n_samples": 0}, *stream(more))
+    same_call(snn_kernels, {**args, "mode": modes["read_membranes"]},
+              *stream(np.zeros(0, np.uint64)))
 
 
 def test_network_on_two_workers_is_bit_exact(monkeypatch):

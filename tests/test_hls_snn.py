@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 
 from cimstack.emu.csim import CsimKernel
 from cimstack.errors import ConfigError
-from cimstack.events.wire import pack_stream, packet_ends, unpack_stream
+from cimstack.events.wire import (frames_to_beats, pack_stream, packet_ends, unpack_events,
+                                  unpack_stream)
 from cimstack.hw.snn import (ARRAY_BITS, CsimTransactor, SnnKernelRunner, conv_group,
                              group_of, layer_args,
-                             pack_weights, plan_runs, plan_slices, unpack_membranes)
+                             pack_weights, plan_runs, plan_samples, plan_slices,
+                             unpack_membranes)
 from cimstack.mapping.snn import SnnMappingError
 from cimstack.overlay_shape import KERNELS, SNN
 from cimstack.paths import project_root
@@ -323,6 +325,25 @@ def test_plan_runs_covers_every_timestep_within_the_dma_limit(beats, out, max_be
             or sum(beats[first:first + n + 1]) > max_beats      # greedy: no call cut early
 
 
+@settings(max_examples=200, deadline=None)
+@given(beats=st.lists(st.integers(1, 30), max_size=30), out=st.integers(1, 40),
+       max_beats=st.integers(1, 60), max_out=st.integers(1, 120), most=st.integers(1, 9))
+@example(beats=[], out=1, max_beats=9, max_out=9, most=9)
+@example(beats=[30, 1, 1], out=1, max_beats=9, max_out=9, most=9)   # a sample above the DMA
+@example(beats=[1, 1, 1], out=40, max_beats=60, max_out=39, most=9)  # answer above budget
+@example(beats=[1] * 5, out=1, max_beats=60, max_out=60, most=1)     # one sample a call
+def test_plan_samples_covers_every_sample_within_the_bounds(beats, out, max_beats, max_out,
+                                                            most):
+    calls = plan_samples(beats, out, max_beats, max_out, most)
+    assert [s for first, n in calls for s in range(first, first + n)] == list(range(len(beats)))
+    for first, n in calls:
+        alone = n == 1                   # a sample above a bound runs alone
+        assert alone or (n <= most and n * out <= max_out
+                         and sum(beats[first:first + n]) <= max_beats)
+        assert first + n == len(beats) or n + 1 > most or (n + 1) * out > max_out \
+            or sum(beats[first:first + n + 1]) > max_beats      # greedy: no call cut early
+
+
 def test_plan_runs_refuses_a_timestep_larger_than_a_transfer():
     with pytest.raises(SnnMappingError, match="largest transfer of 8 beats"):
         plan_runs([3, 9], 1, 8)
@@ -331,8 +352,10 @@ def test_plan_runs_refuses_a_timestep_larger_than_a_transfer():
 
 
 def test_runs_cut_at_the_dma_limit_stay_exact():
-    """A DMA limit of a few beats cuts every slice's run into several calls; the result
-    is still the reference's, spike for spike."""
+    """A DMA limit of a few beats, or an answer budget of a few beats, cuts every
+    slice's run into several calls; the result is still the reference's, spike for
+    spike. Without them a slice takes one call for all samples (the last layer: one a
+    sample, for its membranes)."""
     net = random_net(3, w_bits=6, v_bits=10)
     frames = np.random.default_rng(3).random((2, 7, 2, 8, 8)) < 0.3
     ref = run_snn(net, frames, keep_spikes=True)
@@ -346,8 +369,9 @@ def test_runs_cut_at_the_dma_limit_stay_exact():
 
     whole = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))))
     cut = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))), max_transfer=60 * 8)
+    small = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))), out_budget=60 * 8)
     runs = []
-    for runner in (whole, cut):
+    for runner in (whole, cut, small):
         calls.clear()
         got = runner.run(net, frames)
         for name in got.spikes:
@@ -355,9 +379,10 @@ def test_runs_cut_at_the_dma_limit_stay_exact():
         np.testing.assert_array_equal(got.v_final, ref.v_final)
         runs.append(calls.count(SNN.modes["run"]))
         assert SNN.modes["step"] not in calls
-    assert runs[0] == 2 * sum(len(plan_slices(l)) for l in net.spiking_layers)   # one a slice
-    assert runs[1] > runs[0]
-    assert cut.times.items == whole.times.items == 2 * 7 * 2      # timesteps, per layer
+    *inner, final = net.spiking_layers       # both samples in one call; the last layer's
+    assert runs[0] == sum(len(plan_slices(l)) for l in inner) + 2 * len(plan_slices(final))
+    assert runs[1] > runs[0] and runs[2] > runs[0]
+    assert cut.times.items == small.times.items == whole.times.items == 2 * 7 * 2
 
 
 def test_registers_match_the_top_function():
@@ -486,3 +511,52 @@ def test_any_slice_of_a_conv_layer_on_the_kernel(runner, seed, out_c, k, stride,
                            frames[0].reshape(5, -1))
     np.testing.assert_array_equal(spikes, ref.spikes["c"][0].reshape(5, n)[:, first:first + size])
     np.testing.assert_array_equal(v, ref.v_final[0, first:first + size])
+
+
+def _sample_words(frames: np.ndarray) -> np.ndarray:
+    """The event packets of samples [S, T, ...] back to back, each marked 0 .. T - 1."""
+    return np.concatenate([frames_to_beats(f)[0] for f in frames])
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), samples=st.integers(1, 5), t_steps=st.integers(1, 4),
+       density=st.sampled_from([0.0, 0.1, 0.5]), v_init=st.integers(-20, 20),
+       leak=st.sampled_from([0, 2]), reset=st.sampled_from(["subtract", "zero"]))
+@example(seed=0, samples=1, t_steps=1, density=0.0, v_init=0, leak=0, reset="subtract")
+@example(seed=1, samples=3, t_steps=2, density=0.5, v_init=-7, leak=2, reset="zero")
+@example(seed=2, samples=5, t_steps=4, density=0.1, v_init=20, leak=0, reset="subtract")
+def test_a_run_of_samples_starts_each_from_v_init(runner, seed, samples, t_steps, density,
+                                                  v_init, leak, reset):
+    """RUN with n_samples = S: each of the S samples' spikes are the reference's for that
+    sample alone (membranes set to v_init before it, whatever they held), and the
+    membranes left are the last sample's."""
+    rng = np.random.default_rng(seed)
+    conv = SnnLayer("c", "conv", (2, 6, 6), (3, 4, 4), snn_weights(rng, (3, 2, 3, 3), 6),
+                    theta=int(rng.integers(5, 40)), w_bits=6, v_bits=8, v_init=v_init,
+                    leak_shift=leak, reset=reset)
+    net = SnnNet("samples", (2, 6, 6), [conv])
+    net.validate()
+    frames = rng.random((samples, t_steps, 2, 6, 6)) < density
+    kernel = runner.transact.kernel
+    args = layer_args(conv, (2, 6, 6), 1, 0, 48)
+    w = pack_weights(conv, 0, 48)
+    kernel.run({**args, "mode": SNN.modes["load_weights"], "n_words": w.size}, w,
+               np.ones(w.size, bool))
+    noise = _sample_words(rng.random((1, 3, 2, 6, 6)) < 0.6)   # membranes not at v_init
+    kernel.run({**args, "mode": SNN.modes["run"], "n_words": noise.size, "n_steps": 3,
+                "n_samples": 0}, noise, np.ones(noise.size, bool))
+    words = _sample_words(frames)
+    used, out, last = kernel.run({**args, "mode": SNN.modes["run"], "n_words": words.size,
+                                  "n_steps": t_steps, "n_samples": samples}, words,
+                                 np.ones(words.size, bool))
+    assert used == words.size and last[-1] and not last[:-1].any()
+    marks, packet, addrs = unpack_events(out)
+    assert marks.tolist() == list(range(t_steps)) * samples
+    got = np.zeros((samples, t_steps, 48), bool)
+    got[packet // t_steps, packet % t_steps, addrs] = True
+    ref = run_snn(net, frames, keep_spikes=True)
+    np.testing.assert_array_equal(got, ref.spikes["c"].reshape(samples, t_steps, 48))
+    _, v, _ = kernel.run({**args, "mode": SNN.modes["read_membranes"]}, np.zeros(0, np.uint64),
+                         np.zeros(0, bool))
+    np.testing.assert_array_equal(unpack_membranes(v, 48), ref.v_final[-1])

@@ -6,7 +6,9 @@
 // timestep: it reads one event packet (32-bit words: marker, addresses, pad; n_words
 // beats) and writes one packet of output spikes, TLAST on its last beat; mode 3 streams
 // the membranes out (int32, 2 per word); mode 4 runs n_steps timesteps in one call: its
-// n_words beats are n_steps such packets back to back, and it writes one spike packet
+// n_words beats are n_steps such packets back to back (n_samples >= 1: n_samples
+// samples of n_steps packets each, the membranes set to v_init before each sample's
+// first packet), and it writes one spike packet
 // per timestep, TLAST only on the last beat of the last (one S2MM transfer). Modes 2
 // and 4 are the same loop (run_steps). Semantics: docs/macros.md.
 #include "snn_top.h"
@@ -316,21 +318,32 @@ FIRE:
     else pk.push(PAD, true, tlast);          // the marker's beat: half full
 }
 
-// Timesteps: n_words beats holding up to n_steps event packets, each opened by a marker
+// Set the slice's membranes to v_init (mode 1, and before each sample of a RUN).
+static void clear_membranes(const Layer& L) {
+CLR_V:
+    for (uint32_t j = 0; j < L.n_count; ++j)
+        put_field(L.v_base + j * L.vf.bits, L.vf, unsigned(uint32_t(L.v_init)));
+}
+
+// Timesteps: n_words beats holding up to n_packets event packets, each opened by a marker
 // in the low half of a beat (packets fill whole beats). Each packet is integrated, then
 // fired (fire) when the next one opens or the words end: one spike packet per timestep,
 // TLAST on the last beat of the last one. The first word always opens the first packet;
-// markers past the n_steps-th are ignored, as within a packet (STEP: n_steps = 1).
+// markers past the n_packets-th are ignored, as within a packet (STEP: one packet).
+// n_steps > 0: the packets are samples of n_steps packets each, the membranes set to
+// v_init as each sample's first packet opens (0: they continue as they are).
 static void run_steps(cimstack::axis_stream& in, cimstack::axis_stream& out, const Layer& L,
-                      uint32_t n_words, uint32_t n_steps) {
-    uint32_t t = 0, opened = 0;
+                      uint32_t n_words, uint32_t n_packets, uint32_t n_steps) {
+    uint32_t t = 0, opened = 0, in_sample = 0;   // in_sample: packets opened in this sample
 READ:
     for (uint32_t i = 0; i < n_words; ++i) {
 #pragma HLS LOOP_TRIPCOUNT max = 4096
         const u64 data = in.read().data;
         const uint32_t lo = uint32_t(data), hi = uint32_t(data >> 32);
-        if (i == 0 || ((lo & MARKER) && lo != PAD && opened < n_steps)) {
+        if (i == 0 || ((lo & MARKER) && lo != PAD && opened < n_packets)) {
             if (opened) fire(out, L, t, false);
+            if (n_steps && in_sample == 0) clear_membranes(L);
+            in_sample = in_sample + 1 == n_steps ? 0 : in_sample + 1;
             begin_timestep(L);
             t = lo & ~MARKER;
             ++opened;
@@ -366,7 +379,8 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> n_lo, ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits,
              ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
              ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
-             ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps) {
+             ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps,
+             ap_uint<32> n_samples) {
 #pragma HLS INTERFACE axis port = in
 #pragma HLS INTERFACE axis port = out
 #pragma HLS INTERFACE s_axilite port = mode bundle = control
@@ -394,6 +408,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
 #pragma HLS INTERFACE s_axilite port = v_init bundle = control
 #pragma HLS INTERFACE s_axilite port = n_words bundle = control
 #pragma HLS INTERFACE s_axilite port = n_steps bundle = control
+#pragma HLS INTERFACE s_axilite port = n_samples bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
 #pragma HLS INTERFACE ap_ctrl_hs port = return
     // The drivers check every register (cimstack_snn_words_needed refuses bad ones in
@@ -443,16 +458,17 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
             load_weights(in, L.w_count, L.wf);
             break;
         case CLEAR:
-        CLR_V:
-            for (uint32_t j = 0; j < L.n_count; ++j)
-                put_field(L.v_base + j * L.vf.bits, L.vf, unsigned(uint32_t(L.v_init)));
+            clear_membranes(L);
             break;
         case STEP:
         case RUN: {
-            const unsigned steps = unsigned(mode) == STEP ? 1
-                : min_u(unsigned(n_steps) ? unsigned(n_steps) : 1, MAX_STEPS);
+            const bool run = unsigned(mode) == RUN;
+            const unsigned steps = run ? min_u(unsigned(n_steps) ? unsigned(n_steps) : 1,
+                                               MAX_STEPS) : 1;
+            const unsigned samples = run ? min_u(unsigned(n_samples), MAX_SAMPLES) : 0;
             if (L.in_c * L.in_h * L.in_w <= MAX_IN && n_words > 0)
-                run_steps(in, out, L, n_words, steps);
+                run_steps(in, out, L, n_words, steps * (samples ? samples : 1),
+                          samples ? steps : 0);
             break;
         }
         case READ_MEMBRANES:

@@ -23,6 +23,7 @@ const unsigned MAX_POOL = 8;
 const unsigned MAX_SRC = 65535;                  // src_h, src_w
 const unsigned MAX_BITS = 16;
 const unsigned MAX_STEPS = 65535;                // timesteps of one RUN call
+const unsigned MAX_SAMPLES = 65535;              // samples of one RUN call
 const uint32_t MARKER = 0x80000000u;             // timestep marker flag
 const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a packet
 
@@ -79,6 +80,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> n_lo, ap_uint<32> n_count, ap_uint<32> w_bits, ap_uint<32> v_bits,
              ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
              ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
-             ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps);
+             ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps,
+             ap_uint<32> n_samples);
 
 #endif

@@ -63,6 +63,11 @@ class KernelDecl:
     # kernel (emu.csim.ParallelCsimKernel). None: the kernel's calls never split.
     vector_mode: str | None = None
     vector_count: str = "n_vec"
+    # None: every vector is the same number of input words (words_needed of one vector);
+    # a register name: a vector is that many event packets (events.wire, variable length)
+    vector_packets: str | None = None
+    # the register holding a call's input words, when one does (set for each part)
+    words_register: str | None = None
 
     def reg(self, name: str) -> Register:
         for r in self.registers:
@@ -172,11 +177,20 @@ SNN = KernelDecl(
         ("n_words", "64-bit words of this call's input (load weights / timestep packets)"),
         ("n_steps", "timesteps of a mode 4 (run) call, 1..MAX_STEPS: its input holds that "
                     "many event packets, its output one spike packet each"),
+        ("n_samples", "mode 4: 0 = the packets continue the membranes as they are; "
+                      "1..MAX_SAMPLES = that many samples of n_steps packets each, the "
+                      "membranes set to v_init before each sample's first packet"),
     ),
     capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 65536, "MAX_COUNT": 8192,
-              "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_PAD": 64, "MAX_STEPS": 65535},
+              "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_PAD": 64, "MAX_STEPS": 65535,
+              "MAX_SAMPLES": 65535},
     modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3, "run": 4},
-    # no vector_mode: the membranes carry state from one timestep to the next
+    # a run of samples splits between them: each sample starts from v_init, so its spikes
+    # are a function of the loaded weights, the registers and its own packets
+    vector_mode="run",
+    vector_count="n_samples",
+    vector_packets="n_steps",
+    words_register="n_words",
 )
 
 KERNELS = {k.name: k for k in (DCIM, ACIM, SNN)}

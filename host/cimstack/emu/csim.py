@@ -50,6 +50,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import CimstackError, ConfigError, HardwareError, OutputError, ToolMissing
+from ..events.wire import packet_opens
 from ..fileio import write_text_atomic
 from ..overlay_shape import KERNELS, KernelDecl
 from ..paths import cache_dir, project_root
@@ -453,9 +454,18 @@ class ParallelCsimKernel:
     each copy that meets a new geometry; lane_x / lane_p / lane_v are written before
     they are read in every step.
 
-    Every other call (loads of weights, requantizer) runs on every copy, concurrently,
-    so all copies hold the same state; shorter vector calls, and calls given too few
-    input words (refused: nothing consumed, nothing written), run on the first copy.
+    In the snn kernel (mode 4 with ``n_samples`` >= 1) a vector is a sample: ``n_steps``
+    event packets of any length (the words split where a sample's first packet opens,
+    :func:`~cimstack.events.wire.packet_opens`), and each sample starts from membranes
+    set to v_init, so its spikes depend on the loaded weights, the registers and its own
+    packets alone.
+
+    The first copy runs the last part, so it ends in the state one call leaves (the
+    snn kernel's membranes after the last sample); the other copies' state after a
+    split call is never read: every other call (loads of weights, clears, requantizer,
+    reads) runs on every copy, concurrently, and answers with the first copy's words,
+    and shorter vector calls, and calls given too few input words (refused: nothing
+    consumed, nothing written), run on the first copy alone.
     """
 
     def __init__(self, kernel: KernelDecl | str, workers: int, hls_dir: Path | None = None,
@@ -495,6 +505,25 @@ class ParallelCsimKernel:
         return map_on_cores(lambda job: job[0].run(*job[1]), list(zip(self.copies, calls)),
                             blas=False)
 
+    def _vector_starts(self, args: Mapping[str, int], in_words: np.ndarray, n_vec: int,
+                       need: int) -> list[int] | None:
+        """The input word where each of the call's ``n_vec`` vectors starts, and ``need``
+        (its words) after the last; None when the words do not open with ``n_vec``
+        vectors of event packets."""
+        if self.decl.vector_packets is None:
+            per_vec = self.words_needed({**args, self.decl.vector_count: 1})
+            if per_vec * n_vec != need:
+                raise HardwareError(f"{self.decl.name} mode {self.decl.vector_mode} reads "
+                                    f"{need} words for {n_vec} vectors, not {per_vec} per "
+                                    "vector, so its calls cannot be split; remove its "
+                                    "vector_mode in overlay_shape.py")
+            return [v * per_vec for v in range(n_vec)] + [need]
+        per_vec = int(args.get(self.decl.vector_packets, 0))
+        opens = np.flatnonzero(packet_opens(in_words[:need]))
+        if per_vec < 1 or opens.size < n_vec * per_vec or opens[0] != 0:
+            return None
+        return opens[:n_vec * per_vec:per_vec].tolist() + [need]
+
     def run(self, args: Mapping[str, int], in_words: np.ndarray,
             in_last: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """As :meth:`CsimKernel.run`: one call on the head of the input stream."""
@@ -505,17 +534,18 @@ class ParallelCsimKernel:
         parts = min(self.workers, n_vec, need // self.min_part_words)
         if parts < 2 or np.shape(in_words) != np.shape(in_last) or np.size(in_words) < need:
             return self.copies[0].run(args, in_words, in_last)
-        per_vec = self.words_needed({**args, self.decl.vector_count: 1})
-        if per_vec * n_vec != need:
-            raise HardwareError(f"{self.decl.name} mode {self.decl.vector_mode} reads "
-                                f"{need} words for {n_vec} vectors, not {per_vec} per "
-                                "vector, so its calls cannot be split; remove its "
-                                "vector_mode in overlay_shape.py")
+        starts = self._vector_starts(args, in_words, n_vec, need)
+        if starts is None:                   # not n_vec whole vectors: the kernel decides
+            return self.copies[0].run(args, in_words, in_last)
         bounds = [n_vec * i // parts for i in range(parts + 1)]
-        calls = [({**args, self.decl.vector_count: hi - lo},
-                  in_words[lo * per_vec:hi * per_vec], in_last[lo * per_vec:hi * per_vec])
-                 for lo, hi in pairwise(bounds)]
-        results = self._on_copies(calls)
+        calls = []
+        for lo, hi in pairwise(bounds):
+            w0, w1 = starts[lo], starts[hi]
+            part = {**args, self.decl.vector_count: hi - lo}
+            if self.decl.words_register:
+                part[self.decl.words_register] = w1 - w0
+            calls.append((part, in_words[w0:w1], in_last[w0:w1]))
+        results = self._on_copies(calls[::-1])[::-1]     # the first copy runs the last
         out_last = [last for _, _, last in results]   # fresh arrays (CsimKernel.run)
         for last in out_last[:-1]:
             last[-1:] = False

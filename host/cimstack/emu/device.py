@@ -288,9 +288,13 @@ class EmuDevice(Device):
             raise HardwareError(f"unaligned register write at 0x{address:08X} "
                                 f"({len(data)} bytes): AXI-Lite slaves take 32-bit words")
         self._polls.clear()                 # the host acted: every poll starts afresh
+        inert = getattr(model, "write_is_inert", None)
+        moves = inert is None
         for i in range(0, len(data), 4):
             model.write(address - base + i, int.from_bytes(data[i:i + 4], "little"))
-        self.pump()
+            moves = moves or not inert(address - base + i)
+        if moves:                           # an argument write alone starts nothing
+            self.pump()
 
     def pump(self) -> None:
         """Let data move through DMAs and kernels until nothing more can happen, or

@@ -105,6 +105,11 @@ class HlsIpModel:
             return self.args[name] & 0xFFFFFFFF
         return 0
 
+    def write_is_inert(self, off: int) -> bool:
+        """A write at ``off`` that cannot start or move anything: an argument register
+        (the kernel reads its arguments when it starts)."""
+        return off in self._by_offset
+
     def write(self, off: int, value: int) -> None:
         if off == CTRL:
             self.auto_restart = bool(value & AP_AUTO_RESTART)

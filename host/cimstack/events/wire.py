@@ -59,15 +59,20 @@ def pack_stream(packets) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(beats).astype(np.uint64), np.concatenate(last)
 
 
+def packet_opens(beats) -> np.ndarray:
+    """Per beat of packets sent back to back: whether it opens a packet (a marker in its
+    low half; packets fill whole beats, so a marker is always the low half of one)."""
+    low = np.ascontiguousarray(beats, dtype="<u8").view("<u4")[0::2]
+    return ((low & np.uint32(MARKER)) != 0) & (low != np.uint32(PAD))
+
+
 def packet_ends(beats) -> np.ndarray:
     """TLAST flags of whole packets sent back to back: a beat ends a packet where the
-    next beat opens with a marker (packets fill whole beats, so a marker is always the
-    low half of one), and the last beat ends the last packet."""
-    low = np.ascontiguousarray(beats, dtype="<u8").view("<u4")[0::2]
-    opens = ((low & np.uint32(MARKER)) != 0) & (low != np.uint32(PAD))
-    last = np.zeros(low.size, bool)
+    next beat opens one (:func:`packet_opens`), and the last beat ends the last packet."""
+    opens = packet_opens(beats)
+    last = np.zeros(opens.size, bool)
     last[:-1] = opens[1:]
-    if low.size:
+    if opens.size:
         last[-1] = True
     return last
 
@@ -110,7 +115,9 @@ def frames_to_beats(frames) -> tuple[np.ndarray, np.ndarray]:
     if t_steps - 1 > MAX_T or f.shape[1] - 1 > MAX_ADDR:
         raise ValueError(f"{t_steps} timesteps x {f.shape[1]} neurons: at most {MAX_T + 1} "
                          f"timesteps and {MAX_ADDR + 1} addresses fit the wire format")
-    t_of, addr = np.nonzero(f)                   # row-major: by timestep, addresses ascending
+    flat = np.flatnonzero(f)                     # by timestep, addresses ascending
+    t_of = flat // max(1, f.shape[1])            # (a 2-D np.nonzero takes 5x as long)
+    addr = flat - t_of * f.shape[1]
     counts = np.bincount(t_of, minlength=t_steps)
     beats = (counts + 2) // 2                    # marker + events, padded to whole beats
     start = np.zeros(t_steps + 1, np.int64)      # first word of each packet
@@ -124,7 +131,8 @@ def frames_to_beats(frames) -> tuple[np.ndarray, np.ndarray]:
 
 def unpack_events(beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Packets sent back to back (boundaries at the markers, as :func:`packet_ends`) ->
-    (the packets' timestep markers, timestep of each event, its address), in one pass;
+    (the packets' timestep markers, the packet of each event (0, 1, ...), its address),
+    in one pass;
     a stream not opened by a marker, or a marker in the high half of a beat (TLAST
     missing between two timesteps), is an error, as in :func:`unpack_stream`."""
     words = np.ascontiguousarray(beats, dtype="<u8").view("<u4")
@@ -144,7 +152,7 @@ def unpack_events(beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     marks = (low[opens] & np.uint32(~MARKER & 0xFFFFFFFF)).astype(np.int64)
     packet_of_word = np.repeat(np.cumsum(opens) - 1, 2)
     event = ~is_marker & (words != np.uint32(PAD))
-    return marks, marks[packet_of_word[event]], words[event].astype(np.int64)
+    return marks, packet_of_word[event], words[event].astype(np.int64)
 
 
 def frames_to_packets(frames: np.ndarray) -> list[tuple[int, np.ndarray]]:

@@ -2,23 +2,27 @@
 AXI DMA. The same code runs on the PYNQ-Z2 and on the emulated device; the layer
 logic (:class:`SnnKernelRunner`) also runs straight on a C-simulation kernel.
 
-Per spiking layer and sample the driver makes a slice of output neurons resident
-(weights + membranes must fit the kernel's 512 x 256-bit array; a conv layer runs as
-groups of output channels, as many as fit with all their membranes, each a conv of its
-own: :func:`conv_group`), then:
+Per spiking layer the driver makes a slice of output neurons resident (weights +
+membranes must fit the kernel's 512 x 256-bit array; a conv layer runs as groups of
+output channels, as many as fit with all their membranes, each a conv of its own:
+:func:`conv_group`), then:
 
-1. load weights (mode 0): the slice's weights, int16, 4 per word;
-2. clear (mode 1): membranes to ``v_init`` (0 unless the layer says otherwise);
-3. run (mode 4, ``n_steps`` = T): every timestep's input event packet (marker,
-   addresses, pad) back to back in one MM2S transfer; the kernel answers one spike
+1. load weights (mode 0): the slice's weights, int16, 4 per word, once for all samples;
+2. run (mode 4, ``n_steps`` = T, ``n_samples`` = S): the event packets (marker,
+   addresses, pad) of S samples' T timesteps back to back in one MM2S transfer; the
+   kernel sets the membranes to ``v_init`` before each sample and answers one spike
    packet per timestep, TLAST only on the last beat, so one S2MM transfer with
-   simple-mode DMA. A run is cut into several calls only where its input words or
-   its output cap would exceed the DMA's largest transfer (``DmaDecl.max_transfer``
-   of the overlay's snn slot) or ``MAX_STEPS`` (:func:`plan_runs`); the answer's
-   markers must name every timestep of the call, in order;
-4. read membranes (mode 3) for the last layer's tie-break.
+   simple-mode DMA. A call takes as many whole samples as keep its input within the
+   DMA's largest transfer (``DmaDecl.max_transfer`` of the overlay's snn slot) and its
+   worst-case answer within ``OUT_BUDGET_BYTES`` (:func:`plan_samples`); a sample
+   larger than that runs alone, cut into calls of consecutive timesteps
+   (:func:`plan_runs`: the first call sets the membranes, the others continue them);
+   the answer's markers must name every timestep of the call, in order;
+3. read membranes (mode 3) of the last layer, for its tie-break: that layer runs one
+   sample per call.
 
-Mode 2 (one timestep per call) is the same kernel loop with ``n_steps`` = 1.
+Mode 1 (clear) and mode 2 (one timestep per call) are the kernel's too, for a host that
+streams timestep by timestep.
 
 An OR-pooling layer in front of a spiking layer is done by the kernel on the incoming
 addresses (``pool`` register). Layers run one after another over all timesteps; with
@@ -41,6 +45,10 @@ from .kernel import DmaTransactor, KernelIP, StageTimes
 
 ARRAY_BITS = SNN.capacity["ROWS"] * SNN.capacity["COLS"]
 MODES = SNN.modes
+# The largest S2MM buffer one RUN call's worst-case answer (every neuron spiking every
+# timestep) may take: the calls take fewer samples rather than a larger buffer (CMA on
+# the board, emulated DDR here).
+OUT_BUDGET_BYTES = 16 << 20
 
 
 def conv_group(layer) -> int:
@@ -114,6 +122,21 @@ def plan_slices(layer) -> list[tuple[int, int]]:
     return [(lo, min(per, n - lo)) for lo in range(0, n, per)]
 
 
+def _consecutive(sizes: list[int], per_call: int, budget: int) -> list[tuple[int, int]]:
+    """(first, count) of runs of consecutive items of ``sizes``: as many per run as keep
+    it within ``per_call`` items and ``budget`` in total (an item above the budget
+    alone)."""
+    runs, first, used = [], 0, 0            # used: the size of the run being filled
+    for i, size in enumerate(sizes):
+        if i > first and (i - first == per_call or used + size > budget):
+            runs.append((first, i - first))
+            first, used = i, 0
+        used += size
+    if sizes:
+        runs.append((first, len(sizes) - first))
+    return runs
+
+
 def plan_runs(packet_beats: list[int], out_beats: int, max_beats: int) -> list[tuple[int, int]]:
     """(first timestep, timesteps) of the RUN calls over timesteps whose input packets
     have ``packet_beats`` beats: consecutive timesteps, as many per call as keep its
@@ -126,15 +149,20 @@ def plan_runs(packet_beats: list[int], out_beats: int, max_beats: int) -> list[t
             f"one timestep needs {max(max(packet_beats, default=0), out_beats)} beats in or "
             f"out, more than the snn DMA's largest transfer of {max_beats} beats; "
             "downsample the input or slice the layer smaller")
-    runs, first, used = [], 0, 0            # used: input beats of the call being filled
-    for t, beats in enumerate(packet_beats):
-        if t - first == per_call or used + beats > max_beats:
-            runs.append((first, t - first))
-            first, used = t, 0
-        used += beats
-    if packet_beats:
-        runs.append((first, len(packet_beats) - first))
-    return runs
+    return _consecutive(packet_beats, per_call, max_beats)
+
+
+def plan_samples(sample_beats: list[int], out_beats: int, max_beats: int,
+                 max_out_beats: int, max_samples: int) -> list[tuple[int, int]]:
+    """(first sample, samples) of RUN calls over whole samples whose input packets take
+    ``sample_beats`` beats each and whose answers take at most ``out_beats``: consecutive
+    samples, as many per call as keep its input within ``max_beats``, its answer within
+    ``max_out_beats`` and its samples within ``max_samples`` (and the kernel's
+    ``MAX_SAMPLES``); a sample that alone exceeds a bound is a call of its own (the
+    caller cuts it by timesteps, :func:`plan_runs`)."""
+    per_call = max(1, min(SNN.capacity["MAX_SAMPLES"], max_samples,
+                          max_out_beats // max(1, out_beats)))
+    return _consecutive(sample_beats, per_call, max_beats)
 
 
 def layer_args(layer, src_shape: tuple, pool: int, n_lo: int, n_count: int) -> dict:
@@ -201,13 +229,15 @@ class SnnIP(KernelIP):
 class SnnKernelRunner:
     """Runs an :class:`~cimstack.ref.snn.SnnNet` on the snn kernel through ``transact``
     (a :class:`DmaTransactor` or :class:`CsimTransactor`). ``max_transfer``: bytes of
-    the largest DMA transfer, by default the overlay's snn DMA's."""
+    the largest DMA transfer, by default the overlay's snn DMA's; ``out_budget``: bytes
+    of the largest answer buffer (``OUT_BUDGET_BYTES``)."""
 
     def __init__(self, transact, times: StageTimes | None = None,
-                 max_transfer: int | None = None):
+                 max_transfer: int | None = None, out_budget: int = OUT_BUDGET_BYTES):
         self.transact = transact
         self.times = times or getattr(transact, "times", None) or StageTimes()
         self.max_transfer = max_transfer or overlay_shape().slot("snn").dma.max_transfer
+        self.out_budget = out_budget
 
     def _call(self, args: dict, mode: str, words=None, out_cap: int = 0, what: str = ""):
         """One kernel call; returns (words, TLAST flags). A transactor that returns the
@@ -225,63 +255,90 @@ class SnnKernelRunner:
         return res, last
 
     @staticmethod
-    def _answer(res: np.ndarray, last: np.ndarray, first: int, n: int, what: str):
-        """The spikes of a RUN answer as (timestep, address) arrays, checked: TLAST on
-        its last beat only, one packet per timestep first .. first + n - 1, in order."""
+    def _answer(res: np.ndarray, last: np.ndarray, first: int, n: int, samples: int,
+                what: str):
+        """The spikes of a RUN answer as (packet, address) arrays, checked: TLAST on its
+        last beat only, ``samples`` runs of one packet per timestep first .. first + n - 1,
+        in order."""
         if not len(res) or not last[-1] or last[:-1].any():
             raise HardwareError(f"{what}: the answer has TLAST on beats "
                                 f"{np.flatnonzero(last).tolist()} of {len(res)}; expected "
                                 "on its last beat only")
-        marks, t_of, addrs = unpack_events(res)
-        want = np.arange(first, first + n)
-        if marks.size != n or (marks != want).any():
-            i = int(np.flatnonzero(marks[:n] != want[:marks.size])[0]) \
-                if (marks[:n] != want[:marks.size]).any() else min(marks.size, n)
+        marks, packet, addrs = unpack_events(res)
+        want = np.tile(np.arange(first, first + n), samples)
+        wrong = marks[:want.size] != want[:marks.size]
+        if marks.size != want.size or wrong.any():
+            i = int(np.flatnonzero(wrong)[0]) if wrong.any() else min(marks.size, want.size)
             got = int(marks[i]) if i < marks.size else "missing"
             raise HardwareError(f"{what}: the answer holds {marks.size} packets; packet {i} "
-                                f"is marked {got}, expected timestep {first + i}")
-        return t_of, addrs
+                                f"is marked {got}, expected timestep {want[i]}")
+        return packet, addrs
 
-    def run_layer(self, layer, src_shape: tuple, pool: int, frames: np.ndarray):
-        """One sample through one spiking layer: bool [T, n_src] -> (bool [T, n_out],
-        final membranes int32 [n_out])."""
-        t_steps = frames.shape[0]
-        out = np.zeros((t_steps, layer.n_neurons), bool)
-        v = np.zeros(layer.n_neurons, np.int32)
+    def _run_slice(self, layer, args: dict, lo: int, cnt: int, sample_words: list,
+                   out: np.ndarray, v: np.ndarray | None) -> None:
+        """The samples' timesteps through the loaded slice ``lo`` .. ``lo + cnt`` of
+        ``layer`` (registers ``args``): spikes into ``out`` [B, T, n_out], and with ``v``
+        each sample's final membranes (one sample per call, then read)."""
+        t_steps = out.shape[1]
+        first = lo - args["n_lo"]                # the part's first neuron in the layer
+        cap = (cnt + 2) // 2                     # beats of one timestep's spike packet, at most
+        max_beats = self.max_transfer // STREAM_BYTES
+        max_out = max(1, self.out_budget // STREAM_BYTES)
+        beats = [int(b.size) for b, _ in sample_words]
+        max_samples = 1 if v is not None else len(sample_words)
+        for s0, n_s in plan_samples(beats, t_steps * cap, max_beats, max_out, max_samples):
+            if n_s > 1 or (beats[s0] <= max_beats and t_steps * cap <= max_out):
+                calls = [(0, t_steps, n_s,
+                          np.concatenate([sample_words[s][0] for s in range(s0, s0 + n_s)]))]
+            else:                                # one sample too large: cut by timesteps
+                words, packet_beats = sample_words[s0]
+                starts = np.concatenate([[0], np.cumsum(packet_beats)])
+                runs = plan_runs(packet_beats.tolist(), cap, min(max_beats, max_out))
+                calls = [(t0, n, 1 if i == 0 else 0, words[starts[t0]:starts[t0 + n]])
+                         for i, (t0, n) in enumerate(runs)]
+            for t0, n, samples, words in calls:
+                what = (f"{layer.name} samples {s0}..{s0 + n_s - 1} timesteps "
+                        f"{t0}..{t0 + n - 1}")
+                res, last = self._call({**args, "n_steps": n, "n_samples": samples}, "run",
+                                       words, n * max(1, samples) * cap, what)
+                t1 = time.perf_counter()
+                packet, addrs = self._answer(res, last, t0, n, max(1, samples), what)
+                out[s0 + packet // n, t0 + packet % n, addrs + first] = True
+                self.times.add("unpack", time.perf_counter() - t1)
+                self.times.items += n * max(1, samples)
+            if v is not None:
+                res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
+                                    what=f"reading membranes of {layer.name}")
+                v[s0, lo:lo + cnt] = unpack_membranes(res, cnt)
+
+    def run_layer(self, layer, src_shape: tuple, pool: int, frames: np.ndarray,
+                  read_v: bool = True):
+        """The samples through one spiking layer: bool [B, T, n_src] -> (bool
+        [B, T, n_out], final membranes int32 [B, n_out], or None without ``read_v``)."""
+        b, t_steps = frames.shape[:2]
+        out = np.zeros((b, t_steps, layer.n_neurons), bool)
+        v = np.zeros((b, layer.n_neurons), np.int32) if read_v else None
         t0 = time.perf_counter()
-        beats, packet_beats = frames_to_beats(frames)
-        starts = np.concatenate([[0], np.cumsum(packet_beats)])
+        sample_words = [frames_to_beats(frames[s]) for s in range(b)]
         self.times.add("pack", time.perf_counter() - t0)
         for lo, cnt in plan_slices(layer):
             part, first = group_of(layer, lo)        # a conv's channel group, or the layer
             args = layer_args(part, src_shape, pool, lo - first, cnt)
             self._call(args, "load_weights", pack_weights(part, lo - first, cnt),
                        what=f"loading weights of {layer.name}")
-            self._call(args, "clear", what=f"clearing {layer.name}")
-            cap = (cnt + 2) // 2                 # beats of one timestep's spike packet, at most
-            runs = plan_runs(packet_beats.tolist(), cap, self.max_transfer // STREAM_BYTES)
-            for first_step, n in runs:
-                words = beats[starts[first_step]:starts[first_step + n]]
-                what = f"{layer.name} timesteps {first_step}..{first_step + n - 1}"
-                res, last = self._call({**args, "n_steps": n}, "run", words, n * cap, what)
-                t1 = time.perf_counter()
-                t_of, addrs = self._answer(res, last, first_step, n, what)
-                out[t_of, addrs + first] = True
-                self.times.add("unpack", time.perf_counter() - t1)
-                self.times.items += n
-            res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
-                                what=f"reading membranes of {layer.name}")
-            v[lo:lo + cnt] = unpack_membranes(res, cnt)
+            self._run_slice(layer, args, lo, cnt, sample_words, out, v)
         return out, v
 
     def run(self, net: SnnNet, frames: np.ndarray, keep_spikes: bool = True) -> SnnResult:
-        """The whole network, sample by sample, every spiking layer on the kernel."""
+        """The whole network, layer by layer over all samples, every spiking layer on
+        the kernel."""
         x = check_input(net, frames)
         b, t = x.shape[:2]
         stats, spikes, v_last = [], {}, None
         cur = x.reshape(b, t, -1)
         src = tuple(net.input_shape)
         pool = 1
+        final = net.spiking_layers[-1]           # its membranes break ties
         for layer in net.layers:
             if layer.op == "pool":
                 pool *= layer.kernel
@@ -289,10 +346,7 @@ class SnnKernelRunner:
             if layer.op == "fc" and len(layer.in_shape) == 3 and pool == 1:
                 src = tuple(layer.in_shape)
             st = LayerStats(layer.name, layer.op, steps=b * t)
-            out = np.zeros((b, t, layer.n_neurons), bool)
-            v_last = np.zeros((b, layer.n_neurons), np.int32)
-            for s in range(b):
-                out[s], v_last[s] = self.run_layer(layer, src, pool, cur[s])
+            out, v_last = self.run_layer(layer, src, pool, cur, read_v=layer is final)
             # statistics of what the layer integrated (after the kernel's pooling)
             pooled = cur.reshape(b, t, *src)
             if pool > 1:
