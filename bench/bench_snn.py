@@ -124,7 +124,7 @@ def time_overlay(net: SnnNet, x: np.ndarray, ref_counts: np.ndarray) -> dict:
 
     from cimstack.backends import open_snn_runner
     runner, _ = open_snn_runner("emu")
-    runner.run(net, x[:1])                       # warm-up: opens the device, builds the kernel
+    runner.run(net, x)          # warm-up: opens the device, builds the kernel, sizes buffers
     before = runner.times.to_dict()
     t0 = time.perf_counter()
     res = runner.run(net, x)
@@ -140,7 +140,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default=None, help="SNN bundle with this architecture")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--overlay-samples", type=int, default=2,
+    ap.add_argument("--overlay-samples", type=int, default=16,
                     help="samples run on the emulated overlay (0: skip it)")
     args = ap.parse_args()
     load = os.getloadavg()[0]

@@ -104,6 +104,29 @@ def test_s2mm_length_reads_back_bytes_received(dev, dma, ip):
     assert dma.mmio.read(0x58) == 8 * n
 
 
+def test_only_the_bytes_received_are_invalidated(dev, dma, ip, monkeypatch):
+    """wait_idle refreshes the CPU's view of the bytes S2MM wrote, not of the whole
+    buffer (sized for a call's worst case): they read right, the rest keeps what the
+    CPU cache held."""
+    n = 10
+    src, _ = buffers(dev, n)
+    big = pynq.allocate((4 * n,), np.uint64, target=dev)
+    big[:] = 7                                 # in the CPU cache only
+    sizes = []
+    real = type(dev).invalidate                # patched on the class: an instance attribute
+    monkeypatch.setattr(type(dev), "invalidate",   # would outlive the test (monkeypatch
+                        lambda self, bo, offset, ptr, size: (  # restores it as one)
+                            sizes.append(size), real(self, bo, offset, ptr, size)))
+    dma.recvchannel.transfer(big)
+    dma.sendchannel.transfer(src)
+    ip.write(N_VEC, n)
+    ip.write(CTRL, AP_START)
+    assert wait_idle(dma.recvchannel, T, "dma.recvchannel") == 8 * n
+    assert sizes == [8 * n] and dma.recvchannel.transferred == 8 * n
+    np.testing.assert_array_equal(big[:n], 2 * src)
+    np.testing.assert_array_equal(big[n:], 7)
+
+
 def test_missing_flush_gives_wrong_data(dev, dma, ip):
     """A driver that programs MM2S itself and forgets to flush sends stale DDR."""
     n = 16

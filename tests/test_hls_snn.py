@@ -332,6 +332,7 @@ def test_plan_runs_covers_every_timestep_within_the_dma_limit(beats, out, max_be
 @example(beats=[30, 1, 1], out=1, max_beats=9, max_out=9, most=9)   # a sample above the DMA
 @example(beats=[1, 1, 1], out=40, max_beats=60, max_out=39, most=9)  # answer above budget
 @example(beats=[1] * 5, out=1, max_beats=60, max_out=60, most=1)     # one sample a call
+@example(beats=[1] * 16, out=1, max_beats=60, max_out=5, most=99)    # 4, 4, 4, 4
 def test_plan_samples_covers_every_sample_within_the_bounds(beats, out, max_beats, max_out,
                                                             most):
     calls = plan_samples(beats, out, max_beats, max_out, most)
@@ -340,8 +341,10 @@ def test_plan_samples_covers_every_sample_within_the_bounds(beats, out, max_beat
         alone = n == 1                   # a sample above a bound runs alone
         assert alone or (n <= most and n * out <= max_out
                          and sum(beats[first:first + n]) <= max_beats)
-        assert first + n == len(beats) or n + 1 > most or (n + 1) * out > max_out \
-            or sum(beats[first:first + n + 1]) > max_beats      # greedy: no call cut early
+    per_call = max(1, min(most, max_out // out))
+    if sum(beats) <= max_beats:              # only the count bounds: as few calls, even
+        assert len(calls) == -(-len(beats) // per_call)
+        assert max(n for _, n in calls) - min(n for _, n in calls) <= 1 if calls else True
 
 
 def test_plan_runs_refuses_a_timestep_larger_than_a_transfer():

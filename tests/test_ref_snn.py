@@ -292,3 +292,22 @@ def test_event_engine_equals_dense_engine(seed, w_bits, v_bits, leak, reset, mod
 def test_unknown_engine():
     with pytest.raises(ConfigError, match="engine 'gpu'"):
         run_snn(random_net(0), np.zeros((1, 1, 2, 8, 8), bool), engine="gpu")
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 9), h=st.integers(0, 20), w=st.integers(0, 20),
+       density=st.sampled_from([0.0, 0.1, 0.9]), seed=st.integers(0, 1000))
+@example(k=2, h=11, w=11, density=0.1, seed=0)      # odd sizes: the last row and column cropped
+@example(k=8, h=16, w=24, density=0.1, seed=1)      # a window of one 8-byte word
+@example(k=3, h=2, w=9, density=0.9, seed=2)        # fewer rows than k: nothing left
+def test_pool_or_is_the_any_of_each_window(k, h, w, density, seed):
+    from cimstack.ref.snn import pool_or
+    x = np.random.default_rng(seed).random((2, 3, h, w)) < density
+    ho, wo = h // k, w // k
+    want = np.zeros((2, 3, ho, wo), bool)
+    for i in range(ho):
+        for j in range(wo):
+            want[..., i, j] = x[..., i * k:(i + 1) * k, j * k:(j + 1) * k].any(axis=(-2, -1))
+    got = pool_or(x, k)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, want)

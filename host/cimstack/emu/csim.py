@@ -339,6 +339,8 @@ class CsimKernel:
                               _U64P, _U8P, ctypes.c_size_t, _SIZEP]
         self._run.restype = ctypes.c_int
         self._lib = lib
+        self._out_words: np.ndarray | None = None   # output buffers, see _out_buffers
+        self._out_flags: np.ndarray | None = None
 
     def args_array(self, args: Mapping[str, int]) -> np.ndarray:
         """Registers in top-function order as uint32 (two's complement if signed)."""
@@ -389,8 +391,7 @@ class CsimKernel:
             raise ValueError(f"in_words {data.shape} and in_last {last.shape} must be "
                              "1-D arrays of the same length")
         cap = self.words_out(args)
-        out = np.zeros(cap, np.uint64)
-        out_last = np.zeros(cap, np.uint8)
+        out, out_last = self._out_buffers(cap)
         consumed, produced = ctypes.c_size_t(0), ctypes.c_size_t(0)
         rc = self._run(regs.ctypes.data_as(_U32P), data.ctypes.data_as(_U64P),
                        last.ctypes.data_as(_U8P), data.size, ctypes.byref(consumed),
@@ -402,7 +403,17 @@ class CsimKernel:
             raise HardwareError(f"{self.decl.name} C simulation call failed with code {rc} "
                                 f"(registers {dict(args)}, {data.size} input words)")
         n = produced.value
-        return int(consumed.value), out[:n], out_last[:n].astype(bool)
+        return int(consumed.value), out[:n].copy(), out_last[:n].astype(bool)
+
+    def _out_buffers(self, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        """Output buffers of at least ``cap`` words, kept from call to call: a call's
+        cap is its worst case (every neuron of an snn slice spiking), far above what it
+        writes, and allocating and freeing it per call made the kernel copies of a
+        ParallelCsimKernel wait on each other's page faults and unmaps."""
+        if self._out_words is None or self._out_words.size < cap:
+            self._out_words = np.zeros(max(cap, 64), np.uint64)
+            self._out_flags = np.zeros(max(cap, 64), np.uint8)
+        return self._out_words, self._out_flags
 
 
 def csim_workers() -> int:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..errors import DmaTimeout, HardwareError
 
 HALTED, IDLE = 0x1, 0x2
@@ -100,7 +102,8 @@ def wait_idle(channel, timeout_s: float, name: str) -> int:
     Raises :class:`DmaTimeout` after ``timeout_s`` seconds and
     :class:`HardwareError` on DMA error bits or a halted channel. On success it
     finishes the transfer as pynq's ``wait()`` does (invalidate the receive buffer,
-    read back the byte count) and returns the bytes transferred (S2MM) or sent (MM2S).
+    read back the byte count; here only the bytes received are invalidated) and
+    returns the bytes transferred (S2MM) or sent (MM2S).
     """
     direction = _direction(channel)
     deadline = time.monotonic() + timeout_s
@@ -124,10 +127,18 @@ def wait_idle(channel, timeout_s: float, name: str) -> int:
         if polls > 100:
             time.sleep(min(1e-3, max(0.0, deadline - time.monotonic())))
     active = getattr(channel, "_active_buffer", None)
-    if active is not None:
-        channel.wait()        # idle now: returns at once, invalidates, sets transferred
+    if active is None:
+        return int(channel._mmio.read(channel._offset + 0x28))
+    if channel._flush_before:             # MM2S: nothing comes back to the CPU
+        channel.wait()        # idle now: returns at once, sets transferred
         return int(channel.transferred)
-    return int(channel._mmio.read(channel._offset + 0x28))
+    # S2MM: the LENGTH register holds the bytes written; only those are invalidated (pynq's
+    # wait() invalidates the whole buffer, which is sized for the call's worst case)
+    got = int(channel._mmio.read(channel._offset + 0x28))
+    active.reshape(-1).view(np.uint8)[:got].invalidate()
+    channel._active_buffer = None
+    channel.transferred = got
+    return got
 
 
 def reset_dma(dma, timeout_s: float = 1.0) -> None:

@@ -159,10 +159,14 @@ def plan_samples(sample_beats: list[int], out_beats: int, max_beats: int,
     samples, as many per call as keep its input within ``max_beats``, its answer within
     ``max_out_beats`` and its samples within ``max_samples`` (and the kernel's
     ``MAX_SAMPLES``); a sample that alone exceeds a bound is a call of its own (the
-    caller cuts it by timesteps, :func:`plan_runs`)."""
+    caller cuts it by timesteps, :func:`plan_runs`). The samples are spread evenly over
+    as many calls as the bounds need (16 samples at 5 a call: 4, 4, 4, 4, not 5, 5, 5,
+    1), so that a call's parts on the emulator's kernel copies are even."""
     per_call = max(1, min(SNN.capacity["MAX_SAMPLES"], max_samples,
                           max_out_beats // max(1, out_beats)))
-    return _consecutive(sample_beats, per_call, max_beats)
+    calls = _consecutive(sample_beats, per_call, max_beats)
+    even = -(-len(sample_beats) // max(1, len(calls)))
+    return _consecutive(sample_beats, min(per_call, even), max_beats)
 
 
 def layer_args(layer, src_shape: tuple, pool: int, n_lo: int, n_count: int) -> dict:
@@ -353,11 +357,12 @@ class SnnKernelRunner:
                 from ..ref.snn import pool_or
                 pooled = pool_or(pooled, pool)
             flat = pooled.reshape(b, t, -1)
-            st.events_in = int(flat.sum())
-            st.active_steps = int((flat.sum(2) > 0).sum())
-            st.sops = int((flat.reshape(b * t, -1).sum(0) * fanout_map(layer).reshape(-1)).sum())
+            st.events_in = int(np.count_nonzero(flat))
+            st.active_steps = int(np.count_nonzero(flat.any(axis=2)))
+            st.sops = int((np.count_nonzero(flat.reshape(b * t, -1), axis=0)
+                           * fanout_map(layer).reshape(-1)).sum())
             st.slices_in = weight_slices(layer, flat.reshape(b * t, -1))
-            st.events_out = int(out.sum())
+            st.events_out = int(np.count_nonzero(out))
             stats.append(st)
             if keep_spikes:
                 spikes[layer.name] = out.reshape(b, t, *layer.out_shape)
