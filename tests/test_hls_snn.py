@@ -563,3 +563,25 @@ def test_a_run_of_samples_starts_each_from_v_init(runner, seed, samples, t_steps
     _, v, _ = kernel.run({**args, "mode": SNN.modes["read_membranes"]}, np.zeros(0, np.uint64),
                          np.zeros(0, bool))
     np.testing.assert_array_equal(unpack_membranes(v, 48), ref.v_final[-1])
+
+
+@pytest.mark.parametrize("out_c, k", [(250, 7), (130, 7), (9, 3)])
+def test_slice_buffer_slots_of_any_count(runner, out_c, k):
+    """The kernel keeps decoded input-channel weights in the slots of its slice buffer
+    (SLICE_WORDS = 256 * 7 * 7 words): 250 channels of 7 x 7 take the whole buffer (one
+    slot, every channel change reloads it), 130 take two (channels 0 and 2 share a slot),
+    9 of 3 x 3 give every channel a slot; spikes and membranes are the reference's."""
+    rng = np.random.default_rng(out_c)
+    h = k + 1
+    conv = SnnLayer("c", "conv", (3, h, h), (out_c, 2, 2),
+                    rng.integers(-1, 2, (out_c, 3, k, k)).astype(np.int32), theta=2,
+                    w_bits=2, v_bits=8)
+    net = SnnNet("slots", (3, h, h), [conv])
+    net.validate()
+    assert plan_slices(conv) == [(0, out_c * 4)]
+    frames = rng.random((2, 4, 3, h, h)) < 0.4
+    ref = run_snn(net, frames, keep_spikes=True)
+    got = runner.run(net, frames)
+    assert ref.spikes["c"].any() and not ref.spikes["c"].all()
+    np.testing.assert_array_equal(got.spikes["c"], ref.spikes["c"])
+    np.testing.assert_array_equal(got.v_final, ref.v_final)

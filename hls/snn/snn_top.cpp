@@ -25,13 +25,17 @@ static u64 seen[MAX_IN / 64];        // input neurons already integrated this ti
 // consecutive accumulators, as the columns of the array add in parallel; any other
 // slice keeps them in neuron order (acc[j] for neuron n_lo + j).
 static int32_t acc[MAX_COUNT];
-// conv: the weights of one input channel c, kernel position (dy, dx) major and the
-// slice's output channels side by side, read from the array when an event of another
-// channel arrives and kept for the channel's next events (a packet's addresses
-// ascend, so a channel's events of a timestep arrive together); valid for slice_c
-// only, within one call
-static int32_t slice_w[MAX_OUT_C * MAX_KSIZE * MAX_KSIZE];
-static uint32_t slice_c;             // the input channel slice_w holds, NO_SLICE if none
+// conv: the weights of input channels, each kernel position (dy, dx) major and the
+// slice's output channels side by side (c_n * k * k words, a slot), read from the array
+// when an event of a channel not held arrives and kept for its next events: slot
+// c mod slots holds channel c (a direct-mapped cache of `slots` slots, as many as the
+// buffer takes, at most MAX_SLOTS). A packet's addresses ascend, so a channel's events
+// of a timestep arrive together; when every input channel has a slot (the bench's
+// convs) each is read once per call. Tags are cleared at every call.
+const uint32_t SLICE_WORDS = MAX_OUT_C * MAX_KSIZE * MAX_KSIZE;
+const uint32_t MAX_SLOTS = 64;
+static int32_t slice_w[SLICE_WORDS];
+static uint32_t slice_tag[MAX_SLOTS];   // the input channel each slot holds, NO_SLICE if none
 const uint32_t NO_SLICE = 0xFFFFFFFFu;
 
 // A field width of the array (1..16 bits) with the constants derived from it, computed
@@ -103,6 +107,8 @@ struct Layer {
     uint32_t plane;                          // src_h * src_w
     uint32_t out_plane, c_lo, c_n;           // oh * ow; the output channels the slice touches
     bool whole;                              // the slice is whole output channels
+    uint32_t slots;                          // slots of the slice buffer (slice_w)
+    Divisor by_slots;
     Divisor by_plane, by_src_w, by_pool, by_stride;   // division by plane, src_w, pool, stride
 };
 
@@ -152,7 +158,9 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
     const Reach ry = reach(y + L.pad, L.by_stride, stride, k, L.oh);
     const Reach rx = reach(x + L.pad, L.by_stride, stride, k, ow);
     if (ry.n == 0 || rx.n == 0) return;
-    if (slice_c != c) {                  // read channel c's weights into the slice buffer
+    const uint32_t slot = c - divide(c, L.by_slots) * L.slots;
+    int32_t* const sw = slice_w + slot * (c_n * kk);
+    if (slice_tag[slot] != c) {          // read channel c's weights into its slot
     SLICE_N:
         for (uint32_t n = 0; n < c_n; ++n) {
 #pragma HLS LOOP_TRIPCOUNT max = 256
@@ -161,10 +169,10 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
             for (unsigned t = 0; t < kk; ++t) {
 #pragma HLS LOOP_TRIPCOUNT max = 49
 #pragma HLS PIPELINE II = 1
-                slice_w[t * c_n + n] = weight_at(w0 + t, wf);
+                sw[t * c_n + n] = weight_at(w0 + t, wf);
             }
         }
-        slice_c = c;
+        slice_tag[slot] = c;
     }
     // neuron order: output (n, p) is acc[p + n * out_plane - n_lo] if that is below
     // n_span (n_count, or 0 when n_lo + n_count wraps in 32 bits)
@@ -177,7 +185,7 @@ CONV_DY:
         for (unsigned b = 0; b < rx.n; ++b) {
 #pragma HLS LOOP_TRIPCOUNT max = 7
             const uint32_t p = (ry.o - a) * ow + rx.o - b;           // output position
-            const int32_t* wv = slice_w + ((ry.d + a * stride) * k + rx.d + b * stride) * c_n;
+            const int32_t* wv = sw + ((ry.d + a * stride) * k + rx.d + b * stride) * c_n;
             if (L.whole) {
                 int32_t* av = acc + p * c_n;
             LANES:
@@ -279,38 +287,41 @@ static void fire(cimstack::axis_stream& out, const Layer& layer, uint32_t t, boo
     pk.push(MARKER | t, false, false);
     int32_t pending = -1;                    // spikes are emitted one behind to close the packet
     // membrane j is output (c_lo + n, p): its input is acc[p * c_n + n] for a slice of
-    // whole channels (which starts at p = 0), else acc[j]
-    uint32_t p = 0, n = 0;
-    uint32_t w = L.v_base >> 6;
+    // whole channels (which starts at p = 0), else acc[j]: runs of `run` membranes whose
+    // inputs are `step` apart, the runs' first inputs one apart
+    const uint32_t runs = L.whole ? L.c_n : 1, run = L.whole ? L.out_plane : L.n_count;
+    const uint32_t step = L.whole ? L.c_n : 1;
+    uint32_t w = L.v_base >> 6, j = 0;
     unsigned o = L.v_base & 63;
     u64 in0 = array_mem[w], in1 = array_mem[(w + 1) & (ARRAY_WORDS - 1)];
     u64 out0 = in0 & ((u64(1) << o) - 1), out1 = 0;
-FIRE:
-    for (uint32_t j = 0; j < L.n_count; ++j) {
+FIRE_RUNS:
+    for (uint32_t r = 0; r < runs; ++r) {
+#pragma HLS LOOP_TRIPCOUNT max = 256
+        const int32_t* in = acc + r;
+    FIRE:
+        for (uint32_t i = 0; i < run; ++i, ++j, in += step) {
 #pragma HLS LOOP_TRIPCOUNT max = 8192
 #pragma HLS PIPELINE II = 1
-        const unsigned v = unsigned(((in0 >> o) | ((in1 << 1) << (63 - o))) & vf.mask);
-        bool spike;
-        const u64 nv = update(L, v, acc[L.whole ? p * L.c_n + n : j], spike);
-        if (++p == L.out_plane) {
-            p = 0;
-            ++n;
-        }
-        out0 |= nv << o;
-        out1 |= (nv >> 1) >> (63 - o);
-        o += vf.bits;
-        if (o >= 64) {                       // the fields moved past word w
-            array_mem[w] = out0;
-            w = (w + 1) & (ARRAY_WORDS - 1);
-            in0 = in1;
-            in1 = array_mem[(w + 1) & (ARRAY_WORDS - 1)];
-            out0 = out1;
-            out1 = 0;
-            o -= 64;
-        }
-        if (spike) {
-            if (pending >= 0) pk.push(uint32_t(pending), false, false);
-            pending = int32_t(L.n_lo + j);
+            const unsigned v = unsigned(((in0 >> o) | ((in1 << 1) << (63 - o))) & vf.mask);
+            bool spike;
+            const u64 nv = update(L, v, *in, spike);
+            out0 |= nv << o;
+            out1 |= (nv >> 1) >> (63 - o);
+            o += vf.bits;
+            if (o >= 64) {                   // the fields moved past word w
+                array_mem[w] = out0;
+                w = (w + 1) & (ARRAY_WORDS - 1);
+                in0 = in1;
+                in1 = array_mem[(w + 1) & (ARRAY_WORDS - 1)];
+                out0 = out1;
+                out1 = 0;
+                o -= 64;
+            }
+            if (spike) {
+                if (pending >= 0) pk.push(uint32_t(pending), false, false);
+                pending = int32_t(L.n_lo + j);
+            }
         }
     }
     array_mem[w] = out0 | (in0 & ~((u64(1) << o) - 1));   // the bits after the last field
@@ -452,7 +463,11 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     L.v_base = L.w_count * L.wf.bits;
     if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vf.bits > ARRAY_BITS)
         return;                              // does not fit
-    slice_c = NO_SLICE;                      // the weights may have changed since
+    const uint32_t slot_words = L.c_n * L.k * L.k;   // at most SLICE_WORDS (c_n <= MAX_OUT_C)
+    L.slots = slot_words ? min_u(SLICE_WORDS / slot_words, MAX_SLOTS) : 1;
+    L.by_slots = divisor(L.slots);
+CLR_TAGS:
+    for (unsigned i = 0; i < MAX_SLOTS; ++i) slice_tag[i] = NO_SLICE;   // weights may change
     switch (unsigned(mode)) {
         case LOAD_WEIGHTS:
             load_weights(in, L.w_count, L.wf);

@@ -57,9 +57,23 @@ class KernelIP(DefaultIP):
     decl: KernelDecl
 
     def set_args(self, **values: int) -> None:
-        """Write argument registers by name (signed values stored two's complement)."""
+        """Write argument registers by name (signed values stored two's complement).
+
+        A register this driver last set to the same value is not written again: the
+        AXI-Lite argument registers keep their values from call to call (a kernel call
+        changes a few of its 20-odd registers). :meth:`forget_args` writes them all at
+        the next call, after anything that may have reset the IP.
+        """
+        written = self.__dict__.setdefault("_written", {})
         for name, value in values.items():
-            self.write(self.decl.reg(name).offset, int(value) & 0xFFFFFFFF)
+            word = int(value) & 0xFFFFFFFF
+            if written.get(name) != word:
+                self.write(self.decl.reg(name).offset, word)
+                written[name] = word
+
+    def forget_args(self) -> None:
+        """Forget the register values :meth:`set_args` wrote (all are written next)."""
+        self.__dict__.pop("_written", None)
 
     def start_kernel(self) -> None:
         """Pulse AP_START."""
@@ -141,6 +155,7 @@ class DmaTransactor:
             t4 = time.perf_counter()
         except (DmaTimeout, HardwareError):
             reset_dma(self.dma)
+            self.ip.forget_args()
             raise
         self.times.add("dma_in", t2 - t1)
         self.times.add("compute", t3 - t2)
