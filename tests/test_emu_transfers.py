@@ -53,6 +53,32 @@ def test_a_call_flushes_and_invalidates_only_its_own_words(bitfile, dev, monkeyp
         transact.close()
 
 
+def test_argument_registers_are_written_only_when_they_change(bitfile, dev, monkeypatch):
+    """set_args writes a register again only with a new value (the IP keeps the last);
+    forget_args, which a failed call runs, makes the next call write every register,
+    and the kernel sees every value either way."""
+    ol = pynq.Overlay(str(bitfile), device=dev)
+    ip = getattr(ol, SLOT.ip_name)
+    written = []
+    real = type(ip).write
+    monkeypatch.setattr(type(ip), "write",
+                        lambda self, offset, value: (written.append(offset),
+                                                     real(self, offset, value)))
+    regs = {"k_rows": 5, "n_out": 3, "n_vec": 0}
+    ip.set_args(**regs)
+    assert len(written) == 3
+    written.clear()
+    ip.set_args(**{**regs, "n_out": 4})
+    assert written == [SLOT.kernel.reg("n_out").offset]
+    assert ip.read(SLOT.kernel.reg("n_out").offset) == 4
+    written.clear()
+    ip.forget_args()
+    ip.set_args(**regs)
+    assert len(written) == 3
+    ip.start_kernel()
+    assert dev.ips[SLOT.ip_name].args["n_out"] == 3
+
+
 def beats(data: bytes, width: int) -> np.ndarray:
     """The stream words of ``data``: ``width`` bytes per beat, little endian, the last
     beat zero padded."""
