@@ -16,7 +16,8 @@ from cimstack.events import (EVENT_DTYPE, EventFormatError, bin_events, encode_a
                              unpack_stream, write_nmnist)
 from cimstack.events.camera import CameraConfig, render
 from cimstack.events.datasets import event_digits, load_dvs_gesture, load_nmnist
-from cimstack.events.wire import (MARKER, PAD, frames_to_beats, frames_to_packets,
+from cimstack.events.wire import (MARKER, PAD, events_to_beats, frames_to_beats,
+                                  frames_to_packets,
                                   packet_ends, packets_to_frames, unpack_events)
 
 
@@ -282,6 +283,18 @@ def test_frames_to_beats_is_the_packets_back_to_back(t_steps, n, density, seed):
     back = np.zeros_like(frames)
     back[t_of, addr] = True
     np.testing.assert_array_equal(back, frames)
+
+
+def test_events_to_beats_marks_each_samples_timesteps():
+    """Frames of 2 samples x 3 timesteps: the packets are marked 0, 1, 2, 0, 1, 2 and
+    hold the same words as each sample packed alone."""
+    frames = np.random.default_rng(3).random((2, 3, 10)) < 0.4
+    flat = np.flatnonzero(frames)
+    beats, per_frame = events_to_beats(flat // 10, flat % 10, 6, steps=3)
+    np.testing.assert_array_equal(
+        beats, np.concatenate([frames_to_beats(frames[0])[0], frames_to_beats(frames[1])[0]]))
+    assert unpack_events(beats)[0].tolist() == [0, 1, 2, 0, 1, 2]
+    assert per_frame.sum() == beats.size
 
 
 def test_unpack_events_errors():

@@ -585,3 +585,22 @@ def test_slice_buffer_slots_of_any_count(runner, out_c, k):
     assert ref.spikes["c"].any() and not ref.spikes["c"].all()
     np.testing.assert_array_equal(got.spikes["c"], ref.spikes["c"])
     np.testing.assert_array_equal(got.v_final, ref.v_final)
+
+
+def test_a_layers_events_come_in_wire_order(runner):
+    """run_layer hands the next layer its output as (frame, neuron) events in wire order
+    (by frame = sample * T + t, neurons ascending), merged from its slices (the bench's
+    conv1: channel groups of 8 and 4), and its input may be given the same way."""
+    rng = np.random.default_rng(5)
+    conv = SnnLayer("conv1", "conv", (2, 34, 34), (12, 30, 30),
+                    rng.integers(-128, 128, (12, 2, 5, 5)).astype(np.int32), theta=100)
+    assert len(plan_slices(conv)) == 2
+    frames = (rng.random((3, 4, 2, 34, 34)) < 0.05).reshape(3, 4, -1)
+    out, _, (frame, neuron) = runner.run_layer(conv, (2, 34, 34), 1, frames, False)
+    assert out.any() and np.all(np.diff(frame * conv.n_neurons + neuron) > 0)
+    want = np.divmod(np.flatnonzero(out), conv.n_neurons)
+    np.testing.assert_array_equal(frame, want[0])
+    np.testing.assert_array_equal(neuron, want[1])
+    again, _, _ = runner.run_layer(conv, (2, 34, 34), 1, frames, False,
+                                   np.divmod(np.flatnonzero(frames), frames.shape[2]))
+    np.testing.assert_array_equal(again, out)

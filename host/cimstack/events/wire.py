@@ -111,21 +111,33 @@ def frames_to_beats(frames) -> tuple[np.ndarray, np.ndarray]:
     packets back to back, beats of each packet): the beats :func:`pack_stream` makes of
     :func:`frames_to_packets`, built in one pass over all timesteps."""
     f = np.asarray(frames, bool).reshape(len(frames), -1)
-    t_steps = len(f)
-    if t_steps - 1 > MAX_T or f.shape[1] - 1 > MAX_ADDR:
-        raise ValueError(f"{t_steps} timesteps x {f.shape[1]} neurons: at most {MAX_T + 1} "
-                         f"timesteps and {MAX_ADDR + 1} addresses fit the wire format")
+    if f.shape[1] - 1 > MAX_ADDR:
+        raise ValueError(f"{f.shape[1]} neurons: at most {MAX_ADDR + 1} addresses fit the "
+                         "wire format")
     flat = np.flatnonzero(f)                     # by timestep, addresses ascending
     t_of = flat // max(1, f.shape[1])            # (a 2-D np.nonzero takes 5x as long)
-    addr = flat - t_of * f.shape[1]
-    counts = np.bincount(t_of, minlength=t_steps)
+    return events_to_beats(t_of, flat - t_of * f.shape[1], len(f))
+
+
+def events_to_beats(frame_of, addr, n_frames: int,
+                    steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Events (frame, address), by frame and with ascending addresses within a frame ->
+    (uint64 beats of one packet per frame back to back, beats of each packet). A frame's
+    packet is marked with its timestep: the frame, or with ``steps`` the frame modulo
+    ``steps`` (frames of several samples of ``steps`` timesteps each)."""
+    frame_of = np.asarray(frame_of, np.int64)
+    steps = n_frames if steps is None else steps
+    if min(steps, n_frames) - 1 > MAX_T:
+        raise ValueError(f"{min(steps, n_frames)} timesteps: at most {MAX_T + 1} fit the "
+                         "wire format")
+    counts = np.bincount(frame_of, minlength=n_frames)
     beats = (counts + 2) // 2                    # marker + events, padded to whole beats
-    start = np.zeros(t_steps + 1, np.int64)      # first word of each packet
+    start = np.zeros(n_frames + 1, np.int64)     # first word of each packet
     np.cumsum(2 * beats, out=start[1:])
     words = np.full(start[-1], PAD, np.uint32)
-    words[start[:-1]] = MARKER | np.arange(t_steps, dtype=np.uint32)
+    words[start[:-1]] = MARKER | (np.arange(n_frames) % max(1, steps)).astype(np.uint32)
     first_event = np.cumsum(counts) - counts     # index in addr of each packet's first event
-    words[start[t_of] + 1 + np.arange(addr.size) - first_event[t_of]] = addr
+    words[start[frame_of] + 1 + np.arange(frame_of.size) - first_event[frame_of]] = addr
     return words.view("<u8"), beats
 
 

@@ -37,7 +37,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import HardwareError
-from ..events.wire import frames_to_beats, unpack_events
+from ..events.wire import events_to_beats, unpack_events
 from ..overlay_shape import SNN, STREAM_BYTES, overlay_shape
 from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map,
                        weight_slices)
@@ -279,10 +279,11 @@ class SnnKernelRunner:
         return packet, addrs
 
     def _run_slice(self, layer, args: dict, lo: int, cnt: int, sample_words: list,
-                   out: np.ndarray, v: np.ndarray | None) -> None:
+                   out: np.ndarray, v: np.ndarray | None, found: list) -> None:
         """The samples' timesteps through the loaded slice ``lo`` .. ``lo + cnt`` of
-        ``layer`` (registers ``args``): spikes into ``out`` [B, T, n_out], and with ``v``
-        each sample's final membranes (one sample per call, then read)."""
+        ``layer`` (registers ``args``): spikes into ``out`` [B, T, n_out] and, as (frame,
+        neuron) arrays in frame order, onto ``found``; with ``v`` each sample's final
+        membranes (one sample per call, then read)."""
         t_steps = out.shape[1]
         first = lo - args["n_lo"]                # the part's first neuron in the layer
         cap = (cnt + 2) // 2                     # beats of one timestep's spike packet, at most
@@ -308,8 +309,9 @@ class SnnKernelRunner:
                 t1 = time.perf_counter()
                 packet, addrs = self._answer(res, last, t0, n, max(1, samples), what)
                 sample, step = np.divmod(packet, n)
-                flat = ((s0 + sample) * t_steps + t0 + step) * out.shape[2] + addrs + first
-                out.reshape(-1)[flat] = True             # one index: 3 cost 3x as long
+                frame, neuron = (s0 + sample) * t_steps + t0 + step, addrs + first
+                out.reshape(-1)[frame * out.shape[2] + neuron] = True   # one flat index:
+                found.append((frame, neuron))                # three cost 3x as long
                 self.times.add("unpack", time.perf_counter() - t1)
                 self.times.items += n * max(1, samples)
             if v is not None:
@@ -318,22 +320,37 @@ class SnnKernelRunner:
                 v[s0, lo:lo + cnt] = unpack_membranes(res, cnt)
 
     def run_layer(self, layer, src_shape: tuple, pool: int, frames: np.ndarray,
-                  read_v: bool = True):
-        """The samples through one spiking layer: bool [B, T, n_src] -> (bool
-        [B, T, n_out], final membranes int32 [B, n_out], or None without ``read_v``)."""
+                  read_v: bool = True, events: tuple | None = None):
+        """The samples through one spiking layer: bool [B, T, n_src] (and, if known, its
+        events as (frame, address) arrays in frame order, frame = sample * T + t) ->
+        (bool [B, T, n_out], final membranes int32 [B, n_out] or None without
+        ``read_v``, the output's events alike)."""
         b, t_steps = frames.shape[:2]
         out = np.zeros((b, t_steps, layer.n_neurons), bool)
         v = np.zeros((b, layer.n_neurons), np.int32) if read_v else None
         t0 = time.perf_counter()
-        sample_words = [frames_to_beats(frames[s]) for s in range(b)]
+        if events is None:
+            flat = np.flatnonzero(frames)
+            events = np.divmod(flat, max(1, int(np.prod(frames.shape[2:]))))
+        beats, packet_beats = events_to_beats(*events, b * t_steps, steps=t_steps)
+        starts = np.concatenate([[0], np.cumsum(packet_beats)])[::t_steps]
+        sample_words = [(beats[starts[s]:starts[s + 1]],
+                         packet_beats[s * t_steps:(s + 1) * t_steps]) for s in range(b)]
         self.times.add("pack", time.perf_counter() - t0)
+        found: list = []
         for lo, cnt in plan_slices(layer):
             part, first = group_of(layer, lo)        # a conv's channel group, or the layer
             args = layer_args(part, src_shape, pool, lo - first, cnt)
             self._call(args, "load_weights", pack_weights(part, lo - first, cnt),
                        what=f"loading weights of {layer.name}")
-            self._run_slice(layer, args, lo, cnt, sample_words, out, v)
-        return out, v
+            self._run_slice(layer, args, lo, cnt, sample_words, out, v, found)
+        # the slices' events by frame: each slice's are in frame order and its neurons
+        # follow the last slice's, so a stable sort (a merge of sorted runs) keeps every
+        # frame's neurons ascending
+        frame = np.concatenate([f for f, _ in found]) if found else np.zeros(0, np.int64)
+        neuron = np.concatenate([a for _, a in found]) if found else np.zeros(0, np.int64)
+        order = np.argsort(frame, kind="stable")
+        return out, v, (frame[order], neuron[order])
 
     def run(self, net: SnnNet, frames: np.ndarray, keep_spikes: bool = True) -> SnnResult:
         """The whole network, layer by layer over all samples, every spiking layer on
@@ -343,7 +360,7 @@ class SnnKernelRunner:
         stats, spikes, v_last = [], {}, None
         cur = x.reshape(b, t, -1)
         src = tuple(net.input_shape)
-        pool = 1
+        pool, events = 1, None
         final = net.spiking_layers[-1]           # its membranes break ties
         for layer in net.layers:
             if layer.op == "pool":
@@ -352,7 +369,7 @@ class SnnKernelRunner:
             if layer.op == "fc" and len(layer.in_shape) == 3 and pool == 1:
                 src = tuple(layer.in_shape)
             st = LayerStats(layer.name, layer.op, steps=b * t)
-            out, v_last = self.run_layer(layer, src, pool, cur, read_v=layer is final)
+            out, v_last, events = self.run_layer(layer, src, pool, cur, layer is final, events)
             # statistics of what the layer integrated (after the kernel's pooling)
             pooled = cur.reshape(b, t, *src)
             if pool > 1:
