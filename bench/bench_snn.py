@@ -9,9 +9,11 @@ and the subtract reset removes ``theta``): with float32-exact integer sums both 
 the same spikes while no membrane leaves the 16-bit range. Records events per second of both, their ratio and
 the output spike agreement, and the cost model's figures for the core. snnTorch is timed
 with 1 and with 2 torch threads and the faster counts (on a loaded 2-core machine two
-threads can be several times slower than one). The emulated overlay (the spiking path
-through pynq, the DMA driver and the C-simulated kernel) runs ``--overlay-samples``
-samples of the batch; its time per sample is compared with the reference's.
+threads can be several times slower than one); the reference and snnTorch are timed
+best of ``--repeat``. The emulated overlay (the spiking path through pynq, the DMA
+driver and the C-simulated kernel) runs ``--overlay-samples`` samples of the batch (all
+16 by default) in ``--overlay-rounds`` rounds interleaved with the reference on the
+same samples; ``overlay_vs_reference`` is the ratio of their medians.
 
     python bench/bench_snn.py            # writes bench/results/snn.json
     python bench/bench_snn.py --bundle cimstack-out/snn_bundle   # a trained network
@@ -27,7 +29,7 @@ import numpy as np
 from cimstack.mapping.snn import network_cost
 from cimstack.ref.snn import SnnLayer, SnnNet, run_snn
 
-from common import best_of, record
+from common import best_of, interleaved_medians, record
 
 ANCHOR_SNNTORCH_S = 0.214   # ANCHORS.md, same workload on a 2-core x86 machine
 
@@ -118,20 +120,23 @@ def time_snntorch(net: SnnNet, x: np.ndarray, repeat: int) -> tuple[np.ndarray, 
     return counts, times
 
 
-def time_overlay(net: SnnNet, x: np.ndarray, ref_counts: np.ndarray) -> dict:
-    """The emulated overlay on ``x``: seconds, stage split and exactness."""
-    import time
-
+def time_overlay(net: SnnNet, x: np.ndarray, ref_counts: np.ndarray, rounds: int) -> dict:
+    """The emulated overlay on ``x`` against the reference, in ``rounds`` interleaved
+    rounds (both see the same machine load): median seconds of each, the stage split of
+    one more overlay run, and exactness."""
     from cimstack.backends import open_snn_runner
     runner, _ = open_snn_runner("emu")
-    runner.run(net, x)          # warm-up: opens the device, builds the kernel, sizes buffers
+    res = runner.run(net, x)       # warm-up: opens the device, builds the kernel, sizes buffers
+    med = interleaved_medians({"reference": lambda: run_snn(net, x),
+                               "overlay": lambda: runner.run(net, x)}, rounds)
     before = runner.times.to_dict()
-    t0 = time.perf_counter()
-    res = runner.run(net, x)
-    seconds = time.perf_counter() - t0
+    runner.run(net, x)
     after = runner.times.to_dict()
     stages = {k: after["seconds"][k] - before["seconds"][k] for k in after["seconds"]}
-    return {"samples": len(x), "seconds": seconds, "seconds_per_sample": seconds / len(x),
+    return {"samples": len(x), "rounds": rounds, "seconds": med["overlay"],
+            "seconds_per_sample": med["overlay"] / len(x),
+            "reference_seconds": med["reference"],
+            "vs_reference": med["overlay"] / med["reference"],
             "exact": bool((res.counts == ref_counts).all()), "stage_seconds": stages,
             "kernel_calls": after["calls"] - before["calls"]}
 
@@ -139,7 +144,9 @@ def time_overlay(net: SnnNet, x: np.ndarray, ref_counts: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default=None, help="SNN bundle with this architecture")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=11)
+    ap.add_argument("--overlay-rounds", type=int, default=7,
+                    help="interleaved rounds of the overlay and the reference (medians)")
     ap.add_argument("--overlay-samples", type=int, default=16,
                     help="samples run on the emulated overlay (0: skip it)")
     args = ap.parse_args()
@@ -162,8 +169,8 @@ def main() -> None:
     t_torch = torch_times[threads]
     agree = float((counts == res.counts).mean())
     cost = network_cost(net, res, len(x))
-    overlay = time_overlay(net, x[:args.overlay_samples], res.counts[:args.overlay_samples]) \
-        if args.overlay_samples else None
+    overlay = time_overlay(net, x[:args.overlay_samples], res.counts[:args.overlay_samples],
+                           args.overlay_rounds) if args.overlay_samples else None
     figures = {
         "workload": "conv12-pool-conv32-pool-fc10, T=100, batch 16, 2x34x34, 5% input spikes",
         "load_average_1min_at_start": load,
@@ -180,8 +187,8 @@ def main() -> None:
         "output_count_agreement": agree,
         "snntorch_anchor_s": ANCHOR_SNNTORCH_S,
         "overlay": overlay,
-        "overlay_vs_reference": overlay["seconds_per_sample"] / (t_ref / len(x))
-        if overlay else None,
+        # the same samples, medians of the same interleaved rounds
+        "overlay_vs_reference": overlay["vs_reference"] if overlay else None,
         "layer_events": [s.to_dict() for s in res.stats],
         "core_model": {k: v for k, v in cost.items() if k != "layers"},
         "core_layers": cost["layers"],
