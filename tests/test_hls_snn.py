@@ -54,6 +54,8 @@ def test_csim_matches_reference(runner, seed, w_bits, v_bits, leak, reset, mode,
     for name in got.spikes:
         np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
     np.testing.assert_array_equal(got.v_final, ref.v_final)
+    # the statistics, the fc layer's from the conv's spike events pooled (pool_or_events)
+    assert [s.to_dict() for s in got.stats] == [s.to_dict() for s in ref.stats]
     lo, hi = v_range(v_bits)
     if mode == "saturate":
         assert got.v_final.min() >= lo and got.v_final.max() <= hi

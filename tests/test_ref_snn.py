@@ -311,3 +311,16 @@ def test_pool_or_is_the_any_of_each_window(k, h, w, density, seed):
     got = pool_or(x, k)
     assert got.dtype == bool
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 5), c=st.integers(1, 3), h=st.integers(1, 13), w=st.integers(1, 13),
+       density=st.sampled_from([0.0, 0.1, 0.7]), seed=st.integers(0, 1000))
+@example(k=2, c=2, h=11, w=11, density=0.3, seed=0)     # odd sizes: the border cropped
+@example(k=4, c=1, h=3, w=9, density=0.9, seed=1)       # fewer rows than k: nothing left
+def test_pool_or_of_events_equals_pool_or_of_the_maps(k, c, h, w, density, seed):
+    from cimstack.ref.snn import pool_or, pool_or_events
+    maps = np.random.default_rng(seed).random((5, c, h, w)) < density
+    frame, neuron = np.divmod(np.flatnonzero(maps), c * h * w)
+    got = pool_or_events(frame, neuron, (c, h, w), k, 5)
+    np.testing.assert_array_equal(got, pool_or(maps, k).reshape(5, -1))

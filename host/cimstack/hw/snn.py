@@ -39,8 +39,8 @@ import numpy as np
 from ..errors import HardwareError
 from ..events.wire import events_to_beats, unpack_events
 from ..overlay_shape import SNN, STREAM_BYTES, overlay_shape
-from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map,
-                       weight_slices)
+from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map, pool_or,
+                       pool_or_events, weight_slices)
 from .kernel import DmaTransactor, KernelIP, StageTimes
 
 ARRAY_BITS = SNN.capacity["ROWS"] * SNN.capacity["COLS"]
@@ -369,13 +369,15 @@ class SnnKernelRunner:
             if layer.op == "fc" and len(layer.in_shape) == 3 and pool == 1:
                 src = tuple(layer.in_shape)
             st = LayerStats(layer.name, layer.op, steps=b * t)
+            in_events = events
             out, v_last, events = self.run_layer(layer, src, pool, cur, layer is final, events)
             # statistics of what the layer integrated (after the kernel's pooling)
-            pooled = cur.reshape(b, t, *src)
-            if pool > 1:
-                from ..ref.snn import pool_or
-                pooled = pool_or(pooled, pool)
-            flat = pooled.reshape(b, t, -1)
+            if pool == 1:
+                flat = cur.reshape(b, t, -1)
+            elif in_events is not None:
+                flat = pool_or_events(*in_events, src, pool, b * t).reshape(b, t, -1)
+            else:
+                flat = pool_or(cur.reshape(b, t, *src), pool).reshape(b, t, -1)
             st.events_in = int(np.count_nonzero(flat))
             st.active_steps = int(np.count_nonzero(flat.any(axis=2)))
             st.sops = int((np.count_nonzero(flat.reshape(b * t, -1), axis=0)
