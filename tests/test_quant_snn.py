@@ -61,3 +61,36 @@ def test_bundle_and_sweep(trained, tmp_path):
         assert 1 <= layer.theta <= v_range(6)[1] and layer.v_bits == 6
     res = run_snn(n6, frames)
     assert res.v_final.min() >= -32 and res.v_final.max() <= 31
+
+
+@pytest.mark.parametrize("ksize, stride, padding", [(3, 2, 1), (5, 1, 2), (2, 2, 0)])
+def test_strided_padded_model_exports_exactly(ksize, stride, padding):
+    """SpikingCNN with a conv stride and zero padding: its shapes are the convs', the
+    export carries stride and padding, and the integer reference gives torch's spikes
+    (an untrained model with its weights scaled up so that every layer spikes)."""
+    from cimstack.quant.snn import SpikingCNN
+    from cimstack.quant.snn_export import export_snn
+    torch.manual_seed(ksize + stride)
+    model = SpikingCNN(8, (4, 6), ksize, input_shape=(2, 20, 20), stride=stride,
+                       padding=padding)
+    with torch.no_grad():
+        for mod in (model.conv1, model.conv2, model.fc):
+            mod.weight.mul_(8.0)
+    net = export_snn(model)
+    convs = [l for l in net.spiking_layers if l.op == "conv"]
+    assert [(l.stride, l.padding) for l in convs] == [(stride, padding)] * 2
+    frames = np.random.default_rng(0).random((3, 6, 2, 20, 20)) < 0.4
+    with torch.no_grad():
+        counts, _ = model(torch.from_numpy(frames).float())
+    ref = run_snn(net, frames, keep_spikes=True)
+    assert all(ref.spikes[l.name].any() for l in convs)
+    np.testing.assert_array_equal(counts.numpy().astype(np.int64), ref.counts)
+
+
+def test_a_model_whose_pooling_leaves_nothing_is_refused():
+    from cimstack.errors import ConfigError
+    from cimstack.quant.snn import SpikingCNN
+    with pytest.raises(ConfigError, match="second pooling leaves 0x0 outputs"):
+        SpikingCNN(8, (4, 6), 5, input_shape=(2, 12, 12), stride=3)
+    with pytest.raises(ConfigError, match="stride 1..7"):
+        SpikingCNN(8, (4, 6), 3, stride=9)

@@ -21,6 +21,7 @@ import typer
 from .flags import (EPOCHS_MAX, FORCE_HELP, FORCE_WRITE_HELP, SEED_MAX, SNN_FIT,
                     overlay_file)
 from .importer.nir_cli import snn_import_command
+from .overlay_shape import SNN
 from .report.console import console, rich_table
 
 snn_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -151,6 +152,12 @@ def train(out: Path = typer.Option(Path("cimstack-out/snn_bundle"), help="SNN bu
           epochs: int = typer.Option(6, **EPOCHS), w_bits: int = typer.Option(8, **TRAIN_BITS),
           v_bits: int = typer.Option(16, **TRAIN_BITS), seed: int = typer.Option(0, **SEED),
           data: Optional[Path] = typer.Option(None, help="N-MNIST folder; default built-in"),
+          ksize: int = typer.Option(5, help="both convs' kernel size", min=1,
+                                    max=SNN.capacity["MAX_KSIZE"]),
+          stride: int = typer.Option(1, help="both convs' stride", min=1,
+                                     max=SNN.capacity["MAX_STRIDE"]),
+          padding: int = typer.Option(0, help="both convs' zero padding", min=0,
+                                      max=SNN.capacity["MAX_PAD"]),
           force: bool = typer.Option(False, "--force", help=FORCE_HELP)):
     """Train the spiking CNN (surrogate gradients, Brevitas weights) and export it."""
     from .fileio import check_output_folder
@@ -160,7 +167,8 @@ def train(out: Path = typer.Option(Path("cimstack-out/snn_bundle"), help="SNN bu
     check_output_folder(out, force)
     with long_step("training the spiking CNN", live=False):
         r = train_snn(n_steps=steps, epochs=epochs, w_bits=w_bits, v_bits=v_bits, seed=seed,
-                      data=data, progress=True, log=console.print)
+                      data=data, progress=True, log=console.print, ksize=ksize,
+                      stride=stride, padding=padding)
     path = save_snn_bundle(r.net, out, force)
     console.print(f"torch acc {r.torch_acc:.4f}, integer reference acc {r.ref_acc:.4f}; "
                   f"bundle {path}")

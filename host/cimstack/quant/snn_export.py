@@ -47,8 +47,9 @@ def export_snn(model, v_bits: int = 16, name: str = "snn", meta: dict | None = N
             continue
         w, f = _int_weight(mod)
         theta = 1 << f
+        conv = dict(padding=model.padding, stride=model.stride) if op == "conv" else {}
         layers.append(SnnLayer(lname, op, tuple(ins), tuple(outs), w.astype(np.int32),
-                               theta=theta, w_bits=wb, v_bits=16, dataflow=dataflow))
+                               theta=theta, w_bits=wb, v_bits=16, dataflow=dataflow, **conv))
     net = SnnNet(name, tuple(model.input_shape), layers, spec or SnnSpec(w_bits=wb),
                  dict(meta or {}))
     return narrow_membranes(net, v_bits) if v_bits != 16 else _checked(net)
