@@ -150,12 +150,15 @@ def snn_kernels() -> list:
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), samples=st.integers(0, 7), t_steps=st.integers(1, 4),
-       density=st.sampled_from([0.0, 0.1, 0.6]), v_init=st.integers(-9, 9))
-@example(seed=0, samples=0, t_steps=2, density=0.3, v_init=0)   # continues: one copy
-@example(seed=1, samples=2, t_steps=1, density=0.0, v_init=3)   # empty packets only
-@example(seed=2, samples=7, t_steps=3, density=0.6, v_init=-9)  # 7 = 2 + 2 + 3 parts
+       density=st.sampled_from([0.0, 0.1, 0.6]), v_init=st.integers(-9, 9),
+       v_out=st.integers(0, 1))
+@example(seed=0, samples=0, t_steps=2, density=0.3, v_init=0, v_out=1)   # continues: one
+#                                                   copy; v_out is ignored without samples
+@example(seed=1, samples=2, t_steps=1, density=0.0, v_init=3, v_out=0)   # empty packets only
+@example(seed=2, samples=7, t_steps=3, density=0.6, v_init=-9, v_out=1)  # 7 = 2 + 2 + 3 parts,
+#                                                   each sample's membrane packet
 def test_snn_runs_of_samples_split_like_one_copy(snn_kernels, seed, samples, t_steps,
-                                                 density, v_init):
+                                                 density, v_init, v_out):
     """A RUN of S samples split at sample boundaries answers as one copy; the first
     copy, which ran the last part, then reads the last sample's membranes, and a run
     that continues them (n_samples = 0) answers as one copy too."""
@@ -176,7 +179,7 @@ def test_snn_runs_of_samples_split_like_one_copy(snn_kernels, seed, samples, t_s
     frames = rng.random((max(samples, 1), t_steps, 2, 6, 6)) < density
     words = np.concatenate([frames_to_beats(f)[0] for f in frames])
     run = {**args, "mode": modes["run"], "n_words": words.size, "n_steps": t_steps,
-           "n_samples": samples}
+           "n_samples": samples, "v_out": v_out}
     consumed, out, last = same_call(snn_kernels, run, *stream(np.concatenate([words,
                                                                               words[:3]])))
     assert consumed == words.size               # the extra words are left in the stream
@@ -184,7 +187,8 @@ def test_snn_runs_of_samples_split_like_one_copy(snn_kernels, seed, samples, t_s
     same_call(snn_kernels, {**args, "mode": modes["read_membranes"]},
               *stream(np.zeros(0, np.uint64)))
     more = frames_to_beats(frames[0])[0]
-    same_call(snn_kernels, {**run, "n_words": more.size, "n_samples": 0}, *stream(more))
+    same_call(snn_kernels, {**run, "n_words": more.size, "n_samples": 0, "v_out": 0},
+              *stream(more))
     same_call(snn_kernels, {**args, "mode": modes["read_membranes"]},
               *stream(np.zeros(0, np.uint64)))
 

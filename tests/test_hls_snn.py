@@ -359,8 +359,7 @@ def test_plan_runs_refuses_a_timestep_larger_than_a_transfer():
 def test_runs_cut_at_the_dma_limit_stay_exact():
     """A DMA limit of a few beats, or an answer budget of a few beats, cuts every
     slice's run into several calls; the result is still the reference's, spike for
-    spike. Without them a slice takes one call for all samples (the last layer: one a
-    sample, for its membranes)."""
+    spike. Without them a slice takes one call for all samples."""
     net = random_net(3, w_bits=6, v_bits=10)
     frames = np.random.default_rng(3).random((2, 7, 2, 8, 8)) < 0.3
     ref = run_snn(net, frames, keep_spikes=True)
@@ -375,7 +374,7 @@ def test_runs_cut_at_the_dma_limit_stay_exact():
     whole = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))))
     cut = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))), max_transfer=60 * 8)
     small = SnnKernelRunner(counted(CsimTransactor(CsimKernel("snn"))), out_budget=60 * 8)
-    runs = []
+    runs, reads = [], []
     for runner in (whole, cut, small):
         calls.clear()
         got = runner.run(net, frames)
@@ -383,11 +382,36 @@ def test_runs_cut_at_the_dma_limit_stay_exact():
             np.testing.assert_array_equal(got.spikes[name], ref.spikes[name], err_msg=name)
         np.testing.assert_array_equal(got.v_final, ref.v_final)
         runs.append(calls.count(SNN.modes["run"]))
+        reads.append(calls.count(SNN.modes["read_membranes"]))
         assert SNN.modes["step"] not in calls
-    *inner, final = net.spiking_layers       # both samples in one call; the last layer's
-    assert runs[0] == sum(len(plan_slices(l)) for l in inner) + 2 * len(plan_slices(final))
+    # both samples in one call per slice, the last layer's membranes in membrane packets
+    assert runs[0] == sum(len(plan_slices(l)) for l in net.spiking_layers)
+    assert reads == [0, 0, 0]                # the last layer's membranes: membrane packets
     assert runs[1] > runs[0] and runs[2] > runs[0]
     assert cut.times.items == small.times.items == whole.times.items == 2 * 7 * 2
+
+
+def test_last_layer_cut_by_timesteps_reads_its_membranes():
+    """A last layer whose sample is cut into calls of a few timesteps (DMA limit 60
+    beats) gets each sample's membranes by a read after its last call, and they are the
+    reference's."""
+    net = random_net(4, w_bits=6, v_bits=10)
+    conv = net.spiking_layers[0]
+    net = SnnNet("conv-only", net.input_shape, [conv])
+    net.validate()
+    frames = np.random.default_rng(4).random((3, 7, 2, 8, 8)) < 0.3
+    calls = []
+    kernel = CsimTransactor(CsimKernel("snn"))
+
+    def counted(args, words, out_cap, what):
+        calls.append(args["mode"])
+        return kernel(args, words, out_cap, what)
+
+    got = SnnKernelRunner(counted, max_transfer=60 * 8).run(net, frames)
+    ref = run_snn(net, frames, keep_spikes=True)
+    np.testing.assert_array_equal(got.spikes["conv1"], ref.spikes["conv1"])
+    np.testing.assert_array_equal(got.v_final, ref.v_final)
+    assert calls.count(SNN.modes["read_membranes"]) == 3 < calls.count(SNN.modes["run"])
 
 
 def test_registers_match_the_top_function():
@@ -565,6 +589,20 @@ def test_a_run_of_samples_starts_each_from_v_init(runner, seed, samples, t_steps
     _, v, _ = kernel.run({**args, "mode": SNN.modes["read_membranes"]}, np.zeros(0, np.uint64),
                          np.zeros(0, bool))
     np.testing.assert_array_equal(unpack_membranes(v, 48), ref.v_final[-1])
+    # v_out = 1: each sample's spike packets, then its membrane packet (marked t_steps,
+    # the 8-bit fields as stored), TLAST on the last beat only
+    used, out_v, last = kernel.run({**args, "mode": SNN.modes["run"], "n_words": words.size,
+                                    "n_steps": t_steps, "n_samples": samples, "v_out": 1},
+                                   words, np.ones(words.size, bool))
+    assert used == words.size and last[-1] and not last[:-1].any()
+    marks, packet, values = unpack_events(out_v)
+    assert marks.tolist() == (list(range(t_steps)) + [t_steps]) * samples
+    membrane = packet % (t_steps + 1) == t_steps
+    fields = values[membrane].reshape(samples, 48)
+    np.testing.assert_array_equal((fields ^ 128) - 128, ref.v_final)
+    ends = packet_ends(out_v)                 # the same spike packets, beat for beat
+    beat_packet = np.cumsum(ends) - ends
+    np.testing.assert_array_equal(out_v[beat_packet % (t_steps + 1) != t_steps], out)
 
 
 @pytest.mark.parametrize("out_c, k", [(250, 7), (130, 7), (9, 3)])

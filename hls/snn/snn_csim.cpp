@@ -12,7 +12,7 @@ using cimstack::csim::in_range;
 
 enum Reg { MODE, OP, SRC_H, SRC_W, POOL, IN_C, IN_H, IN_W, OUT_C, KSIZE, PADDING, STRIDE,
            N_LO, N_COUNT, W_BITS, V_BITS, THETA, LEAK_SHIFT, RESET_MODE, OVERFLOW, FIRE_MODE,
-           LEAK_ORDER, V_INIT, N_WORDS, N_STEPS, N_SAMPLES, N_REGS };
+           LEAK_ORDER, V_INIT, N_WORDS, N_STEPS, N_SAMPLES, V_OUT, N_REGS };
 
 // Event packets of a RUN call: n_steps per sample, n_samples samples (0: one).
 uint64_t run_packets(const uint32_t* a) {
@@ -57,6 +57,9 @@ bool args_valid(const uint32_t* a) {
     if (a[MODE] == RUN && (!in_range(a[N_STEPS], 1, MAX_STEPS) || a[N_SAMPLES] > MAX_SAMPLES ||
                            a[N_WORDS] < run_packets(a)))
         return false;
+    // membrane packets (a RUN of samples; other calls ignore the register, which keeps
+    // its value from call to call as the board's does)
+    if (a[V_OUT] > 1) return false;
     return true;
 }
 
@@ -64,7 +67,7 @@ void call_top(const uint32_t* a, cimstack::axis_stream& in, cimstack::axis_strea
     snn_top(in, out, a[MODE], a[OP], a[SRC_H], a[SRC_W], a[POOL], a[IN_C], a[IN_H], a[IN_W],
             a[OUT_C], a[KSIZE], a[PADDING], a[STRIDE], a[N_LO], a[N_COUNT], a[W_BITS], a[V_BITS],
             a[THETA], a[LEAK_SHIFT], a[RESET_MODE], a[OVERFLOW], a[FIRE_MODE], a[LEAK_ORDER],
-            a[V_INIT], a[N_WORDS], a[N_STEPS], a[N_SAMPLES]);
+            a[V_INIT], a[N_WORDS], a[N_STEPS], a[N_SAMPLES], a[V_OUT]);
 }
 
 }  // namespace
@@ -89,7 +92,8 @@ long long cimstack_snn_words_out(const uint32_t* a) {
     if (!args_valid(a)) return -1;
     if (a[MODE] == snn::STEP) return (long long)snn::step_out_words_max(a[N_COUNT]);
     if (a[MODE] == snn::RUN)
-        return (long long)run_packets(a) * (long long)snn::step_out_words_max(a[N_COUNT]);
+        return (long long)(run_packets(a) + (a[V_OUT] ? a[N_SAMPLES] : 0)) *
+               (long long)snn::step_out_words_max(a[N_COUNT]);   // a membrane packet: as long
     if (a[MODE] == snn::READ_MEMBRANES) return (long long)snn::membrane_words(a[N_COUNT]);
     return 0;
 }

@@ -8,7 +8,8 @@
 // the membranes out (int32, 2 per word); mode 4 runs n_steps timesteps in one call: its
 // n_words beats are n_steps such packets back to back (n_samples >= 1: n_samples
 // samples of n_steps packets each, the membranes set to v_init before each sample's
-// first packet), and it writes one spike packet
+// first packet; v_out = 1: after each sample's spike packets a membrane packet), and it
+// writes one spike packet
 // per timestep, TLAST only on the last beat of the last (one S2MM transfer). Modes 2
 // and 4 are the same loop (run_steps). Semantics: docs/macros.md.
 #include "snn_top.h"
@@ -336,15 +337,32 @@ CLR_V:
         put_field(L.v_base + j * L.vf.bits, L.vf, unsigned(uint32_t(L.v_init)));
 }
 
+// The membrane packet of a sample (v_out): marker n_steps (one past its last timestep),
+// then each membrane's field as stored (v_bits <= 16 bits, so never a marker or pad),
+// pad; TLAST on its last beat when `tlast`.
+static void write_membranes(cimstack::axis_stream& out, const Layer& L, uint32_t n_steps,
+                            bool tlast) {
+    Packer pk(out);
+    pk.push(MARKER | n_steps, L.n_count == 0, tlast);
+V_PACKET:
+    for (uint32_t j = 0; j < L.n_count; ++j) {
+#pragma HLS LOOP_TRIPCOUNT max = 8192
+#pragma HLS PIPELINE II = 1
+        pk.push(get_field(L.v_base + j * L.vf.bits, L.vf), j + 1 == L.n_count, tlast);
+    }
+}
+
 // Timesteps: n_words beats holding up to n_packets event packets, each opened by a marker
 // in the low half of a beat (packets fill whole beats). Each packet is integrated, then
 // fired (fire) when the next one opens or the words end: one spike packet per timestep,
 // TLAST on the last beat of the last one. The first word always opens the first packet;
 // markers past the n_packets-th are ignored, as within a packet (STEP: one packet).
 // n_steps > 0: the packets are samples of n_steps packets each, the membranes set to
-// v_init as each sample's first packet opens (0: they continue as they are).
+// v_init as each sample's first packet opens (0: they continue as they are); with
+// v_out each sample's spike packets are followed by its membrane packet
+// (write_membranes), which then holds the TLAST of the last.
 static void run_steps(cimstack::axis_stream& in, cimstack::axis_stream& out, const Layer& L,
-                      uint32_t n_words, uint32_t n_packets, uint32_t n_steps) {
+                      uint32_t n_words, uint32_t n_packets, uint32_t n_steps, bool v_out) {
     uint32_t t = 0, opened = 0, in_sample = 0;   // in_sample: packets opened in this sample
 READ:
     for (uint32_t i = 0; i < n_words; ++i) {
@@ -353,6 +371,7 @@ READ:
         const uint32_t lo = uint32_t(data), hi = uint32_t(data >> 32);
         if (i == 0 || ((lo & MARKER) && lo != PAD && opened < n_packets)) {
             if (opened) fire(out, L, t, false);
+            if (opened && v_out && in_sample == 0) write_membranes(out, L, n_steps, false);
             if (n_steps && in_sample == 0) clear_membranes(L);
             in_sample = in_sample + 1 == n_steps ? 0 : in_sample + 1;
             begin_timestep(L);
@@ -363,7 +382,8 @@ READ:
         }
         take_event(L, hi);
     }
-    fire(out, L, t, true);
+    fire(out, L, t, !v_out);
+    if (v_out) write_membranes(out, L, n_steps, true);
 }
 
 static void read_membranes(cimstack::axis_stream& out, const Layer& L) {
@@ -391,7 +411,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
              ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
              ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps,
-             ap_uint<32> n_samples) {
+             ap_uint<32> n_samples, ap_uint<32> v_out) {
 #pragma HLS INTERFACE axis port = in
 #pragma HLS INTERFACE axis port = out
 #pragma HLS INTERFACE s_axilite port = mode bundle = control
@@ -420,6 +440,7 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
 #pragma HLS INTERFACE s_axilite port = n_words bundle = control
 #pragma HLS INTERFACE s_axilite port = n_steps bundle = control
 #pragma HLS INTERFACE s_axilite port = n_samples bundle = control
+#pragma HLS INTERFACE s_axilite port = v_out bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
 #pragma HLS INTERFACE ap_ctrl_hs port = return
     // The drivers check every register (cimstack_snn_words_needed refuses bad ones in
@@ -483,7 +504,7 @@ CLR_TAGS:
             const unsigned samples = run ? min_u(unsigned(n_samples), MAX_SAMPLES) : 0;
             if (L.in_c * L.in_h * L.in_w <= MAX_IN && n_words > 0)
                 run_steps(in, out, L, n_words, steps * (samples ? samples : 1),
-                          samples ? steps : 0);
+                          samples ? steps : 0, samples && unsigned(v_out) != 0);
             break;
         }
         case READ_MEMBRANES:

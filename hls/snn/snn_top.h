@@ -81,6 +81,6 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
              ap_uint<32> theta, ap_uint<32> leak_shift, ap_uint<32> reset_mode,
              ap_uint<32> overflow, ap_uint<32> fire_mode, ap_uint<32> leak_order,
              ap_uint<32> v_init, ap_uint<32> n_words, ap_uint<32> n_steps,
-             ap_uint<32> n_samples);
+             ap_uint<32> n_samples, ap_uint<32> v_out);
 
 #endif

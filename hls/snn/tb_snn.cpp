@@ -71,7 +71,7 @@ void call(cimstack::axis_stream& in, cimstack::axis_stream& out, const Case& cs,
           unsigned mode, unsigned n_lo, unsigned n_count, unsigned n_words, unsigned n_steps = 1) {
     snn_top(in, out, mode, cs.op, cs.src, cs.src, cs.pool, cs.c, m.in_h, m.in_h, cs.n, cs.k,
             cs.pad, cs.stride, n_lo, n_count, cs.wb, cs.vb, m.theta, cs.leak, cs.reset_zero, cs.wrap,
-            0, 0, 0, n_words, n_steps, 0);   // fire at v >= theta, leak after the input,
+            0, 0, 0, n_words, n_steps, 0, 0);   // fire at v >= theta, leak after the input,
                                              // v from 0, one run of timesteps
 }
 

@@ -180,6 +180,8 @@ SNN = KernelDecl(
         ("n_samples", "mode 4: 0 = the packets continue the membranes as they are; "
                       "1..MAX_SAMPLES = that many samples of n_steps packets each, the "
                       "membranes set to v_init before each sample's first packet"),
+        ("v_out", "mode 4 with n_samples >= 1: 1 = after each sample's spike packets one "
+                  "membrane packet (marker n_steps, each membrane's v_bits-bit field, pad)"),
     ),
     capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 65536, "MAX_COUNT": 8192,
               "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_PAD": 64, "MAX_STEPS": 65535,

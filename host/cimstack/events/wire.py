@@ -9,7 +9,9 @@
 
 One packet per timestep (also when it has no events: marker only), TLAST on its last
 beat. The kernel answers each input packet with one output packet in the same format
-(the layer's output spikes of that timestep). Several packets sent back to back as one
+(the layer's output spikes of that timestep); a run of samples with ``v_out`` adds one
+membrane packet per sample (marked one past its last timestep, its words the membranes'
+fields, docs/macros.md). Several packets sent back to back as one
 transfer (the kernel's RUN mode) carry TLAST on the transfer's last beat only; their
 boundaries are the beats that open with a marker (:func:`packet_ends`).
 """

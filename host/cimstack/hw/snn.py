@@ -18,8 +18,9 @@ output channels, as many as fit with all their membranes, each a conv of its own
    larger than that runs alone, cut into calls of consecutive timesteps
    (:func:`plan_runs`: the first call sets the membranes, the others continue them);
    the answer's markers must name every timestep of the call, in order;
-3. read membranes (mode 3) of the last layer, for its tie-break: that layer runs one
-   sample per call.
+3. the last layer's membranes, for its tie-break: its RUN calls set ``v_out``, so that
+   each sample's spike packets are followed by a packet of its final membranes (a
+   sample cut by timesteps reads them with mode 3 after its last call).
 
 Mode 1 (clear) and mode 2 (one timestep per call) are the kernel's too, for a host that
 streams timestep by timestep.
@@ -260,61 +261,75 @@ class SnnKernelRunner:
 
     @staticmethod
     def _answer(res: np.ndarray, last: np.ndarray, first: int, n: int, samples: int,
-                what: str):
-        """The spikes of a RUN answer as (packet, address) arrays, checked: TLAST on its
-        last beat only, ``samples`` runs of one packet per timestep first .. first + n - 1,
-        in order."""
+                v_out: bool, what: str):
+        """The packets of a RUN answer as (packet, word) arrays, checked: TLAST on its
+        last beat only, ``samples`` runs of one packet per timestep first .. first + n - 1
+        in order, each followed by its membrane packet (marked n) with ``v_out``."""
         if not len(res) or not last[-1] or last[:-1].any():
             raise HardwareError(f"{what}: the answer has TLAST on beats "
                                 f"{np.flatnonzero(last).tolist()} of {len(res)}; expected "
                                 "on its last beat only")
-        marks, packet, addrs = unpack_events(res)
-        want = np.tile(np.arange(first, first + n), samples)
+        marks, packet, words = unpack_events(res)
+        want = np.tile(np.r_[np.arange(first, first + n), [n] * v_out], samples)
         wrong = marks[:want.size] != want[:marks.size]
         if marks.size != want.size or wrong.any():
             i = int(np.flatnonzero(wrong)[0]) if wrong.any() else min(marks.size, want.size)
             got = int(marks[i]) if i < marks.size else "missing"
             raise HardwareError(f"{what}: the answer holds {marks.size} packets; packet {i} "
-                                f"is marked {got}, expected timestep {want[i]}")
-        return packet, addrs
+                                f"is marked {got}, expected {want[i] if i < want.size else 'none'}")
+        return packet, words
 
     def _run_slice(self, layer, args: dict, lo: int, cnt: int, sample_words: list,
                    out: np.ndarray, v: np.ndarray | None, found: list) -> None:
         """The samples' timesteps through the loaded slice ``lo`` .. ``lo + cnt`` of
         ``layer`` (registers ``args``): spikes into ``out`` [B, T, n_out] and, as (frame,
         neuron) arrays in frame order, onto ``found``; with ``v`` each sample's final
-        membranes (one sample per call, then read)."""
+        membranes (from its membrane packet, ``v_out``; a sample cut by timesteps: read
+        after its last call)."""
         t_steps = out.shape[1]
         first = lo - args["n_lo"]                # the part's first neuron in the layer
         cap = (cnt + 2) // 2                     # beats of one timestep's spike packet, at most
+        v_out = v is not None
+        per_sample = (t_steps + v_out) * cap     # answer beats of a sample, at most
         max_beats = self.max_transfer // STREAM_BYTES
         max_out = max(1, self.out_budget // STREAM_BYTES)
         beats = [int(b.size) for b, _ in sample_words]
-        max_samples = 1 if v is not None else len(sample_words)
-        for s0, n_s in plan_samples(beats, t_steps * cap, max_beats, max_out, max_samples):
-            if n_s > 1 or (beats[s0] <= max_beats and t_steps * cap <= max_out):
-                calls = [(0, t_steps, n_s,
+        for s0, n_s in plan_samples(beats, per_sample, max_beats, max_out, len(beats)):
+            if n_s > 1 or (beats[s0] <= max_beats and per_sample <= max_out):
+                calls = [(0, t_steps, n_s, v_out,
                           np.concatenate([sample_words[s][0] for s in range(s0, s0 + n_s)]))]
             else:                                # one sample too large: cut by timesteps
                 words, packet_beats = sample_words[s0]
                 starts = np.concatenate([[0], np.cumsum(packet_beats)])
                 runs = plan_runs(packet_beats.tolist(), cap, min(max_beats, max_out))
-                calls = [(t0, n, 1 if i == 0 else 0, words[starts[t0]:starts[t0 + n]])
+                calls = [(t0, n, 1 if i == 0 else 0, False, words[starts[t0]:starts[t0 + n]])
                          for i, (t0, n) in enumerate(runs)]
-            for t0, n, samples, words in calls:
+            for t0, n, samples, with_v, words in calls:
                 what = (f"{layer.name} samples {s0}..{s0 + n_s - 1} timesteps "
                         f"{t0}..{t0 + n - 1}")
-                res, last = self._call({**args, "n_steps": n, "n_samples": samples}, "run",
-                                       words, n * max(1, samples) * cap, what)
+                runs_of = max(1, samples)
+                res, last = self._call({**args, "n_steps": n, "n_samples": samples,
+                                        "v_out": int(with_v)}, "run", words,
+                                       runs_of * (n + with_v) * cap, what)
                 t1 = time.perf_counter()
-                packet, addrs = self._answer(res, last, t0, n, max(1, samples), what)
-                sample, step = np.divmod(packet, n)
-                frame, neuron = (s0 + sample) * t_steps + t0 + step, addrs + first
+                packet, words_out = self._answer(res, last, t0, n, runs_of, with_v, what)
+                sample, step = np.divmod(packet, n + with_v)
+                spike = step < n
+                frame = (s0 + sample[spike]) * t_steps + t0 + step[spike]
+                neuron = words_out[spike] + first
                 out.reshape(-1)[frame * out.shape[2] + neuron] = True   # one flat index:
                 found.append((frame, neuron))                # three cost 3x as long
+                if with_v:
+                    fields = words_out[~spike]
+                    if fields.size != runs_of * cnt:
+                        raise HardwareError(f"{what}: the membrane packets hold {fields.size} "
+                                            f"values; expected {cnt} for each of {runs_of} "
+                                            "samples")
+                    sign = 1 << (layer.v_bits - 1)
+                    v[s0:s0 + n_s, lo:lo + cnt] = ((fields ^ sign) - sign).reshape(n_s, cnt)
                 self.times.add("unpack", time.perf_counter() - t1)
-                self.times.items += n * max(1, samples)
-            if v is not None:
+                self.times.items += n * runs_of
+            if v_out and not calls[0][3]:        # a cut sample: its membranes are read
                 res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
                                     what=f"reading membranes of {layer.name}")
                 v[s0, lo:lo + cnt] = unpack_membranes(res, cnt)
