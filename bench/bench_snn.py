@@ -10,7 +10,7 @@ the same spikes while no membrane leaves the 16-bit range. Records events per se
 the output spike agreement, and the cost model's figures for the core. snnTorch is timed
 with 1 and with 2 torch threads and the faster counts (on a loaded 2-core machine two
 threads can be several times slower than one); the reference and snnTorch are timed
-best of ``--repeat``. The emulated overlay (the spiking path through pynq, the DMA
+best of ``--repeat`` rounds that run each once (the same machine load for both). The emulated overlay (the spiking path through pynq, the DMA
 driver and the C-simulated kernel) runs ``--overlay-samples`` samples of the batch (all
 16 by default) in ``--overlay-rounds`` rounds interleaved with the reference on the
 same samples; ``overlay_vs_reference`` is the ratio of their medians.
@@ -29,7 +29,7 @@ import numpy as np
 from cimstack.mapping.snn import network_cost
 from cimstack.ref.snn import SnnLayer, SnnNet, run_snn
 
-from common import best_of, interleaved_medians, record
+from common import best_of, interleaved_medians, interleaved_times, record
 
 ANCHOR_SNNTORCH_S = 0.214   # ANCHORS.md, same workload on a 2-core x86 machine
 
@@ -106,18 +106,27 @@ def _numba() -> bool:
     return snn_fast.AVAILABLE
 
 
-def time_snntorch(net: SnnNet, x: np.ndarray, repeat: int) -> tuple[np.ndarray, dict]:
-    """Output counts of the snnTorch model and its best time per torch thread count."""
+def time_reference_and_snntorch(net: SnnNet, x: np.ndarray,
+                                repeat: int) -> tuple[np.ndarray, float, dict]:
+    """Output counts of the snnTorch model; the best times of the reference and of
+    snnTorch with 1 and 2 torch threads, over ``repeat`` rounds that call each once (so
+    that all see the same machine load)."""
     import torch
     model = snntorch_model(net)
     xt = torch.from_numpy(x.transpose(1, 0, 2, 3, 4).astype(np.float32))
-    times = {}
+
+    def snntorch(threads: int):
+        def run():
+            torch.set_num_threads(threads)
+            return model(xt)
+        return run
+
     with torch.no_grad():
         counts = model(xt).numpy().astype(np.int64)
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            times[threads] = best_of(lambda: model(xt), repeat)
-    return counts, times
+        times = interleaved_times({"reference": lambda: run_snn(net, x), 1: snntorch(1),
+                                   2: snntorch(2)}, repeat)
+    best = {name: min(t) for name, t in times.items()}
+    return counts, best.pop("reference"), best
 
 
 def time_overlay(net: SnnNet, x: np.ndarray, ref_counts: np.ndarray, rounds: int) -> dict:
@@ -160,11 +169,10 @@ def main() -> None:
     x = rng.random((16, 100, 2, 34, 34)) < 0.05
     res = run_snn(net, x)
     events = res.input_events
-    t_ref = best_of(lambda: run_snn(net, x), args.repeat)
-    t_numpy = best_of(lambda: run_snn(net, x, engine="numpy"), max(1, args.repeat // 2))
+    t_numpy = best_of(lambda: run_snn(net, x, engine="numpy"), max(1, args.repeat // 4))
     exact = bool((run_snn(net, x, engine="numpy").counts == res.counts).all())
 
-    counts, torch_times = time_snntorch(net, x, args.repeat)
+    counts, t_ref, torch_times = time_reference_and_snntorch(net, x, args.repeat)
     threads = min(torch_times, key=torch_times.get)
     t_torch = torch_times[threads]
     agree = float((counts == res.counts).mean())

@@ -25,10 +25,10 @@ def best_of(fn, repeat: int = 5) -> float:
     return min(times)
 
 
-def interleaved_medians(fns: dict, repeat: int = 5) -> dict:
-    """Median wall time in seconds of each function of ``fns`` (name -> function):
-    one warm-up call each, then ``repeat`` rounds calling each once, so that every
-    function sees the same machine load (the cores are shared)."""
+def interleaved_times(fns: dict, repeat: int = 5) -> dict:
+    """Wall times in seconds of each function of ``fns`` (name -> function): one
+    warm-up call each, then ``repeat`` rounds calling each once, so that every function
+    sees the same machine load (the cores are shared); name -> the ``repeat`` times."""
     for fn in fns.values():
         fn()
     times = {name: [] for name in fns}
@@ -37,7 +37,12 @@ def interleaved_medians(fns: dict, repeat: int = 5) -> dict:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
+
+
+def interleaved_medians(fns: dict, repeat: int = 5) -> dict:
+    """Median of each function's :func:`interleaved_times`."""
+    return {name: float(np.median(t)) for name, t in interleaved_times(fns, repeat).items()}
 
 
 def machine() -> dict:
