@@ -467,7 +467,7 @@ def _mount_subcommands() -> None:
     """Board, overlay and deploy commands (serial console, ssh, Vivado build); studies."""
     from .cost.cli import cost_command
     from .deploy.cli import board_app, deploy_command, overlay_app
-    from .events.cli import events_app
+    from .events_cli import events_app
     from .importer.cli import import_command
     from .models.cli import models_app
     from .report.cli import report_command

@@ -1,5 +1,5 @@
 """``cimstack events info FILE`` and ``cimstack events convert IN OUT`` (mounted by the
-main CLI): event-camera files of every format of :mod:`.files`."""
+main CLI): event-camera files of every format of :mod:`.events.files`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError, OutputError
-from ..report.console import console, rich_table
-from .files import FORMATS
+from .errors import ConfigError, OutputError
+from .report.console import console, rich_table
+from .events.files import FORMATS
 
 events_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -36,8 +36,8 @@ def info_command(
         json_out: Optional[Path] = typer.Option(None, "--json",
                                                 help="write the figures as JSON")):
     """Format, resolution, event count, duration and event rate of an event file."""
-    from ..fileio import write_json_atomic
-    from .files import read_event_file
+    from .fileio import write_json_atomic
+    from .events.files import read_event_file
     s = read_event_file(path).summary()
     rate = "-" if s["rate_events_per_s"] is None else f"{s['rate_events_per_s']:,.0f} ev/s"
     rows = [("format", f"{s['format_name']} ({s['format']})"),
@@ -65,9 +65,9 @@ def convert_command(
                                                  "then keep the centre WxH window"),
         force: bool = typer.Option(False, "--force", help=FORCE_FILE_HELP)):
     """Convert an event file to another format (optionally cropped or downsampled)."""
-    from ..fileio import check_output_file
-    from .core import fit_sensor
-    from .files import format_of_name, read_event_file, write_event_file
+    from .fileio import check_output_file
+    from .events.core import fit_sensor
+    from .events.files import format_of_name, read_event_file, write_event_file
     if crop and downsample:
         raise ConfigError("--crop and --downsample: choose one")
     fmt = format_of_name(out, fmt)
