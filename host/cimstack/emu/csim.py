@@ -407,9 +407,9 @@ class CsimKernel:
 
     def _out_buffers(self, cap: int) -> tuple[np.ndarray, np.ndarray]:
         """Output buffers of at least ``cap`` words, kept from call to call: a call's
-        cap is its worst case (every neuron of an snn slice spiking), far above what it
-        writes, and allocating and freeing it per call made the kernel copies of a
-        ParallelCsimKernel wait on each other's page faults and unmaps."""
+        cap is its worst case (every neuron of an snn slice spiking: up to the driver's
+        16 MiB answer budget), far above what it writes, so it is not allocated anew for
+        every call; the words written are copied out."""
         if self._out_words is None or self._out_words.size < cap:
             self._out_words = np.zeros(max(cap, 64), np.uint64)
             self._out_flags = np.zeros(max(cap, 64), np.uint8)

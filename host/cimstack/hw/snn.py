@@ -295,7 +295,8 @@ class SnnKernelRunner:
         max_out = max(1, self.out_budget // STREAM_BYTES)
         beats = [int(b.size) for b, _ in sample_words]
         for s0, n_s in plan_samples(beats, per_sample, max_beats, max_out, len(beats)):
-            if n_s > 1 or (beats[s0] <= max_beats and per_sample <= max_out):
+            whole = n_s > 1 or (beats[s0] <= max_beats and per_sample <= max_out)
+            if whole:
                 calls = [(0, t_steps, n_s, v_out,
                           np.concatenate([sample_words[s][0] for s in range(s0, s0 + n_s)]))]
             else:                                # one sample too large: cut by timesteps
@@ -329,7 +330,7 @@ class SnnKernelRunner:
                     v[s0:s0 + n_s, lo:lo + cnt] = ((fields ^ sign) - sign).reshape(n_s, cnt)
                 self.times.add("unpack", time.perf_counter() - t1)
                 self.times.items += n * runs_of
-            if v_out and not calls[0][3]:        # a cut sample: its membranes are read
+            if v_out and not whole:              # a cut sample: its membranes are read
                 res, _ = self._call(args, "read_membranes", out_cap=(cnt + 1) // 2,
                                     what=f"reading membranes of {layer.name}")
                 v[s0, lo:lo + cnt] = unpack_membranes(res, cnt)
