@@ -426,8 +426,11 @@ def test_registers_match_the_top_function():
     for r in SNN.registers:
         assert f"s_axilite port = {r.name} bundle = control" in top
     for key in ("ROWS", "COLS", "MAX_IN", "MAX_COUNT", "MAX_OUT_C", "MAX_KSIZE", "MAX_STRIDE",
-                "MAX_PAD", "MAX_STEPS"):
+                "MAX_PAD", "MAX_STEPS", "MAX_SAMPLES", "MAX_SLOTS"):
         assert re.search(rf"const unsigned {key} = {SNN.capacity[key]};", header), key
+    assert SNN.capacity["SLICE_WORDS"] == (SNN.capacity["MAX_OUT_C"]
+                                           * SNN.capacity["MAX_KSIZE"] ** 2)
+    assert "const unsigned SLICE_WORDS = MAX_OUT_C * MAX_KSIZE * MAX_KSIZE;" in header
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

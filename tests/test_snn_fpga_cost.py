@@ -17,6 +17,7 @@ from cimstack.cost import FpgaTiming, snn_fpga_cost
 from cimstack.cost.fpga import snn_layer_fpga
 from cimstack.events.wire import packet_words32
 from cimstack.hw.snn import ARRAY_BITS, conv_group, group_of, plan_slices
+from cimstack.overlay_shape import SNN
 from cimstack.ref.snn import LayerStats, SnnLayer, SnnNet, conv_out, run_snn
 from cimstack.snn_bundle import save_snn_bundle
 
@@ -43,18 +44,30 @@ def one_layer(op: str, pad: int = 0, neurons: int = 600, stride: int = 1,
     return net
 
 
-def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
-    """(cycles, bytes in) of the driver's calls, walking the kernel's loops: II = 1
-    loops cost their trip count + E, READ one cycle per 32-bit word, conv rows outside
-    the output skipped; a conv event's row loops end at the first kernel row (column)
-    past k or output row (column) below 0."""
+def hand_count(layer: SnnLayer, frames: np.ndarray, last: bool = True) -> tuple[int, int]:
+    """(cycles, bytes in) of the driver's calls (per slice one load and one run of all
+    samples), walking the kernel's loops: II = 1 loops cost their trip count + E, READ
+    one cycle per 32-bit word; a conv event reads its channel's weights into its slot at
+    the channel's first event (when every input channel has a slot), and adds one weight
+    row of the slice's c_n channels per reached kernel position (rows and columns whose
+    output is inside): the lane loop per position, or with c_n < ceil(k / stride) the
+    column loop per lane and row."""
+    cap = SNN.capacity
     cycles = beats = 0
-    for sample in frames:
-        for lo, cnt in plan_slices(layer):
-            part = group_of(layer, lo)[0]               # the slice's channel group
-            w_count = part.n_weights if layer.op == "conv" else N_IN * cnt
-            cycles += -(-w_count // 4) * (4 + E)                 # LOAD_W (4-weight inner loop)
-            cycles += cnt + E                                    # CLR_V
+    for lo, cnt in plan_slices(layer):
+        part, first = group_of(layer, lo)               # the slice's channel group
+        w_count = part.n_weights if layer.op == "conv" else N_IN * cnt
+        cycles += -(-w_count // 4) * (4 + E)                     # LOAD_W
+        cycles += 2 * (cap["MAX_SLOTS"] + E)                     # CLR_TAGS: load, run
+        if layer.op == "conv":
+            _, _, k, _ = part.weight.shape
+            st, pad, oh = layer.stride, layer.padding, layer.out_shape[1]
+            plane = oh * layer.out_shape[2]
+            c_n = (lo - first + cnt - 1) // plane - (lo - first) // plane + 1
+            cached = min(cap["SLICE_WORDS"] // (c_n * k * k), cap["MAX_SLOTS"]) >= IN[0]
+            held = set()                                 # input channels in their slots
+        for sample in frames:
+            cycles += cnt + E                                    # CLR_V at the sample
             for t, frame in enumerate(sample):
                 addrs = np.flatnonzero(frame)
                 words = packet_words32(t, addrs).size
@@ -64,17 +77,24 @@ def hand_count(layer: SnnLayer, frames: np.ndarray) -> tuple[int, int]:
                     if layer.op == "fc":
                         cycles += cnt + E
                         continue
-                    out_c, _, k, _ = part.weight.shape
-                    st, pad, oh = layer.stride, layer.padding, layer.out_shape[1]
+                    c = a // (IN[1] * IN[2])
+                    if cached and c not in held:                 # SLICE_N x SLICE_T
+                        cycles += c_n * (k * k + E) + E
+                        held.add(c)
                     qy, ry = divmod(a // IN[2] % IN[1] + pad, st)
                     qx, rx = divmod(a % IN[2] + pad, st)
 
-                    def trips(r, q):        # dy = r + i * st < k and yo = q - i >= 0
-                        return min(-(-(k - r) // st), q + 1)
-                    rows = sum(qy - i < oh for i in range(trips(ry, qy)))
-                    cycles += out_c * rows * (trips(rx, qx) + E)
+                    def reached(r, q, out):  # dy = r + i * st < k, 0 <= q - i < out
+                        return sum(r + i * st < k and 0 <= q - i < out for i in range(k))
+                    rows = reached(ry, qy, oh)
+                    cols = reached(rx, qx, layer.out_shape[2])
+                    if c_n < -(-k // st):                        # LANE_ROWS x ROW_COLS
+                        cycles += c_n * rows * (cols + E)
+                    else:                                        # CONV_DY x CONV_DX x LANES
+                        cycles += rows * cols * (c_n + E)
                 cycles += cnt + E                                # FIRE
-            cycles += -(-cnt // 2) + E                           # READ_V
+            if last:
+                cycles += cnt + 1 + E                            # V_PACKET
     return cycles, beats * 8
 
 
@@ -113,9 +133,9 @@ def test_fc_cycles_and_bytes_match_the_hand_count(events):
     over = extra_beats(x)
     assert row["cycles"] == cycles + slices * 2 * over
     assert row["bytes_in"] == bytes_in + slices * 8 * over
-    weights = B * sum(-(-N_IN * cnt // 4) for _, cnt in plan_slices(layer)) * 8
+    weights = sum(-(-N_IN * cnt // 4) for _, cnt in plan_slices(layer)) * 8   # once
     assert row["bytes_weights"] == weights
-    assert row["bytes_membranes"] == B * sum(-(-cnt // 2) for _, cnt in plan_slices(layer)) * 8
+    assert row["bytes_membranes"] == B * sum((cnt + 2) // 2 for _, cnt in plan_slices(layer)) * 8
     assert fig["cycles"] == row["cycles"] and fig["samples"] == B
     assert fig["images_per_s"] == pytest.approx(B * 100e6 / row["cycles"])
     assert fig["bound_images_per_s"] == min(fig["images_per_s"], fig["dma_bound_images_per_s"])
@@ -156,8 +176,8 @@ def test_a_conv_larger_than_the_array_runs_in_channel_groups():
     cycles, _ = hand_count(layer, x)
     assert row["slices"] == len(slices)
     assert row["cycles"] == cycles + len(slices) * 2 * extra_beats(x)
-    assert row["bytes_weights"] == B * sum(-(-group_of(layer, lo)[0].n_weights // 4)
-                                           for lo, _ in slices) * 8
+    assert row["bytes_weights"] == sum(-(-group_of(layer, lo)[0].n_weights // 4)
+                                       for lo, _ in slices) * 8
 
 
 @settings(max_examples=40, deadline=None)
@@ -212,3 +232,17 @@ def test_flexspims_network_runs_on_the_kernel_at_full_size():
     rows = {row["layer"]: row for row in fig["layers"]}
     assert rows["conv4"]["slices"] == len(plan_slices(conv4)) > 1
     assert fig["cycles"] > 0 and fig["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("out_c", [1, 2, 3])
+def test_few_lanes_loop_over_lanes_and_rows(out_c):
+    """A slice of fewer output channels than kernel columns reached (c < ceil(k /
+    stride) = 3) pipelines the columns per lane and row: c * r * (r + E) cycles per
+    event, exact with padding k - 1; from 3 channels on, the lane loop per position."""
+    net = one_layer("conv", pad=2, out_c=out_c)
+    x = frames_of({(0, 0, 4), (0, 1, 0), (0, 1, 8), (1, 2, 13), (1, 2, 17), (1, 0, 9)})
+    row, = snn_fpga_cost(net, run_snn(net, x), B)["layers"]
+    cycles, _ = hand_count(net.layers[0], x)
+    assert row["cycles"] == cycles + 2 * extra_beats(x)
+    per_event = out_c * 3 * (3 + E) if out_c < 3 else 9 * (out_c + E)
+    assert per_event <= 9 * (out_c + E) and per_event <= out_c * 3 * (3 + E)

@@ -26,16 +26,12 @@ static u64 seen[MAX_IN / 64];        // input neurons already integrated this ti
 // consecutive accumulators, as the columns of the array add in parallel; any other
 // slice keeps them in neuron order (acc[j] for neuron n_lo + j).
 static int32_t acc[MAX_COUNT];
-// conv: the weights of input channels, each kernel position (dy, dx) major and the
-// slice's output channels side by side (c_n * k * k words, a slot), read from the array
-// when an event of a channel not held arrives and kept for its next events: slot
-// c mod slots holds channel c (a direct-mapped cache of `slots` slots, as many as the
-// buffer takes, at most MAX_SLOTS). A packet's addresses ascend, so a channel's events
-// of a timestep arrive together; when every input channel has a slot (the bench's
-// convs) each is read once per call. Tags are cleared at every call.
-const uint32_t SLICE_WORDS = MAX_OUT_C * MAX_KSIZE * MAX_KSIZE;
-const uint32_t MAX_SLOTS = 64;
-static int32_t slice_w[SLICE_WORDS];
+// conv: the weights of the input channels, each kernel position (dy, dx) major and the
+// slice's output channels side by side (c_n * k * k words, a slot per channel), read
+// from the array at a channel's first event in a call and kept for the call, when
+// every input channel has a slot (at most MAX_SLOTS: the bench's convs); otherwise the
+// weights are read from the array per event (integrate). Tags are cleared at every call.
+static int16_t slice_w[SLICE_WORDS];   // weights are at most 16 bits
 static uint32_t slice_tag[MAX_SLOTS];   // the input channel each slot holds, NO_SLICE if none
 const uint32_t NO_SLICE = 0xFFFFFFFFu;
 
@@ -108,8 +104,8 @@ struct Layer {
     uint32_t plane;                          // src_h * src_w
     uint32_t out_plane, c_lo, c_n;           // oh * ow; the output channels the slice touches
     bool whole;                              // the slice is whole output channels
-    uint32_t slots;                          // slots of the slice buffer (slice_w)
-    Divisor by_slots;
+    bool cached;                             // a slice_w slot for every input channel
+    unsigned taps;                           // ceil(k / stride): most rows an event reaches
     Divisor by_plane, by_src_w, by_pool, by_stride;   // division by plane, src_w, pool, stride
 };
 
@@ -130,9 +126,9 @@ static Reach reach(unsigned yp, const Divisor& by_stride, unsigned stride, unsig
     const unsigned d0 = rem + i0 * stride;
     Reach r{0, d0, q - i0};
     if (d0 >= k || i0 > q) return r;
-REACH:
-    for (unsigned i = 0; i < MAX_KSIZE; ++i)    // n <= ceil(k / stride) <= MAX_KSIZE
-        r.n += d0 + i * stride < k && i <= r.o;
+    // n = the rows below k: floor((k - 1 - d0) / stride) + 1, and those with yo >= 0
+    const unsigned by_k = divide(k - 1 - d0, by_stride) + 1, by_o = r.o + 1;
+    r.n = by_k < by_o ? by_k : by_o;
     return r;
 }
 
@@ -159,9 +155,14 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
     const Reach ry = reach(y + L.pad, L.by_stride, stride, k, L.oh);
     const Reach rx = reach(x + L.pad, L.by_stride, stride, k, ow);
     if (ry.n == 0 || rx.n == 0) return;
-    const uint32_t slot = c - divide(c, L.by_slots) * L.slots;
-    int32_t* const sw = slice_w + slot * (c_n * kk);
-    if (slice_tag[slot] != c) {          // read channel c's weights into its slot
+    // with a slot for every input channel (L.cached) the weights come from channel c's
+    // slot, read from the array at its first event in the call; else straight from the
+    // array, one field per lane (a slot refilled per timestep would read all of
+    // c_n * k * k weights for the few positions an event reaches)
+    const bool cached = L.cached;
+    const uint32_t slot = cached ? c : 0;
+    int16_t* const sw = slice_w + slot * (c_n * kk);
+    if (cached && slice_tag[slot] != c) {   // read channel c's weights into its slot
     SLICE_N:
         for (uint32_t n = 0; n < c_n; ++n) {
 #pragma HLS LOOP_TRIPCOUNT max = 256
@@ -170,7 +171,7 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
             for (unsigned t = 0; t < kk; ++t) {
 #pragma HLS LOOP_TRIPCOUNT max = 49
 #pragma HLS PIPELINE II = 1
-                sw[t * c_n + n] = weight_at(w0 + t, wf);
+                sw[t * c_n + n] = int16_t(weight_at(w0 + t, wf));
             }
         }
         slice_tag[slot] = c;
@@ -179,6 +180,32 @@ static void integrate(const Layer& L, unsigned c, unsigned y, unsigned x) {
     // n_span (n_count, or 0 when n_lo + n_count wraps in 32 bits)
     const uint32_t n_lo = L.n_lo, n_span = L.n_lo + L.n_count >= L.n_lo ? L.n_count : 0;
     const uint32_t first = c_lo * L.out_plane - n_lo;     // output (c_lo, 0) in neuron order
+    const uint32_t lane_stride = L.in_c * kk;             // weight (n + 1, c) after (n, c)
+    if (c_n < L.taps) {
+        // fewer lanes than kernel columns (a slice of one or two channels): lanes
+        // outside, the reached columns as the pipelined loop, so that a loop entry is
+        // paid per lane and row instead of per position
+    LANE_ROWS:
+        for (uint32_t n = 0; n < c_n; ++n) {
+#pragma HLS LOOP_TRIPCOUNT max = 7
+            for (unsigned a = 0; a < ry.n; ++a) {
+#pragma HLS LOOP_TRIPCOUNT max = 7
+            ROW_COLS:
+                for (unsigned b = 0; b < rx.n; ++b) {
+#pragma HLS LOOP_TRIPCOUNT max = 7
+#pragma HLS PIPELINE II = 1
+                    const uint32_t p = (ry.o - a) * ow + rx.o - b;
+                    const uint32_t t = (ry.d + a * stride) * k + rx.d + b * stride;
+                    const uint32_t j = L.whole ? p * c_n + n : first + p + n * L.out_plane;
+                    if (j < n_span)
+                        acc[j] += cached ? int32_t(sw[t * c_n + n])
+                                         : weight_at((c_lo * L.in_c + c) * kk + t +
+                                                     n * lane_stride, wf);
+                }
+            }
+        }
+        return;
+    }
 CONV_DY:
     for (unsigned a = 0; a < ry.n; ++a) {
 #pragma HLS LOOP_TRIPCOUNT max = 7
@@ -186,8 +213,9 @@ CONV_DY:
         for (unsigned b = 0; b < rx.n; ++b) {
 #pragma HLS LOOP_TRIPCOUNT max = 7
             const uint32_t p = (ry.o - a) * ow + rx.o - b;           // output position
-            const int32_t* wv = sw + ((ry.d + a * stride) * k + rx.d + b * stride) * c_n;
-            if (L.whole) {
+            const uint32_t t = (ry.d + a * stride) * k + rx.d + b * stride;   // (dy, dx)
+            const int16_t* wv = sw + t * c_n;
+            if (L.whole && cached) {
                 int32_t* av = acc + p * c_n;
             LANES:
                 for (uint32_t n = 0; n < c_n; ++n) {
@@ -195,13 +223,16 @@ CONV_DY:
 #pragma HLS PIPELINE II = 1
                     av[n] += wv[n];
                 }
-            } else {
-            LANES_CUT:
+            } else {                          // cut slice, or weights from the array
+                const uint32_t w_row = (c_lo * L.in_c + c) * kk + t;   // weight (c_lo, c, t)
+            LANES_ANY:
                 for (uint32_t n = 0; n < c_n; ++n) {
 #pragma HLS LOOP_TRIPCOUNT max = 256
 #pragma HLS PIPELINE II = 1
-                    const uint32_t j = first + p + n * L.out_plane;
-                    if (j < n_span) acc[j] += wv[n];
+                    const uint32_t j = L.whole ? p * c_n + n : first + p + n * L.out_plane;
+                    if (j < n_span)
+                        acc[j] += cached ? int32_t(wv[n])
+                                         : weight_at(w_row + n * lane_stride, wf);
                 }
             }
         }
@@ -485,8 +516,8 @@ void snn_top(cimstack::axis_stream& in, cimstack::axis_stream& out,
     if (uint64_t(L.v_base) + uint64_t(L.n_count) * L.vf.bits > ARRAY_BITS)
         return;                              // does not fit
     const uint32_t slot_words = L.c_n * L.k * L.k;   // at most SLICE_WORDS (c_n <= MAX_OUT_C)
-    L.slots = slot_words ? min_u(SLICE_WORDS / slot_words, MAX_SLOTS) : 1;
-    L.by_slots = divisor(L.slots);
+    L.cached = slot_words && min_u(SLICE_WORDS / slot_words, MAX_SLOTS) >= L.in_c;
+    L.taps = L.k ? divide(L.k - 1, L.by_stride) + 1 : 1;
 CLR_TAGS:
     for (unsigned i = 0; i < MAX_SLOTS; ++i) slice_tag[i] = NO_SLICE;   // weights may change
     switch (unsigned(mode)) {

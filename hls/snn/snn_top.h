@@ -24,6 +24,8 @@ const unsigned MAX_SRC = 65535;                  // src_h, src_w
 const unsigned MAX_BITS = 16;
 const unsigned MAX_STEPS = 65535;                // timesteps of one RUN call
 const unsigned MAX_SAMPLES = 65535;              // samples of one RUN call
+const unsigned SLICE_WORDS = MAX_OUT_C * MAX_KSIZE * MAX_KSIZE;   // slice buffer (int16)
+const unsigned MAX_SLOTS = 64;                   // its slots (input channels held)
 const uint32_t MARKER = 0x80000000u;             // timestep marker flag
 const uint32_t PAD = 0xFFFFFFFFu;                // fills the last beat of a packet
 

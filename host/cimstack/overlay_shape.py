@@ -185,7 +185,7 @@ SNN = KernelDecl(
     ),
     capacity={"ROWS": 512, "COLS": 256, "MAX_IN": 65536, "MAX_COUNT": 8192,
               "MAX_OUT_C": 256, "MAX_KSIZE": 7, "MAX_STRIDE": 7, "MAX_PAD": 64, "MAX_STEPS": 65535,
-              "MAX_SAMPLES": 65535},
+              "MAX_SAMPLES": 65535, "SLICE_WORDS": 256 * 7 * 7, "MAX_SLOTS": 64},
     modes={"load_weights": 0, "clear": 1, "step": 2, "read_membranes": 3, "run": 4},
     # a run of samples splits between them: each sample starts from v_init, so its spikes
     # are a function of the loaded weights, the registers and its own packets

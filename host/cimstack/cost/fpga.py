@@ -51,7 +51,7 @@ from ..families import get_family
 from ..hw.resources import estimate
 from ..hw.streams import input_words, output_words, words_for
 from ..hw.tiles import kernel_row_tiles, tile_layer
-from ..overlay_shape import KERNELS, STREAM_BYTES, OverlayShape, overlay_shape
+from ..overlay_shape import KERNELS, SNN, STREAM_BYTES, OverlayShape, overlay_shape
 from .constants import FpgaTiming, check_count
 
 LANES = 16                      # weight bit columns per compute step (hls/dcim/dcim_top.h)
@@ -187,39 +187,63 @@ def fpga_cost(bundle, board: BoardSpec | str | None = None, *, batch: int = 1,
 
 # ------------------------------------------------------------------ snn kernel
 
-def snn_layer_fpga(layer, stats, samples: int, src_events: int, t: FpgaTiming) -> dict:
+def snn_layer_fpga(layer, stats, samples: int, src_events: int, t: FpgaTiming,
+                   last: bool = True) -> dict:
     """Kernel cycles and DMA bytes of one spiking ``layer`` over a run (``stats``: its
     :class:`~cimstack.ref.snn.LayerStats`; ``src_events``: the spikes streamed to it,
-    before the kernel's OR pooling). Formula: :func:`snn_fpga_cost`."""
+    before the kernel's OR pooling; ``last``: the network's last spiking layer, whose
+    membranes come back). Formula: :func:`snn_fpga_cost`."""
     # here, not at the top: hw.snn imports pynq, and cimstack imports this module
-    from ..hw.snn import group_of, plan_slices
+    from ..hw.snn import OUT_BUDGET_BYTES, group_of, plan_slices
 
     e, steps = t.loop_entry_cycles, stats.steps
+    cap = SNN.capacity
     slices = plan_slices(layer)
     counts = [cnt for _, cnt in slices]
+    # RUN calls of each slice: as many samples per call as their answers' worst case
+    # lets (hw.snn.plan_samples without the DMA's input bound)
+    t_steps = max(1, steps // max(1, samples))
+    calls = [-(-samples // max(1, min(cap["MAX_SAMPLES"], OUT_BUDGET_BYTES // STREAM_BYTES
+                                      // ((t_steps + last) * ((cnt + 2) // 2)))))
+             for cnt in counts]
+    per_call = sum((1 + n) * (cap["MAX_SLOTS"] + e) for n in calls)   # slot tags cleared
     if layer.op == "conv":
-        groups = [group_of(layer, lo)[0] for lo, _ in slices]   # each slice's weights
         k = layer.weight.shape[2]
-        w_counts = [g.n_weights for g in groups]
+        plane = int(np.prod(layer.out_shape[1:]))
+        groups = [group_of(layer, lo) for lo, _ in slices]       # each slice's weights
+        w_counts = [g.n_weights for g, _ in groups]
+        lanes = [(lo - first + cnt - 1) // plane - (lo - first) // plane + 1
+                 for (lo, cnt), (_, first) in zip(slices, groups)]   # channels touched
         taps = -(-k // layer.stride)              # most kernel rows an event reaches
-        per_event = sum(g.weight.shape[0] for g in groups) * taps * (taps + e)
+        per_event = sum(c * taps * (taps + e) if c < taps else taps * taps * (c + e)
+                        for c in lanes)           # the loop order the kernel takes
+        in_c = layer.in_shape[0]
+        # a slot for every input channel: each channel's weights read into it once a
+        # call (at its first event), else none (read from the array per lane)
+        fills = [min(stats.slices_in, in_c * n)
+                 if min(cap["SLICE_WORDS"] // (c * k * k), cap["MAX_SLOTS"]) >= in_c else 0
+                 for c, n in zip(lanes, calls)]
+        fill_cycles = sum(n * (c * (k * k + e) + e) for n, c in zip(fills, lanes))
     else:
         w_counts = [layer.n_inputs * cnt for cnt in counts]
         per_event = layer.n_neurons + len(slices) * e
+        fill_cycles = 0
     w_words = sum(-(-w // 4) for w in w_counts)                  # int16, 4 per word
-    v_words = sum(-(-cnt // 2) for cnt in counts)                # int32, 2 per word
+    v_beats = sum((cnt + 2) // 2 for cnt in counts) if last else 0   # membrane packets
     beats_in = steps + src_events // 2                           # marker + events + pad
-    per_sample = (w_words * (4 + e) + len(slices) * 2 * e        # LOAD_W, CLR_V, READ_V
-                  + layer.n_neurons + v_words)
+    per_sample = layer.n_neurons + len(slices) * e               # membranes to v_init
+    if last:
+        per_sample += layer.n_neurons + len(slices) * (1 + e)    # membrane packets
     per_step = len(slices) * (-(-layer.n_inputs // 64) + 3 * e) + 2 * layer.n_neurons
-    cycles = (samples * per_sample + steps * per_step + len(slices) * 2 * beats_in
-              + stats.events_in * per_event)
+    cycles = (w_words * (4 + e) + per_call + samples * per_sample
+              + steps * per_step + len(slices) * 2 * beats_in + stats.events_in * per_event
+              + fill_cycles)
     return {"layer": layer.name, "op": layer.op, "slices": len(slices),
             "events_in": stats.events_in, "cycles": cycles,
             "bytes_in": len(slices) * beats_in * STREAM_BYTES,
             "bytes_out": (len(slices) * steps + stats.events_out // 2) * STREAM_BYTES,
-            "bytes_weights": samples * w_words * STREAM_BYTES,
-            "bytes_membranes": samples * v_words * STREAM_BYTES}
+            "bytes_weights": w_words * STREAM_BYTES,
+            "bytes_membranes": samples * v_beats * STREAM_BYTES}
 
 
 def snn_resources(shape: OverlayShape) -> dict:
@@ -239,32 +263,42 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
     ``board``'s overlay for the event counts of a run (``result``: the
     :class:`~cimstack.ref.snn.SnnResult` of ``samples`` samples, or anything with its
     per-layer ``stats``, such as an :class:`~cimstack.cost.snn.EventRun`), driven as
-    :mod:`cimstack.hw.snn` does: per layer, sample and slice of resident neurons, load
-    the slice's weights, clear its membranes, run all its timesteps in one call (mode 4:
-    per timestep the same loops as a one-timestep call), read the membranes. Per layer
-    over the run (E loop entry, S sample-timesteps, B samples, slices of ``n_s``
-    neurons, N neurons, n_in inputs after pooling, W_s int16 weight words and V_s =
-    ceil(n_s/2) membrane words of slice s):
+    :mod:`cimstack.hw.snn` does: per layer and slice of resident neurons, load the
+    slice's weights once, then run all samples' timesteps in one call (mode 4 with
+    ``n_samples``: the membranes set to v_init before each sample; the last layer's
+    calls send each sample's membranes back, ``v_out``). Per layer over the run (E loop
+    entry, S sample-timesteps, B samples, slices of ``n_s`` neurons, N neurons, n_in
+    inputs after pooling, W_s int16 weight words of slice s):
 
-    - per sample and slice: ``W_s * (4 + E)`` (each word's 4 weights, one pipelined
-      loop per word), ``n_s + E`` membrane clear, ``V_s + E`` membrane read;
+    - per slice: ``W_s * (4 + E)`` (each word's 4 weights, one pipelined loop per word)
+      and ``(1 + R_s) * (MAX_SLOTS + E)`` (the slice buffer's tags, cleared by each call:
+      one load and R_s runs, as many as the samples' worst-case answers need within the
+      driver's budget; the DMA's input limit can cut more);
+    - per sample and slice: ``n_s + E`` membranes to v_init; the last layer also
+      ``n_s + 1 + E`` for its membrane packet;
     - per timestep and slice: ``ceil(n_in/64) + E`` (seen bits) and ``n_s + E`` twice
       (accumulator clear, neuron update), and one cycle per 32-bit word read (marker,
       events, pad; ``S + floor(events/2)`` beats over the run);
-    - per integrated event: fc ``n_s + E`` per slice; conv ``C_s * r * (r + E)`` per
-      slice with ``r = ceil(k / stride)`` the kernel rows (columns) an event reaches
-      and ``C_s`` the output channels whose weights the slice holds (all of them, or
-      its channel group when they do not fit: :func:`cimstack.hw.snn.conv_group`;
-      ``W_s`` then counts the group's weights): every one of them and every reached
-      kernel row enters the r-wide pipelined loop; at the borders, and for some
-      positions when stride > 1, fewer rows are reached, so there it is an upper bound.
+    - per integrated event: fc ``n_s + E`` per slice; conv per slice one weight row of
+      its ``c_s`` output channels (the channels the slice touches: its channel group,
+      :func:`cimstack.hw.snn.conv_group`) per reached kernel position, the lane loop
+      entered once per position: ``r * r * (c_s + E)`` with ``r = ceil(k / stride)``;
+      with fewer lanes than r (a slice of one or two channels) the kernel loops over
+      lanes and rows and pipelines the columns: ``c_s * r * (r + E)``
+      (at the borders, and for some positions when stride > 1, fewer positions are
+      reached: there an upper bound);
+    - when every input channel has a slot of the slice buffer (``c_s * k * k`` words
+      each, at most MAX_SLOTS), a channel's weights are read into its slot at its first
+      event in a call: ``c_s * (k * k + E) + E`` per input channel and run call (at
+      most ``slices_in``, the channel-timesteps with events; exact when every channel
+      has an event in every call); otherwise the lanes read the array directly, at no
+      extra cycle.
 
     DMA bytes: the event packets once per slice, the output spike packets, the weights
-    and membranes once per sample and slice. Images/s: compute bound (B * clock over
-    the cycles), DMA bound (B * port bytes/s over the bytes) and their min; the
-    driver's per-call set-up (four calls per sample and slice) is not counted. The
-    events streamed to the first layer are the integrated ones (with an OR pool in
-    front, a lower bound)."""
+    once per slice and the last layer's membrane packets. Images/s: compute bound
+    (B * clock over the cycles), DMA bound (B * port bytes/s over the bytes) and their
+    min; the driver's per-call set-up is not counted. The events streamed to the first
+    layer are the integrated ones (with an OR pool in front, a lower bound)."""
     check_count("samples", samples, "samples in the run")
     t = timing or FpgaTiming()
     shape = board_shape(board)
@@ -276,7 +310,7 @@ def snn_fpga_cost(net, result, samples: int, board: BoardSpec | str | None = Non
     rows = []
     for i, (layer, st) in enumerate(zip(layers, stats)):
         src = stats[i - 1].events_out if i else st.events_in
-        row = snn_layer_fpga(layer, st, samples, src, t)
+        row = snn_layer_fpga(layer, st, samples, src, t, last=i == len(layers) - 1)
         rows.append({**row, "seconds": row["cycles"] / clock})
     cycles = sum(r["cycles"] for r in rows)
     dma_bytes = sum(r["bytes_in"] + r["bytes_out"] + r["bytes_weights"] + r["bytes_membranes"]
