@@ -194,18 +194,17 @@ def snn_layer_fpga(layer, stats, samples: int, src_events: int, t: FpgaTiming,
     before the kernel's OR pooling; ``last``: the network's last spiking layer, whose
     membranes come back). Formula: :func:`snn_fpga_cost`."""
     # here, not at the top: hw.snn imports pynq, and cimstack imports this module
-    from ..hw.snn import OUT_BUDGET_BYTES, group_of, plan_slices
+    from ..hw.snn import OUT_BUDGET_BYTES, group_of, plan_samples, plan_slices
 
     e, steps = t.loop_entry_cycles, stats.steps
     cap = SNN.capacity
     slices = plan_slices(layer)
     counts = [cnt for _, cnt in slices]
-    # RUN calls of each slice: as many samples per call as their answers' worst case
-    # lets (hw.snn.plan_samples without the DMA's input bound)
+    # RUN calls of each slice: the driver's plan (hw.snn.plan_samples) for answers of
+    # the worst case, without the DMA's input bound (the run's packets are not known)
     t_steps = max(1, steps // max(1, samples))
-    calls = [-(-samples // max(1, min(cap["MAX_SAMPLES"], OUT_BUDGET_BYTES // STREAM_BYTES
-                                      // ((t_steps + last) * ((cnt + 2) // 2)))))
-             for cnt in counts]
+    calls = [len(plan_samples([0] * samples, (t_steps + last) * ((cnt + 2) // 2), 1,
+                              OUT_BUDGET_BYTES // STREAM_BYTES, samples)) for cnt in counts]
     per_call = sum((1 + n) * (cap["MAX_SLOTS"] + e) for n in calls)   # slot tags cleared
     if layer.op == "conv":
         k = layer.weight.shape[2]

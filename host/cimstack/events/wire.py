@@ -108,17 +108,18 @@ def unpack_stream(beats, last=None) -> list[tuple[int, np.ndarray]]:
     return out
 
 
-def frames_to_beats(frames) -> tuple[np.ndarray, np.ndarray]:
+def frames_to_beats(frames, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Binary maps ``[T, C, H, W]`` (or ``[T, N]``) -> (uint64 beats of the T timestep
     packets back to back, beats of each packet): the beats :func:`pack_stream` makes of
-    :func:`frames_to_packets`, built in one pass over all timesteps."""
+    :func:`frames_to_packets`, built in one pass over all timesteps. ``steps``: the
+    frames are samples of that many timesteps each (as :func:`events_to_beats`)."""
     f = np.asarray(frames, bool).reshape(len(frames), -1)
     if f.shape[1] - 1 > MAX_ADDR:
         raise ValueError(f"{f.shape[1]} neurons: at most {MAX_ADDR + 1} addresses fit the "
                          "wire format")
     flat = np.flatnonzero(f)                     # by timestep, addresses ascending
     t_of = flat // max(1, f.shape[1])            # (a 2-D np.nonzero takes 5x as long)
-    return events_to_beats(t_of, flat - t_of * f.shape[1], len(f))
+    return events_to_beats(t_of, flat - t_of * f.shape[1], len(f), steps)
 
 
 def events_to_beats(frame_of, addr, n_frames: int,

@@ -38,7 +38,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import HardwareError
-from ..events.wire import events_to_beats, unpack_events
+from ..events.wire import events_to_beats, frames_to_beats, unpack_events
 from ..overlay_shape import SNN, STREAM_BYTES, overlay_shape
 from ..ref.snn import (LayerStats, SnnNet, SnnResult, check_input, fanout_map, pool_or,
                        pool_or_events, weight_slices)
@@ -346,9 +346,9 @@ class SnnKernelRunner:
         v = np.zeros((b, layer.n_neurons), np.int32) if read_v else None
         t0 = time.perf_counter()
         if events is None:
-            flat = np.flatnonzero(frames)
-            events = np.divmod(flat, max(1, int(np.prod(frames.shape[2:]))))
-        beats, packet_beats = events_to_beats(*events, b * t_steps, steps=t_steps)
+            beats, packet_beats = frames_to_beats(frames.reshape(b * t_steps, -1), t_steps)
+        else:
+            beats, packet_beats = events_to_beats(*events, b * t_steps, steps=t_steps)
         starts = np.concatenate([[0], np.cumsum(packet_beats)])[::t_steps]
         sample_words = [(beats[starts[s]:starts[s + 1]],
                          packet_beats[s * t_steps:(s + 1) * t_steps]) for s in range(b)]
